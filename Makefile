@@ -1,0 +1,23 @@
+# tapkit: `make demo` runs the virtual fleet end to end; `make test` runs every test. Both set up first.
+PY ?= python3
+export PY
+
+.PHONY: setup test demo bench typecheck lint
+
+setup:
+	@bash scripts/setup.sh
+
+typecheck: setup
+	$(PY) -m mypy --config-file mypy.ini firmware
+
+test: setup typecheck
+	$(PY) -m pytest -q -ra
+
+demo: setup
+	$(PY) -m host_tools.cli demo
+
+bench: setup
+	$(PY) -m host_tools.bench
+
+lint:
+	$(PY) -m ruff check card_schema firmware emulator host_tools tests

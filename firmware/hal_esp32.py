@@ -1,0 +1,204 @@
+"""Board parts of an ESP32 board (boards/esp32-*/board.json), see firmware.hal.
+
+- reader UART: machine.UART(id, baudrate, tx=, rx=, timeout=) wired to the PN532 (HSU mode).
+- flash: `PartitionFlash`, the Flash protocol over the data partition labelled in board.json
+  (partitions.csv beside it). `readblocks/writeblocks(block, buf, offset)` are the raw extended block
+  interface: with an offset, writeblocks programs without erasing (NOR rules), and ioctl(6, block)
+  erases one 4 KB block.
+- watchdog: machine.WDT (cannot be stopped once started; the main loop feeds it).
+- display: the text display (lines kept for a panel driver and printed); buzzer: PWM on a pin;
+  LED: an RGB LED on three pins.
+- net: network.WLAN(STA_IF).
+
+The same module runs on the unix port in CI with tests/fakes (machine, esp32, network) on the path.
+"""
+
+import time
+
+import esp32
+import machine
+import network
+
+from card_schema.compat import const
+from firmware import hal
+
+_BLOCK = const(4096)
+_PAGE = const(256)
+_IOCTL_BLOCK_COUNT = const(4)
+_IOCTL_BLOCK_SIZE = const(5)
+_IOCTL_BLOCK_ERASE = const(6)
+_EIO = const(5)
+
+_RESET_NAMES = {
+    machine.PWRON_RESET: "power-on",
+    machine.HARD_RESET: "hard",
+    machine.WDT_RESET: "watchdog",
+    machine.DEEPSLEEP_RESET: "deepsleep",
+    machine.SOFT_RESET: "soft",
+}
+
+_COLORS = {
+    "off": (0, 0, 0),
+    "red": (1, 0, 0),
+    "green": (0, 1, 0),
+    "blue": (0, 0, 1),
+    "yellow": (1, 1, 0),
+    "white": (1, 1, 1),
+}
+
+_SOUNDS = {  # pattern -> ((freq Hz, ms on, ms off), ...); bounded: at most ~300 ms in total
+    "ok": ((2700, 120, 0),),
+    "refused": ((800, 120, 60), (800, 120, 0)),
+    "error": ((400, 250, 0),),
+}
+
+
+class PartitionFlash:
+    """The Flash protocol (size, SECTOR, PAGE, read, program, erase) over an esp32.Partition."""
+
+    SECTOR = 4096
+    PAGE = 256
+
+    def __init__(self, part):
+        self.part = part
+        bs = part.ioctl(_IOCTL_BLOCK_SIZE, 0)
+        if bs != _BLOCK:
+            raise ValueError("partition block size %d, need 4096" % bs)
+        self.size = part.ioctl(_IOCTL_BLOCK_COUNT, 0) * bs
+        self.programs = 0
+        self.bytes_programmed = 0
+        self.erases = 0
+
+    def _range(self, addr, n):
+        if addr < 0 or addr + n > self.size:
+            raise ValueError("address out of range")
+
+    def read(self, addr, buf):
+        self._range(addr, len(buf))
+        self.part.readblocks(addr // _BLOCK, buf, addr % _BLOCK)
+        return buf
+
+    def program(self, addr, data):
+        n = len(data)
+        self._range(addr, n)
+        if (addr % _PAGE) + n > _PAGE:
+            raise ValueError("program crosses a page boundary")
+        # with an offset, writeblocks is a raw program (the IDF never erases here)
+        self.part.writeblocks(addr // _BLOCK, data, addr % _BLOCK)
+        self.programs += 1
+        self.bytes_programmed += n
+
+    def erase(self, sector_addr):
+        if sector_addr % _BLOCK:
+            raise ValueError("erase address not sector aligned")
+        self._range(sector_addr, _BLOCK)
+        r = self.part.ioctl(_IOCTL_BLOCK_ERASE, sector_addr // _BLOCK)
+        if r:
+            raise OSError(_EIO, "erase failed at 0x%x" % sector_addr)
+        self.erases += 1
+
+    def stats(self):
+        return {
+            "programs": self.programs,
+            "bytes_programmed": self.bytes_programmed,
+            "erases": self.erases,
+        }
+
+
+def _flash(j):
+    label = j.get("partition", "journal")
+    found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=label)
+    if not found:
+        raise OSError(19, "no data partition %r (flash the partition table)" % label)  # ENODEV
+    f = PartitionFlash(found[0])
+    want = j.get("size")
+    if want and int(want) != f.size:
+        raise ValueError("partition %r is %d bytes, board.json says %d" % (label, f.size, want))
+    return f
+
+
+def _uart(r):
+    return machine.UART(
+        int(r.get("id", 2)),
+        int(r.get("baud", 115200)),
+        tx=int(r.get("tx", 17)),
+        rx=int(r.get("rx", 16)),
+        timeout=int(r.get("timeout_ms", 50)),
+        timeout_char=int(r.get("timeout_char_ms", 5)),
+    )
+
+
+class Net:
+    """Wi-Fi station: connect(ssid, pw) starts it, isconnected() says when it is up."""
+
+    def __init__(self):
+        self.wlan = network.WLAN(network.STA_IF)
+
+    def connect(self, ssid, password=None):
+        self.wlan.active(True)
+        if not self.wlan.isconnected():
+            self.wlan.connect(ssid, password)
+        return self.wlan.isconnected()
+
+    def isconnected(self):
+        return self.wlan.isconnected()
+
+    def status(self):
+        return self.wlan.status()
+
+    def disconnect(self):
+        self.wlan.disconnect()
+
+
+def _buzzer(spec):
+    pin = spec.get("pin")
+    if pin is None:
+        return None
+    pwm = machine.PWM(machine.Pin(int(pin), machine.Pin.OUT), freq=2700, duty_u16=0)
+
+    def sound(pattern):
+        for freq, on, off in _SOUNDS.get(pattern, ()):
+            pwm.freq(freq)
+            pwm.duty_u16(32768)
+            time.sleep_ms(on)
+            pwm.duty_u16(0)
+            if off:
+                time.sleep_ms(off)
+
+    return sound
+
+
+def _led(spec):
+    if "r" not in spec:
+        return None
+    pins = [machine.Pin(int(spec[c]), machine.Pin.OUT) for c in ("r", "g", "b")]
+    inv = 1 if spec.get("active_low") else 0
+
+    def drive(color):
+        rgb = _COLORS.get(color, (0, 0, 0))
+        for i in range(3):
+            pins[i].value(rgb[i] ^ inv)
+
+    drive("off")
+    return drive
+
+
+def build(spec, base=""):
+    b = hal.Board(spec, "esp32")
+    r = spec.get("reader", {})
+    ui = spec.get("ui", {})
+    b.uart = b.part("reader", lambda: _uart(r))
+    if b.uart is None:
+        b.uart = hal.DeadUART(b.errors[-1])
+    b.flash = b.part("journal", lambda: _flash(spec.get("journal", {})))
+    b.wdt = machine.WDT(timeout=int(spec.get("wdt", {}).get("timeout_ms", 8000)))
+    b.console = hal.Console()
+    b.display = hal.TextDisplay()  # the SSD1306 driver comes with the UI issue; text until then
+    b.buzzer = hal.TextBuzzer(b.part("buzzer", lambda: _buzzer(ui.get("buzzer", {}))))
+    b.led = hal.TextLED(b.part("led", lambda: _led(ui.get("led", {}))))
+    b.clock = hal.Clock(
+        hal.join(base, spec.get("clock", {}).get("file", "clock.json")), lambda: int(time.time())
+    )
+    b.net = b.part("net", Net)
+    b._reset_cause = _RESET_NAMES.get(machine.reset_cause(), "unknown")
+    return b

@@ -1,0 +1,313 @@
+"""Card-office operations on the citizen application: issue, top up, show, block.
+
+Every function takes a connected `card_schema.desfire.DESFire` client, the issuer keystore (see
+host_tools/keystore.py) and the card's UID (the keys are diversified per card). Card errors become one
+`TapkitError` line the CLI can print.
+
+    df = DESFire(reader.transceive)
+    cardops.issue(df, ks, uid, holder="student", card_no=1001, expiry=1893456000, balance=50000)
+    cardops.topup(df, ks, uid, 20000)             # -> 70000
+    cardops.show(df, ks, uid)["balance"]          # 70000 (GetValue with the credit key)
+
+Key use: issue uses the default (all-zero) keys of the fresh application and then the new master and
+credit keys; topup reads the trip log with the read key and credits with the credit key; show reads
+the card info freely, the trip log with the read key and the purse with the credit key (the read key
+has no right on the purse).
+"""
+
+import time
+
+from card_schema import citizen
+from card_schema.desfire import (
+    APPLICATION_NOT_FOUND,
+    AUTHENTICATION_ERROR,
+    BOUNDARY_ERROR,
+    DUPLICATE_ERROR,
+    MODE_ENC,
+    MODE_MAC,
+    RESPONSE_INTEGRITY,
+    CardError,
+)
+from host_tools import TapkitError
+from host_tools.keystore import card_key
+
+# Application key settings: ChangeKey needs the master key (0x0_), configuration changeable (0x08),
+# create/delete files needs the master key (no 0x04), free directory listing (0x02) so GetFileIDs and
+# GetFileSettings work for diagnostics, master key changeable (0x01).
+APP_KEY_SETTINGS = 0x0B
+DEFAULT_KEY = bytes(16)
+
+
+class CardOpsError(TapkitError):
+    """A card-office operation failed (the message says what to do)."""
+
+
+class NotCitizenCard(CardOpsError):
+    pass
+
+
+class WrongKeys(CardOpsError):
+    pass
+
+
+class CardBlocked(CardOpsError):
+    pass
+
+
+def _fail(e, what):
+    """Translate a CardError into one clear TapkitError line."""
+    if e.status == APPLICATION_NOT_FOUND:
+        return NotCitizenCard(
+            f"card is not a tapkit citizen card (application {citizen.AID:06X} not found)"
+        )
+    if e.status == RESPONSE_INTEGRITY:
+        return CardOpsError(
+            f"card answer failed its integrity check during {what}: hold the card still and retry"
+        )
+    return CardOpsError(f"card refused {what}: {e}")
+
+
+def _select(df):
+    try:
+        df.select_application(citizen.AID)
+    except CardError as e:
+        raise _fail(e, "SelectApplication")
+
+
+def _auth(df, key_no, key):
+    role = citizen.ROLE_NAMES[key_no]
+    try:
+        df.authenticate_aes(key_no, key)
+    except CardError as e:
+        if e.status in (AUTHENTICATION_ERROR, RESPONSE_INTEGRITY):
+            raise WrongKeys(
+                f"wrong keys for this card (authentication with the {role} key failed): "
+                "check the keystore and the card's UID"
+            )
+        raise _fail(e, f"authentication with the {role} key")
+
+
+def _role_key(ks, key_no, uid):
+    return card_key(ks, citizen.ROLE_NAMES[key_no], uid)
+
+
+def _holder(holder):
+    if isinstance(holder, str):
+        try:
+            return citizen.HOLDER_NAMES.index(holder)
+        except ValueError:
+            raise CardOpsError(
+                "unknown holder type {!r}: one of {}".format(
+                    holder, ", ".join(citizen.HOLDER_NAMES)
+                )
+            )
+    if not 0 <= holder < len(citizen.HOLDER_NAMES):
+        raise CardOpsError(f"unknown holder type {holder!r}")
+    return holder
+
+
+def _now(now):
+    return int(time.time()) if now is None else int(now)
+
+
+def trip_to_dict(raw, offset=0):
+    t = citizen.unpack_trip(raw, offset)
+    kind = t[citizen.TR_KIND]
+    names = citizen.TRIP_KIND_NAMES
+    return {
+        "counter": t[citizen.TR_COUNTER],
+        "time": t[citizen.TR_TIME],
+        "terminal": t[citizen.TR_TERMINAL],
+        "amount": t[citizen.TR_AMOUNT],
+        "balance_after": t[citizen.TR_BALANCE],
+        "line": t[citizen.TR_LINE],
+        "stop": t[citizen.TR_STOP],
+        "kind": names[kind] if kind < len(names) else str(kind),
+        "profile": t[citizen.TR_PROFILE],
+        "zone": t[citizen.TR_ZONE],
+        "flags": t[citizen.TR_FLAGS],
+    }
+
+
+def _read_trips(df, count):
+    """Trip records newest first (the caller authenticated with a key that may read them)."""
+    try:
+        return df.read_records(citizen.FILE_TRIPS, 0, count, citizen.TRIP_SIZE, MODE_MAC)
+    except CardError as e:
+        if e.status == BOUNDARY_ERROR:  # no record yet
+            return b""
+        raise _fail(e, "ReadRecords")
+
+
+def _counter(df, ks, uid):
+    """The card transaction counter (newest trip record's counter; 0 on a fresh card)."""
+    _auth(df, citizen.KEY_READ, _role_key(ks, citizen.KEY_READ, uid))
+    raw = _read_trips(df, 1)
+    return citizen.unpack_trip(raw)[citizen.TR_COUNTER] if raw else 0
+
+
+def _read_info(df):
+    try:
+        raw = df.read_data(citizen.FILE_INFO, 0, citizen.INFO_SIZE, MODE_MAC)
+    except CardError as e:
+        raise _fail(e, "reading the card info")
+    try:
+        return citizen.unpack_card_info(raw)
+    except ValueError:
+        raise CardOpsError("card info on this card is damaged or of an unknown version")
+
+
+def issue(df, ks, uid, holder, card_no, expiry, balance=0, now=None):
+    """Personalise a blank card: the citizen application, its keys, files and card info.
+
+    Returns {"uid", "card_no", "balance"}.
+    """
+    now = _now(now)
+    holder = _holder(holder)
+    if balance < 0 or balance > citizen.PURSE_UPPER:
+        raise CardOpsError(f"initial balance must be 0..{citizen.PURSE_UPPER}")
+    step = "SelectApplication (PICC)"
+    try:
+        df.select_application(0)
+        step = "CreateApplication"
+        try:
+            df.create_application(citizen.AID, APP_KEY_SETTINGS, citizen.KEY_COUNT, aes=True)
+        except CardError as e:
+            if e.status == DUPLICATE_ERROR:
+                raise CardOpsError(
+                    f"card already has a tapkit application ({citizen.AID:06X}): it is issued already"
+                )
+            raise
+        step = "SelectApplication"
+        df.select_application(citizen.AID)
+        step = "authentication with the default key"
+        df.authenticate_aes(citizen.KEY_MASTER, DEFAULT_KEY)
+        for file_no, comm, r, w, rw, car in citizen.FILE_RIGHTS:
+            ar = citizen.access_rights(r, w, rw, car)
+            step = f"creating file {file_no}"
+            if file_no == citizen.FILE_INFO:
+                df.create_std_data_file(file_no, comm, ar, citizen.INFO_SIZE)
+            elif file_no == citizen.FILE_PURSE:
+                df.create_value_file(
+                    file_no, comm, ar, citizen.PURSE_LOWER, citizen.PURSE_UPPER, 0, True
+                )
+            else:
+                df.create_cyclic_record_file(
+                    file_no, comm, ar, citizen.TRIP_SIZE, citizen.TRIP_RECORDS
+                )
+        # EV1: the other keys change while authenticated with the master key (new XOR old, CRC of
+        # the new key); the master key changes last because changing it ends the session
+        for key_no in (
+            citizen.KEY_DEBIT,
+            citizen.KEY_CREDIT,
+            citizen.KEY_READ,
+            citizen.KEY_MASTER,
+        ):
+            step = f"ChangeKey {key_no}"
+            df.change_key(key_no, _role_key(ks, key_no, uid), DEFAULT_KEY, version=1)
+    except CardError as e:
+        raise _fail(e, step)
+    info = citizen.pack_card_info(holder, card_no, ks["issuer_id"], now, int(expiry))
+    _auth(df, citizen.KEY_MASTER, _role_key(ks, citizen.KEY_MASTER, uid))
+    try:
+        df.write_data(citizen.FILE_INFO, 0, info, MODE_MAC)
+    except CardError as e:
+        raise _fail(e, "writing the card info")
+    if balance:
+        _credit(df, ks, uid, balance, 0, 0, now)
+    return {"uid": bytes(uid).hex(), "card_no": card_no, "balance": balance}
+
+
+def _credit(df, ks, uid, amount, counter, terminal_id, now):
+    _auth(df, citizen.KEY_CREDIT, _role_key(ks, citizen.KEY_CREDIT, uid))
+    step = "GetValue"
+    try:
+        before = df.get_value(citizen.FILE_PURSE, MODE_ENC)
+        after = before + amount
+        if after > citizen.PURSE_UPPER:
+            raise CardOpsError(
+                f"top-up refused: balance {before} + {amount} exceeds the purse limit {citizen.PURSE_UPPER}"
+            )
+        step = "Credit"
+        df.credit(citizen.FILE_PURSE, amount, MODE_ENC)
+        trip = citizen.pack_trip(
+            counter + 1, now, terminal_id, amount, after, kind=citizen.TRIP_CREDIT
+        )
+        step = "WriteRecord"
+        df.write_record(citizen.FILE_TRIPS, 0, trip, MODE_MAC)
+        step = "CommitTransaction"
+        df.commit_transaction()
+    except CardError as e:
+        if e.status == BOUNDARY_ERROR and step == "Credit":
+            raise CardOpsError("top-up refused by the card: the purse limit would be exceeded")
+        raise _fail(e, step)
+    return after
+
+
+def topup(df, ks, uid, amount, terminal_id=0, now=None):
+    """Credit `amount` Rial (credit key) with a credit trip record, in one transaction; returns the
+    new balance. Blocked cards are refused."""
+    if amount <= 0:
+        raise CardOpsError("top-up amount must be positive")
+    now = _now(now)
+    _select(df)
+    info = _read_info(df)
+    if info[citizen.CI_STATUS] == citizen.STATUS_BLOCKED:
+        raise CardBlocked(f"card {info[citizen.CI_CARD_NO]} is blocked: it cannot be topped up")
+    counter = _counter(df, ks, uid)
+    return _credit(df, ks, uid, amount, counter, terminal_id, now)
+
+
+def read_balance(df, ks, uid):
+    """The purse value, read with the credit key (GetValue, enciphered)."""
+    _select(df)
+    _auth(df, citizen.KEY_CREDIT, _role_key(ks, citizen.KEY_CREDIT, uid))
+    try:
+        return df.get_value(citizen.FILE_PURSE, MODE_ENC)
+    except CardError as e:
+        raise _fail(e, "GetValue")
+
+
+def show(df, ks, uid):
+    """Everything the card office sees about a card, as a dict (trips newest first)."""
+    _select(df)
+    info = _read_info(df)
+    _auth(df, citizen.KEY_READ, _role_key(ks, citizen.KEY_READ, uid))
+    raw = _read_trips(df, 0)
+    trips = [trip_to_dict(raw, i) for i in range(0, len(raw), citizen.TRIP_SIZE)]
+    balance = read_balance(df, ks, uid)
+    holder = info[citizen.CI_HOLDER]
+    status = info[citizen.CI_STATUS]
+    return {
+        "uid": bytes(uid).hex(),
+        "card_no": info[citizen.CI_CARD_NO],
+        "holder": citizen.HOLDER_NAMES[holder] if holder < len(citizen.HOLDER_NAMES) else holder,
+        "status": "blocked" if status == citizen.STATUS_BLOCKED else "active",
+        "issuer_id": info[citizen.CI_ISSUER],
+        "issued": info[citizen.CI_ISSUED],
+        "expiry": info[citizen.CI_EXPIRY],
+        "balance": balance,
+        "balance_key": "credit",
+        "counter": trips[0]["counter"] if trips else 0,
+        "trips": trips,
+    }
+
+
+def block(df, ks, uid, blocked=True):
+    """Set the card info status to blocked (or back to active) with the master key."""
+    _select(df)
+    info = _read_info(df)
+    new = citizen.pack_card_info(
+        info[citizen.CI_HOLDER],
+        info[citizen.CI_CARD_NO],
+        info[citizen.CI_ISSUER],
+        info[citizen.CI_ISSUED],
+        info[citizen.CI_EXPIRY],
+        citizen.STATUS_BLOCKED if blocked else citizen.STATUS_ACTIVE,
+    )
+    _auth(df, citizen.KEY_MASTER, _role_key(ks, citizen.KEY_MASTER, uid))
+    try:
+        df.write_data(citizen.FILE_INFO, 0, new, MODE_MAC)
+    except CardError as e:
+        raise _fail(e, "writing the card info")
+    return info[citizen.CI_CARD_NO]

@@ -1,0 +1,368 @@
+"""The `tapkit` command line. Thin: parse, call the library, render a table or --json.
+
+    tapkit keys init --keystore issuer.keys
+    tapkit emulate card alice.card --new          # serve a blank emulated card to pcscd (vpcd)
+    tapkit card issue --reader pcsc --balance 200000 --holder student
+    tapkit emulate board --state run/bus-1 --terminal-id 1001 --fare 25000
+    tapkit emulate tap --board run/bus-1 alice.card
+    tapkit sync --port /dev/pts/5 --db sqlite:///taps.db
+    tapkit report --db sqlite:///taps.db
+    tapkit demo
+
+`main(argv)` returns the exit code and is callable from tests. Errors are one line on stderr.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from host_tools import TapkitError
+
+DEFAULT_KEYSTORE = os.environ.get("TAPKIT_KEYSTORE", "issuer.keys")
+DEFAULT_DB = os.environ.get("TAPKIT_DB", "sqlite:///tapkit.db")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _err_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _print_json(obj):
+    print(json.dumps(obj, indent=1, sort_keys=True, default=str))
+
+
+def _when(t):
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
+
+
+def _table(title, columns, rows):
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in columns:
+        t.add_column(c, justify="right" if c.endswith("(Rial)") or c in ("taps", "seq") else "left")
+    for r in rows:
+        t.add_row(*[str(x) for x in r])
+    return t
+
+
+# --- keys ---------------------------------------------------------------------------------------
+def cmd_keys_init(a):
+    from host_tools import keystore
+
+    ks = keystore.init(a.keystore, issuer_id=a.issuer_id)
+    res = {"keystore": os.path.abspath(a.keystore), "issuer_id": ks["issuer_id"],
+           "roles": list(keystore.ROLES)}
+    if a.json:
+        _print_json(res)
+    else:
+        print("created keystore %s (issuer %d; roles %s; file mode 0600)"
+              % (a.keystore, ks["issuer_id"], ", ".join(keystore.ROLES)))
+    return 0
+
+
+# --- card ---------------------------------------------------------------------------------------
+def _card_session(a):
+    from card_schema.desfire import DESFire
+    from host_tools import keystore
+    from host_tools.readers import open_reader
+
+    ks = keystore.load(a.keystore)
+    reader = open_reader(a.reader)
+    trace = None
+    if getattr(a, "trace", False):
+        def trace(direction, data, name=""):
+            sys.stderr.write("%s %s  %s\n" % (direction, data.hex(" ").upper(), name or ""))
+    return ks, reader, DESFire(reader.transceive, wrapped=True, trace=trace)
+
+
+def _holder(name):
+    from card_schema import citizen
+
+    try:
+        return citizen.HOLDER_NAMES.index(name)
+    except ValueError:
+        raise TapkitError("unknown holder type %r: use one of %s"
+                          % (name, ", ".join(citizen.HOLDER_NAMES)))
+
+
+def cmd_card_issue(a):
+    from host_tools import cardops
+
+    ks, reader, df = _card_session(a)
+    with reader:
+        now = int(time.time())
+        cardops.issue(df, ks, reader.uid, holder=_holder(a.holder), card_no=a.card_no,
+                      expiry=now + a.valid_days * 86400, balance=a.balance, now=now)
+        info = cardops.show(df, ks, reader.uid)
+    return _show_card(a, info, "issued card")
+
+
+def cmd_card_topup(a):
+    from host_tools import cardops
+
+    if a.amount <= 0:
+        raise TapkitError("--amount must be a positive number of Rial")
+    ks, reader, df = _card_session(a)
+    with reader:
+        cardops.topup(df, ks, reader.uid, a.amount, now=int(time.time()))
+        info = cardops.show(df, ks, reader.uid)
+    return _show_card(a, info, "topped up %d Rial" % a.amount)
+
+
+def cmd_card_show(a):
+    from host_tools import cardops
+
+    ks, reader, df = _card_session(a)
+    with reader:
+        info = cardops.show(df, ks, reader.uid)
+    return _show_card(a, info, None)
+
+
+def _show_card(a, info, headline):
+    if a.json:
+        _print_json(info)
+        return 0
+    con = _console()
+    if headline:
+        con.print(headline)
+    shown = dict(info)
+    for k in ("expiry", "issued"):
+        if k in shown:
+            shown[k] = _when(shown[k])
+    if "balance" in shown:
+        shown["balance"] = "%s Rial" % format(shown["balance"], ",")
+    rows = [(k, shown[k]) for k in ("uid", "card_no", "holder", "status", "issued", "expiry",
+                                    "balance", "counter") if k in shown]
+    con.print(_table("card", ["field", "value"], rows))
+    trips = info.get("trips") or []
+    if trips:
+        con.print(_table("last trips (newest first)",
+                         ["counter", "time", "kind", "terminal", "amount (Rial)",
+                          "balance (Rial)"],
+                         [(t["counter"], _when(t["time"]), t["kind"], t["terminal"],
+                           format(t["amount"], ","), format(t["balance_after"], ","))
+                          for t in trips]))
+    return 0
+
+
+# --- emulate ------------------------------------------------------------------------------------
+def cmd_emulate_card(a):
+    from emulator.card import DESFireCard
+    from emulator.vpcd import VPCDBridge
+
+    if a.new:
+        if os.path.exists(a.cardfile):
+            raise TapkitError("%s exists: refusing to replace a card (drop --new to serve it)"
+                              % a.cardfile)
+        card = DESFireCard.blank()
+        card.save(a.cardfile)
+    card = DESFireCard.load(a.cardfile)
+    host, _, port = a.vpcd.partition(":")
+    bridge = VPCDBridge(card, host or "127.0.0.1", int(port or 35963))
+    bridge.connect()
+    print("serving card %s (UID %s) to vpcd at %s; Ctrl-C to take it away"
+          % (a.cardfile, card.uid.hex().upper(), a.vpcd), flush=True)
+    try:
+        bridge.serve_forever()
+    finally:
+        bridge.stop()
+    return 0
+
+
+def cmd_emulate_board(a):
+    from emulator.vboard import VirtualBoard
+    from host_tools import keystore, provision
+
+    ks = keystore.load(a.keystore)
+    fs = os.path.join(a.state, "fs")
+    os.makedirs(fs, exist_ok=True)
+    provision.deploy_virtual(fs, ks, a.terminal_id, fare=a.fare, line=a.line)
+    vb = VirtualBoard(a.state, heap=a.heap, echo=lambda ln: print(ln, flush=True))
+    vb.start()
+    print("virtual terminal %d running: serial port %s  (state %s)" % (a.terminal_id, vb.port,
+                                                                      a.state), flush=True)
+    print("tap a card:  tapkit emulate tap --board %s CARDFILE" % a.state, flush=True)
+    try:
+        while vb.alive:
+            time.sleep(0.5)
+        raise TapkitError("the firmware exited (code %s); see %s/display.log"
+                          % (vb.proc.poll(), a.state))
+    finally:
+        vb.stop()
+
+
+def cmd_emulate_tap(a):
+    from emulator.vboard import BoardError, control
+
+    try:
+        r = control(a.board, {"cmd": "tap", "card": os.path.abspath(a.cardfile),
+                              "timeout": a.timeout})
+    except BoardError as e:
+        raise TapkitError(str(e))
+    if not r.get("ok"):
+        raise TapkitError("tap failed: %s" % r.get("error"))
+    if a.json:
+        _print_json(r)
+    else:
+        print(r["display"].replace("DISPLAY|", "display:").strip())
+    return 0
+
+
+# --- sync / report ------------------------------------------------------------------------------
+def cmd_sync(a):
+    from host_tools import keystore, store
+    from host_tools.link import SerialLink
+    from host_tools.sync import sync_terminal
+
+    ks = keystore.load(a.keystore)
+    db = store.open_store(a.db)
+    try:
+        with SerialLink(a.port, baud=a.baud) as link:
+            summary = sync_terminal(link, db, ks, progress=None if a.json else _progress())
+    finally:
+        db.close()
+    if a.json:
+        _print_json(summary)
+    else:
+        _console().print(_table("sync %s" % a.port, ["item", "value"], sorted(summary.items())))
+    return 0
+
+
+def _progress():
+    def show(done, total):
+        sys.stderr.write("\rpulled %d/%d records" % (done, total))
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    return show
+
+
+def cmd_report(a):
+    from host_tools import report, store
+
+    db = store.open_store(a.db)
+    try:
+        rep = report.report(db)
+    finally:
+        db.close()
+    if a.json:
+        _print_json(rep)
+    else:
+        report.render_table(rep, _console())
+    return 0
+
+
+def cmd_demo(a):
+    from host_tools import demo
+
+    return demo.run(a.dir, json_out=a.json, heap=a.heap)
+
+
+# --- argument parsing ----------------------------------------------------------------------------
+def _parser():
+    p = argparse.ArgumentParser(prog="tapkit", description="tapkit: fare terminals and cards")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def add(parent, name, fn, help_):
+        sp = parent.add_parser(name, help=help_)
+        sp.set_defaults(fn=fn)
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+        return sp
+
+    keys = sub.add_parser("keys", help="issuer key ceremony").add_subparsers(dest="sub",
+                                                                             required=True)
+    sp = add(keys, "init", cmd_keys_init, "create issuer master keys (file 0600, never overwritten)")
+    sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
+    sp.add_argument("--issuer-id", type=int, default=1)
+
+    card = sub.add_parser("card", help="card office: issue, top up, show").add_subparsers(
+        dest="sub", required=True)
+    for name, fn, h in (("issue", cmd_card_issue, "personalise a blank card"),
+                        ("topup", cmd_card_topup, "credit a card (credit key)"),
+                        ("show", cmd_card_show, "holder, balance, last trips")):
+        sp = add(card, name, fn, h)
+        sp.add_argument("--reader", default="pcsc", help="pcsc[:NAME] | emulator:CARDFILE")
+        sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
+        sp.add_argument("--trace", action="store_true", help="print every APDU")
+        if name == "issue":
+            sp.add_argument("--holder", default="adult")
+            sp.add_argument("--balance", type=int, default=0, help="initial balance in Rial")
+            sp.add_argument("--card-no", type=int, default=0)
+            sp.add_argument("--valid-days", type=int, default=5 * 365)
+        if name == "topup":
+            sp.add_argument("--amount", type=int, required=True, help="Rial")
+
+    emu = sub.add_parser("emulate", help="emulated cards and virtual terminals").add_subparsers(
+        dest="sub", required=True)
+    sp = add(emu, "card", cmd_emulate_card, "serve a card file to pcscd through vpcd")
+    sp.add_argument("cardfile")
+    sp.add_argument("--new", action="store_true", help="create a blank card file first")
+    sp.add_argument("--vpcd", default="127.0.0.1:35963")
+    sp = add(emu, "board", cmd_emulate_board, "start a virtual terminal (firmware on MicroPython)")
+    sp.add_argument("--state", default="run/bus-1", help="the board's state directory")
+    sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
+    sp.add_argument("--terminal-id", type=int, default=1001)
+    sp.add_argument("--fare", type=int, default=25000, help="flat fare in Rial")
+    sp.add_argument("--line", type=int, default=1)
+    sp.add_argument("--heap", default="112K")
+    sp = add(emu, "tap", cmd_emulate_tap, "tap a card file on a running virtual terminal")
+    sp.add_argument("--board", required=True, help="the board's state directory")
+    sp.add_argument("cardfile")
+    sp.add_argument("--timeout", type=float, default=15.0)
+
+    sp = add(sub, "sync", cmd_sync, "pull taps from a terminal over USB serial")
+    sp.add_argument("--port", required=True)
+    sp.add_argument("--db", default=DEFAULT_DB)
+    sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
+    sp.add_argument("--baud", type=int, default=115200)
+
+    sp = add(sub, "report", cmd_report, "revenue, refusals and reconciliation")
+    sp.add_argument("--db", default=DEFAULT_DB)
+
+    sp = add(sub, "demo", cmd_demo, "the virtual fleet, end to end")
+    sp.add_argument("--dir", default="demo-run")
+    sp.add_argument("--heap", default="112K")
+    return p
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        return args.fn(args) or 0
+    except TapkitError as e:
+        sys.stderr.write("tapkit: error: %s\n" % e)
+        return getattr(e, "exit_code", 1)
+    except KeyboardInterrupt:
+        sys.stderr.write("tapkit: interrupted\n")
+        return 130
+    except Exception as e:  # serial and OS trouble that escaped the link layer: one line, no trace
+        try:
+            import serial
+
+            if isinstance(e, serial.SerialException):
+                sys.stderr.write("tapkit: error: serial port: %s\n" % e)
+                return 1
+        except ImportError:
+            pass
+        if isinstance(e, OSError):
+            sys.stderr.write("tapkit: error: %s\n" % e)
+            return 1
+        if os.environ.get("TAPKIT_DEBUG"):
+            raise
+        sys.stderr.write("tapkit: internal error: %s: %s (set TAPKIT_DEBUG=1 for the traceback)\n"
+                         % (type(e).__name__, e))
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

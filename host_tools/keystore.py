@@ -1,0 +1,71 @@
+"""Issuer keystore: the master keys of each card key role and of the terminal journals.
+
+A keystore is a JSON file created 0600 and never overwritten. Keys never leave this module in logs,
+traces or --json output: callers get derived keys only.
+
+    ks = keystore.init("issuer.keys", issuer_id=1)      # refuses an existing file
+    ks = keystore.load("issuer.keys")
+    k = keystore.card_key(ks, "debit", uid)              # AN10922-diversified for this card
+    t = keystore.terminal_key(ks, 1001)                  # the terminal's journal MAC key
+"""
+
+import binascii
+import json
+import os
+import struct
+
+from card_schema import citizen
+from card_schema.compat import urandom
+from card_schema.crypto import diversify_aes128
+from host_tools import TapkitError
+
+ROLES = citizen.ROLE_NAMES + ("journal",)
+
+
+class KeystoreError(TapkitError):
+    pass
+
+
+def init(path, issuer_id=1):
+    keys = {role: binascii.hexlify(urandom(16)).decode() for role in ROLES}
+    doc = {"version": 1, "issuer_id": issuer_id, "keys": keys}
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeystoreError("keystore %s already exists: refusing to overwrite issuer keys" % path)
+    except OSError as e:
+        raise KeystoreError("cannot create keystore %s: %s" % (path, e.strerror))
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f, indent=1)
+    return load(path)
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise KeystoreError("no keystore at %s: create one with `tapkit keys init --keystore %s`"
+                            % (path, path))
+    except (OSError, ValueError) as e:
+        raise KeystoreError("cannot read keystore %s: %s" % (path, e))
+    try:
+        keys = {r: binascii.unhexlify(doc["keys"][r]) for r in ROLES}
+    except (KeyError, ValueError, binascii.Error):
+        raise KeystoreError("keystore %s is damaged or incomplete" % path)
+    return {"issuer_id": int(doc.get("issuer_id", 1)), "keys": keys, "path": path}
+
+
+def master_key(ks, role):
+    """The issuer master key of a role (for provisioning a terminal's debit key only)."""
+    return ks["keys"][role]
+
+
+def card_key(ks, role, uid):
+    """The key of `role` on the card with this UID (AN10922 diversification)."""
+    return diversify_aes128(ks["keys"][role], citizen.div_input(uid))
+
+
+def terminal_key(ks, terminal_id):
+    """The journal MAC key of one terminal: diversified from the journal master key."""
+    return diversify_aes128(ks["keys"]["journal"], b"TERM" + struct.pack("<I", terminal_id))

@@ -1,0 +1,219 @@
+"""Serial link to a terminal: request/response over the sync line protocol (card_schema/frames.py).
+
+    with SerialLink("/dev/ttyUSB0") as link:
+        info = link.identify()                 # dict: terminal_id, head_seq, acked_seq, clock...
+        records = link.pull(info["acked_seq"] + 1, 11)
+        link.ack(taprecord.seq_of(records[-1]))
+
+Every request carries a fresh req_id; the reader skips everything that is not a response frame with that
+req_id (REPL output, noise, the echo of our own request, a late answer to an earlier request) and sends
+the same request again when no answer comes in time. Requests are idempotent on the terminal (PULL reads,
+ACK only moves forward, SET_CLOCK sets), so a retransmission is always safe. Transport failures become
+`LinkError` with one line that says what to do.
+"""
+
+import errno
+import json
+import random
+import time
+
+import serial
+
+from card_schema import frames
+from host_tools import TapkitError
+
+
+class LinkError(TapkitError):
+    """The terminal could not be reached or did not answer."""
+
+
+class TerminalError(LinkError):
+    """The terminal answered with an ERROR frame."""
+
+    def __init__(self, message, code=0):
+        super().__init__(message)
+        self.code = code
+
+
+_REQUEST_NAMES = {
+    frames.IDENTIFY: "IDENTIFY",
+    frames.PULL: "PULL",
+    frames.ACK: "ACK",
+    frames.SET_CLOCK: "SET_CLOCK",
+    frames.DIAG_LOG: "DIAG_LOG",
+}
+
+
+def _open_error(port, e):
+    code = getattr(e, "errno", None)
+    text = str(e)
+    if code == errno.EACCES or "Permission denied" in text:
+        return LinkError(f"permission denied on {port}: add yourself to the dialout group")
+    if code == errno.EBUSY or "exclusively lock" in text or "busy" in text.lower():
+        return LinkError(
+            f"{port} is busy: close the other program using it (mpremote, screen, another tapkit)"
+        )
+    if code == errno.ENOENT or "No such file" in text:
+        return LinkError(
+            f"no serial port {port}: is the terminal plugged in? (ls /dev/ttyUSB* /dev/ttyACM*)"
+        )
+    return LinkError(f"cannot open {port}: {text}")
+
+
+class SerialLink:
+    """A framed request/response link over a serial port (or any pyserial URL, e.g. a pty path)."""
+
+    def __init__(self, port, baud=115200, timeout=2.0, retries=3, trace=None):
+        self.port = port
+        self.timeout = timeout
+        self.retries = retries
+        self.trace = trace  # optional callable(direction, line) for --trace
+        self.stats = {"sent": 0, "received": 0, "retries": 0, "ignored": 0}
+        self._req_id = random.randint(1, 0xFFFE)
+        self._buf = bytearray()
+        try:
+            kw = {"exclusive": True} if not str(port).startswith(("socket:", "loop:")) else {}
+            self._ser = serial.serial_for_url(port, baudrate=baud, timeout=0.05, **kw)
+        except serial.SerialException as e:
+            raise _open_error(port, e) from None
+        except OSError as e:
+            raise _open_error(port, e) from None
+
+    # ---- plumbing ------------------------------------------------------------------------------
+
+    def close(self):
+        ser, self._ser = getattr(self, "_ser", None), None
+        if ser is not None:
+            try:
+                ser.close()
+            except (OSError, serial.SerialException):
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _next_id(self):
+        self._req_id = self._req_id % 0xFFFF + 1  # 1..0xFFFF
+        return self._req_id
+
+    def _write(self, line):
+        if self.trace:
+            self.trace(">", line)
+        try:
+            self._ser.write(line)
+            self._ser.flush()
+        except (OSError, serial.SerialException) as e:
+            raise LinkError(f"lost the terminal on {self.port}: {e}") from None
+        self.stats["sent"] += 1
+
+    def _read_line(self, deadline):
+        """The next complete line (bytes, without the newline) before `deadline`, else None."""
+        while True:
+            i = self._buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self._buf[:i])
+                del self._buf[: i + 1]
+                if len(line) > frames.MAX_LINE * 4:
+                    continue
+                return line
+            if len(self._buf) > frames.MAX_LINE * 4:  # endless garbage without newlines
+                del self._buf[:]
+            if time.monotonic() >= deadline:
+                return None
+            try:
+                n = self._ser.in_waiting
+                chunk = self._ser.read(n if n else 1)
+            except (OSError, serial.SerialException) as e:
+                raise LinkError(f"lost the terminal on {self.port}: {e}") from None
+            if chunk:
+                self._buf += chunk
+
+    def request(self, ftype, body=b"", timeout=None, retries=None):
+        """Send a request; return the body of its response. Raises LinkError / TerminalError."""
+        timeout = self.timeout if timeout is None else timeout
+        retries = self.retries if retries is None else retries
+        if self._ser is None:
+            raise LinkError(f"the link to {self.port} is closed")
+        req_id = self._next_id()
+        line = frames.encode(ftype, req_id, body)
+        want = ftype | frames.RESPONSE
+        for attempt in range(retries + 1):
+            if attempt:
+                self.stats["retries"] += 1
+            self._write(line)
+            deadline = time.monotonic() + timeout
+            while True:
+                raw = self._read_line(deadline)
+                if raw is None:
+                    break  # timed out: retransmit
+                if self.trace:
+                    self.trace("<", raw)
+                cand = frames.frame_at(raw)
+                try:
+                    if cand is None:
+                        raise frames.FrameError("no frame")
+                    rtype, rid, rbody = frames.decode(cand)
+                except frames.FrameError:
+                    self.stats["ignored"] += 1
+                    continue
+                if rid != req_id or rtype not in (want, frames.ERROR):
+                    self.stats["ignored"] += 1  # stale answer, our echo, someone else's frame
+                    continue
+                self.stats["received"] += 1
+                if rtype == frames.ERROR:
+                    code, msg = frames.parse_error(rbody)
+                    raise TerminalError(
+                        "terminal on {} refused {}: {} ({})".format(
+                            self.port,
+                            _REQUEST_NAMES.get(ftype, f"0x{ftype:02x}"),
+                            msg,
+                            frames.error_name(code),
+                        ),
+                        code,
+                    )
+                return rbody
+        raise LinkError(
+            f"no answer from the terminal on {self.port}: is the tapkit firmware running?"
+        )
+
+    # ---- requests ------------------------------------------------------------------------------
+
+    def identify(self):
+        body = self.request(frames.IDENTIFY)
+        try:
+            info = json.loads(bytes(body).decode())
+        except ValueError:
+            raise LinkError(
+                f"terminal on {self.port} sent an unreadable IDENTIFY answer"
+            ) from None
+        if not isinstance(info, dict) or "terminal_id" not in info:
+            raise LinkError(f"terminal on {self.port} sent an incomplete IDENTIFY answer")
+        return info
+
+    def pull(self, from_seq, max_n=frames.MAX_RECORDS):
+        """Up to max_n records (64-byte bytes) starting at from_seq; [] when there are none."""
+        body = self.request(frames.PULL, frames.pull_body(from_seq, max_n))
+        try:
+            return frames.parse_records(body)
+        except frames.FrameError as e:
+            raise LinkError(f"terminal on {self.port} sent a bad RECORDS answer: {e}") from None
+
+    def ack(self, upto_seq):
+        """Acknowledge records up to upto_seq (the terminal may reclaim them); returns acked_seq."""
+        return self._u32(self.request(frames.ACK, frames.u32_body(upto_seq)))
+
+    def set_clock(self, unix):
+        """Set the terminal clock; returns the terminal's clock before the change."""
+        return self._u32(self.request(frames.SET_CLOCK, frames.u32_body(int(unix))))
+
+    def diag_log(self):
+        return json.loads(bytes(self.request(frames.DIAG_LOG)).decode())
+
+    def _u32(self, body):
+        try:
+            return frames.parse_u32(body)
+        except frames.FrameError as e:
+            raise LinkError(f"terminal on {self.port} sent a bad answer: {e}") from None

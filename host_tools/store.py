@@ -1,0 +1,504 @@
+"""The tap store: every synced journal record, once, with its MAC chain checked.
+
+SQLite by default, PostgreSQL (psycopg 3) when the URL says so; both get the same schema, created and
+upgraded by numbered migrations that run by themselves on open (tracked in `schema_version`).
+
+    store = open_store("sqlite:///taps.db")            # or "postgresql://user@host/db"
+    inserted, duplicates = store.ingest(7, records, keystore.terminal_key(ks, 7))
+    store.last_seq(7)
+
+Ingest is all-or-nothing per batch, idempotent by (terminal, seq), and refuses a batch whose MAC chain
+does not continue from what is stored for that terminal (or from the genesis MAC at seq 1).
+"""
+
+import binascii
+import contextlib
+import json
+import os
+import re
+import sqlite3
+import time
+
+from card_schema import taprecord
+from host_tools import TapkitError
+
+DEFAULT_URL = "sqlite:///tapkit.db"
+NO_UID = "00" * 7
+REFUSED_KINDS = ("refused", "denied")
+
+
+class StoreError(TapkitError):
+    """The store cannot be opened or used."""
+
+
+class ChainError(StoreError):
+    """A batch was refused: it does not continue the terminal's MAC chain. Nothing was stored."""
+
+
+# Migrations: (version, statements). {blob} and {bigint} are filled per dialect. Never edit a released
+# migration; append a new one.
+MIGRATIONS = [
+    (
+        1,
+        [
+            """CREATE TABLE terminals (
+                id BIGINT PRIMARY KEY,
+                last_seq BIGINT NOT NULL DEFAULT 0,
+                last_mac TEXT,
+                last_sync BIGINT,
+                acked_seq BIGINT,
+                info TEXT
+            )""",
+            """CREATE TABLE taps (
+                terminal BIGINT NOT NULL,
+                seq BIGINT NOT NULL,
+                time BIGINT NOT NULL,
+                uid TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                result TEXT NOT NULL,
+                profile TEXT NOT NULL,
+                zone INTEGER NOT NULL,
+                counter BIGINT NOT NULL,
+                amount BIGINT NOT NULL,
+                balance BIGINT NOT NULL,
+                line INTEGER NOT NULL,
+                stop INTEGER NOT NULL,
+                duration INTEGER NOT NULL,
+                tariff_ver INTEGER NOT NULL,
+                deny_ver INTEGER NOT NULL,
+                mac TEXT NOT NULL,
+                raw {blob} NOT NULL,
+                received_at BIGINT NOT NULL,
+                PRIMARY KEY (terminal, seq)
+            )""",
+            "CREATE INDEX taps_card ON taps (uid, counter)",
+            "CREATE INDEX taps_kind ON taps (kind)",
+        ],
+    ),
+]
+
+_DIALECT_TYPES = {
+    "sqlite": {"blob": "BLOB"},
+    "postgresql": {"blob": "BYTEA"},
+}
+
+_TAP_COLUMNS = (
+    "terminal",
+    "seq",
+    "time",
+    "uid",
+    "kind",
+    "result",
+    "profile",
+    "zone",
+    "counter",
+    "amount",
+    "balance",
+    "line",
+    "stop",
+    "duration",
+    "tariff_ver",
+    "deny_ver",
+    "mac",
+    "raw",
+    "received_at",
+)
+
+
+def _safe_url(url):
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+def open_store(url=DEFAULT_URL):
+    """Open (and create or upgrade) the store at `url`: sqlite:///PATH, a plain path, postgresql://..."""
+    url = url or DEFAULT_URL
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            import psycopg
+        except ImportError:
+            raise StoreError("PostgreSQL needs psycopg: pip install 'psycopg[binary]'") from None
+        try:
+            conn = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StoreError(f"cannot connect to {_safe_url(url)}: {first}") from None
+        return Store(conn, "postgresql", url)
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite://") :]
+        path = path.removeprefix("/")  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+    elif "://" in url:
+        raise StoreError(f"unknown store URL {url}: use sqlite:///PATH or postgresql://...")
+    else:
+        path = url
+    if path != ":memory:":
+        d = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(d):
+            raise StoreError(f"cannot create the store {path}: folder {d} does not exist")
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        if path != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+        # durable first: a batch is on disk before the terminal is told it may reclaim it
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open the store {path}: {e}") from None
+    return Store(conn, "sqlite", url)
+
+
+class Store:
+    def __init__(self, conn, dialect, url):
+        self.conn = conn
+        self.dialect = dialect
+        self.url = url
+        self.migrate()
+
+    # ---- plumbing ------------------------------------------------------------------------------
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _sql(self, sql):
+        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
+
+    def _exec(self, sql, params=()):
+        return self.conn.execute(self._sql(sql), params)
+
+    def _all(self, sql, params=()):
+        return self._exec(sql, params).fetchall()
+
+    def _one(self, sql, params=()):
+        return self._exec(sql, params).fetchone()
+
+    @contextlib.contextmanager
+    def _tx(self):
+        """One transaction; rolled back on any exception. SQLite takes the write lock up front."""
+        if self.dialect == "postgresql":
+            with self.conn.transaction():
+                yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def migrate(self):
+        """Bring the schema to the newest version; returns the version."""
+        with self._tx():
+            if self.dialect == "postgresql":
+                # two hosts opening a fresh database at once: one migrates, the other waits
+                self._exec("SELECT pg_advisory_xact_lock(7150)")
+            self._exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = self._one("SELECT MAX(version) FROM schema_version")
+            current = row[0] or 0
+            types = _DIALECT_TYPES[self.dialect]
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for s in statements:
+                    self._exec(s.format(**types))
+                self._exec("INSERT INTO schema_version (version) VALUES (?)", (version,))
+                current = version
+        return current
+
+    def schema_version(self):
+        return self._one("SELECT MAX(version) FROM schema_version")[0] or 0
+
+    # ---- writing -------------------------------------------------------------------------------
+
+    def ingest(self, terminal_id, records, key, allow_gap=False):
+        """Store a run of consecutive records of one terminal; return (inserted, duplicates).
+
+        The chain must continue from the stored record before the first one (genesis MAC at seq 1).
+        `allow_gap=True` accepts a batch that starts after a gap (records acknowledged elsewhere): the
+        first record's link to its unknown predecessor cannot be checked; the report lists the gap.
+        Raises ChainError (nothing stored) for a damaged record, a broken chain, a foreign record or a
+        record that differs from the stored one with the same seq."""
+        records = [bytes(r) for r in records]
+        if not records:
+            return 0, 0
+        rows = []
+        now = int(time.time())
+        first = taprecord.seq_of(records[0]) if len(records[0]) >= 8 else 0
+        for i, raw in enumerate(records):
+            if len(raw) != taprecord.SIZE:
+                raise ChainError(
+                    f"terminal {terminal_id}: record {i} of the batch is {len(raw)} bytes, "
+                    f"not {taprecord.SIZE}; nothing stored"
+                )
+            try:
+                d = taprecord.to_dict(raw)
+            except taprecord.RecordError as e:
+                raise ChainError(
+                    f"terminal {terminal_id}: record {first + i} of the batch is damaged ({e}); "
+                    "nothing stored"
+                ) from None
+            if d["terminal"] != terminal_id:
+                raise ChainError(
+                    f"terminal {terminal_id}: seq {d['seq']} belongs to terminal "
+                    f"{d['terminal']}; nothing stored"
+                )
+            if d["seq"] != first + i:
+                raise ChainError(
+                    f"terminal {terminal_id}: seq {d['seq']} follows seq {first + i - 1} in the "
+                    "batch; nothing stored"
+                )
+            d["mac"] = _mac_hex(raw)
+            d["raw"] = raw
+            d["received_at"] = now
+            rows.append(tuple(d[c] if c != "terminal" else terminal_id for c in _TAP_COLUMNS))
+        last = first + len(records) - 1
+        with self._tx():
+            self._lock_terminal(terminal_id)
+            # the link into the batch
+            if first == 1:
+                prev = taprecord.GENESIS_MAC
+            else:
+                r = self._one(
+                    "SELECT mac FROM taps WHERE terminal = ? AND seq = ?", (terminal_id, first - 1)
+                )
+                if r is not None:
+                    prev = binascii.unhexlify(r[0])
+                elif allow_gap:
+                    prev = None
+                else:
+                    raise ChainError(
+                        f"terminal {terminal_id}: seq {first} does not follow a stored record "
+                        f"(seq {first - 1} is missing); nothing stored"
+                    )
+            existing = {
+                int(s): bytes(raw)
+                for s, raw in self._all(
+                    "SELECT seq, raw FROM taps WHERE terminal = ? AND seq BETWEEN ? AND ?",
+                    (terminal_id, first, last),
+                )
+            }
+            for raw in records:
+                seq = taprecord.seq_of(raw)
+                if prev is not None and not taprecord.mac_ok(raw, prev, key):
+                    raise ChainError(
+                        f"terminal {terminal_id}: MAC chain broken at seq {seq} (record "
+                        "altered, missing or not from this terminal's key); nothing stored"
+                    )
+                if seq in existing and existing[seq] != raw:
+                    raise ChainError(
+                        f"terminal {terminal_id}: seq {seq} differs from the stored record "
+                        "(two journals with one terminal id?); nothing stored"
+                    )
+                prev = raw[taprecord.BODY : taprecord.BODY + 8]
+            # the link out of the batch, when it fills a hole before stored records
+            r = self._one(
+                "SELECT raw FROM taps WHERE terminal = ? AND seq = ?", (terminal_id, last + 1)
+            )
+            if r is not None and not taprecord.mac_ok(bytes(r[0]), prev, key):
+                raise ChainError(
+                    f"terminal {terminal_id}: MAC chain broken at stored seq {last + 1} after "
+                    "this batch; nothing stored"
+                )
+            new = [row for row in rows if row[1] not in existing]
+            if new:
+                self.conn.cursor().executemany(
+                    self._sql(
+                        "INSERT INTO taps ({}) VALUES ({}) ON CONFLICT (terminal, seq) DO "
+                        "NOTHING".format(
+                            ", ".join(_TAP_COLUMNS), ", ".join("?" * len(_TAP_COLUMNS))
+                        )
+                    ),
+                    new,
+                )
+            self._exec(
+                "UPDATE terminals SET last_seq = ?, last_mac = ? WHERE id = ? AND last_seq < ?",
+                (last, _mac_hex(records[-1]), terminal_id, last),
+            )
+        return len(new), len(records) - len(new)
+
+    def _lock_terminal(self, terminal_id):
+        self._exec(
+            "INSERT INTO terminals (id, last_seq) VALUES (?, 0) ON CONFLICT (id) DO NOTHING",
+            (terminal_id,),
+        )
+        if self.dialect == "postgresql":
+            self._exec("SELECT id FROM terminals WHERE id = ? FOR UPDATE", (terminal_id,))
+
+    def note_sync(self, terminal_id, info=None, acked_seq=None):
+        """Remember when a terminal was last synced, what it said about itself and its acked seq."""
+        with self._tx():
+            self._lock_terminal(terminal_id)
+            self._exec(
+                "UPDATE terminals SET last_sync = ?, info = COALESCE(?, info), "
+                "acked_seq = COALESCE(?, acked_seq) WHERE id = ?",
+                (
+                    int(time.time()),
+                    json.dumps(info, sort_keys=True) if info else None,
+                    acked_seq,
+                    terminal_id,
+                ),
+            )
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    def last_seq(self, terminal_id):
+        """Highest stored seq of the terminal (0 when none)."""
+        r = self._one("SELECT last_seq FROM terminals WHERE id = ?", (terminal_id,))
+        return int(r[0]) if r else 0
+
+    def terminal(self, terminal_id):
+        r = self._one(
+            "SELECT id, last_seq, last_mac, last_sync, acked_seq, info FROM terminals "
+            "WHERE id = ?",
+            (terminal_id,),
+        )
+        return _terminal_row(r) if r else None
+
+    def terminals(self):
+        rows = self._all(
+            "SELECT id, last_seq, last_mac, last_sync, acked_seq, info FROM terminals ORDER BY id"
+        )
+        return [_terminal_row(r) for r in rows]
+
+    def taps(self, terminal_id=None, uid=None, limit=None):
+        """Stored taps as dicts (oldest first), optionally of one terminal or one card."""
+        cols = [c for c in _TAP_COLUMNS if c != "raw"]
+        sql = "SELECT {} FROM taps".format(", ".join(cols))
+        where, params = [], []
+        if terminal_id is not None:
+            where.append("terminal = ?")
+            params.append(terminal_id)
+        if uid is not None:
+            where.append("uid = ?")
+            params.append(uid)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY terminal, seq"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [dict(zip(cols, r)) for r in self._all(sql, params)]
+
+    def raw_records(self, terminal_id, from_seq=1, to_seq=None):
+        sql = "SELECT raw FROM taps WHERE terminal = ? AND seq >= ?"
+        params = [terminal_id, from_seq]
+        if to_seq is not None:
+            sql += " AND seq <= ?"
+            params.append(to_seq)
+        return [bytes(r[0]) for r in self._all(sql + " ORDER BY seq", params)]
+
+    def count(self):
+        return int(self._one("SELECT COUNT(*) FROM taps")[0])
+
+    # ---- report queries --------------------------------------------------------------------------
+    # A charge is "voided" when a void record of the same terminal names its seq in `amount`: the card
+    # commit failed after the charge was journalled, so no money moved.
+
+    _NOT_VOIDED = (
+        "NOT EXISTS (SELECT 1 FROM taps v WHERE v.terminal = t.terminal AND v.kind = 'void' "
+        "AND v.amount = t.seq)"
+    )
+
+    def card_totals(self):
+        """[(uid, taps, charged, refused, last_balance)] for every card seen (uid order)."""
+        rows = self._all(
+            "SELECT t.uid, COUNT(*), "
+            f"SUM(CASE WHEN t.kind = 'charge' AND {self._NOT_VOIDED} THEN t.amount ELSE 0 END), "
+            "SUM(CASE WHEN t.kind IN ('refused', 'denied') THEN 1 ELSE 0 END) "
+            "FROM taps t WHERE t.uid <> ? GROUP BY t.uid ORDER BY t.uid",
+            (NO_UID,),
+        )
+        balances = dict(
+            self._all(
+                "SELECT uid, balance FROM (SELECT uid, balance, ROW_NUMBER() OVER (PARTITION BY uid "
+                "ORDER BY counter DESC, time DESC, seq DESC) AS n FROM taps WHERE uid <> ? AND "
+                "balance >= 0) b WHERE n = 1",
+                (NO_UID,),
+            )
+        )
+        return [
+            (u, int(n), int(c or 0), int(r or 0), int(balances[u]) if u in balances else None)
+            for u, n, c, r in rows
+        ]
+
+    def revenue(self):
+        r = self._one(
+            f"SELECT SUM(t.amount), COUNT(*) FROM taps t WHERE t.kind = 'charge' AND {self._NOT_VOIDED}"
+        )
+        return int(r[0] or 0), int(r[1] or 0)
+
+    def refused_by_reason(self):
+        rows = self._all(
+            "SELECT result, COUNT(*) FROM taps WHERE kind IN ('refused', 'denied') "
+            "GROUP BY result ORDER BY result"
+        )
+        return [(res, int(n)) for res, n in rows]
+
+    def terminal_totals(self):
+        rows = self._all(
+            "SELECT t.terminal, COUNT(*), "
+            f"SUM(CASE WHEN t.kind = 'charge' AND {self._NOT_VOIDED} THEN 1 ELSE 0 END), "
+            f"SUM(CASE WHEN t.kind = 'charge' AND {self._NOT_VOIDED} THEN t.amount ELSE 0 END), "
+            "SUM(CASE WHEN t.kind IN ('refused', 'denied') THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN t.kind = 'void' THEN 1 ELSE 0 END), "
+            "SUM(CASE WHEN t.kind = 'error' THEN 1 ELSE 0 END), "
+            "MIN(t.seq), MAX(t.seq), MIN(t.time), MAX(t.time) "
+            "FROM taps t GROUP BY t.terminal ORDER BY t.terminal"
+        )
+        return [tuple(int(x or 0) for x in r) for r in rows]
+
+    def sequence_gaps(self):
+        """[(terminal, first_missing, last_missing)]: holes in each terminal's stored sequence,
+        including a missing start (records that never reached this store)."""
+        gaps = self._all(
+            "SELECT terminal, prev + 1, seq - 1 FROM (SELECT terminal, seq, LAG(seq) OVER "
+            "(PARTITION BY terminal ORDER BY seq) AS prev FROM taps) s WHERE seq - prev > 1"
+        )
+        starts = self._all(
+            "SELECT terminal, 1, MIN(seq) - 1 FROM taps GROUP BY terminal HAVING MIN(seq) > 1"
+        )
+        return sorted(tuple(int(x) for x in g) for g in list(gaps) + list(starts))
+
+    def repeated_counters(self):
+        """[(uid, counter, [(terminal, seq), ...])]: two charges with one card counter (a cloned card
+        or a replayed transaction: the card increments its counter on every debit)."""
+        rows = self._all(
+            "SELECT t.uid, t.counter, t.terminal, t.seq FROM taps t JOIN (SELECT uid, counter FROM "
+            "taps WHERE kind = 'charge' AND counter > 0 AND uid <> ? GROUP BY uid, counter HAVING "
+            "COUNT(*) > 1) d ON d.uid = t.uid AND d.counter = t.counter WHERE t.kind = 'charge' "
+            "ORDER BY t.uid, t.counter, t.terminal, t.seq",
+            (NO_UID,),
+        )
+        out = []
+        for uid, counter, term, seq in rows:
+            if not out or out[-1][0] != uid or out[-1][1] != counter:
+                out.append((uid, int(counter), []))
+            out[-1][2].append((int(term), int(seq)))
+        return out
+
+
+def _mac_hex(raw):
+    return binascii.hexlify(raw[taprecord.BODY : taprecord.BODY + 8]).decode()
+
+
+def _terminal_row(r):
+    info = None
+    if r[5]:
+        try:
+            info = json.loads(r[5])
+        except ValueError:
+            info = None
+    return {
+        "id": int(r[0]),
+        "last_seq": int(r[1]),
+        "last_mac": r[2],
+        "last_sync": int(r[3]) if r[3] is not None else None,
+        "acked_seq": int(r[4]) if r[4] is not None else None,
+        "info": info,
+    }

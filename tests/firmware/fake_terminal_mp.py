@@ -1,0 +1,154 @@
+# A serial-sync terminal for tests, run on the MicroPython VM: firmware.serialsync.Responder over a tiny
+# in-memory journal of valid, MAC-chained taprecords.
+#
+#   micropython fake_terminal_mp.py KEYHEX TERMINAL_ID N_RECORDS CLOCK_OFFSET [REQUEST_FILE [CHUNK]]
+#
+# Without REQUEST_FILE it serves stdin line by line (stdout = the port). Lines starting with "!" are test
+# controls, never sent by a host: "!add N" journals N more taps, "!ack N" acknowledges as another host
+# would, "!state" prints the journal state as JSON. With REQUEST_FILE the file's bytes are fed to Responder.feed in CHUNK-byte pieces.
+import json
+import sys
+import time
+
+from card_schema import taprecord
+from firmware.serialsync import Responder
+
+T0 = 1700000000
+
+
+class FakeJournal:
+    def __init__(self, key, terminal, capacity=200):
+        self.key = key
+        self.terminal = terminal
+        self.capacity = capacity
+        self.recs = []
+        self.mac = taprecord.GENESIS_MAC
+        self.acked_seq = 0
+        self.counters = {}
+        self.acks = []
+
+    @property
+    def head_seq(self):
+        return len(self.recs)
+
+    @property
+    def unsynced(self):
+        return self.head_seq - self.acked_seq
+
+    def add(self, n):
+        for _ in range(n):
+            seq = len(self.recs) + 1
+            card = seq % 4
+            uid = bytes([4, card, 0x22, 0x33, 0x44, 0x55, 0x66])
+            c = self.counters.get(card, 0)
+            kind = taprecord.KIND_CHARGE
+            result = 0
+            if seq % 7 == 0:
+                kind, result = taprecord.KIND_REFUSED, taprecord.RESULT_INSUFFICIENT
+            elif seq % 11 == 0:
+                kind, result = taprecord.KIND_DENIED, taprecord.RESULT_DENYLIST
+            else:
+                c += 1
+                self.counters[card] = c
+            buf = bytearray(taprecord.SIZE)
+            self.mac = taprecord.pack_into(
+                buf,
+                self.mac,
+                self.key,
+                seq=seq,
+                time=T0 + seq * 60,
+                terminal=self.terminal,
+                uid=uid,
+                kind=kind,
+                result=result,
+                zone=1,
+                counter=c,
+                amount=250 if kind == taprecord.KIND_CHARGE else 0,
+                balance=10000 - 250 * c,
+                line=12,
+                stop=seq % 9,
+            )
+            self.recs.append(bytes(buf))
+
+    def records(self, from_seq, max_n):
+        i = from_seq - 1
+        while i < len(self.recs) and max_n > 0:
+            yield self.recs[i]
+            i += 1
+            max_n -= 1
+
+    def ack(self, upto):
+        self.acks.append(upto)
+        self.acked_seq = upto
+
+
+class Clock:
+    def __init__(self, offset):
+        self.offset = offset
+
+    def time(self):
+        return int(time.time()) + self.offset
+
+    def set(self, unix):
+        self.offset = unix - int(time.time())
+
+
+def main():
+    key = bytes.fromhex(sys.argv[1]) if hasattr(bytes, "fromhex") else None
+    if key is None:
+        import binascii
+
+        key = binascii.unhexlify(sys.argv[1])
+    terminal = int(sys.argv[2])
+    j = FakeJournal(key, terminal)
+    j.add(int(sys.argv[3]))
+    clock = Clock(int(sys.argv[4]))
+    out = sys.stdout.buffer
+    info = {"terminal_id": terminal, "fw": "0.1.0-test", "config_ver": 3, "profile": "bus"}
+    r = Responder(j, info, clock, out.write, log=lambda: ["boot ok", "pn532 ok"])
+    if len(sys.argv) > 5:
+        chunk = int(sys.argv[6]) if len(sys.argv) > 6 else 4096
+        with open(sys.argv[5], "rb") as f:
+            data = f.read()
+        for i in range(0, len(data), chunk):
+            r.feed(data[i : i + chunk])
+        print(
+            "#state "
+            + json.dumps(
+                {
+                    "acked": j.acked_seq,
+                    "acks": j.acks,
+                    "clock": clock.time(),
+                    "dropped": r.dropped,
+                    "requests": r.requests,
+                }
+            )
+        )
+        return
+    inp = sys.stdin.buffer
+    while True:
+        line = inp.readline()
+        if not line:
+            break
+        if line[:1] == b"!":
+            cmd = line[1:].split()
+            if cmd[0] == b"add":
+                j.add(int(cmd[1]))
+            elif cmd[0] == b"ack":  # acknowledged to another host (Wi-Fi sync elsewhere)
+                j.ack(int(cmd[1]))
+            print(
+                "#state "
+                + json.dumps(
+                    {
+                        "head": j.head_seq,
+                        "acked": j.acked_seq,
+                        "acks": j.acks,
+                        "clock": clock.time(),
+                    }
+                )
+            )
+            continue
+        r.feed(line)
+
+
+main()

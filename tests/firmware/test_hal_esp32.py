@@ -1,0 +1,185 @@
+"""The ESP32 board layer (firmware/hal_esp32.py) on the real MicroPython VM, with the ESP32 modules
+faked (tests/fakes: machine, esp32, network) so CI needs no board:
+
+- hal.load of boards/esp32-devkitc builds UART2 (to a socket server in this test), WDT, the journal
+  partition (esp32.Partition over the NOR model), Wi-Fi, buzzer/LED pins;
+- the journal runs on that partition and survives a reboot (a new process).
+"""
+
+import json
+import os
+import shutil
+import socket
+import threading
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FAKES = os.path.join(ROOT, "tests", "fakes")
+EMU = os.path.join(ROOT, "emulator")
+BOARD = os.path.join(ROOT, "boards", "esp32-devkitc")
+
+VM = r"""
+import sys, json
+from firmware import hal, journal
+from card_schema import taprecord
+
+board = hal.load(sys.argv[1])
+out = {"name": board.name, "platform": board.platform, "errors": board.errors,
+       "reset": board.reset_cause(), "heap": board.free_heap() > 0}
+u = board.uart
+out["uart"] = [u.id, u.baudrate, u.tx, u.rx, u.timeout]
+u.write(b"\x00\x00\xff\x02\xfe\xd4\x02\x2a\x00")  # PN532 GetFirmwareVersion frame
+got = bytearray(16)
+n = u.readinto(got, 16)
+out["uart_reply"] = bytes(got[:n]).hex() if n else None
+out["flash"] = [board.flash.size, board.flash.SECTOR, board.flash.PAGE]
+board.wdt.feed()
+out["wdt"] = [board.wdt.timeout, board.wdt.feeds]
+out["wifi"] = [board.net.connect("depot", "wrong"), board.net.connect("depot", "s3cret"),
+               board.net.isconnected()]
+board.display.show("Tap your card", "3,000 Rial")
+board.buzzer.beep("ok")
+board.led.set("green")
+j = journal.Journal(board.flash, bytes(16), 7)
+out["recovered_head"] = j.head_seq
+for i in range(int(sys.argv[2])):
+    j.append_tap(time=1700000000, uid=b"\x04" * 7, kind=taprecord.KIND_CHARGE, amount=300)
+out["head"] = j.head_seq
+out["capacity"] = j.capacity
+out["flash_stats"] = board.flash.stats()
+print(json.dumps(out))
+"""
+
+
+class EchoPN532:
+    """A stand-in for the reader on the other end of UART2: answers every frame with ACK + data."""
+
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(2)
+        self.port = self.srv.getsockname()[1]
+        self.seen = []
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            with c:
+                while True:
+                    data = c.recv(512)
+                    if not data:
+                        break
+                    self.seen.append(data)
+                    c.sendall(bytes.fromhex("0000ff00ff00"))  # PN532 ACK frame
+
+    def close(self):
+        self.srv.close()
+
+
+@pytest.fixture
+def esp32_env(tmp_path):
+    chip = EchoPN532()
+    shutil.copy(os.path.join(BOARD, "board.json"), tmp_path / "board.json")
+    env = {
+        "TAPKIT_FAKE_PARTITIONS": os.path.join(BOARD, "partitions.csv"),
+        "TAPKIT_FAKE_FLASH_DIR": str(tmp_path),
+        "TAPKIT_FAKE_UART": "127.0.0.1:%d" % chip.port,
+        "TAPKIT_FAKE_WIFI": "depot:s3cret",
+    }
+    yield env, tmp_path, chip
+    chip.close()
+
+
+def run_board(mp_run, env, tmp_path, taps):
+    script = tmp_path / "esp32_vm.py"
+    script.write_text(VM)
+    p = mp_run(
+        str(script),
+        str(tmp_path / "board.json"),
+        taps,
+        path=[FAKES, EMU],
+        env=env,
+        cwd=str(tmp_path),
+    )
+    assert p.returncode == 0, "micropython failed:\n%s\n%s" % (p.stdout, p.stderr)
+    return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr
+
+
+def test_esp32_board_builds_from_fakes_and_journal_survives_reboot(mp_run, esp32_env):
+    env, tmp_path, chip = esp32_env
+    out, stderr = run_board(mp_run, env, tmp_path, 5)
+    assert out["name"] == "esp32-devkitc" and out["platform"] == "esp32"
+    assert out["errors"] == []
+    assert out["reset"] == "power-on" and out["heap"] is True
+    assert out["uart"] == [2, 115200, 17, 16, 50]
+    assert out["uart_reply"] == "0000ff00ff00"
+    assert chip.seen and chip.seen[0] == bytes.fromhex("0000ff02fed4022a00")
+    assert out["flash"] == [1048576, 4096, 256]
+    assert out["wdt"] == [8000, 1]
+    assert out["wifi"] == [False, True, True]
+    assert "DISPLAY| Tap your card | 3,000 Rial" in stderr
+    assert "BUZZER|ok" in stderr and "LED|green" in stderr
+    assert out["recovered_head"] == 0 and out["head"] == 5
+    assert out["capacity"] == 256 * 60
+    # the partition is a 1 MB file beside the board: the NOR model, as the fake esp32 maps it
+    assert os.path.getsize(tmp_path / "journal.bin") == 1048576
+    assert out["flash_stats"]["erases"] == 1 and out["flash_stats"]["programs"] == 6
+
+    out, _ = run_board(mp_run, env, tmp_path, 3)  # reboot: a new process on the same "chip"
+    assert out["recovered_head"] == 5 and out["head"] == 8
+
+
+def test_esp32_board_without_reader_or_partition_still_boots(mp_run, esp32_env, tmp_path):
+    env, tmp_path, _ = esp32_env
+    env = dict(env)
+    env["TAPKIT_FAKE_UART"] = ""
+    csv = tmp_path / "nojournal.csv"
+    csv.write_text("nvs, data, nvs, 0x9000, 0x6000,\n")
+    env["TAPKIT_FAKE_PARTITIONS"] = str(csv)
+    code = (
+        "from firmware import hal\n"
+        "b = hal.load(%r)\n"
+        "print(len(b.errors), b.flash is None)\n"
+        "try:\n"
+        "    b.uart.write(b'x')\n"
+        "except OSError as e:\n"
+        "    print('uart', e.args[0])\n"
+        "print('\\n'.join(b.errors))\n" % str(tmp_path / "board.json")
+    )
+    p = mp_run(code, path=[FAKES, EMU], env=env, cwd=str(tmp_path))
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "2 True" and lines[1] == "uart 19"
+    assert "reader" in lines[2] and "journal" in lines[3] and "partition" in lines[3]
+
+
+def test_unix_board_builds_norflash_and_text_ui(mp_run, tmp_path):
+    board = json.load(open(os.path.join(ROOT, "boards", "unix-virtual", "board.json")))
+    with open(tmp_path / "board.json", "w") as f:
+        json.dump(board, f)
+    code = (
+        "from firmware import hal\n"
+        "b = hal.load(%r)\n"
+        "print(b.platform, b.flash.size, b.net.isconnected(), b.reset_cause())\n"
+        "b.wdt.feed(); print(b.wdt.check() < 1000)\n"
+        "b.clock.set(1800000000); print(abs(b.clock.time() - 1800000000) < 5)\n"
+        "b.display.show('Tap your card')\n"
+        "print(b.errors)\n" % str(tmp_path / "board.json")
+    )
+    env = {"TAPKIT_PN532_PORT": ""}
+    p = mp_run(code, path=[EMU], env=env, cwd=str(tmp_path))
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "unix 262144 False power-on"
+    assert lines[1] == "True" and lines[2] == "True"
+    assert "reader" in lines[3]  # no PN532 emulator running: recorded, the board still boots
+    assert "DISPLAY| Tap your card | " in p.stderr
+    assert os.path.getsize(tmp_path / "flash.bin") == 262144
+    assert json.load(open(tmp_path / "clock.json"))["floor"] == 1800000000
+    assert os.path.exists(tmp_path / "heartbeat")

@@ -1,0 +1,311 @@
+"""The power-safe journal (firmware/journal.py) on the real MicroPython VM over the NOR flash model.
+
+Every scenario runs as .mpy on `micropython -X heapsize=112K` with emulator/norflash.py on the path; a
+"reboot" is a new process (or, inside the power-cut loop, a new NORFlash + Journal on the same file:
+nothing of the old RAM survives). What the VM wrote is checked again on CPython from the flash file.
+"""
+
+import json
+import os
+
+import pytest
+
+from card_schema import taprecord
+from emulator.norflash import NORFlash
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+EMU = os.path.join(ROOT, "emulator")
+KEY = bytes(range(16))
+SECTOR = 4096
+
+# The VM side: one small command interpreter, printing one JSON line per command.
+VM = r"""
+import sys, json, gc
+from norflash import NORFlash, PowerCut
+from firmware.journal import Journal, JournalFull, JournalError
+from card_schema import taprecord
+
+KEY = bytes(range(16))
+UID = b"\x04\x11\x22\x33\x44\x55\x66"
+
+def open_j(path, sectors):
+    return Journal(NORFlash(path, sectors * 4096), KEY, 7)
+
+def tap(j, amount):
+    return j.append_tap(time=1700000000 + amount, uid=UID, kind=taprecord.KIND_CHARGE,
+                        amount=amount, balance=100000 - amount, line=12, stop=3)
+
+def state(j):
+    # in batches of 16, as the sync responder reads them: the whole journal never sits in the heap
+    seqs, amounts, brk, prev = [], [], 0, None
+    nxt = 1
+    while True:
+        recs = j.records(nxt, 16)
+        if not recs:
+            break
+        for r in recs:
+            seqs.append(taprecord.seq_of(r))
+            amounts.append(taprecord.unpack(r)[taprecord.F_AMOUNT])
+            if prev is not None and not brk and not taprecord.mac_ok(r, prev, KEY):
+                brk = seqs[-1]
+            prev = bytes(r[52:60])
+        nxt = seqs[-1] + 1
+    return {"usage": j.usage(), "seqs": seqs, "amounts": amounts, "chain_break": brk}
+
+class LCG:
+    def __init__(self, seed):
+        self.s = (seed * 2654435761 + 1) & 0x7FFFFFFF
+    def next(self, n):
+        self.s = (self.s * 1103515245 + 12345) & 0x7FFFFFFF
+        return (self.s >> 8) % n
+
+def copy(src, dst):
+    buf = bytearray(4096)
+    with open(src, "rb") as f, open(dst, "wb") as g:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            g.write(buf[:n])
+
+def workload(j, rng, n_ops, returned, acks):
+    # appends (80%) and acks (20%) from a seeded stream; records what returned
+    for _ in range(n_ops):
+        if rng.next(5) == 0 and j.head_seq > j.acked_seq:
+            upto = j.acked_seq + 1 + rng.next(j.head_seq - j.acked_seq)
+            j.ack(upto)
+            acks.append(upto)
+        else:
+            amount = 1 + rng.next(50000)
+            try:
+                seq = tap(j, amount)
+            except JournalFull:
+                j.ack(j.head_seq)
+                acks.append(j.head_seq)
+                continue
+            returned[seq] = amount
+
+def check(path, sectors, returned, acks, tag):
+    j = open_j(path, sectors)
+    st = state(j)
+    seqs = st["seqs"]
+    amounts = dict(zip(seqs, st["amounts"]))
+    if acks and j.acked_seq < acks[-1]:
+        return "%s acked_seq %d < last returned ack %d" % (tag, j.acked_seq, acks[-1])
+    if returned and j.head_seq < max(returned):
+        return "%s head %d < returned %d" % (tag, j.head_seq, max(returned))
+    if seqs and seqs != list(range(seqs[0], seqs[-1] + 1)):
+        return "%s seqs not contiguous/increasing: %r" % (tag, seqs)
+    if seqs and (seqs[-1] != j.head_seq or seqs[0] > j.acked_seq + 1):
+        return "%s records %d..%d vs acked %d head %d" % (tag, seqs[0], seqs[-1], j.acked_seq,
+                                                          j.head_seq)
+    for s in returned:
+        if s > j.acked_seq and amounts.get(s) != returned[s]:
+            return "%s returned seq %d (amount %d) missing or changed: %r" % (
+                tag, s, returned[s], amounts.get(s))
+    if st["chain_break"]:
+        return "%s MAC chain broken at %d" % (tag, st["chain_break"])
+    # the journal goes on after the reboot: new seqs, chain continues
+    h = j.head_seq
+    try:
+        a = tap(j, 777)
+        b = tap(j, 778)
+    except JournalFull:
+        j.ack(j.head_seq)
+        a = tap(j, 777)
+        b = tap(j, 778)
+    j.flash.close()
+    if (a, b) != (h + 1, h + 2):
+        return "%s after reboot appended %d,%d, head was %d" % (tag, a, b, h)
+    j = open_j(path, sectors)
+    st = state(j)
+    j.flash.close()
+    if st["chain_break"] or st["seqs"][-2:] != [a, b] or j.head_seq != b:
+        return "%s second reboot: %r" % (tag, st)
+    return None
+
+def cutloop(base, work, sectors, seed, steps, n_ops):
+    fails = 0
+    for step in range(1, steps + 1):
+        gc.collect()
+        copy(base, work)
+        j = open_j(work, sectors)
+        j.flash.cut_after(step, seed * 1000 + step)
+        returned = {}
+        acks = []
+        cut = False
+        try:
+            workload(j, LCG(seed), n_ops, returned, acks)
+        except PowerCut:
+            cut = True
+        j.flash.close()
+        err = check(work, sectors, returned, acks, "seed=%d step=%d" % (seed, step))
+        if err:
+            print(json.dumps({"fail": err}))
+            fails += 1
+            if fails > 3:
+                break
+        if not cut:
+            break  # the whole workload ran without reaching the cut: every op point covered
+    print(json.dumps({"done": step, "fails": fails}))
+
+def main(argv):
+    cmd, path, sectors = argv[0], argv[1], int(argv[2])
+    if cmd == "append":
+        j = open_j(path, sectors)
+        first = j.head_seq + 1
+        for i in range(int(argv[3])):
+            tap(j, first + i)
+        print(json.dumps({"head": j.head_seq, "stats": j.flash.stats()}))
+    elif cmd == "state":
+        print(json.dumps(state(open_j(path, sectors))))
+    elif cmd == "ack":
+        j = open_j(path, sectors)
+        print(json.dumps({"acked": j.ack(int(argv[3])), "stats": j.flash.stats()}))
+    elif cmd == "fill":
+        j = open_j(path, sectors)
+        n = 0
+        try:
+            while True:
+                tap(j, j.head_seq + 1)
+                n += 1
+        except JournalFull as e:
+            print(json.dumps({"appended": n, "head": j.head_seq, "full": j.full,
+                              "error": str(e), "capacity": j.capacity}))
+    elif cmd == "cutloop":
+        base = argv[3]
+        j = open_j(base, sectors)
+        workload(j, LCG(99), int(argv[6]), {}, [])  # history: the ring has wrapped before
+        j.flash.close()
+        cutloop(base, path, sectors, int(argv[4]), int(argv[5]), int(argv[7]))
+
+main(sys.argv[1:])
+"""
+
+
+@pytest.fixture(scope="module")
+def vm_script(tmp_path_factory):
+    p = tmp_path_factory.mktemp("vm") / "journal_vm.py"
+    p.write_text(VM)
+    return str(p)
+
+
+@pytest.fixture
+def vm(mp_run, vm_script):
+    def run(*args, timeout=120):
+        p = mp_run(vm_script, *args, path=[EMU], timeout=timeout)
+        assert p.returncode == 0, "micropython failed:\n%s\n%s" % (p.stdout, p.stderr)
+        lines = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+        return lines if len(lines) != 1 else lines[0]
+
+    return run
+
+
+def host_records(path, sectors):
+    """Every complete tap on the flash file, read on CPython (layout: 60 slots from offset 256)."""
+    chip = NORFlash(path, sectors * SECTOR)
+    out = []
+    buf = bytearray(64)
+    for s in range(sectors):
+        for i in range(60):
+            chip.read(s * SECTOR + 256 + i * 64, buf)
+            if buf[0] == taprecord.VERSION and taprecord.crc_ok(buf):
+                out.append(bytes(buf))
+    out.sort(key=taprecord.seq_of)
+    return out
+
+
+def chain_ok(recs, prev=None):
+    for i, r in enumerate(recs):
+        p = prev if i == 0 else recs[i - 1][52:60]
+        if p is not None and not taprecord.mac_ok(r, p, KEY):
+            return False
+    return True
+
+
+def test_append_reboot_recovers_head_and_chain(vm, tmp_path):
+    f = str(tmp_path / "flash.bin")
+    r = vm("append", f, 8, 100)
+    assert r["head"] == 100
+    # one 64-byte program per tap (+ one header per sector opened: 2 sectors), 1 erase per sector
+    assert r["stats"]["programs"] == 100 + 2
+    assert r["stats"]["bytes_programmed"] == 100 * 64 + 2 * 32
+    assert r["stats"]["erases"] == 2
+    r = vm("append", f, 8, 30)  # a new process: recovers head 100 and the MAC, goes on
+    assert r["head"] == 130
+    st = vm("state", f, 8)
+    assert st["seqs"] == list(range(1, 131))
+    assert st["chain_break"] == 0
+    recs = host_records(f, 8)
+    assert [taprecord.seq_of(x) for x in recs] == list(range(1, 131))
+    assert chain_ok(recs, taprecord.GENESIS_MAC)  # checked again on CPython, from genesis
+    assert taprecord.to_dict(recs[-1])["amount"] == 130
+
+
+def test_torn_last_record_is_discarded_never_a_complete_one(vm, tmp_path):
+    f = str(tmp_path / "flash.bin")
+    vm("append", f, 4, 10)
+    chip = NORFlash(f, 4 * SECTOR)
+    slot = 256 + 10 * 64  # sector 0, slot 10: the next one
+    chip.program(slot, bytes([1, 1, 0, 1, 11, 0, 0, 0]) + bytes(20))  # a torn tap (no CRC)
+    chip.close()
+    st = vm("state", f, 4)
+    assert st["seqs"] == list(range(1, 11))
+    assert st["usage"]["head_seq"] == 10 and st["usage"]["dead_slots"] == 1
+    r = vm("append", f, 4, 1)  # seq 11 again (the torn one never existed), in the next slot
+    assert r["head"] == 11
+    st = vm("state", f, 4)
+    assert st["seqs"] == list(range(1, 12)) and st["chain_break"] == 0
+    assert chain_ok(host_records(f, 4), taprecord.GENESIS_MAC)
+
+
+def test_ack_persists_and_reclaim_frees_space(vm, tmp_path):
+    f = str(tmp_path / "flash.bin")
+    r = vm("fill", f, 3)
+    assert (r["appended"], r["head"], r["full"], r["capacity"]) == (180, 180, True, 180)
+    r = vm("ack", f, 3, 60)  # the whole first sector is now synced
+    assert r["acked"] == 60 and r["stats"]["programs"] == 1 and r["stats"]["bytes_programmed"] == 8
+    st = vm("state", f, 3)
+    assert st["usage"]["acked_seq"] == 60 and st["usage"]["unsynced"] == 120
+    r = vm("fill", f, 3)  # sector 0 is erased lazily and refilled; nothing unsynced is lost
+    assert r["appended"] == 60 and r["head"] == 240
+    st = vm("state", f, 3)
+    assert st["seqs"] == list(range(61, 241)) and st["chain_break"] == 0
+    assert st["usage"]["tail_seq"] == 61 and st["usage"]["acked_seq"] == 60
+
+
+def test_seqs_never_repeat_after_full_reclaim_and_reboot(vm, tmp_path):
+    f = str(tmp_path / "flash.bin")
+    for _ in range(3):
+        h = vm("append", f, 2, 70)["head"]
+        vm("ack", f, 2, h)
+    st = vm("state", f, 2)
+    assert st["usage"]["head_seq"] == 210 and st["usage"]["unsynced"] == 0
+    assert vm("append", f, 2, 1)["head"] == 211
+    recs = host_records(f, 2)
+    assert taprecord.seq_of(recs[-1]) == 211
+    assert chain_ok(recs)  # the chain links across the reclaimed sectors
+
+
+def test_full_journal_raises_and_loses_nothing(vm, tmp_path):
+    f = str(tmp_path / "flash.bin")
+    r = vm("fill", f, 2)
+    assert r["appended"] == 120 and r["full"] is True and "full" in r["error"]
+    r = vm("fill", f, 2)  # after a reboot still full, still nothing lost
+    assert r["appended"] == 0
+    st = vm("state", f, 2)
+    assert st["seqs"] == list(range(1, 121)) and st["amounts"][-1] == 120
+    assert st["usage"]["full"] is True and st["usage"]["high_water"] is True
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_power_cut_at_every_write(vm, tmp_path, seed):
+    """littlefs style: cut the power at flash op 1, 2, 3 ... of a seeded workload; reboot; check."""
+    base = str(tmp_path / "base.bin")
+    work = str(tmp_path / "work.bin")
+    out = vm("cutloop", work, 3, base, seed, 400, 200, 120, timeout=600)
+    out = out if isinstance(out, list) else [out]
+    fails = [x["fail"] for x in out if "fail" in x]
+    assert not fails, "replay with seed/step:\n" + "\n".join(fails)
+    done = [x for x in out if "done" in x][-1]
+    assert done["done"] > 100  # the workload really had that many flash ops to cut

@@ -1,0 +1,278 @@
+"""The tap store (host_tools/store.py) and the report, on SQLite and on PostgreSQL."""
+
+import io
+import json
+
+import pytest
+from rich.console import Console
+
+from card_schema import taprecord
+from host_tools import report as report_mod
+from host_tools import store as store_mod
+
+KEY7 = bytes(range(16))
+KEY8 = bytes(range(16, 32))
+T0 = 1700000000
+
+
+def uid(n):
+    return bytes([4, n, 0, 0, 0, 0, 0x80])
+
+
+def chain(key, terminal, specs, first_seq=1, prev=taprecord.GENESIS_MAC):
+    """Sealed records for `specs` (dicts of pack_into keyword arguments), seq from first_seq."""
+    out = []
+    for i, spec in enumerate(specs):
+        buf = bytearray(taprecord.SIZE)
+        kw = {"time": T0 + 60 * (first_seq + i), "uid": uid(1), "kind": taprecord.KIND_CHARGE}
+        kw.update(spec)
+        prev = taprecord.pack_into(buf, prev, key, seq=first_seq + i, terminal=terminal, **kw)
+        out.append(bytes(buf))
+    return out
+
+
+def charges(n, card=1, start_counter=1, amount=250):
+    return [
+        {
+            "uid": uid(card),
+            "counter": start_counter + i,
+            "amount": amount,
+            "balance": 10000 - amount * (start_counter + i),
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def store(store_url):
+    s = store_mod.open_store(store_url)
+    yield s
+    s.close()
+
+
+def test_ingest_is_idempotent(store):
+    recs = chain(KEY7, 7, charges(15))
+    assert store.ingest(7, recs[:10], KEY7) == (10, 0)
+    assert store.ingest(7, recs[:10], KEY7) == (0, 10)
+    assert store.ingest(7, recs[4:15], KEY7) == (5, 6)  # overlaps what is stored
+    assert store.last_seq(7) == 15 and store.last_seq(8) == 0
+    assert store.count() == 15
+    assert store.raw_records(7) == recs
+    taps = store.taps(7)
+    assert [t["seq"] for t in taps] == list(range(1, 16))
+    assert taps[0]["uid"] == uid(1).hex() and taps[0]["kind"] == "charge"
+    assert taps[0]["mac"] == recs[0][52:60].hex()
+    assert store.terminal(7)["last_mac"] == recs[-1][52:60].hex()
+    assert store.ingest(7, [], KEY7) == (0, 0)
+
+
+def test_chain_break_is_refused_and_nothing_is_stored(store):
+    recs = chain(KEY7, 7, charges(12))
+    store.ingest(7, recs[:4], KEY7)
+    # record 8 altered (amount 250 -> 0) and re-CRCed: the CRC passes, the MAC chain does not
+    bad = bytearray(recs[7])
+    bad[28:32] = (0).to_bytes(4, "little")
+    import binascii
+
+    bad[60:64] = (binascii.crc32(bad[:60]) & 0xFFFFFFFF).to_bytes(4, "little")
+    batch = recs[4:7] + [bytes(bad)] + recs[8:12]
+    with pytest.raises(store_mod.ChainError, match="terminal 7: MAC chain broken at seq 8"):
+        store.ingest(7, batch, KEY7)
+    assert store.count() == 4 and store.last_seq(7) == 4  # seq 5..7 were fine: not stored either
+
+    # a deleted record (seq 6 missing) breaks the chain at seq 7
+    with pytest.raises(store_mod.ChainError, match="seq 7 follows seq 5"):
+        store.ingest(7, recs[4:5] + recs[6:8], KEY7)
+    # the right records under another terminal's key
+    with pytest.raises(store_mod.ChainError, match="MAC chain broken at seq 5"):
+        store.ingest(7, recs[4:8], KEY8)
+    # a batch that does not continue what is stored
+    with pytest.raises(store_mod.ChainError, match="seq 9 does not follow a stored record"):
+        store.ingest(7, recs[8:], KEY7)
+    # another journal with the same terminal id (a different seq 3)
+    other = chain(KEY7, 7, charges(4, card=2))
+    with pytest.raises(store_mod.ChainError, match="terminal 7: seq 1 differs from the stored"):
+        store.ingest(7, other, KEY7)
+    # records of terminal 8 offered as terminal 7
+    with pytest.raises(store_mod.ChainError, match="seq 1 belongs to terminal 8"):
+        store.ingest(7, chain(KEY7, 8, charges(2)), KEY7)
+    # a torn record (bad CRC)
+    with pytest.raises(store_mod.ChainError, match="damaged"):
+        store.ingest(7, [recs[4][:60] + b"\0\0\0\0"], KEY7)
+    assert store.count() == 4
+    assert store.ingest(7, recs[4:], KEY7) == (8, 0)  # the genuine records still go in
+
+
+def test_gap_only_when_allowed(store):
+    recs = chain(KEY7, 7, charges(10))
+    with pytest.raises(store_mod.ChainError):
+        store.ingest(7, recs[5:], KEY7)
+    assert store.ingest(7, recs[5:], KEY7, allow_gap=True) == (5, 0)
+    gaps = report_mod.report(store)["reconciliation"]["sequence_gaps"]
+    assert gaps == [{"terminal": 7, "from_seq": 1, "to_seq": 5, "missing": 5}]
+    # the genuine records fill the hole later (they chain into the stored seq 6)
+    assert store.ingest(7, recs[:5], KEY7) == (5, 0)
+    assert store.raw_records(7) == recs
+    assert report_mod.report(store)["reconciliation"]["sequence_gaps"] == []
+
+
+def test_hole_filler_must_chain_into_the_next_stored_record(store):
+    recs = chain(KEY7, 7, charges(10))
+    store.ingest(7, recs[:3], KEY7)
+    store.ingest(7, recs[6:], KEY7, allow_gap=True)
+    fake = chain(KEY7, 7, charges(3, card=5), first_seq=4, prev=recs[2][52:60])
+    with pytest.raises(store_mod.ChainError, match="stored seq 7 after this batch"):
+        store.ingest(7, fake, KEY7)
+    assert store.ingest(7, recs[3:6], KEY7) == (3, 0)
+
+
+def test_migrations_are_tracked_and_run_once(store_url):
+    s = store_mod.open_store(store_url)
+    assert s.schema_version() == len(store_mod.MIGRATIONS)
+    s.ingest(7, chain(KEY7, 7, charges(2)), KEY7)
+    s.close()
+    s = store_mod.open_store(store_url)  # reopening neither fails nor loses data
+    assert s.schema_version() == len(store_mod.MIGRATIONS) and s.count() == 2
+    rows = s._all("SELECT version FROM schema_version")
+    assert [r[0] for r in rows] == [m[0] for m in store_mod.MIGRATIONS]
+    s.close()
+
+
+def scenario(store):
+    """Two terminals, four cards: the numbers test_report checks."""
+    t7 = chain(
+        KEY7,
+        7,
+        [
+            # card 1: three charges of 250 from 10000
+            {"uid": uid(1), "counter": 1, "amount": 250, "balance": 9750},
+            {"uid": uid(1), "counter": 2, "amount": 250, "balance": 9500},
+            # card 2: charge 400, then its commit failed: a void record names seq 3
+            {"uid": uid(2), "counter": 5, "amount": 400, "balance": 600},
+            {
+                "uid": uid(2),
+                "kind": taprecord.KIND_VOID,
+                "amount": 3,
+                "counter": 4,
+                "balance": 1000,
+            },
+            {"uid": uid(1), "counter": 3, "amount": 250, "balance": 9250},
+            # card 3: insufficient balance, then denied (deny list)
+            {
+                "uid": uid(3),
+                "kind": taprecord.KIND_REFUSED,
+                "result": taprecord.RESULT_INSUFFICIENT,
+                "counter": 9,
+                "balance": 100,
+            },
+            {
+                "uid": uid(3),
+                "kind": taprecord.KIND_DENIED,
+                "result": taprecord.RESULT_DENYLIST,
+                "balance": -1,
+            },
+            # no card read at all (error record)
+            {"uid": bytes(7), "kind": taprecord.KIND_ERROR, "result": taprecord.RESULT_CARD_ERROR},
+        ],
+    )
+    store.ingest(7, t7, KEY7)
+    t8 = chain(
+        KEY8,
+        8,
+        [
+            {"uid": uid(4), "counter": 1, "amount": 1000, "balance": 4000, "profile": 2},
+            # card 1 again with counter 3: a clone or a replay of the charge on terminal 7 seq 5
+            {"uid": uid(1), "counter": 3, "amount": 250, "balance": 9250},
+            {"uid": uid(4), "counter": 2, "amount": 1000, "balance": 3000, "profile": 2},
+            {"uid": uid(4), "counter": 3, "amount": 1000, "balance": 2000, "profile": 2},
+            {
+                "uid": uid(4),
+                "kind": taprecord.KIND_REFUSED,
+                "result": taprecord.RESULT_INSUFFICIENT,
+                "counter": 3,
+                "balance": 2000,
+            },
+        ],
+    )
+    store.ingest(8, t8[:2], KEY8)
+    store.ingest(8, t8[4:], KEY8, allow_gap=True)  # seq 3..4 acknowledged elsewhere
+
+
+def test_report(store):
+    scenario(store)
+    rep = report_mod.report(store)
+    json.dumps(rep)  # JSON-ready
+    assert rep["revenue"] == 250 * 3 + 1000 + 250  # the voided 400 is no money
+    assert rep["charges"] == 5
+    assert rep["taps"] == 11
+    assert rep["refused"] == 3
+    assert rep["refused_by_reason"] == {"insufficient": 2, "deny-list": 1}
+    cards = {c["uid"]: c for c in rep["cards"]}
+    assert set(cards) == {uid(n).hex() for n in (1, 2, 3, 4)}  # the no-card error is not a card
+    assert cards[uid(1).hex()] == {
+        "uid": uid(1).hex(),
+        "taps": 4,
+        "charged": 1000,
+        "refused": 0,
+        "last_balance": 9250,
+    }
+    assert cards[uid(2).hex()]["charged"] == 0 and cards[uid(2).hex()]["last_balance"] == 600
+    assert cards[uid(3).hex()] == {
+        "uid": uid(3).hex(),
+        "taps": 2,
+        "charged": 0,
+        "refused": 2,
+        "last_balance": 100,
+    }
+    assert cards[uid(4).hex()]["charged"] == 1000 and cards[uid(4).hex()]["last_balance"] == 2000
+    terms = {t["terminal"]: t for t in rep["terminals"]}
+    assert (
+        terms[7]["taps"],
+        terms[7]["charges"],
+        terms[7]["revenue"],
+        terms[7]["refused"],
+        terms[7]["voids"],
+        terms[7]["errors"],
+    ) == (8, 3, 750, 2, 1, 1)
+    assert (
+        terms[8]["taps"],
+        terms[8]["revenue"],
+        terms[8]["first_seq"],
+        terms[8]["last_seq"],
+    ) == (3, 1250, 1, 5)
+    rec = rep["reconciliation"]
+    assert rec["sequence_gaps"] == [{"terminal": 8, "from_seq": 3, "to_seq": 4, "missing": 2}]
+    assert rec["repeated_counters"] == [
+        {
+            "uid": uid(1).hex(),
+            "counter": 3,
+            "taps": [{"terminal": 7, "seq": 5}, {"terminal": 8, "seq": 2}],
+        }
+    ]
+
+    out = io.StringIO()
+    report_mod.render_table(rep, Console(file=out, width=140, color_system=None))
+    text = out.getvalue()
+    assert "revenue 2,000 Rial from 5 charges" in text
+    assert "seq 3..4 missing (2)" in text
+    assert "counter 3 charged 2 times: terminal 7 seq 5, terminal 8 seq 2" in text
+
+
+def test_empty_report(store):
+    rep = report_mod.report(store)
+    assert (rep["revenue"], rep["taps"], rep["cards"], rep["terminals"]) == (0, 0, [], [])
+    out = io.StringIO()
+    report_mod.render_table(rep, Console(file=out, width=100, color_system=None))
+    assert "no sequence gaps" in out.getvalue()
+
+
+def test_open_store_errors(tmp_path):
+    with pytest.raises(store_mod.StoreError, match="unknown store URL"):
+        store_mod.open_store("mysql://x/y")
+    with pytest.raises(store_mod.StoreError, match="does not exist"):
+        store_mod.open_store(f"sqlite:///{tmp_path}/nope/taps.db")
+    with pytest.raises(store_mod.StoreError, match=r"cannot connect to postgresql://u:\*\*\*@"):
+        store_mod.open_store("postgresql://u:secret@127.0.0.1:1/db?connect_timeout=2")
+    s = store_mod.open_store(str(tmp_path / "plain.db"))  # a plain path is SQLite
+    assert s.dialect == "sqlite"
+    s.close()
