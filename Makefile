@@ -8,6 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 typecheck: setup
+	bash scripts/typings.sh
 	$(PY) -m mypy --config-file mypy.ini firmware
 
 test: setup typecheck

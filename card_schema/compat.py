@@ -12,8 +12,10 @@ try:
     from micropython import const  # noqa: F401
 except ImportError:  # CPython
 
-    def const(x):
+    def _const(x):
         return x
+
+    const = _const  # by assignment: mypy wants one signature for micropython.const
 
 
 try:

@@ -14,7 +14,7 @@ uncommitted change, as does any error.
 
     card = DESFireCard.blank()                   # factory card: PICC key settings 0x0F, no apps
     card.save("card.json")
-    df = DESFire(card.transceive)                # card_schema.desfire client, in process
+    df = DESFireAdmin(card.transceive)                # card_schema.desfire client, in process
     card = DESFireCard.load("card.json")
 
 Simplifications (documented, not hidden): the PICC master key is reported as the factory 2K3DES all-zero

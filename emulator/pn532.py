@@ -192,6 +192,7 @@ class PN532Emulator:
         self.exchanges = 0  # InDataExchange commands
         self.air_bytes = 0  # modelled bytes on the RF interface (framing included)
         self.last_card_error = None
+        self.empty_polls = 0  # InListPassiveTarget answered "no target" (the host saw no card)
 
     def air_seconds(self):
         """Modelled air time of all RF traffic so far at 106 kbit/s."""
@@ -207,6 +208,7 @@ class PN532Emulator:
             "exchanges": self.exchanges,
             "air_bytes": self.air_bytes,
             "air_seconds": self.air_seconds(),
+            "empty_polls": self.empty_polls,
         }
 
     # ---- the frame layer -------------------------------------------------------------------
@@ -331,6 +333,7 @@ class PN532Emulator:
         brty, wanted = p[1], bytes(p[2:])
         card = self.field.card
         if brty != 0x00 or card is None or not self._rf_on:
+            self.empty_polls += 1
             return b"\x00"
         if wanted and wanted != bytes(card.uid):
             return b"\x00"

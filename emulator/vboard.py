@@ -149,9 +149,19 @@ class VirtualBoard:
         self.field.place(card)
         return card
 
-    def remove(self):
+    def remove(self, wait_seen=5.0):
+        """Take the card away; by default wait until the firmware has polled the empty field (a
+        rider cannot lift a card and tap again within one poll, and the firmware rightly treats a
+        card that never left as the same tap)."""
+        polls = self.chip.empty_polls
         self.field.remove()
         self.card = None
+        deadline = time.monotonic() + wait_seen
+        while wait_seen and self.alive and self.chip.empty_polls == polls:
+            if time.monotonic() > deadline:
+                raise BoardError("the firmware did not poll the reader for %.0f s after the card "
+                                 "was removed" % wait_seen)
+            time.sleep(0.01)
 
     def tap(self, card_path, timeout=15.0, hold=0.0):
         """Put a card on the reader until the terminal beeps; return what the display showed."""
@@ -159,12 +169,15 @@ class VirtualBoard:
         self.place(card_path)
         try:
             beep = self.wait_for("BUZZER|", timeout=timeout, since=mark)
+            at_beep = self.lines(mark)
+            self.wait_for("STAT|", timeout=timeout, since=mark)
             if hold:
                 time.sleep(hold)
         finally:
             self.remove()
-        shown = [ln for ln in self.lines(mark) if ln.startswith("DISPLAY|")]
-        stat = [ln for ln in self.lines(mark) if ln.startswith("STAT|")]
+        out = self.lines(mark)
+        shown = [ln for ln in at_beep if ln.startswith("DISPLAY|")]
+        stat = [ln for ln in out if ln.startswith("STAT|")]
         return {"display": shown[-1] if shown else "", "buzzer": beep.split("|", 1)[1].strip(),
                 "stat": stat[-1] if stat else ""}
 

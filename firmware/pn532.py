@@ -19,24 +19,9 @@ response with a bad checksum is asked for again with a NACK. The exchange path r
 preallocated frame buffers.
 """
 
+from time import sleep_ms, ticks_add, ticks_diff, ticks_ms  # MicroPython only (board, unix port)
+
 from card_schema.compat import const
-
-try:
-    from time import sleep_ms, ticks_add, ticks_diff, ticks_ms
-except ImportError:  # CPython (host-side tests of the driver)
-    import time as _time
-
-    def ticks_add(t, delta):
-        return t + delta
-
-    def ticks_ms():
-        return int(_time.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def sleep_ms(ms):
-        _time.sleep(ms / 1000)
 
 
 class ReaderError(Exception):

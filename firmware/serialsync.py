@@ -23,8 +23,10 @@ try:
     from micropython import const
 except ImportError:  # CPython
 
-    def const(x):
+    def _const(x):
         return x
+
+    const = _const  # by assignment: mypy wants one signature for micropython.const
 
 
 _BODY_MAX = const(1 + 64 * 11)  # count + frames.MAX_RECORDS records

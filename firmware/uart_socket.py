@@ -16,25 +16,9 @@ Reads and writes allocate nothing after construction (bytes are staged in a fixe
 
 import select
 import socket
+from time import sleep_ms, ticks_add, ticks_diff, ticks_ms  # MicroPython only (unix port)
 
 from card_schema.compat import const
-
-try:
-    from time import sleep_ms, ticks_add, ticks_diff, ticks_ms
-except ImportError:  # CPython
-    import time as _time
-
-    def ticks_ms():
-        return int(_time.monotonic() * 1000)
-
-    def ticks_add(t, delta):
-        return t + delta
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def sleep_ms(ms):
-        _time.sleep(ms / 1000)
 
 
 _RXBUF = const(512)
@@ -81,10 +65,11 @@ class SocketUART:
 
     def _close_sock(self):
         if self._sock is not None:
-            try:
-                self._poll.unregister(self._sock)
-            except (OSError, ValueError, KeyError):
-                pass
+            if self._poll is not None:  # always, with a socket: both are set in _connect
+                try:
+                    self._poll.unregister(self._sock)
+                except (OSError, ValueError, KeyError):
+                    pass
             try:
                 self._sock.close()
             except OSError:
@@ -102,13 +87,15 @@ class SocketUART:
             return
         self._r = 0
         self._w = 0
+        if self._poll is None:  # never connected
+            raise OSError(9)  # EBADF
         ready = False
         for ev in self._poll.ipoll(timeout_ms):
             ready = True
             if ev[1] & _POLLERR_HUP and not ev[1] & _POLLIN:
                 self._reconnect()
                 return
-        if not ready:
+        if not ready or self._sock is None:  # an event comes only from a registered socket
             return
         try:
             n = self._sock.readinto(self._rx)
@@ -163,6 +150,8 @@ class SocketUART:
     # ---- send ------------------------------------------------------------------------------
     def write(self, buf):
         """Write all of buf; returns its length. Reconnects once if the peer went away."""
+        if self._sock is None:  # closed (deinit), or the last reconnect failed
+            raise OSError(9)  # EBADF
         n = len(buf)
         sent = 0
         deadline = ticks_add(ticks_ms(), self.timeout_ms + 1000)

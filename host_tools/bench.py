@@ -27,7 +27,7 @@ CARD_MS_COMMIT = 10.0  # CommitTransaction writes EEPROM (tearing-proof): a long
 
 def bench_bus_tap(taps=10, heap="112K"):
     from card_schema import citizen
-    from card_schema.desfire import DESFire
+    from card_schema.desfire_admin import DESFireAdmin
     from emulator.card import DESFireCard
     from emulator.vboard import VirtualBoard
     from host_tools import cardops, keystore, provision
@@ -39,7 +39,7 @@ def bench_bus_tap(taps=10, heap="112K"):
         DESFireCard.blank().save(card)
         now = int(time.time())
         with EmulatorReader(card) as r:
-            cardops.issue(DESFire(r.transceive), ks, r.uid, holder=citizen.HOLDER_ADULT, card_no=1,
+            cardops.issue(DESFireAdmin(r.transceive), ks, r.uid, holder=citizen.HOLDER_ADULT, card_no=1,
                           expiry=now + 86400 * 365, balance=25000 * (taps + 1), now=now)
         fs = os.path.join(d, "vb", "fs")
         os.makedirs(fs)

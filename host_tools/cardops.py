@@ -4,7 +4,7 @@ Every function takes a connected `card_schema.desfire.DESFire` client, the issue
 host_tools/keystore.py) and the card's UID (the keys are diversified per card). Card errors become one
 `TapkitError` line the CLI can print.
 
-    df = DESFire(reader.transceive)
+    df = DESFireAdmin(reader.transceive)
     cardops.issue(df, ks, uid, holder="student", card_no=1001, expiry=1893456000, balance=50000)
     cardops.topup(df, ks, uid, 20000)             # -> 70000
     cardops.show(df, ks, uid)["balance"]          # 70000 (GetValue with the credit key)

@@ -24,16 +24,12 @@ DEFAULT_KEYSTORE = os.environ.get("TAPKIT_KEYSTORE", "issuer.keys")
 DEFAULT_DB = os.environ.get("TAPKIT_DB", "sqlite:///tapkit.db")
 
 
-def _console():
+def _console(stderr=False):
     from rich.console import Console
 
-    return Console()
-
-
-def _err_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
+    out = sys.stderr if stderr else sys.stdout
+    # Off a terminal (logs, CI, pipes) rich would assume 80 columns and truncate the tables.
+    return Console(stderr=stderr, width=None if out.isatty() else 120)
 
 
 def _print_json(obj):
@@ -72,7 +68,7 @@ def cmd_keys_init(a):
 
 # --- card ---------------------------------------------------------------------------------------
 def _card_session(a):
-    from card_schema.desfire import DESFire
+    from card_schema.desfire_admin import DESFireAdmin
     from host_tools import keystore
     from host_tools.readers import open_reader
 
@@ -82,7 +78,7 @@ def _card_session(a):
     if getattr(a, "trace", False):
         def trace(direction, data, name=""):
             sys.stderr.write("%s %s  %s\n" % (direction, data.hex(" ").upper(), name or ""))
-    return ks, reader, DESFire(reader.transceive, wrapped=True, trace=trace)
+    return ks, reader, DESFireAdmin(reader.transceive, wrapped=True, trace=trace)
 
 
 def _holder(name):
@@ -239,11 +235,17 @@ def cmd_sync(a):
 
 
 def _progress():
+    tty = sys.stderr.isatty()
+
     def show(done, total):
-        sys.stderr.write("\rpulled %d/%d records" % (done, total))
-        if done >= total:
-            sys.stderr.write("\n")
+        if tty:
+            sys.stderr.write("\rpulled %d/%d records" % (done, total))
+            if done >= total:
+                sys.stderr.write("\n")
+        elif done >= total:
+            sys.stderr.write("pulled %d/%d records\n" % (done, total))
         sys.stderr.flush()
+
     return show
 
 

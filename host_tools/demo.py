@@ -25,18 +25,19 @@ LINE = 12
 
 
 def run(workdir="demo-run", json_out=False, heap="112K"):
-    from rich.console import Console
     from rich.table import Table
 
     from card_schema import citizen
-    from card_schema.desfire import DESFire
+    from card_schema.desfire_admin import DESFireAdmin
     from emulator.card import DESFireCard
     from emulator.vboard import BoardError, VirtualBoard
     from host_tools import cardops, keystore, provision, report, store
     from host_tools.cli import main as cli_main
     from host_tools.readers import EmulatorReader
 
-    con = Console(stderr=json_out)
+    from host_tools.cli import _console
+
+    con = _console(stderr=json_out)
     workdir = os.path.abspath(workdir)
     if os.path.exists(workdir):
         shutil.rmtree(workdir)
@@ -53,7 +54,7 @@ def run(workdir="demo-run", json_out=False, heap="112K"):
         path = os.path.join(workdir, name + ".card")
         DESFireCard.blank().save(path)
         with EmulatorReader(path) as r:
-            cardops.issue(DESFire(r.transceive), ks, r.uid, holder=citizen.HOLDER_NAMES.index(holder),
+            cardops.issue(DESFireAdmin(r.transceive), ks, r.uid, holder=citizen.HOLDER_NAMES.index(holder),
                           card_no=100 + i, expiry=now + 365 * 86400, balance=balance, now=now)
         cards.append((name, holder, balance, path))
         con.print("      card %-7s %-8s %9s Rial  (%s)" % (name, holder, format(balance, ","), path))
@@ -100,7 +101,7 @@ def run(workdir="demo-run", json_out=False, heap="112K"):
     rows = []
     for name, holder, balance, path in cards:
         with EmulatorReader(path) as r:
-            card_balance = cardops.read_balance(DESFire(r.transceive), ks, r.uid)
+            card_balance = cardops.read_balance(DESFireAdmin(r.transceive), ks, r.uid)
             uid = r.uid.hex()
         row = by_uid.get(uid, {})
         charged = row.get("charged", 0)

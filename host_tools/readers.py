@@ -5,7 +5,7 @@
     nfc:usb | nfc:udp[:HOST:PORT]   nfcpy (not in this release yet)
 
     with open_reader("pcsc") as r:
-        df = DESFire(r.transceive)       # ISO-wrapped DESFire APDUs
+        df = DESFireAdmin(r.transceive)       # ISO-wrapped DESFire APDUs
         uid = r.uid
 """
 

@@ -1,13 +1,9 @@
 """Fixtures for the end-to-end tests: real pcscd + vpcd, emulated cards served to it, virtual boards."""
 
-import contextlib
-import json
 import os
-import time
 
 import pytest
 
-from host_tools.cli import main
 
 
 @pytest.fixture(scope="session")
@@ -18,47 +14,7 @@ def pcscd():
     return True
 
 
-@contextlib.contextmanager
-def served_card(path, timeout=20.0):
-    """Serve a card file to pcscd through vpcd (as `tapkit emulate card` does) until the block ends."""
-    from smartcard.System import readers
-
-    from emulator.card import DESFireCard
-    from emulator.vpcd import VPCDBridge
-
-    card = DESFireCard.load(str(path))
-    bridge = VPCDBridge(card, "127.0.0.1", 35963)
-    bridge.connect()
-    bridge.serve_in_thread()
-    try:
-        deadline = time.monotonic() + timeout
-        while True:  # wait until pcscd reports the card present in the virtual reader
-            rs = [r for r in readers() if str(r).startswith("Virtual PCD 00 00")]
-            if rs:
-                try:
-                    c = rs[0].createConnection()
-                    c.connect()
-                    c.disconnect()
-                    break
-                except Exception:
-                    pass
-            if time.monotonic() > deadline:
-                raise AssertionError("pcscd never saw the emulated card in Virtual PCD 00 00")
-            time.sleep(0.2)
-        yield card
-    finally:
-        bridge.stop()
-
-
-def run_cli(capsys, *argv):
-    """Run `tapkit ARGV --json`; return (exit code, parsed stdout or text, stderr)."""
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    try:
-        return rc, json.loads(out), err
-    except ValueError:
-        return rc, out, err
+from e2e_helpers import run_cli, served_card  # noqa: E402,F401
 
 
 @pytest.fixture

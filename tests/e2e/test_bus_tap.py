@@ -5,7 +5,7 @@ import pytest
 
 from emulator.card import DESFireCard
 
-from .conftest import run_cli, served_card
+from e2e_helpers import run_cli, served_card
 
 pytestmark = pytest.mark.pcsc
 READER = "pcsc:Virtual PCD 00 00"

@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from card_schema import citizen
 from card_schema.crypto import rotl
-from card_schema.desfire import MODE_ENC, MODE_MAC, CardError, DESFire
+from card_schema.desfire import MODE_ENC, MODE_MAC, CardError
+from card_schema.desfire_admin import DESFireAdmin
 from emulator.card import DESFireCard
 from host_tools import TapkitError, cardops
 from host_tools.keystore import card_key
@@ -43,9 +44,9 @@ def card(tmp_path):
 
 @pytest.fixture
 def issued(card, ks, wrapped):
-    df = DESFire(card.transceive, wrapped=wrapped)
+    df = DESFireAdmin(card.transceive, wrapped=wrapped)
     cardops.issue(df, ks, card.uid, "student", 1001, T0 + 86400 * 365, balance=50000, now=T0)
-    return card, DESFire(card.transceive, wrapped=wrapped)
+    return card, DESFireAdmin(card.transceive, wrapped=wrapped)
 
 
 def _auth(df, ks, card, role):
@@ -120,7 +121,7 @@ def test_field_off_loses_uncommitted_debit(issued, ks):
     _debit_tap(df, ks, card, 1500, commit=False)
     card.field_off()  # the rider pulled the card away before CommitTransaction
     assert DESFireCard.load(card.path).value(AID, citizen.FILE_PURSE) == 50000
-    s = cardops.show(DESFire(card.transceive), ks, card.uid)
+    s = cardops.show(DESFireAdmin(card.transceive), ks, card.uid)
     assert s["balance"] == 50000 and s["counter"] == 1 and len(s["trips"]) == 1
 
 
@@ -206,7 +207,7 @@ def test_wrong_key_is_authentication_error(issued, ks):
 
 
 def test_not_a_citizen_card(card, ks, wrapped):
-    df = DESFire(card.transceive, wrapped=wrapped)
+    df = DESFireAdmin(card.transceive, wrapped=wrapped)
     with pytest.raises(TapkitError) as e:
         cardops.show(df, ks, card.uid)
     assert str(e.value) == "card is not a tapkit citizen card (application 544B01 not found)"
@@ -244,7 +245,7 @@ def test_persistence_roundtrip(issued, ks, tmp_path):
     assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []  # atomic writes
     again = DESFireCard.load(card.path)
     assert again.uid == card.uid
-    assert cardops.show(DESFire(again.transceive, wrapped=False), ks, card.uid)["balance"] == 55000
+    assert cardops.show(DESFireAdmin(again.transceive, wrapped=False), ks, card.uid)["balance"] == 55000
     other = str(tmp_path / "copy.json")
     again.save(other)
     assert DESFireCard.load(other).value(AID, citizen.FILE_PURSE) == 55000
@@ -275,7 +276,7 @@ def test_auth_matches_independent_aes(issued, ks):
 def test_identity_and_counters(card):
     assert card.uid[0] == 0x04 and len(card.uid) == 7
     assert card.sak == 0x20 and card.atr == bytes.fromhex("3B8180018080")
-    df = DESFire(card.transceive, wrapped=False)
+    df = DESFireAdmin(card.transceive, wrapped=False)
     assert df.get_version()["uid"] == card.uid
     assert df.get_key_settings() == (0x0F, 0x01)
     assert df.get_application_ids() == []
@@ -290,7 +291,7 @@ def test_illegal_command_and_wrapped_errors(card):
 
 def test_long_enciphered_data_and_backup_file(card, wrapped):
     """Chaining in both directions under secure messaging; backup files wait for the commit."""
-    df = DESFire(card.transceive, wrapped=wrapped)
+    df = DESFireAdmin(card.transceive, wrapped=wrapped)
     key = bytes(range(16))
     df.select_application(0)
     df.create_application(0x123456, 0x0F, 2)
@@ -311,7 +312,7 @@ def test_long_enciphered_data_and_backup_file(card, wrapped):
     assert df.read_data(6, 0, 0, MODE_MAC) == data
     df.write_data(6, 0, bytes(100), MODE_MAC)
     card.field_off()
-    df = DESFire(card.transceive, wrapped=wrapped)
+    df = DESFireAdmin(card.transceive, wrapped=wrapped)
     df.select_application(0x123456)
     df.authenticate_aes(1, key)
     assert df.read_data(6, 0, 0, MODE_MAC) == data

@@ -4,7 +4,8 @@
 import binascii
 
 from card_schema import desfire
-from card_schema.desfire import MODE_ENC, MODE_MAC, CardError, DESFire
+from card_schema.desfire import MODE_ENC, MODE_MAC, CardError
+from card_schema.desfire_admin import DESFireAdmin
 
 u = binascii.unhexlify
 
@@ -98,7 +99,7 @@ NATIVE = [
 
 def _tap(rows, wrapped):
     card = Script(rows)
-    df = DESFire(card, wrapped=wrapped, random=fixed_random)
+    df = DESFireAdmin(card, wrapped=wrapped, random=fixed_random)
     df.select_application(0x544B01)
     df.authenticate_aes(1, KEY1)
     if h(df.session_key) != SESSION:
@@ -121,13 +122,13 @@ def test_tap_native():
 
 def test_trace_callback():
     seen = []
-    df = DESFire(Script(WRAPPED[:1]), trace=lambda d, b, n: seen.append(f"{d} {n} {h(b)}"))
+    df = DESFireAdmin(Script(WRAPPED[:1]), trace=lambda d, b, n: seen.append(f"{d} {n} {h(b)}"))
     df.select_application(0x544B01)
     return seen
 
 
 def test_error_status_wrapped():
-    df = DESFire(Script([("90 AA 00 00 01 01 00", "91 AE")]), random=fixed_random)
+    df = DESFireAdmin(Script([("90 AA 00 00 01 01 00", "91 AE")]), random=fixed_random)
     try:
         df.authenticate_aes(1, KEY1)
     except CardError as e:
@@ -137,7 +138,7 @@ def test_error_status_wrapped():
 
 def test_error_drops_session():
     rows = WRAPPED[:3] + [("90 6C 00 00 01 02 00", "91 9D")]  # GetValue -> permission denied
-    df = DESFire(Script(rows), random=fixed_random)
+    df = DESFireAdmin(Script(rows), random=fixed_random)
     df.select_application(0x544B01)
     df.authenticate_aes(1, KEY1)
     try:
@@ -150,7 +151,7 @@ def test_error_drops_session():
 def test_bad_response_mac_is_integrity_error():
     read, resp = WRAPPED[3]
     rows = WRAPPED[:3] + [(read, resp.replace("B6 91 00", "B7 91 00"))]
-    df = DESFire(Script(rows), random=fixed_random)
+    df = DESFireAdmin(Script(rows), random=fixed_random)
     df.select_application(0x544B01)
     df.authenticate_aes(1, KEY1)
     try:
@@ -163,7 +164,7 @@ def test_bad_response_mac_is_integrity_error():
 def test_wrong_key_card_fails_to_prove():
     # the client holds the wrong key; a (replayed) card answer cannot match its RndA
     answers = [_hex(WRAPPED[1][1]), _hex(WRAPPED[2][1])]
-    df = DESFire(lambda frame: answers.pop(0), random=fixed_random)
+    df = DESFireAdmin(lambda frame: answers.pop(0), random=fixed_random)
     try:
         df.authenticate_aes(1, bytes(16))  # not KEY1: RndB decrypts to garbage, RndA' won't match
     except CardError as e:
@@ -172,7 +173,7 @@ def test_wrong_key_card_fails_to_prove():
 
 
 def test_iso_status_word():
-    df = DESFire(Script([("90 5A 00 00 03 01 4B 54 00", "6A 82")]))
+    df = DESFireAdmin(Script([("90 5A 00 00 03 01 4B 54 00", "6A 82")]))
     try:
         df.select_application(0x544B01)
     except CardError as e:
@@ -188,7 +189,7 @@ def test_response_chaining_native():
         ("AF", "00" + h(data[59:])),  # AdditionalFrame -> last 11 bytes
     ]
     card = Script(rows)
-    df = DESFire(card, wrapped=False)
+    df = DESFireAdmin(card, wrapped=False)
     got = df.read_data(7, 0, 70)
     if got != data:
         raise AssertionError("chained data")
@@ -203,7 +204,7 @@ def test_command_chaining_wrapped():
         ("90 AF 00 00 0C" + h(data[48:]) + "00", "91 00"),  # AdditionalFrame: last 12 bytes
     ]
     card = Script(rows)
-    DESFire(card).write_data(7, 0, data)
+    DESFireAdmin(card).write_data(7, 0, data)
     return card.done()
 
 
@@ -214,7 +215,7 @@ def test_get_version_three_frames():
         ("AF", "00 04 11 22 33 44 55 66 BA 7C 00 00 00 30 13"),  # -> UID, batch, week, year
     ]
     card = Script(rows)
-    v = DESFire(card, wrapped=False).get_version()
+    v = DESFireAdmin(card, wrapped=False).get_version()
     card.done()
     return "{} {} {}".format(h(v["uid"]), h(v["hw"]), v["storage"])
 

@@ -1,0 +1,21 @@
+# Heap cost of each firmware module on the MicroPython VM, in boot order (run with the built .mpy on
+# MICROPYPATH): prints "module bytes" per import (after a collect) and the total. Used by make bench
+# and when trimming RAM: python3 -m host_tools.bench --heap-probe
+import gc
+
+MODULES = (
+    "card_schema.compat", "card_schema.crypto", "card_schema.citizen", "card_schema.taprecord",
+    "card_schema.desfire", "card_schema.frames", "firmware.pn532", "firmware.uart_socket",
+    "firmware.journal", "firmware.serialsync", "firmware.hal", "firmware.hal_unix", "norflash",
+    "firmware.app",
+)
+gc.collect()
+base = gc.mem_alloc()
+prev = base
+for m in MODULES:
+    __import__(m)
+    gc.collect()
+    now = gc.mem_alloc()
+    print(m, now - prev)
+    prev = now
+print("total", prev - base)
