@@ -3,27 +3,21 @@ AN10922 key diversification, EV1 session keys and the DESFire CRC32.
 
 Pure Python in the common subset of MicroPython and CPython, so the terminal, the emulator and the card
 office compute byte-identical results. Only the single-block AES engine is platform specific.
+Terminals load this module, so it holds only what the tap path needs; host-only helpers (xor, rotr,
+cmac8, crc32_desfire) are in card_schema.crypto_host.
 
     from card_schema.crypto import cmac, cbc_encrypt, diversify_aes128
     mac = cmac(key, b"message")                      # 16 bytes
     k = diversify_aes128(master, uid + aid + b"sys")  # the card's own key
 """
 
-import binascii
+from binascii import crc32
 
-from card_schema.compat import aes_ecb_decrypt, aes_ecb_encrypt
+from card_schema.compat import aes_ecb_decrypt, aes_ecb_encrypt, const
 
 ZERO16 = b"\x00" * 16
-_RB = 0x87  # R_128 of RFC 4493: the constant xored in when the shifted-out bit is 1
-
-
-def xor(a, b):
-    """a XOR b over the length of the shorter one (new bytes)."""
-    n = min(len(a), len(b))
-    out = bytearray(n)
-    for i in range(n):
-        out[i] = a[i] ^ b[i]
-    return bytes(out)
+_RB = const(0x87)  # R_128 of RFC 4493: the constant xored in when the shifted-out bit is 1
+_MASK128 = const((1 << 128) - 1)
 
 
 def _xor_into(buf, data, off):
@@ -37,32 +31,15 @@ def rotl(b):
     return bytes(b[1:]) + bytes(b[:1])
 
 
-def rotr(b):
-    """Rotate right by one byte (inverse of rotl)."""
-    return bytes(b[-1:]) + bytes(b[:-1])
-
-
-def _shl1(b):
-    # the 128-bit value shifted left by one bit (RFC 4493 subkey generation)
-    out = bytearray(16)
-    carry = 0
-    for i in range(15, -1, -1):
-        v = b[i]
-        out[i] = ((v << 1) & 0xFF) | carry
-        carry = v >> 7
-    return out
-
-
 def subkeys(key):
-    """RFC 4493 subkeys (K1, K2) of `key` as bytearrays."""
-    L = aes_ecb_encrypt(key, ZERO16)
-    k1 = _shl1(L)
-    if L[0] & 0x80:  # the bit shifted out of L
-        k1[15] ^= _RB
-    k2 = _shl1(k1)
-    if k1[0] & 0x80:
-        k2[15] ^= _RB
-    return k1, k2
+    """RFC 4493 subkeys (K1, K2) of `key`: L = E(key, 0), K1 = L<<1, K2 = K1<<1 (each shift xors in
+    R_128 when the bit shifted out is 1)."""
+    n = int.from_bytes(aes_ecb_encrypt(key, ZERO16), "big")
+    k = []
+    for _ in range(2):
+        n = ((n << 1) ^ (_RB if n >> 127 else 0)) & _MASK128
+        k.append(n.to_bytes(16, "big"))
+    return k
 
 
 def cbc_encrypt(key, iv, data):
@@ -103,10 +80,7 @@ def cmac_iv(key, iv, msg):
     """
     k1, k2 = subkeys(key)
     n = len(msg)
-    if n and n % 16 == 0:
-        last_len = 16
-    else:
-        last_len = n % 16
+    last_len = n % 16 or (16 if n else 0)
     full = n - last_len  # bytes processed as complete, non-final blocks
     blk = bytearray(iv)
     for off in range(0, full, 16):
@@ -128,38 +102,16 @@ def cmac(key, msg):
     return cmac_iv(key, ZERO16, msg)
 
 
-def cmac8(key, msg):
-    """CMAC truncated to the 8 bytes at odd indexes 1, 3, .., 15 (NXP "MACt").
-
-    Note: DESFire EV1 secure messaging (card_schema.desfire) sends the *first* 8 bytes of the CMAC, as
-    real EV1 cards do; this odd-byte truncation is the one EV2 secure messaging uses.
-    """
-    m = cmac(key, msg)
-    return bytes(m[i] for i in range(1, 16, 2))
-
-
 def diversify_aes128(master_key, div_input):
     """NXP AN10922 AES-128 key diversification: CMAC over 0x01 || M, padded to 32 bytes.
 
     M is the diversification input (1..31 bytes). When 0x01 || M is shorter than 32 bytes it is padded
     with 80 00.. and the last block is xored with K2, else with K1; the result is the last block of the
-    CBC encryption (IV zero).
+    CBC encryption (IV zero). That is exactly AES-CMAC (RFC 4493) of 0x01 || M.
     """
-    m = bytes(div_input)
-    if not 0 < len(m) <= 31:
+    if not 0 < len(div_input) <= 31:
         raise ValueError("diversification input must be 1..31 bytes")
-    k1, k2 = subkeys(master_key)
-    d = bytearray(32)
-    d[0] = 0x01
-    d[1 : 1 + len(m)] = m
-    if len(m) < 31:
-        d[1 + len(m)] = 0x80
-        sub = k2
-    else:
-        sub = k1
-    for i in range(16):
-        d[16 + i] ^= sub[i]
-    return bytes(cbc_encrypt(master_key, ZERO16, d)[16:32])
+    return bytes(cmac(master_key, b"\x01" + bytes(div_input)))
 
 
 def ev1_session_key(rnd_a, rnd_b):
@@ -167,15 +119,7 @@ def ev1_session_key(rnd_a, rnd_b):
     return bytes(rnd_a[0:4]) + bytes(rnd_b[0:4]) + bytes(rnd_a[12:16]) + bytes(rnd_b[12:16])
 
 
-def crc32_desfire(data):
-    """The DESFire CRC32 (JAMCRC: the IEEE CRC-32 without the final xor), as an int.
-
-    Appended to data little endian: `struct.pack("<I", crc32_desfire(data))`.
-    """
-    return (binascii.crc32(data) ^ 0xFFFFFFFF) & 0xFFFFFFFF
-
-
 def crc32_bytes(data):
-    """crc32_desfire(data) as the 4 little-endian bytes the card sends."""
-    c = crc32_desfire(data)
-    return bytes((c & 0xFF, (c >> 8) & 0xFF, (c >> 16) & 0xFF, (c >> 24) & 0xFF))
+    """The DESFire CRC32 of `data` as the 4 little-endian bytes the card sends (JAMCRC: the IEEE
+    CRC-32 without the final xor; card_schema.crypto_host.crc32_desfire gives it as an int)."""
+    return ((crc32(data) ^ 0xFFFFFFFF) & 0xFFFFFFFF).to_bytes(4, "little")

@@ -1,28 +1,97 @@
 """DESFire EV1 personalisation and inspection commands (card office, tests; not loaded by terminals).
 
     from card_schema.desfire_admin import DESFireAdmin
-    df = DESFireAdmin(reader.transceive)
+    df = DESFireAdmin(reader.transceive, trace=print_apdu)
     df.create_application(0x544B01, 0x0B, 4)
     df.get_file_settings(2)
 
-DESFireAdmin is the full client: the tap-path client of card_schema.desfire plus these commands.
+DESFireAdmin is the full client: the tap-path client of card_schema.desfire plus these commands, the
+other value operations and APDU tracing. This module also holds every status and command code with its
+name; importing it makes str(CardError) name them ("permission denied (0x9D) in Debit") instead of
+the terminal's terse "status 9D in DC".
 """
 
 import struct
 
 from card_schema import desfire
-from card_schema.crypto import ZERO16, cbc_encrypt, crc32_bytes, xor
-from card_schema.desfire import (
-    AUTHENTICATION_ERROR,
+from card_schema.crypto import ZERO16, cbc_encrypt, crc32_bytes
+from card_schema.crypto_host import xor
+from card_schema.desfire import (  # noqa: F401  (re-exported: the host imports them from here)
+    APPLICATION_NOT_FOUND,
+    BOUNDARY_ERROR,
     MODE_ENC,
+    MODE_MAC,
     MODE_PLAIN,
-    OK,
-    PROTOCOL_ERROR,
     CardError,
     DESFire,
-    _u24,
+    _file_hdr,
 )
 
+# Status codes (the card's answer byte; ISO wrapped: SW2 after SW1 = 0x91)
+OK = 0x00
+NO_CHANGES = 0x0C
+OUT_OF_EEPROM = 0x0E
+ILLEGAL_COMMAND = 0x1C
+INTEGRITY_ERROR = 0x1E
+NO_SUCH_KEY = 0x40
+LENGTH_ERROR = 0x7E
+PERMISSION_DENIED = 0x9D
+PARAMETER_ERROR = 0x9E
+AUTHENTICATION_ERROR = 0xAE
+ADDITIONAL_FRAME = 0xAF
+PICC_INTEGRITY_ERROR = 0xC1
+COMMAND_ABORTED = 0xCA
+PICC_DISABLED = 0xCD
+COUNT_ERROR = 0xCE
+DUPLICATE_ERROR = 0xDE
+EEPROM_ERROR = 0xEE
+FILE_NOT_FOUND = 0xF0
+FILE_INTEGRITY_ERROR = 0xF1
+
+# Errors found by this side (no card status): negative so they never collide with a card status
+RESPONSE_INTEGRITY = -1  # response MAC or CRC wrong, or the card failed to prove the key
+PROTOCOL_ERROR = -2  # malformed or unexpected response
+
+STATUS_NAMES = {
+    0x00: "OK",
+    0x0C: "no changes",
+    0x0E: "out of EEPROM",
+    0x1C: "illegal command",
+    0x1E: "integrity error",
+    0x40: "no such key",
+    0x7E: "length error",
+    0x9D: "permission denied",
+    0x9E: "parameter error",
+    0xA0: "application not found",
+    0xAE: "authentication error",
+    0xAF: "additional frame",
+    0xBE: "boundary error",
+    0xC1: "PICC integrity error",
+    0xCA: "command aborted",
+    0xCD: "PICC disabled",
+    0xCE: "count error",
+    0xDE: "duplicate error",
+    0xEE: "EEPROM error",
+    0xF0: "file not found",
+    0xF1: "file integrity error",
+    -1: "integrity",
+    -2: "protocol error",
+}
+
+# Command codes
+CMD_AUTHENTICATE_AES = 0xAA
+CMD_SELECT_APPLICATION = 0x5A
+CMD_READ_DATA = 0xBD
+CMD_WRITE_DATA = 0x3D
+CMD_GET_VALUE = 0x6C
+CMD_CREDIT = 0x0C
+CMD_DEBIT = 0xDC
+CMD_LIMITED_CREDIT = 0x1C
+CMD_WRITE_RECORD = 0x3B
+CMD_READ_RECORDS = 0xBB
+CMD_COMMIT_TRANSACTION = 0xC7
+CMD_ABORT_TRANSACTION = 0xA7
+CMD_ADDITIONAL_FRAME = 0xAF
 CMD_CHANGE_KEY = 0xC4
 CMD_GET_KEY_SETTINGS = 0x45
 CMD_GET_KEY_VERSION = 0x64
@@ -41,37 +110,116 @@ CMD_CREATE_CYCLIC_RECORD_FILE = 0xC0
 CMD_DELETE_FILE = 0xDF
 CMD_CLEAR_RECORD_FILE = 0xEB
 
+# Names for traces and error messages
+COMMAND_NAMES = {
+    0xAA: "AuthenticateAES",
+    0x5A: "SelectApplication",
+    0xBD: "ReadData",
+    0x3D: "WriteData",
+    0x6C: "GetValue",
+    0x0C: "Credit",
+    0xDC: "Debit",
+    0x1C: "LimitedCredit",
+    0x3B: "WriteRecord",
+    0xBB: "ReadRecords",
+    0xC7: "CommitTransaction",
+    0xA7: "AbortTransaction",
+    0xAF: "AdditionalFrame",
+    0xC4: "ChangeKey",
+    0x45: "GetKeySettings",
+    0x64: "GetKeyVersion",
+    0xCA: "CreateApplication",
+    0xDA: "DeleteApplication",
+    0x6A: "GetApplicationIDs",
+    0xFC: "FormatPICC",
+    0x60: "GetVersion",
+    0x51: "GetCardUID",
+    0x6F: "GetFileIDs",
+    0xF5: "GetFileSettings",
+    0xCD: "CreateStdDataFile",
+    0xCB: "CreateBackupDataFile",
+    0xCC: "CreateValueFile",
+    0xC0: "CreateCyclicRecordFile",
+    0xDF: "DeleteFile",
+    0xEB: "ClearRecordFile",
+}
+
 FILE_STD = 0
 FILE_BACKUP = 1
 FILE_VALUE = 2
 FILE_LINEAR = 3
 FILE_CYCLIC = 4
 
-desfire.COMMAND_NAMES.update(
-    {
-        0xC4: "ChangeKey",
-        0x45: "GetKeySettings",
-        0x64: "GetKeyVersion",
-        0xCA: "CreateApplication",
-        0xDA: "DeleteApplication",
-        0x6A: "GetApplicationIDs",
-        0xFC: "FormatPICC",
-        0x60: "GetVersion",
-        0x51: "GetCardUID",
-        0x6F: "GetFileIDs",
-        0xF5: "GetFileSettings",
-        0xCD: "CreateStdDataFile",
-        0xCB: "CreateBackupDataFile",
-        0xCC: "CreateValueFile",
-        0xC0: "CreateCyclicRecordFile",
-        0xDF: "DeleteFile",
-        0xEB: "ClearRecordFile",
-    }
-)
+
+def status_name(status):
+    return STATUS_NAMES.get(status, "unknown status")
+
+
+def command_name(cmd):
+    return COMMAND_NAMES.get(cmd, "command 0x%02X" % cmd)
+
+
+def describe(e):
+    """One line for a CardError: "authentication error (0xAE) in Debit",
+    "card answered ISO status 6A82 in SelectApplication", "integrity: bad MAC in ReadData"."""
+    s = e.status
+    if e.msg:
+        text = e.msg if s >= 0 else "%s: %s" % (status_name(s), e.msg)
+    elif s > 0xFF:
+        text = "card answered ISO status %04X" % s
+    elif s >= 0:
+        text = "%s (0x%02X)" % (status_name(s), s)
+    else:
+        text = status_name(s)
+    if e.command is not None:
+        text += " in " + command_name(e.command)
+    return text
+
+
+def _u24(n):
+    return n.to_bytes(3, "little")
+
+
+# The host's str(CardError) names the status and the command (the terminal does not load the names).
+desfire.CardError.__str__ = describe
 
 
 class DESFireAdmin(DESFire):
-    """The full DESFire EV1 client (personalisation, key changes, settings, version)."""
+    """The full DESFire EV1 client (personalisation, key changes, settings, version).
+
+    `trace(direction, frame, name)`, when given, sees every frame: (">", command frame, "Debit") and
+    ("<", the card's answer, "Debit").
+    """
+
+    def __init__(self, transceive, wrapped=True, trace=None, random=None):
+        send = transceive
+
+        def traced(frame):
+            name = command_name(frame[1 if wrapped else 0])
+            trace(">", bytes(frame), name)
+            resp = send(frame)
+            trace("<", bytes(resp), name)
+            return resp
+
+        super().__init__(traced if trace else send, wrapped, random)
+        self.trace = trace
+
+    @property
+    def authenticated(self):
+        return self.session_key is not None
+
+    def write_data(self, file_no, offset, data, mode=MODE_PLAIN):
+        """WriteData; on a backup file it takes effect at CommitTransaction."""
+        self.command(CMD_WRITE_DATA, _file_hdr(file_no, offset, len(data)), data, mode, MODE_PLAIN)
+
+    def credit(self, file_no, amount, mode=MODE_PLAIN):
+        self.debit(file_no, amount, mode, CMD_CREDIT)
+
+    def limited_credit(self, file_no, amount, mode=MODE_PLAIN):
+        self.debit(file_no, amount, mode, CMD_LIMITED_CREDIT)
+
+    def abort_transaction(self):
+        self.command(CMD_ABORT_TRANSACTION)
 
     def change_key(self, key_no, new_key, old_key=None, version=0):
         """ChangeKey (0xC4), AES. Changing the key of the current session ends the session.
@@ -147,10 +295,10 @@ class DESFireAdmin(DESFire):
 
     def create_application(self, aid, key_settings, n_keys, aes=True):
         nk = n_keys | (0x80 if aes else 0)
-        self.command(CMD_CREATE_APPLICATION, _u24(aid) + bytes((key_settings, nk)))
+        self.command(CMD_CREATE_APPLICATION, aid.to_bytes(3, "little") + bytes((key_settings, nk)))
 
     def delete_application(self, aid):
-        self.command(CMD_DELETE_APPLICATION, _u24(aid))
+        self.command(CMD_DELETE_APPLICATION, aid.to_bytes(3, "little"))
 
     def format_picc(self):
         self.command(CMD_FORMAT_PICC)

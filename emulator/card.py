@@ -36,8 +36,8 @@ from card_schema.crypto import (
     crc32_bytes,
     ev1_session_key,
     rotl,
-    xor,
 )
+from card_schema.crypto_host import xor
 
 # status codes
 OK = 0x00

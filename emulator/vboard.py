@@ -67,6 +67,7 @@ class VirtualBoard:
         self._ctl = None
         self._stopping = False
         self.card = None
+        self._serial_tail = bytearray()  # the last bytes the firmware wrote to its USB serial
 
     # --- life cycle -------------------------------------------------------------------------------
     def start(self, wait_ready=30.0):
@@ -80,21 +81,71 @@ class VirtualBoard:
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         self.port = os.ttyname(self._slave)
-        env = dict(os.environ)
-        env["MICROPYPATH"] = os.pathsep.join([os.path.join(self.fs, "lib"), self.vlib, ".frozen"])
-        env["TAPKIT_PN532_PORT"] = str(self.chip.port)
-        self.proc = subprocess.Popen(
-            [micropython_exe(), "-X", "heapsize=" + self.heap, "main.py"], cwd=self.fs,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-            bufsize=0)
+        self._spawn_fw()
         self._spawn(self._pty_to_fw)
-        self._spawn(self._fw_to_pty)
-        self._spawn(self._stderr_reader)
+        self._spawn(self._watchdog)
         self._start_control()
         self._write_runtime()
         if wait_ready:
             self.wait_for("DISPLAY|", timeout=wait_ready, since=0)
         return self
+
+    def _spawn_fw(self):
+        env = dict(os.environ)
+        env["MICROPYPATH"] = os.pathsep.join([os.path.join(self.fs, "lib"), self.vlib, ".frozen"])
+        env["TAPKIT_PN532_PORT"] = str(self.chip.port)
+        try:
+            os.unlink(os.path.join(self.fs, "heartbeat"))
+        except OSError:
+            pass
+        proc = subprocess.Popen(
+            [micropython_exe(), "-X", "heapsize=" + self.heap, "main.py"], cwd=self.fs,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            bufsize=0)
+        self.proc = proc
+        self.boots = getattr(self, "boots", 0) + 1
+        self._spawn(lambda: self._fw_to_pty(proc))
+        self._spawn(lambda: self._stderr_reader(proc))
+        return proc
+
+    def restart(self, reason="power cycle", wait_ready=30.0):
+        """Cut the firmware's power (SIGKILL, like a bus ignition) and boot it again."""
+        self._event("RESET| %s" % reason)
+        old = self.proc
+        if old and old.poll() is None:
+            old.kill()
+            old.wait()
+        mark = self.mark()
+        self._spawn_fw()
+        if wait_ready:
+            self.wait_for("DISPLAY|", timeout=wait_ready, since=mark)
+
+    def _event(self, line):
+        with self._cond:
+            self._lines.append(line)
+            self._cond.notify_all()
+        with open(os.path.join(self.state, "display.log"), "a") as f:
+            f.write(line + "\n")
+
+    def _watchdog(self):
+        """The hardware watchdog: the firmware's main loop touches fs/heartbeat when it feeds the
+        WDT; if that stops for longer than the board's WDT timeout, the board is reset."""
+        try:
+            with open(os.path.join(self.fs, "board.json")) as f:
+                timeout = json.load(f).get("wdt", {}).get("timeout_ms", 8000) / 1000.0
+        except (OSError, ValueError):
+            timeout = 8.0
+        hb = os.path.join(self.fs, "heartbeat")
+        while not self._stopping:
+            time.sleep(0.5)
+            proc = self.proc
+            try:
+                age = time.time() - os.stat(hb).st_mtime
+            except OSError:
+                continue  # not fed yet (booting)
+            if age > timeout + 1.0 and proc.poll() is None and not self._stopping:
+                self.resets = getattr(self, "resets", 0) + 1
+                self.restart("watchdog: main loop silent for %.1f s" % age, wait_ready=0)
 
     def stop(self):
         self._stopping = True
@@ -202,6 +253,9 @@ class VirtualBoard:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self.alive:
                     tail = "\n".join(self._lines[-15:])
+                    serial = self._serial_tail.decode("utf-8", "replace").strip()
+                    if serial:  # tracebacks go to the USB serial, as on a real board
+                        tail += "\n[serial]\n" + "\n".join(serial.splitlines()[-12:])
                     why = "timed out" if self.alive else "firmware exited (%s)" % self.proc.poll()
                     raise BoardError("virtual board %s waiting for %r; last output:\n%s"
                                      % (why, prefix, tail))
@@ -244,21 +298,23 @@ class VirtualBoard:
             except (OSError, ValueError):
                 return
 
-    def _fw_to_pty(self):
-        out = self.proc.stdout
+    def _fw_to_pty(self, proc):
+        out = proc.stdout
         while True:
             data = out.read1(512) if hasattr(out, "read1") else out.read(1)
             if not data:
                 return
+            self._serial_tail += data
+            del self._serial_tail[:-2048]
             try:
                 os.write(self._master, data)
             except OSError:
                 return
 
-    def _stderr_reader(self):
+    def _stderr_reader(self, proc):
         log = open(os.path.join(self.state, "display.log"), "a", buffering=1)
         try:
-            for raw in self.proc.stderr:
+            for raw in proc.stderr:
                 line = raw.decode("utf-8", "replace").rstrip("\n")
                 log.write(line + "\n")
                 if self.echo and (line.startswith("DISPLAY|") or line.startswith("BUZZER|")):

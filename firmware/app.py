@@ -43,6 +43,7 @@ class Terminal:
         self.stop = int(config.get("stop", 0))
         self.tariff_ver = int(config.get("tariff_ver", 0))
         self.deny_ver = int(config.get("deny_ver", 0))
+        self.errors = []  # type: list  # diagnostics log: the last errors, bounded
         self.debit_master = _unhex(keys["debit"])
         self.journal = journal.Journal(board.flash, _unhex(keys["journal"]), self.terminal_id)
         self.reader = pn532.PN532(board.uart)
@@ -56,7 +57,6 @@ class Terminal:
         }
         self.responder = serialsync.Responder(self.journal, self.info, board.clock,
                                               board.console.write, log=lambda: self.errors)
-        self.errors = []  # diagnostics log: the last errors, bounded
         self.present_uid = None  # card still in the field after its tap (not charged again)
         self.pending = None  # (uid, seq, counter) of a charge whose commit answer was lost
         self.taps = 0
@@ -210,8 +210,13 @@ class Terminal:
 
     def _resolve_pending(self, uid, last):
         """The same card is back after a lost commit answer. True when that charge did commit."""
-        _, seq, counter, t = self.pending
+        p = self.pending
         self.pending = None
+        if p is None:
+            return False
+        seq = p[1]
+        counter = p[2]
+        t = p[3]
         if (last and last[citizen.TR_COUNTER] == counter and last[citizen.TR_TERMINAL]
                 == self.terminal_id and last[citizen.TR_TIME] == t):
             self.show("OK  -" + _fmt_rial(last[citizen.TR_AMOUNT]),
@@ -268,7 +273,16 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
         while True:
             board.wdt.feed()
             time.sleep(1)
-    term = Terminal(board, config, keys)
+    try:
+        term = Terminal(board, config, keys)
+    except Exception as e:
+        # A broken part (journal flash, keys) must not boot-loop the board: stay up, diagnosable over
+        # the REPL, and refuse taps (a tap that cannot be journalled must not be charged).
+        board.display.show("Out of service", "Terminal fault")
+        board.log("boot: terminal failed to start: %s: %s" % (type(e).__name__, e))
+        while True:
+            board.wdt.feed()
+            time.sleep(1)
     term.start()
     board.log("boot: terminal %d ready, journal head %d, %d unsynced" % (
         term.terminal_id, term.journal.head_seq, term.journal.unsynced))

@@ -7,93 +7,73 @@
     board.flash.program(0, b"...")          # the journal region (Flash protocol)
     board.wdt.feed()
 
-`Board` attributes: name, platform, spec (the parsed JSON), profile, uart (PN532 wire: write, read,
-readinto, any), flash (size, SECTOR, PAGE, read, program, erase), wdt (feed), console (poll_line, write),
-display (show), buzzer (beep), led (set), clock (time, set), net (connect, isconnected), errors (what
-failed while building the board: a dead part never stops the boot). Methods: reset_cause(), free_heap(),
-log(msg), stat(msg).
+`Board` attributes: name, platform, reset_cause ("power-on", "watchdog", ...), uart (PN532 wire:
+write, read, readinto, any), flash (size, SECTOR, PAGE, read, program, erase), wdt (feed), console
+(poll_line, write), display (show), buzzer (beep), led (set), clock (time, set), net (connect,
+isconnected; None without a network), errors (what failed while building the board: a dead part never
+stops the boot). Methods: log(msg), stat(msg) (diagnostics lines on stderr), part(what, build, *args)
+(for the builders).
 
-The platform modules (firmware.hal_esp32, firmware.hal_unix) build the platform parts; the parts that
-are the same everywhere (console, text UI, clock) live here.
+display, buzzer and led are the Board itself: text lines on stderr (`DISPLAY| line1 | line2`,
+`BUZZER|ok`, `LED|green`; the virtual board shows them), and on a board with real parts the platform
+sets the hooks `sound(pattern)` and `drive(color)` (an ESP32 panel driver, SSD1306, comes with the UI
+issue; until then the display is the text line only).
+
+`firmware.hal_<platform>` (esp32, unix) builds the platform parts (uart, flash, wdt, net, the buzzer and
+LED hooks); the parts that are the same everywhere (console, text UI, clock) are built here. Every
+class and method costs RAM on the board (a class ~300 bytes, a method ~100 plus its code), so the module
+keeps to what the firmware uses.
 """
 
-import gc
 import json
 import select
 import sys
+import time
 
-from card_schema.compat import const
+from micropython import const
 
 _LINE_MAX = const(1100)  # longest console line kept (sync frames are <= 1024 bytes + newline)
 _POLL_BYTES = const(256)  # bytes taken from the console per poll_line() call (bounded work)
 _ENODEV = const(19)
-
-# platform name -> module that builds its parts (a table, not an if-ladder)
-PLATFORMS = {"esp32": "firmware.hal_esp32", "unix": "firmware.hal_unix"}
-
-
-class HALError(Exception):
-    pass
+_POLLIN = const(0x0001)  # select.POLLIN (the same on every port)
 
 
 def load(board_path="board.json"):
-    """Read the board definition and build its Board."""
-    try:
-        with open(board_path) as f:
-            spec = json.load(f)
-    except (OSError, ValueError) as e:
-        raise HALError("board definition %s: %s" % (board_path, e))
-    plat = spec.get("platform")
-    modname = PLATFORMS.get(plat)
-    if modname is None:
-        raise HALError("unknown platform %r in %s" % (plat, board_path))
-    mod = __import__(modname, None, None, ("build",))
-    return mod.build(spec, _dirname(board_path))
-
-
-def _dirname(path):
-    i = path.rfind("/")
-    return path[:i] if i > 0 else ("/" if i == 0 else "")
+    """Read the board definition and build its Board with firmware.hal_<platform>.build(spec, base)
+    (an unknown platform is an ImportError naming the module it looked for)."""
+    with open(board_path) as f:
+        spec = json.load(f)
+    mod = __import__("firmware.hal_" + str(spec.get("platform")), None, None, ("build",))
+    return mod.build(spec, board_path[: board_path.rfind("/") + 1])
 
 
 def join(base, name):
-    """base/name unless name is absolute or base is empty."""
-    if not base or name.startswith("/"):
-        return name
-    return base + "/" + name
+    """The path of `name` beside board.json: base is its directory with a trailing "/" (or "")."""
+    return name if name.startswith("/") else base + name
 
 
 class Board:
-    def __init__(self, spec, platform):
-        self.spec = spec
+    """The parts of one board. The platform's build() sets uart, flash, wdt, net and the UI hooks."""
+
+    sound = None  # buzzer hook: sound(pattern)
+    drive = None  # LED hook: drive(color)
+
+    def __init__(self, spec, platform, base):
         self.name = spec.get("name", "?")
         self.platform = platform
-        self.profile = spec.get("profile", "bus")
         self.errors = []
-        self.uart = None
-        self.flash = None
-        self.wdt = None
-        self.console = None
-        self.display = None
-        self.buzzer = None
-        self.led = None
-        self.clock = None
-        self.net = None
-        self._reset_cause = "unknown"
+        self.reset_cause = "unknown"  # set by the platform
+        self.uart = self.flash = self.wdt = self.net = None
+        self.console = Console()
+        self.display = self.buzzer = self.led = self
+        self.clock = Clock(join(base, spec.get("clock", {}).get("file", "clock.json")))
 
-    def part(self, what, build, fallback=None):
-        """Build one part; a failure is recorded in `errors` and `fallback` stands in."""
+    def part(self, what, build, *args):
+        """build(*args); a failure is recorded in `errors` and None stands in."""
         try:
-            return build()
+            return build(*args)
         except Exception as e:  # a missing reader or display must not stop the boot
             self.errors.append("%s: %s %s" % (what, type(e).__name__, e))
-            return fallback
-
-    def reset_cause(self):
-        return self._reset_cause
-
-    def free_heap(self):
-        return gc.mem_free() if hasattr(gc, "mem_free") else -1
 
     def log(self, msg):
         _err_line("LOG| ", msg)
@@ -101,27 +81,37 @@ class Board:
     def stat(self, msg):
         _err_line("STAT| ", msg)
 
+    def show(self, line1, line2=""):
+        _err_line("DISPLAY| ", line1 + " | " + line2)
 
-def _err_line(prefix, msg):
+    def beep(self, pattern):
+        _err_line("BUZZER|", pattern, self.sound)
+
+    def set(self, color):
+        _err_line("LED|", color, self.drive)
+
+
+def _err_line(prefix, msg, hook=None):
+    """One text line on stderr (what the virtual board shows), then the hardware hook, if any."""
     try:
         sys.stderr.write(prefix + msg + "\n")
     except Exception:  # the console is gone (host closed the pty): nothing to tell
         pass
+    if hook is not None:
+        try:
+            hook(msg)
+        except Exception:  # a flaky buzzer or LED must not stop a tap
+            pass
 
 
 class DeadUART:
-    """Stands in for a reader wire that could not be opened: every call raises OSError(ENODEV)."""
+    """Stands in for a reader wire that could not be opened: every call raises OSError(ENODEV) (the
+    reason is in Board.errors)."""
 
-    def __init__(self, why):
-        self.why = why
+    def write(self, *a):
+        raise OSError(_ENODEV)
 
-    def _fail(self, *a):
-        raise OSError(_ENODEV, "reader UART unavailable: %s" % self.why)
-
-    write = _fail
-    read = _fail
-    readinto = _fail
-    any = _fail
+    read = readinto = any = write
 
 
 class Console:
@@ -132,120 +122,51 @@ class Console:
     not a frame). Ctrl-C still reaches the REPL: the port's driver turns it into KeyboardInterrupt.
     """
 
-    def __init__(self, stdin=None, stdout=None):
-        sin = stdin if stdin is not None else sys.stdin.buffer
-        self._in = sin
-        self._out = stdout if stdout is not None else sys.stdout.buffer
+    def __init__(self):
+        self._in = sys.stdin.buffer
+        # the USB serial / stdout is unbuffered on every port: write(bytes) goes out at once
+        self.write = sys.stdout.buffer.write
         self._buf = bytearray(_LINE_MAX)
         self._one = bytearray(1)
-        self._n = 0
-        self._drop = False  # inside an overlong line: discard until its newline
-        self.dropped = 0
-        self.eof = False
+        self._n = (
+            0  # bytes of the line so far; -1 inside an overlong line (dropped to its newline)
+        )
+        self._poll = None  # no pollable stdin (detached): the console stays silent
         try:
-            self._poll = select.poll()
-            self._poll.register(sin, select.POLLIN)
-            self._polling = True
-        except (OSError, TypeError, ValueError, AttributeError):
-            self._polling = False  # no pollable stdin (detached): the console stays silent
-
-    def _ready(self):
-        if not self._polling or self.eof:
-            return False
-        for ev in self._poll.poll(0):
-            if ev[1] & select.POLLIN:
-                return True
-            if ev[1] & (select.POLLHUP | select.POLLERR):
-                self.eof = True
-        return False
+            p = select.poll()
+            p.register(self._in, _POLLIN)
+            self._poll = p
+        except Exception:
+            pass
 
     def poll_line(self):
+        buf = self._buf
         for _ in range(_POLL_BYTES):
-            if not self._ready():
+            if self._poll is None:
                 return None
-            if not self._in.readinto(self._one):
-                self.eof = True  # the host side closed: stop polling a dead fd
+            ev = self._poll.poll(0)
+            if not ev:
+                return None
+            if not ev[0][1] & _POLLIN or not self._in.readinto(self._one):
+                self._poll = None  # hang-up or EOF (the host side closed): stop polling a dead fd
                 return None
             c = self._one[0]
+            n = self._n
             if c == 0x0A:
-                if self._drop:
-                    self._drop = False
-                    self._n = 0
-                    continue
-                n = self._n
                 self._n = 0
-                if n and self._buf[n - 1] == 0x0D:
+                if n < 0:
+                    continue  # the end of an overlong line
+                if n and buf[n - 1] == 0x0D:
                     n -= 1
-                return bytes(self._buf[:n])
-            if self._drop:
+                return bytes(memoryview(buf)[:n])
+            if n < 0:
                 continue
-            if self._n >= _LINE_MAX:
-                self._drop = True
-                self.dropped += 1
-                self._n = 0
+            if n >= _LINE_MAX:
+                self._n = -1
                 continue
-            self._buf[self._n] = c
-            self._n += 1
+            buf[n] = c
+            self._n = n + 1
         return None
-
-    def write(self, data):
-        raw = data.encode() if isinstance(data, str) else data
-        n = self._out.write(raw)
-        try:
-            self._out.flush()
-        except AttributeError:
-            pass
-        return n
-
-
-class TextDisplay:
-    """The display as text: prints `DISPLAY| line1 | line2` on stderr and keeps the lines.
-
-    On an ESP32 a real panel driver (SSD1306) draws `lines`; the text line stays for the log.
-    """
-
-    def __init__(self, draw=None):
-        self.lines = ("", "")
-        self._draw = draw
-
-    def show(self, line1, line2=""):
-        self.lines = (line1, line2)
-        _err_line("DISPLAY| ", line1 + " | " + line2)
-        if self._draw is not None:
-            try:
-                self._draw(line1, line2)
-            except Exception:  # a flaky panel must not stop a tap
-                pass
-
-
-class TextBuzzer:
-    def __init__(self, sound=None):
-        self.last = None
-        self._sound = sound
-
-    def beep(self, pattern):
-        self.last = pattern
-        _err_line("BUZZER|", str(pattern))
-        if self._sound is not None:
-            try:
-                self._sound(pattern)
-            except Exception:
-                pass
-
-
-class TextLED:
-    def __init__(self, drive=None):
-        self.color = "off"
-        self._drive = drive
-
-    def set(self, color):
-        self.color = color
-        _err_line("LED|", str(color))
-        if self._drive is not None:
-            try:
-                self._drive(color)
-            except Exception:
-                pass
 
 
 class Clock:
@@ -255,27 +176,24 @@ class Clock:
     last time that was set or saved (a later SET_CLOCK from the host corrects it).
     """
 
-    def __init__(self, path, now):
+    def __init__(self, path):
         self.path = path
-        self._now = now  # platform seconds (int)
         self.offset = 0
         self.floor = 0
         try:
             with open(path) as f:
                 d = json.load(f)
-            self.offset = int(d.get("offset", 0))
-            self.floor = int(d.get("floor", 0))
-        except (OSError, ValueError, AttributeError):
+            self.offset = int(d["offset"])
+            self.floor = int(d["floor"])
+        except Exception:  # no file yet, or a damaged one: start from the platform clock
             pass
 
     def time(self):
-        t = self._now() + self.offset
-        return max(t, self.floor)
+        return max(int(time.time()) + self.offset, self.floor)
 
     def set(self, unix):
-        unix = int(unix)
-        self.offset = unix - self._now()
-        self.floor = unix
+        self.floor = unix = int(unix)
+        self.offset = unix - int(time.time())
         try:
             with open(self.path, "w") as f:
                 json.dump({"offset": self.offset, "floor": unix}, f)

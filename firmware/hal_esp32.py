@@ -6,8 +6,8 @@
   interface: with an offset, writeblocks programs without erasing (NOR rules), and ioctl(6, block)
   erases one 4 KB block.
 - watchdog: machine.WDT (cannot be stopped once started; the main loop feeds it).
-- display: the text display (lines kept for a panel driver and printed); buzzer: PWM on a pin;
-  LED: an RGB LED on three pins.
+- display: the text line (hal.Board); buzzer: PWM on a pin; LED: an RGB LED on three pins (the
+  board's sound and drive hooks).
 - net: network.WLAN(STA_IF).
 
 The same module runs on the unix port in CI with tests/fakes (machine, esp32, network) on the path.
@@ -97,13 +97,6 @@ class PartitionFlash:
             raise OSError(_EIO, "erase failed at 0x%x" % sector_addr)
         self.erases += 1
 
-    def stats(self):
-        return {
-            "programs": self.programs,
-            "bytes_programmed": self.bytes_programmed,
-            "erases": self.erases,
-        }
-
 
 def _flash(j):
     label = j.get("partition", "journal")
@@ -184,21 +177,14 @@ def _led(spec):
 
 
 def build(spec, base=""):
-    b = hal.Board(spec, "esp32")
-    r = spec.get("reader", {})
+    b = hal.Board(spec, "esp32", base)
     ui = spec.get("ui", {})
-    b.uart = b.part("reader", lambda: _uart(r))
-    if b.uart is None:
-        b.uart = hal.DeadUART(b.errors[-1])
-    b.flash = b.part("journal", lambda: _flash(spec.get("journal", {})))
+    b.uart = b.part("reader", _uart, spec.get("reader", {})) or hal.DeadUART()
+    b.flash = b.part("journal", _flash, spec.get("journal", {}))
     b.wdt = machine.WDT(timeout=int(spec.get("wdt", {}).get("timeout_ms", 8000)))
-    b.console = hal.Console()
-    b.display = hal.TextDisplay()  # the SSD1306 driver comes with the UI issue; text until then
-    b.buzzer = hal.TextBuzzer(b.part("buzzer", lambda: _buzzer(ui.get("buzzer", {}))))
-    b.led = hal.TextLED(b.part("led", lambda: _led(ui.get("led", {}))))
-    b.clock = hal.Clock(
-        hal.join(base, spec.get("clock", {}).get("file", "clock.json")), lambda: int(time.time())
-    )
+    # display: the text line until the SSD1306 driver comes (UI issue); buzzer and LED are real
+    b.sound = b.part("buzzer", _buzzer, ui.get("buzzer", {}))
+    b.drive = b.part("led", _led, ui.get("led", {}))
     b.net = b.part("net", Net)
-    b._reset_cause = _RESET_NAMES.get(machine.reset_cause(), "unknown")
+    b.reset_cause = _RESET_NAMES.get(machine.reset_cause(), "unknown")
     return b

@@ -8,6 +8,7 @@ On the ESP32 that is a partition adapter (firmware.hal_esp32), on the virtual bo
     seq = j.append_tap(time=t, uid=uid, kind=taprecord.KIND_CHARGE, amount=300, balance=9700)
     for rec in j.records(j.acked_seq + 1, 16): ...    # 64-byte records, oldest first
     j.ack(seq)                                         # the host has them: space can be reclaimed
+    j.head_seq, j.acked_seq, j.tail_seq, j.unsynced, j.capacity, j.full, j.dead_slots
 
 Layout: the region is a ring of S sectors of 4 KB, used in physical order.
 
@@ -51,17 +52,22 @@ from card_schema import taprecord
 from card_schema.compat import const
 
 _MAGIC = const(0x314A4B54)  # b"TKJ1" little endian
-_HDR_FMT = "<IIII8sII"  # magic, sector_seq, base_seq, acked, prev_mac, reserved, crc
+# header "<IIII8sII": magic, sector_seq, base_seq, acked, prev_mac, reserved, crc
 _HDR_SIZE = const(32)
 _HDR_CRC_AT = const(28)
 _ACK_AT = const(32)
 _ACK_SIZE = const(8)
 _ACK_N = const(28)  # (256 - 32) / 8 entries in page 0
+_SECTOR = const(4096)
 _SLOT = const(64)
+_SLOTS = const(60)  # tap slots per sector
 _SLOT0 = const(256)  # first slot: page 1
 _ACK_SLOT = const(0xA1)  # byte 0 of an ack slot (tap records have version 1)
 _M32 = const(0xFFFFFFFF)
 _NO_BASE = const(0)  # base_seq of a sector that is not in the chain (seqs start at 1)
+_READ = const(0)  # _io operations
+_PROGRAM = const(1)
+_ERASE = const(2)
 
 
 class JournalError(Exception):
@@ -73,207 +79,171 @@ class JournalFull(JournalError):
 
 
 class Journal:
-    SLOTS = 60  # tap slots per 4 KB sector
-
-    def __init__(self, flash, key, terminal_id, high_water=0.8):
+    def __init__(self, flash, key, terminal_id):
         self.flash = flash
         self.key = bytes(key)
         self.terminal_id = terminal_id
-        self.sector = flash.SECTOR
-        if self.sector != 4096 or flash.PAGE != 256:
-            raise JournalError("journal needs 4096-byte sectors and 256-byte pages")
-        self.n = flash.size // self.sector
-        if self.n < 2:
-            raise JournalError("journal region needs at least 2 sectors")
-        self.high_water_fraction = high_water
+        n = flash.size // _SECTOR
+        if flash.SECTOR != _SECTOR or flash.PAGE != 256 or n < 2:
+            raise JournalError("flash geometry")  # 2+ sectors of 4096 bytes, 256-byte pages
+        self.n = n
+        self.capacity = n * _SLOTS  # taps the ring holds when nothing is acknowledged
         self._buf = bytearray(_SLOT)  # the record being written (reused)
         self._rb = bytearray(_SLOT)  # read-back / scan buffer (reused)
         self._hb = bytearray(_HDR_SIZE)
-        self._base = [_NO_BASE] * self.n  # base_seq of each sector in the chain
-        self._cur = 0  # the open sector
-        self._sseq = 0  # its sector_seq
-        self._slot = 0  # next free slot in the open sector
-        self._ack_n = 0  # ack entries used in the open sector
-        self.head_seq = 0
-        self.acked_seq = 0
-        self._mac = taprecord.GENESIS_MAC
-        self.formatted = False  # True when this boot found no journal and started one
+        self._base = base = [_NO_BASE] * n  # base_seq of each sector in the chain
         self.dead_slots = 0  # torn slots found at boot
-        self.recover()
-
-    # ---- geometry ------------------------------------------------------------------------------
-    def _addr(self, sector, slot):
-        return sector * self.sector + _SLOT0 + slot * _SLOT
-
-    def _read(self, addr, buf):
-        try:
-            self.flash.read(addr, buf)
-        except OSError as e:
-            raise JournalError("flash read at 0x%x: %s" % (addr, e))
-        return buf
-
-    def _program(self, addr, data):
-        try:
-            self.flash.program(addr, data)
-        except OSError as e:
-            raise JournalError("flash program at 0x%x: %s" % (addr, e))
-
-    # ---- boot recovery -------------------------------------------------------------------------
-    def _header(self, s):
-        """(sector_seq, base_seq, acked, prev_mac) of sector s, or None when it has no valid header."""
-        h = self._read(s * self.sector, self._hb)
-        magic, sseq, base, acked, prev, _r, crc = struct.unpack_from(_HDR_FMT, h, 0)
-        if magic != _MAGIC or crc != binascii.crc32(memoryview(h)[0:_HDR_CRC_AT]) & _M32:
-            return None
-        if base == _NO_BASE:
-            return None
-        return sseq, base, acked, prev
-
-    def recover(self):
-        """Find the head, the MAC chain and the acked seq from flash (see the module doc for the bound)."""
-        n = self.n
+        # ---- boot recovery: find the head, the MAC chain and the acked seq (bound: module doc)
         seqs = [0] * n
-        bases = [_NO_BASE] * n
-        newest = -1
+        newest = 0
         hdr = None
         for s in range(n):
             h = self._header(s)
-            if h is None:
-                continue
-            seqs[s] = h[0]
-            bases[s] = h[1]
-            if newest < 0 or h[0] > seqs[newest]:
-                newest = s
-                hdr = h
-        for s in range(n):
-            self._base[s] = _NO_BASE
+            if h is not None:
+                seqs[s] = h[0]
+                base[s] = h[1]
+                if hdr is None or h[0] > hdr[0]:
+                    newest = s
+                    hdr = h
         if hdr is None:
-            self._format()
+            # no valid header anywhere: nothing to recover, start the journal in sector 0
+            self._sseq = 0
+            self.head_seq = 0
+            self.acked_seq = 0
+            self._mac = taprecord.GENESIS_MAC
+            self._cur = n - 1  # _open() moves on to the next sector: 0
+            self._slot = _SLOTS
+            self._open()
             return
         # the chain: consecutive sector_seq going back from the newest, in ring order
-        self._base[newest] = bases[newest]
         s = newest
         for _ in range(n - 1):
             p = (s - 1) % n
-            if bases[p] == _NO_BASE or seqs[p] != seqs[s] - 1 or bases[p] > bases[s]:
+            if base[p] == _NO_BASE or seqs[p] != seqs[s] - 1 or base[p] > base[s]:
                 break
-            self._base[p] = bases[p]
             s = p
-        oldest_base = bases[s]
+        oldest_base = base[s]
+        p = (newest + 1) % n
+        while p != s:  # a sector outside the chain holds nothing current: it is free
+            base[p] = _NO_BASE
+            p = (p + 1) % n
         self._cur = newest
-        self._sseq = hdr[0]
-        head = hdr[1] - 1
-        mac = hdr[3]
-        acked = hdr[2]
+        self._sseq, head, acked, mac = hdr
+        head -= 1
         # ack entries (page 0), used in order
-        ab = bytearray(_ACK_N * _ACK_SIZE)
-        self._read(newest * self.sector + _ACK_AT, ab)
+        ab = self._io(_READ, newest * _SECTOR + _ACK_AT, bytearray(_ACK_N * _ACK_SIZE))
         used = 0
         for i in range(_ACK_N):
             a, b = struct.unpack_from("<II", ab, i * _ACK_SIZE)
-            if a == _M32 and b == _M32:
-                break
+            if a & b == _M32:
+                break  # erased: the first free entry
             used = i + 1
-            if a ^ b == _M32 and a > acked:
-                acked = a
+            if a ^ b == _M32:
+                acked = max(acked, a)
         self._ack_n = used
         # slots of the newest sector: a prefix is used
-        slot = 0
-        dead = 0
+        slot = dead = 0
         rb = self._rb
-        for i in range(self.SLOTS):
-            self._read(self._addr(newest, i), rb)
-            if _erased(rb):
-                break
+        for i in range(_SLOTS):
+            addr = newest * _SECTOR + _SLOT0 + i * _SLOT
+            self._io(_READ, addr, rb)
+            if min(rb) == 0xFF:
+                break  # erased: the first free slot
             slot = i + 1
+            a, b = struct.unpack_from("<II", rb, 4)  # a tap's seq; an ack slot's seq, ~seq
             if rb[0] == taprecord.VERSION and taprecord.crc_ok(rb):
-                head = taprecord.seq_of(rb)
+                head = a
                 mac = bytes(rb[taprecord.BODY : taprecord.BODY + 8])
-            elif rb[0] == _ACK_SLOT and _ack_slot_ok(rb):
-                a = struct.unpack_from("<I", rb, 4)[0]
+            elif (
+                rb[0] == _ACK_SLOT
+                and a ^ b == _M32
+                and struct.unpack_from("<I", rb, 60)[0] == _crc(rb, 60)
+            ):
                 acked = max(acked, a)
-            elif _nonzero(rb):
+            elif max(rb):
                 # torn: zero it so it reads the same forever (half-programmed cells can drift)
                 dead += 1
                 try:
-                    self._program(self._addr(newest, i), bytes(_SLOT))
+                    self._io(_PROGRAM, addr, bytes(_SLOT))
                 except JournalError:
                     pass
         self._slot = slot
         self.dead_slots = dead
         self.head_seq = head
         self._mac = mac
-        acked = max(acked, oldest_base - 1)  # taps before the oldest sector were acked (reclaimed)
-        acked = min(acked, head)
-        self.acked_seq = acked
+        # taps before the oldest sector were acked (reclaimed)
+        self.acked_seq = min(max(acked, oldest_base - 1), head)
 
-    def _format(self):
-        """No valid header anywhere: nothing to recover, start the journal in sector 0."""
-        self.formatted = True
-        self._sseq = 0
-        self._cur = self.n - 1  # _open() moves to the next sector: 0
-        self.head_seq = 0
-        self.acked_seq = 0
-        self._mac = taprecord.GENESIS_MAC
-        self._open((self._cur + 1) % self.n)
-
-    def _open(self, s):
-        """Erase sector s and program its header; it becomes the open sector."""
+    def _io(self, op, addr, data=None):
+        """Read into / program `data` at addr, or erase the sector at addr; returns `data`.
+        An OSError of the flash becomes JournalError."""
+        f = self.flash
         try:
-            self.flash.erase(s * self.sector)
+            if op == _READ:
+                f.read(addr, data)
+            elif op == _PROGRAM:
+                f.program(addr, data)
+            else:
+                f.erase(addr)
         except OSError as e:
-            raise JournalError("flash erase at 0x%x: %s" % (s * self.sector, e))
+            raise JournalError("flash I/O at 0x%x: %s" % (addr, e))
+        return data
+
+    # ---- sectors -------------------------------------------------------------------------------
+    def _header(self, s):
+        """(sector_seq, base_seq, acked, prev_mac) of sector s, or None when it has no valid header."""
+        h = self._io(_READ, s * _SECTOR, self._hb)
+        magic, sseq, base, acked, prev, _r, crc = struct.unpack_from("<IIII8sII", h, 0)
+        if magic != _MAGIC or crc != _crc(h, _HDR_CRC_AT) or base == _NO_BASE:
+            return None
+        return sseq, base, acked, prev
+
+    def _open(self):
+        """Erase the next sector and program its header; it becomes the open sector."""
+        if self.full:
+            raise JournalFull("journal full: %d unsynced taps" % self.unsynced)
+        s = (self._cur + 1) % self.n
+        a = s * _SECTOR
+        self._io(_ERASE, a)
         h = self._hb
         base = self.head_seq + 1
         struct.pack_into(
-            _HDR_FMT, h, 0, _MAGIC, self._sseq + 1, base, self.acked_seq, self._mac, _M32, 0
+            "<IIII8sII", h, 0, _MAGIC, self._sseq + 1, base, self.acked_seq, self._mac, _M32, 0
         )
-        struct.pack_into("<I", h, _HDR_CRC_AT, binascii.crc32(memoryview(h)[0:_HDR_CRC_AT]) & _M32)
-        self._program(s * self.sector, h)
+        struct.pack_into("<I", h, _HDR_CRC_AT, _crc(h, _HDR_CRC_AT))
+        self._io(_PROGRAM, a, h)
         if self._header(s) is None:
-            raise JournalError("header read-back failed in sector %d" % s)
+            raise JournalError("read-back mismatch at 0x%x" % a)
         self._base[s] = base  # an erased (reclaimed) sector's old taps are gone
         self._cur = s
         self._sseq += 1
         self._slot = 0
         self._ack_n = 0
 
-    def _next_free(self):
-        """The sector the writer moves to next, or raise JournalFull when it holds unacked taps."""
-        q = (self._cur + 1) % self.n
-        if self._base[q] != _NO_BASE:
-            last = (
-                self._base[(q + 1) % self.n] - 1
-            )  # q is the oldest; its successor is in the chain
-            if last > self.acked_seq:
-                raise JournalFull("journal full: %d unsynced taps" % self.unsynced)
-        return q
-
     # ---- writing -------------------------------------------------------------------------------
     def append_tap(self, **fields):
         """Journal one tap; returns its seq once it is durable (programmed and read back)."""
-        if self._slot >= self.SLOTS:
-            self._open(self._next_free())
+        if self._slot >= _SLOTS:
+            self._open()
         seq = self.head_seq + 1
         buf = self._buf
         mac = taprecord.pack_into(
             buf, self._mac, self.key, seq=seq, terminal=self.terminal_id, **fields
         )
-        addr = self._addr(self._cur, self._slot)
-        self._write_slot(addr, buf)
+        self._write_slot(buf)
         self.head_seq = seq
         self._mac = mac
         return seq
 
-    def _write_slot(self, addr, buf):
+    def _write_slot(self, buf):
+        addr = self._cur * _SECTOR + _SLOT0 + self._slot * _SLOT
         # the slot counts as used from here on: a failed program may have cleared bits
         self._slot += 1
-        self._program(addr, buf)
-        rb = self._read(addr, self._rb)
-        if rb != buf:
+        self._io(_PROGRAM, addr, buf)
+        if self._io(_READ, addr, self._rb) != buf:
             try:
-                self.flash.program(addr, bytes(_SLOT))  # kill it: never a record
-            except OSError:
+                self._io(_PROGRAM, addr, bytes(_SLOT))  # kill it: never a record
+            except JournalError:
                 pass
             raise JournalError("read-back mismatch at 0x%x" % addr)
 
@@ -284,23 +254,23 @@ class Journal:
         if upto_seq <= self.acked_seq:
             return self.acked_seq
         if self._ack_n < _ACK_N:
-            addr = self._cur * self.sector + _ACK_AT + self._ack_n * _ACK_SIZE
-            e = struct.pack("<II", upto_seq, upto_seq ^ _M32)
+            addr = self._cur * _SECTOR + _ACK_AT + self._ack_n * _ACK_SIZE
             self._ack_n += 1
-            self._program(addr, e)
-        elif self._slot < self.SLOTS:
+            self._io(_PROGRAM, addr, struct.pack("<II", upto_seq, upto_seq ^ _M32))
+        elif self._slot < _SLOTS:
             buf = self._buf
             for i in range(_SLOT):
                 buf[i] = 0
-            struct.pack_into("<BBBBII", buf, 0, _ACK_SLOT, 0, 0, 0, upto_seq, upto_seq ^ _M32)
-            struct.pack_into("<I", buf, 60, binascii.crc32(memoryview(buf)[0:60]) & _M32)
-            self._write_slot(self._addr(self._cur, self._slot), buf)
+            buf[0] = _ACK_SLOT
+            struct.pack_into("<II", buf, 4, upto_seq, upto_seq ^ _M32)
+            struct.pack_into("<I", buf, 60, _crc(buf, 60))
+            self._write_slot(buf)
         else:
             # no room left in the open sector: the next header carries the ack
             old = self.acked_seq
             self.acked_seq = upto_seq
             try:
-                self._open(self._next_free())
+                self._open()
             except JournalError:
                 self.acked_seq = old
                 raise
@@ -308,20 +278,21 @@ class Journal:
         return upto_seq
 
     # ---- reading -------------------------------------------------------------------------------
-    @property
-    def tail_seq(self):
-        """Oldest seq still on flash (head_seq + 1 when empty)."""
-        b = self._oldest_base()
-        return b if b <= self.head_seq else self.head_seq + 1
-
-    def _oldest_base(self):
+    def _oldest(self):
+        """The oldest sector of the chain (the open one when the chain is only that)."""
+        n = self.n
         s = self._cur
-        for _ in range(self.n - 1):
-            p = (s - 1) % self.n
+        for _ in range(n - 1):
+            p = (s - 1) % n
             if self._base[p] == _NO_BASE:
                 break
             s = p
-        return self._base[s]
+        return s
+
+    @property
+    def tail_seq(self):
+        """Oldest seq still on flash (head_seq + 1 when empty)."""
+        return min(self._base[self._oldest()], self.head_seq + 1)
 
     def records(self, from_seq, max_n):
         """Up to max_n complete taps with seq >= from_seq, oldest first, as 64-byte bytes."""
@@ -329,29 +300,25 @@ class Journal:
         if max_n <= 0 or from_seq > self.head_seq:
             return out
         # walk the chain from the oldest sector; skip sectors that end before from_seq
-        s = self._cur
-        for _ in range(self.n - 1):
-            p = (s - 1) % self.n
-            if self._base[p] == _NO_BASE:
-                break
-            s = p
+        n = self.n
+        s = self._oldest()
         rb = self._rb
-        for _ in range(self.n):
-            nxt = (s + 1) % self.n
-            last_slot = self._slot if s == self._cur else self.SLOTS
-            if s == self._cur or self._base[nxt] > from_seq:
-                for i in range(last_slot):
-                    self._read(self._addr(s, i), rb)
-                    if rb[0] != taprecord.VERSION or not taprecord.crc_ok(rb):
-                        continue
-                    q = taprecord.seq_of(rb)
-                    if q >= from_seq:
+        for _ in range(n):
+            cur = s == self._cur
+            if cur or self._base[(s + 1) % n] > from_seq:
+                for i in range(self._slot if cur else _SLOTS):
+                    self._io(_READ, s * _SECTOR + _SLOT0 + i * _SLOT, rb)
+                    if (
+                        rb[0] == taprecord.VERSION
+                        and taprecord.crc_ok(rb)
+                        and taprecord.seq_of(rb) >= from_seq
+                    ):
                         out.append(bytes(rb))
                         if len(out) >= max_n:
                             return out
-            if s == self._cur:
+            if cur:
                 break
-            s = nxt
+            s = (s + 1) % n
         return out
 
     # ---- state ---------------------------------------------------------------------------------
@@ -360,64 +327,17 @@ class Journal:
         return self.head_seq - self.acked_seq
 
     @property
-    def capacity(self):
-        """Taps the ring holds when nothing is acknowledged."""
-        return self.n * self.SLOTS
-
-    @property
     def full(self):
-        """True when the next append would raise JournalFull."""
-        if self._slot < self.SLOTS:
-            return False
-        try:
-            self._next_free()
-        except JournalFull:
-            return True
-        return False
-
-    @property
-    def high_water(self):
-        """True when unsynced taps fill at least `high_water` of the capacity: sync soon."""
-        return self.unsynced >= self.capacity * self.high_water_fraction
-
-    def usage(self):
-        used = 0
-        for s in range(self.n):
-            if self._base[s] != _NO_BASE:
-                used += 1
-        return {
-            "head_seq": self.head_seq,
-            "acked_seq": self.acked_seq,
-            "tail_seq": self.tail_seq,
-            "unsynced": self.unsynced,
-            "capacity": self.capacity,
-            "sectors": self.n,
-            "sectors_used": used,
-            "open_sector": self._cur,
-            "sector_seq": self._sseq,
-            "free_slots": self.SLOTS - self._slot,
-            "high_water": self.high_water,
-            "full": self.full,
-            "dead_slots": self.dead_slots,
-        }
+        """True when the next append would raise JournalFull: the open sector is full and the next
+        one (the oldest of the chain, when in use) still holds unacked taps."""
+        n = self.n
+        q = (self._cur + 1) % n
+        return (
+            self._slot >= _SLOTS
+            and self._base[q] != _NO_BASE
+            and self._base[(q + 1) % n] - 1 > self.acked_seq  # the last tap in q
+        )
 
 
-def _erased(b):
-    for x in b:
-        if x != 0xFF:
-            return False
-    return True
-
-
-def _nonzero(b):
-    for x in b:
-        if x:
-            return True
-    return False
-
-
-def _ack_slot_ok(b):
-    if struct.unpack_from("<I", b, 60)[0] != binascii.crc32(memoryview(b)[0:60]) & _M32:
-        return False
-    a, c = struct.unpack_from("<II", b, 4)
-    return a ^ c == _M32
+def _crc(b, n):
+    return binascii.crc32(memoryview(b)[0:n]) & _M32

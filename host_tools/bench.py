@@ -26,7 +26,7 @@ CARD_MS_COMMIT = 10.0  # CommitTransaction writes EEPROM (tearing-proof): a long
 
 
 def bench_bus_tap(taps=10, heap="112K"):
-    from card_schema import citizen
+    from card_schema import citizen_host
     from card_schema.desfire_admin import DESFireAdmin
     from emulator.card import DESFireCard
     from emulator.vboard import VirtualBoard
@@ -39,7 +39,7 @@ def bench_bus_tap(taps=10, heap="112K"):
         DESFireCard.blank().save(card)
         now = int(time.time())
         with EmulatorReader(card) as r:
-            cardops.issue(DESFireAdmin(r.transceive), ks, r.uid, holder=citizen.HOLDER_ADULT, card_no=1,
+            cardops.issue(DESFireAdmin(r.transceive), ks, r.uid, holder=citizen_host.HOLDER_ADULT, card_no=1,
                           expiry=now + 86400 * 365, balance=25000 * (taps + 1), now=now)
         fs = os.path.join(d, "vb", "fs")
         os.makedirs(fs)
@@ -58,11 +58,34 @@ def bench_bus_tap(taps=10, heap="112K"):
     return rows
 
 
+def firmware_heap():
+    """Heap each firmware module costs once imported on the VM (bytecode, qstrs, objects)."""
+    import shutil
+    import subprocess
+
+    from host_tools.build import ROOT, build
+
+    with tempfile.TemporaryDirectory() as d:
+        build(d)
+        shutil.copy(os.path.join(ROOT, "emulator", "norflash.py"), d)
+        env = dict(os.environ, MICROPYPATH=os.pathsep.join([os.path.join(d, "lib"), d]))
+        p = subprocess.run(["micropython", "-X", "heapsize=1M",
+                            os.path.join(ROOT, "tests", "firmware", "mp_heap_probe.py")],
+                           capture_output=True, text=True, env=env, cwd=d, timeout=60)
+    rows = {}
+    for line in p.stdout.splitlines():
+        name, _, n = line.rpartition(" ")
+        if n.isdigit():
+            rows[name] = int(n)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="tapkit bench")
     ap.add_argument("--taps", type=int, default=10)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
+    heap = firmware_heap()
     rows = bench_bus_tap(a.taps)
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
     apdus = med.get("apdus", 0)
@@ -82,9 +105,11 @@ def main(argv=None):
         ("bus tap: heap free after the tap", "%d B" % med.get("heap_free", 0), ""),
         ("bus tap: VM wall time per tap on this machine", "%d ms" % med.get("ms", 0),
          "not an ESP32 figure"),
-    ]
+        ("firmware: heap taken by importing all modules (.mpy)", "%d B" % heap.get("total", 0),
+         "64-bit unix port; an ESP32 (32-bit) needs less"),
+    ] + [("  module %s" % k, "%d B" % v, "") for k, v in heap.items() if k != "total"]
     if a.json:
-        print(json.dumps({"rows": rows, "median": med}, indent=1))
+        print(json.dumps({"rows": rows, "median": med, "firmware_heap": heap}, indent=1))
         return 0
     from rich.console import Console
     from rich.table import Table

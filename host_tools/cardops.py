@@ -17,8 +17,8 @@ has no right on the purse).
 
 import time
 
-from card_schema import citizen
-from card_schema.desfire import (
+from card_schema import citizen, citizen_host
+from card_schema.desfire_admin import (
     APPLICATION_NOT_FOUND,
     AUTHENTICATION_ERROR,
     BOUNDARY_ERROR,
@@ -75,7 +75,7 @@ def _select(df):
 
 
 def _auth(df, key_no, key):
-    role = citizen.ROLE_NAMES[key_no]
+    role = citizen_host.ROLE_NAMES[key_no]
     try:
         df.authenticate_aes(key_no, key)
     except CardError as e:
@@ -88,20 +88,20 @@ def _auth(df, key_no, key):
 
 
 def _role_key(ks, key_no, uid):
-    return card_key(ks, citizen.ROLE_NAMES[key_no], uid)
+    return card_key(ks, citizen_host.ROLE_NAMES[key_no], uid)
 
 
 def _holder(holder):
     if isinstance(holder, str):
         try:
-            return citizen.HOLDER_NAMES.index(holder)
+            return citizen_host.HOLDER_NAMES.index(holder)
         except ValueError:
             raise CardOpsError(
                 "unknown holder type {!r}: one of {}".format(
-                    holder, ", ".join(citizen.HOLDER_NAMES)
+                    holder, ", ".join(citizen_host.HOLDER_NAMES)
                 )
             )
-    if not 0 <= holder < len(citizen.HOLDER_NAMES):
+    if not 0 <= holder < len(citizen_host.HOLDER_NAMES):
         raise CardOpsError(f"unknown holder type {holder!r}")
     return holder
 
@@ -112,20 +112,20 @@ def _now(now):
 
 def trip_to_dict(raw, offset=0):
     t = citizen.unpack_trip(raw, offset)
-    kind = t[citizen.TR_KIND]
-    names = citizen.TRIP_KIND_NAMES
+    kind = t[citizen_host.TR_KIND]
+    names = citizen_host.TRIP_KIND_NAMES
     return {
         "counter": t[citizen.TR_COUNTER],
         "time": t[citizen.TR_TIME],
         "terminal": t[citizen.TR_TERMINAL],
         "amount": t[citizen.TR_AMOUNT],
         "balance_after": t[citizen.TR_BALANCE],
-        "line": t[citizen.TR_LINE],
-        "stop": t[citizen.TR_STOP],
+        "line": t[citizen_host.TR_LINE],
+        "stop": t[citizen_host.TR_STOP],
         "kind": names[kind] if kind < len(names) else str(kind),
-        "profile": t[citizen.TR_PROFILE],
-        "zone": t[citizen.TR_ZONE],
-        "flags": t[citizen.TR_FLAGS],
+        "profile": t[citizen_host.TR_PROFILE],
+        "zone": t[citizen_host.TR_ZONE],
+        "flags": t[citizen_host.TR_FLAGS],
     }
 
 
@@ -141,7 +141,7 @@ def _read_trips(df, count):
 
 def _counter(df, ks, uid):
     """The card transaction counter (newest trip record's counter; 0 on a fresh card)."""
-    _auth(df, citizen.KEY_READ, _role_key(ks, citizen.KEY_READ, uid))
+    _auth(df, citizen_host.KEY_READ, _role_key(ks, citizen_host.KEY_READ, uid))
     raw = _read_trips(df, 1)
     return citizen.unpack_trip(raw)[citizen.TR_COUNTER] if raw else 0
 
@@ -164,14 +164,14 @@ def issue(df, ks, uid, holder, card_no, expiry, balance=0, now=None):
     """
     now = _now(now)
     holder = _holder(holder)
-    if balance < 0 or balance > citizen.PURSE_UPPER:
-        raise CardOpsError(f"initial balance must be 0..{citizen.PURSE_UPPER}")
+    if balance < 0 or balance > citizen_host.PURSE_UPPER:
+        raise CardOpsError(f"initial balance must be 0..{citizen_host.PURSE_UPPER}")
     step = "SelectApplication (PICC)"
     try:
         df.select_application(0)
         step = "CreateApplication"
         try:
-            df.create_application(citizen.AID, APP_KEY_SETTINGS, citizen.KEY_COUNT, aes=True)
+            df.create_application(citizen.AID, APP_KEY_SETTINGS, citizen_host.KEY_COUNT, aes=True)
         except CardError as e:
             if e.status == DUPLICATE_ERROR:
                 raise CardOpsError(
@@ -181,34 +181,34 @@ def issue(df, ks, uid, holder, card_no, expiry, balance=0, now=None):
         step = "SelectApplication"
         df.select_application(citizen.AID)
         step = "authentication with the default key"
-        df.authenticate_aes(citizen.KEY_MASTER, DEFAULT_KEY)
-        for file_no, comm, r, w, rw, car in citizen.FILE_RIGHTS:
-            ar = citizen.access_rights(r, w, rw, car)
+        df.authenticate_aes(citizen_host.KEY_MASTER, DEFAULT_KEY)
+        for file_no, comm, r, w, rw, car in citizen_host.FILE_RIGHTS:
+            ar = citizen_host.access_rights(r, w, rw, car)
             step = f"creating file {file_no}"
             if file_no == citizen.FILE_INFO:
                 df.create_std_data_file(file_no, comm, ar, citizen.INFO_SIZE)
             elif file_no == citizen.FILE_PURSE:
                 df.create_value_file(
-                    file_no, comm, ar, citizen.PURSE_LOWER, citizen.PURSE_UPPER, 0, True
+                    file_no, comm, ar, citizen_host.PURSE_LOWER, citizen_host.PURSE_UPPER, 0, True
                 )
             else:
                 df.create_cyclic_record_file(
-                    file_no, comm, ar, citizen.TRIP_SIZE, citizen.TRIP_RECORDS
+                    file_no, comm, ar, citizen.TRIP_SIZE, citizen_host.TRIP_RECORDS
                 )
         # EV1: the other keys change while authenticated with the master key (new XOR old, CRC of
         # the new key); the master key changes last because changing it ends the session
         for key_no in (
             citizen.KEY_DEBIT,
-            citizen.KEY_CREDIT,
-            citizen.KEY_READ,
-            citizen.KEY_MASTER,
+            citizen_host.KEY_CREDIT,
+            citizen_host.KEY_READ,
+            citizen_host.KEY_MASTER,
         ):
             step = f"ChangeKey {key_no}"
             df.change_key(key_no, _role_key(ks, key_no, uid), DEFAULT_KEY, version=1)
     except CardError as e:
         raise _fail(e, step)
-    info = citizen.pack_card_info(holder, card_no, ks["issuer_id"], now, int(expiry))
-    _auth(df, citizen.KEY_MASTER, _role_key(ks, citizen.KEY_MASTER, uid))
+    info = citizen_host.pack_card_info(holder, card_no, ks["issuer_id"], now, int(expiry))
+    _auth(df, citizen_host.KEY_MASTER, _role_key(ks, citizen_host.KEY_MASTER, uid))
     try:
         df.write_data(citizen.FILE_INFO, 0, info, MODE_MAC)
     except CardError as e:
@@ -219,19 +219,19 @@ def issue(df, ks, uid, holder, card_no, expiry, balance=0, now=None):
 
 
 def _credit(df, ks, uid, amount, counter, terminal_id, now):
-    _auth(df, citizen.KEY_CREDIT, _role_key(ks, citizen.KEY_CREDIT, uid))
+    _auth(df, citizen_host.KEY_CREDIT, _role_key(ks, citizen_host.KEY_CREDIT, uid))
     step = "GetValue"
     try:
         before = df.get_value(citizen.FILE_PURSE, MODE_ENC)
         after = before + amount
-        if after > citizen.PURSE_UPPER:
+        if after > citizen_host.PURSE_UPPER:
             raise CardOpsError(
-                f"top-up refused: balance {before} + {amount} exceeds the purse limit {citizen.PURSE_UPPER}"
+                f"top-up refused: balance {before} + {amount} exceeds the purse limit {citizen_host.PURSE_UPPER}"
             )
         step = "Credit"
         df.credit(citizen.FILE_PURSE, amount, MODE_ENC)
-        trip = citizen.pack_trip(
-            counter + 1, now, terminal_id, amount, after, kind=citizen.TRIP_CREDIT
+        trip = citizen_host.pack_trip(
+            counter + 1, now, terminal_id, amount, after, kind=citizen_host.TRIP_CREDIT
         )
         step = "WriteRecord"
         df.write_record(citizen.FILE_TRIPS, 0, trip, MODE_MAC)
@@ -253,7 +253,7 @@ def topup(df, ks, uid, amount, terminal_id=0, now=None):
     _select(df)
     info = _read_info(df)
     if info[citizen.CI_STATUS] == citizen.STATUS_BLOCKED:
-        raise CardBlocked(f"card {info[citizen.CI_CARD_NO]} is blocked: it cannot be topped up")
+        raise CardBlocked(f"card {info[citizen_host.CI_CARD_NO]} is blocked: it cannot be topped up")
     counter = _counter(df, ks, uid)
     return _credit(df, ks, uid, amount, counter, terminal_id, now)
 
@@ -261,7 +261,7 @@ def topup(df, ks, uid, amount, terminal_id=0, now=None):
 def read_balance(df, ks, uid):
     """The purse value, read with the credit key (GetValue, enciphered)."""
     _select(df)
-    _auth(df, citizen.KEY_CREDIT, _role_key(ks, citizen.KEY_CREDIT, uid))
+    _auth(df, citizen_host.KEY_CREDIT, _role_key(ks, citizen_host.KEY_CREDIT, uid))
     try:
         return df.get_value(citizen.FILE_PURSE, MODE_ENC)
     except CardError as e:
@@ -272,19 +272,19 @@ def show(df, ks, uid):
     """Everything the card office sees about a card, as a dict (trips newest first)."""
     _select(df)
     info = _read_info(df)
-    _auth(df, citizen.KEY_READ, _role_key(ks, citizen.KEY_READ, uid))
+    _auth(df, citizen_host.KEY_READ, _role_key(ks, citizen_host.KEY_READ, uid))
     raw = _read_trips(df, 0)
     trips = [trip_to_dict(raw, i) for i in range(0, len(raw), citizen.TRIP_SIZE)]
     balance = read_balance(df, ks, uid)
-    holder = info[citizen.CI_HOLDER]
+    holder = info[citizen_host.CI_HOLDER]
     status = info[citizen.CI_STATUS]
     return {
         "uid": bytes(uid).hex(),
-        "card_no": info[citizen.CI_CARD_NO],
-        "holder": citizen.HOLDER_NAMES[holder] if holder < len(citizen.HOLDER_NAMES) else holder,
+        "card_no": info[citizen_host.CI_CARD_NO],
+        "holder": citizen_host.HOLDER_NAMES[holder] if holder < len(citizen_host.HOLDER_NAMES) else holder,
         "status": "blocked" if status == citizen.STATUS_BLOCKED else "active",
-        "issuer_id": info[citizen.CI_ISSUER],
-        "issued": info[citizen.CI_ISSUED],
+        "issuer_id": info[citizen_host.CI_ISSUER],
+        "issued": info[citizen_host.CI_ISSUED],
         "expiry": info[citizen.CI_EXPIRY],
         "balance": balance,
         "balance_key": "credit",
@@ -297,17 +297,17 @@ def block(df, ks, uid, blocked=True):
     """Set the card info status to blocked (or back to active) with the master key."""
     _select(df)
     info = _read_info(df)
-    new = citizen.pack_card_info(
-        info[citizen.CI_HOLDER],
-        info[citizen.CI_CARD_NO],
-        info[citizen.CI_ISSUER],
-        info[citizen.CI_ISSUED],
+    new = citizen_host.pack_card_info(
+        info[citizen_host.CI_HOLDER],
+        info[citizen_host.CI_CARD_NO],
+        info[citizen_host.CI_ISSUER],
+        info[citizen_host.CI_ISSUED],
         info[citizen.CI_EXPIRY],
-        citizen.STATUS_BLOCKED if blocked else citizen.STATUS_ACTIVE,
+        citizen.STATUS_BLOCKED if blocked else citizen_host.STATUS_ACTIVE,
     )
-    _auth(df, citizen.KEY_MASTER, _role_key(ks, citizen.KEY_MASTER, uid))
+    _auth(df, citizen_host.KEY_MASTER, _role_key(ks, citizen_host.KEY_MASTER, uid))
     try:
         df.write_data(citizen.FILE_INFO, 0, new, MODE_MAC)
     except CardError as e:
         raise _fail(e, "writing the card info")
-    return info[citizen.CI_CARD_NO]
+    return info[citizen_host.CI_CARD_NO]

@@ -82,13 +82,13 @@ def _card_session(a):
 
 
 def _holder(name):
-    from card_schema import citizen
+    from card_schema import citizen_host
 
     try:
-        return citizen.HOLDER_NAMES.index(name)
+        return citizen_host.HOLDER_NAMES.index(name)
     except ValueError:
         raise TapkitError("unknown holder type %r: use one of %s"
-                          % (name, ", ".join(citizen.HOLDER_NAMES)))
+                          % (name, ", ".join(citizen_host.HOLDER_NAMES)))
 
 
 def cmd_card_issue(a):
@@ -193,6 +193,9 @@ def cmd_emulate_board(a):
             time.sleep(0.5)
         raise TapkitError("the firmware exited (code %s); see %s/display.log"
                           % (vb.proc.poll(), a.state))
+    except KeyboardInterrupt:
+        print("stopping virtual terminal %d" % a.terminal_id, flush=True)
+        return 0
     finally:
         vb.stop()
 

@@ -27,7 +27,7 @@ LINE = 12
 def run(workdir="demo-run", json_out=False, heap="112K"):
     from rich.table import Table
 
-    from card_schema import citizen
+    from card_schema import citizen_host
     from card_schema.desfire_admin import DESFireAdmin
     from emulator.card import DESFireCard
     from emulator.vboard import BoardError, VirtualBoard
@@ -54,7 +54,7 @@ def run(workdir="demo-run", json_out=False, heap="112K"):
         path = os.path.join(workdir, name + ".card")
         DESFireCard.blank().save(path)
         with EmulatorReader(path) as r:
-            cardops.issue(DESFireAdmin(r.transceive), ks, r.uid, holder=citizen.HOLDER_NAMES.index(holder),
+            cardops.issue(DESFireAdmin(r.transceive), ks, r.uid, holder=citizen_host.HOLDER_NAMES.index(holder),
                           card_no=100 + i, expiry=now + 365 * 86400, balance=balance, now=now)
         cards.append((name, holder, balance, path))
         con.print("      card %-7s %-8s %9s Rial  (%s)" % (name, holder, format(balance, ","), path))

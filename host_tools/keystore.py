@@ -14,12 +14,12 @@ import json
 import os
 import struct
 
-from card_schema import citizen
+from card_schema import citizen, citizen_host
 from card_schema.compat import urandom
 from card_schema.crypto import diversify_aes128
 from host_tools import TapkitError
 
-ROLES = citizen.ROLE_NAMES + ("journal",)
+ROLES = citizen_host.ROLE_NAMES + ("journal",)
 
 
 class KeystoreError(TapkitError):

@@ -19,7 +19,7 @@ import time
 
 import serial
 
-from card_schema import frames
+from card_schema import frames, frames_host
 from host_tools import TapkitError
 
 
@@ -151,11 +151,8 @@ class SerialLink:
                     break  # timed out: retransmit
                 if self.trace:
                     self.trace("<", raw)
-                cand = frames.frame_at(raw)
                 try:
-                    if cand is None:
-                        raise frames.FrameError("no frame")
-                    rtype, rid, rbody = frames.decode(cand)
+                    rtype, rid, rbody = frames.decode(raw)  # the frame from the line's last "~"
                 except frames.FrameError:
                     self.stats["ignored"] += 1
                     continue
@@ -164,13 +161,13 @@ class SerialLink:
                     continue
                 self.stats["received"] += 1
                 if rtype == frames.ERROR:
-                    code, msg = frames.parse_error(rbody)
+                    code, msg = frames_host.parse_error(rbody)
                     raise TerminalError(
                         "terminal on {} refused {}: {} ({})".format(
                             self.port,
                             _REQUEST_NAMES.get(ftype, f"0x{ftype:02x}"),
                             msg,
-                            frames.error_name(code),
+                            frames_host.error_name(code),
                         ),
                         code,
                     )
@@ -195,25 +192,25 @@ class SerialLink:
 
     def pull(self, from_seq, max_n=frames.MAX_RECORDS):
         """Up to max_n records (64-byte bytes) starting at from_seq; [] when there are none."""
-        body = self.request(frames.PULL, frames.pull_body(from_seq, max_n))
+        body = self.request(frames.PULL, frames_host.pull_body(from_seq, max_n))
         try:
-            return frames.parse_records(body)
+            return frames_host.parse_records(body)
         except frames.FrameError as e:
             raise LinkError(f"terminal on {self.port} sent a bad RECORDS answer: {e}") from None
 
     def ack(self, upto_seq):
         """Acknowledge records up to upto_seq (the terminal may reclaim them); returns acked_seq."""
-        return self._u32(self.request(frames.ACK, frames.u32_body(upto_seq)))
+        return self._u32(self.request(frames.ACK, frames_host.u32_body(upto_seq)))
 
     def set_clock(self, unix):
         """Set the terminal clock; returns the terminal's clock before the change."""
-        return self._u32(self.request(frames.SET_CLOCK, frames.u32_body(int(unix))))
+        return self._u32(self.request(frames.SET_CLOCK, frames_host.u32_body(int(unix))))
 
     def diag_log(self):
         return json.loads(bytes(self.request(frames.DIAG_LOG)).decode())
 
     def _u32(self, body):
         try:
-            return frames.parse_u32(body)
+            return frames_host.parse_u32(body)
         except frames.FrameError as e:
             raise LinkError(f"terminal on {self.port} sent a bad answer: {e}") from None

@@ -19,7 +19,7 @@ import re
 import sqlite3
 import time
 
-from card_schema import taprecord
+from card_schema import taprecord, taprecord_host
 from host_tools import TapkitError
 
 DEFAULT_URL = "sqlite:///tapkit.db"
@@ -238,8 +238,8 @@ class Store:
                     f"not {taprecord.SIZE}; nothing stored"
                 )
             try:
-                d = taprecord.to_dict(raw)
-            except taprecord.RecordError as e:
+                d = taprecord_host.to_dict(raw)
+            except taprecord_host.RecordError as e:
                 raise ChainError(
                     f"terminal {terminal_id}: record {first + i} of the batch is damaged ({e}); "
                     "nothing stored"

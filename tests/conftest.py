@@ -50,7 +50,10 @@ def mp_run(mpy_build):
         else:
             argv += ["-c", script]
         argv += [str(a) for a in args]
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=e, cwd=cwd)
+        # cwd defaults to the build dir: '' is on MicroPython's sys.path, and running from the repo
+        # would let a test import the .py sources instead of the deployed .mpy.
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=e,
+                           cwd=cwd or mpy_build)
         if check and p.returncode != 0:
             raise AssertionError("micropython failed (%d):\n%s\n%s" % (p.returncode, p.stdout,
                                                                          p.stderr))

@@ -7,7 +7,7 @@ import os
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from card_schema import citizen
+from card_schema import citizen, citizen_host
 from card_schema.crypto import rotl
 from card_schema.desfire import MODE_ENC, MODE_MAC, CardError
 from card_schema.desfire_admin import DESFireAdmin
@@ -51,7 +51,7 @@ def issued(card, ks, wrapped):
 
 def _auth(df, ks, card, role):
     df.select_application(AID)
-    df.authenticate_aes(citizen.ROLE_NAMES.index(role), card_key(ks, role, card.uid))
+    df.authenticate_aes(citizen_host.ROLE_NAMES.index(role), card_key(ks, role, card.uid))
 
 
 def _debit_tap(df, ks, card, amount, commit=True):
@@ -61,7 +61,7 @@ def _debit_tap(df, ks, card, amount, commit=True):
     raw = df.read_records(citizen.FILE_TRIPS, 0, 1, citizen.TRIP_SIZE, MODE_MAC)
     counter = citizen.unpack_trip(raw)[citizen.TR_COUNTER]
     df.debit(citizen.FILE_PURSE, amount, MODE_ENC)
-    trip = citizen.pack_trip(counter + 1, T0 + 60, 42, amount, balance - amount, line=7, stop=3)
+    trip = citizen_host.pack_trip(counter + 1, T0 + 60, 42, amount, balance - amount, line=7, stop=3)
     df.write_record(citizen.FILE_TRIPS, 0, trip, MODE_MAC)
     if commit:
         df.commit_transaction()
@@ -93,7 +93,7 @@ def test_issued_card_structure(issued, ks):
     purse = df.get_file_settings(citizen.FILE_PURSE)
     assert (purse["type"], purse["comm"], purse["read"], purse["write"], purse["read_write"]) == (
         2,
-        citizen.COMM_ENC,
+        citizen_host.COMM_ENC,
         1,
         1,
         2,
@@ -189,7 +189,7 @@ def test_unauthenticated_access(issued, ks):
     _card, df = issued
     df.select_application(AID)
     info = citizen.unpack_card_info(df.read_data(citizen.FILE_INFO, 0, 32))  # free read
-    assert info[citizen.CI_CARD_NO] == 1001
+    assert info[citizen_host.CI_CARD_NO] == 1001
     with pytest.raises(CardError) as e:
         df.get_value(citizen.FILE_PURSE)
     assert e.value.status == 0xAE
@@ -298,9 +298,9 @@ def test_long_enciphered_data_and_backup_file(card, wrapped):
     df.select_application(0x123456)
     df.authenticate_aes(0, bytes(16))
     df.change_key(1, key, bytes(16))
-    ar = citizen.access_rights(1, 1, 1, 0)
-    df.create_std_data_file(5, citizen.COMM_ENC, ar, 128)
-    df.create_backup_data_file(6, citizen.COMM_MAC, ar, 100)
+    ar = citizen_host.access_rights(1, 1, 1, 0)
+    df.create_std_data_file(5, citizen_host.COMM_ENC, ar, 128)
+    df.create_backup_data_file(6, citizen_host.COMM_MAC, ar, 100)
     df.authenticate_aes(1, key)
     data = bytes(range(100, 200))
     df.write_data(5, 10, data, MODE_ENC)

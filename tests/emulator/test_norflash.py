@@ -57,8 +57,7 @@ def test_counters(chip):
     chip.program(0, bytes(64))
     chip.program(64, bytes(10))
     chip.erase(0)
-    st = chip.stats()
-    assert (st["programs"], st["bytes_programmed"], st["erases"]) == (2, 74, 1)
+    assert (chip.programs, chip.bytes_programmed, chip.erases) == (2, 74, 1)
 
 
 def test_cut_program_leaves_a_strict_prefix_then_chip_is_dead(tmp_path):

@@ -1,16 +1,18 @@
 # A serial-sync terminal for tests, run on the MicroPython VM: firmware.serialsync.Responder over a tiny
 # in-memory journal of valid, MAC-chained taprecords.
 #
-#   micropython fake_terminal_mp.py KEYHEX TERMINAL_ID N_RECORDS CLOCK_OFFSET [REQUEST_FILE [CHUNK]]
+#   micropython fake_terminal_mp.py KEYHEX TERMINAL_ID N_RECORDS CLOCK_OFFSET [REQUEST_FILE]
 #
 # Without REQUEST_FILE it serves stdin line by line (stdout = the port). Lines starting with "!" are test
 # controls, never sent by a host: "!add N" journals N more taps, "!ack N" acknowledges as another host
-# would, "!state" prints the journal state as JSON. With REQUEST_FILE the file's bytes are fed to Responder.feed in CHUNK-byte pieces.
+# would, "!state" prints the journal state as JSON. With REQUEST_FILE each line of the file goes to
+# Responder.handle_line (as firmware.app hands it the lines hal.Console assembles; overlong lines are
+# passed on too, the responder must drop them itself), then "#state ..." is printed.
 import json
 import sys
 import time
 
-from card_schema import taprecord
+from card_schema import taprecord, taprecord_host
 from firmware.serialsync import Responder
 
 T0 = 1700000000
@@ -46,7 +48,7 @@ class FakeJournal:
             if seq % 7 == 0:
                 kind, result = taprecord.KIND_REFUSED, taprecord.RESULT_INSUFFICIENT
             elif seq % 11 == 0:
-                kind, result = taprecord.KIND_DENIED, taprecord.RESULT_DENYLIST
+                kind, result = taprecord.KIND_DENIED, taprecord_host.RESULT_DENYLIST
             else:
                 c += 1
                 self.counters[card] = c
@@ -107,11 +109,11 @@ def main():
     info = {"terminal_id": terminal, "fw": "0.1.0-test", "config_ver": 3, "profile": "bus"}
     r = Responder(j, info, clock, out.write, log=lambda: ["boot ok", "pn532 ok"])
     if len(sys.argv) > 5:
-        chunk = int(sys.argv[6]) if len(sys.argv) > 6 else 4096
         with open(sys.argv[5], "rb") as f:
             data = f.read()
-        for i in range(0, len(data), chunk):
-            r.feed(data[i : i + chunk])
+        for line in data.split(b"\n"):
+            if line:
+                r.handle_line(line)
         print(
             "#state "
             + json.dumps(
@@ -148,7 +150,7 @@ def main():
                 )
             )
             continue
-        r.feed(line)
+        r.handle_line(line)
 
 
 main()

@@ -26,7 +26,7 @@ from card_schema import taprecord
 
 board = hal.load(sys.argv[1])
 out = {"name": board.name, "platform": board.platform, "errors": board.errors,
-       "reset": board.reset_cause(), "heap": board.free_heap() > 0}
+       "reset": board.reset_cause}
 u = board.uart
 out["uart"] = [u.id, u.baudrate, u.tx, u.rx, u.timeout]
 u.write(b"\x00\x00\xff\x02\xfe\xd4\x02\x2a\x00")  # PN532 GetFirmwareVersion frame
@@ -47,7 +47,8 @@ for i in range(int(sys.argv[2])):
     j.append_tap(time=1700000000, uid=b"\x04" * 7, kind=taprecord.KIND_CHARGE, amount=300)
 out["head"] = j.head_seq
 out["capacity"] = j.capacity
-out["flash_stats"] = board.flash.stats()
+f = board.flash
+out["flash_stats"] = {"programs": f.programs, "bytes_programmed": f.bytes_programmed, "erases": f.erases}
 print(json.dumps(out))
 """
 
@@ -116,7 +117,7 @@ def test_esp32_board_builds_from_fakes_and_journal_survives_reboot(mp_run, esp32
     out, stderr = run_board(mp_run, env, tmp_path, 5)
     assert out["name"] == "esp32-devkitc" and out["platform"] == "esp32"
     assert out["errors"] == []
-    assert out["reset"] == "power-on" and out["heap"] is True
+    assert out["reset"] == "power-on"
     assert out["uart"] == [2, 115200, 17, 16, 50]
     assert out["uart_reply"] == "0000ff00ff00"
     assert chip.seen and chip.seen[0] == bytes.fromhex("0000ff02fed4022a00")
@@ -166,8 +167,8 @@ def test_unix_board_builds_norflash_and_text_ui(mp_run, tmp_path):
     code = (
         "from firmware import hal\n"
         "b = hal.load(%r)\n"
-        "print(b.platform, b.flash.size, b.net.isconnected(), b.reset_cause())\n"
-        "b.wdt.feed(); print(b.wdt.check() < 1000)\n"
+        "print(b.platform, b.flash.size, b.net, b.reset_cause)\n"
+        "b.wdt.feed(); print(open('heartbeat').read().strip().isdigit())\n"
         "b.clock.set(1800000000); print(abs(b.clock.time() - 1800000000) < 5)\n"
         "b.display.show('Tap your card')\n"
         "print(b.errors)\n" % str(tmp_path / "board.json")
@@ -176,7 +177,7 @@ def test_unix_board_builds_norflash_and_text_ui(mp_run, tmp_path):
     p = mp_run(code, path=[EMU], env=env, cwd=str(tmp_path))
     assert p.returncode == 0, p.stdout + p.stderr
     lines = p.stdout.splitlines()
-    assert lines[0] == "unix 262144 False power-on"
+    assert lines[0] == "unix 262144 None power-on"
     assert lines[1] == "True" and lines[2] == "True"
     assert "reader" in lines[3]  # no PN532 emulator running: recorded, the board still boots
     assert "DISPLAY| Tap your card | " in p.stderr

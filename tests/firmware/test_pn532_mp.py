@@ -74,16 +74,14 @@ if mode == "basic":
     chip.wakeup()
     out(step="fw", v=list(chip.firmware_version()))
     out(step="selftest", ok=chip.self_test())
-    out(step="status", v=list(chip.general_status()))
-    out(step="list", uid=None if chip.list_target(100) is None else hexs(chip.uid))
+    out(step="list", uid=chip.list_target(100))
 elif mode == "card":
     chip.wakeup()
     uid = chip.list_target(200)
-    out(step="list", uid=hexs(uid), atqa=hexs(chip.atqa), sak=chip.sak, ats=hexs(chip.ats))
+    out(step="list", uid=hexs(uid))
     out(step="getversion", r=hexs(chip.exchange(b"\x90\x60\x00\x00\x00")))
     out(step="echo", r=hexs(chip.exchange(bytes(range(1, 41)))))
     out(step="heapfree", ok=heap_free_exchange(b"\x90\x6c\x00\x00\x01\x02\x00", 5))
-    out(step="count", n=chip.exchanges)
     chip.release()
     try:
         chip.exchange(b"\x90\x60\x00\x00\x00")
@@ -108,7 +106,7 @@ elif mode == "noisy":
         r = chip.exchange(bytes([0x90, 0x6c, 0, 0, 1, i, 0]))
         if uid is not None and bytes(r) == bytes([0x00, i, 1, 0, 0, 0x6c, 0x90, 0x91, 0x00]):
             ok += 1
-    out(step="noisy", ok=ok, nacks=chip.nacks, resends=chip.resends)
+    out(step="noisy", ok=ok)
 elif mode == "reconnect":
     chip.wakeup()
     out(step="fw1", v=list(chip.firmware_version()))
@@ -146,7 +144,6 @@ def test_wakeup_version_selftest_and_empty_field(run):
     r = run("basic")
     assert r["fw"]["v"] == [0x32, 1, 6, 7]
     assert r["selftest"]["ok"] is True
-    assert r["status"]["v"] == [0, 0, 0]
     assert r["list"]["uid"] is None
 
 
@@ -154,16 +151,10 @@ def test_list_target_and_exchange(run, field, chip):
     card = FakeCard()
     field.place(card)
     r = run("card")
-    assert r["list"] == {
-        "uid": "04a1b2c3d4e5f6",
-        "atqa": "0344",
-        "sak": 0x20,
-        "ats": "067577810280",
-    }
+    assert r["list"]["uid"] == "04a1b2c3d4e5f6"
     assert r["getversion"]["r"] == "04010101001a0591af"
     assert r["echo"]["r"] == bytes(range(40, 0, -1)).hex() + "9100"
     assert r["heapfree"]["ok"] is True
-    assert r["count"]["n"] == 8
     assert r["after_release"] == {"err": "CardGone", "code": 0x27}
     assert card.frames[0] == hx("90 60 00 00 00")
     assert chip.exchanges == 9
@@ -180,13 +171,16 @@ def test_card_removed_raises_card_gone(run, field):
 
 
 class Garbage:
-    """chip -> host noise: junk before some frames, a flipped byte in others (replayable)."""
+    """chip -> host noise: junk before some frames, a flipped byte in others (replayable).
+    Counts the NACK frames the host sends back (asking for a corrupted response again)."""
 
     def __init__(self):
         self.n = 0
+        self.nacks = 0
 
     def __call__(self, direction, data):
         if direction != "tx":
+            self.nacks += data.count(hx("00 00 FF FF 00 00"))
             return data
         self.n += 1
         if self.n % 3 == 0:
@@ -203,7 +197,7 @@ def test_garbage_on_the_line_is_survived(run, field, chip):
     chip.noise = Garbage()
     r = run("noisy")
     assert r["noisy"]["ok"] == 20
-    assert r["noisy"]["nacks"] >= 1
+    assert chip.noise.nacks >= 1
 
 
 def test_socket_uart_reconnects_when_the_emulator_drops(mpy_build, tmp_path, chip):

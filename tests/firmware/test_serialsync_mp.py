@@ -1,7 +1,8 @@
 """firmware/serialsync.py on the real MicroPython VM: request lines in, response lines checked in CPython.
 
 The terminal side runs tests/firmware/fake_terminal_mp.py (Responder + a small journal of real,
-MAC-chained taprecords); requests are written to a file the script feeds to `Responder.feed`.
+MAC-chained taprecords); requests are written to a file whose lines the script hands to
+`Responder.handle_line`, as firmware.app does with the lines of the USB serial.
 """
 
 import binascii
@@ -10,9 +11,7 @@ import os
 import random
 import time
 
-import pytest
-
-from card_schema import frames, taprecord
+from card_schema import frames, frames_host, taprecord, taprecord_host
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "fake_terminal_mp.py")
@@ -20,11 +19,11 @@ KEY = bytes(range(16))
 TERMINAL = 7
 
 
-def run_terminal(mp_run, tmp_path, requests, n_records=20, clock_offset=0, chunk=4096):
+def run_terminal(mp_run, tmp_path, requests, n_records=20, clock_offset=0):
     """Feed `requests` (a list of lines) to the VM terminal; return (responses, state)."""
     req = tmp_path / "requests.bin"
     req.write_bytes(b"".join(requests))
-    p = mp_run(SCRIPT, KEY.hex(), TERMINAL, n_records, clock_offset, req, chunk, check=True)
+    p = mp_run(SCRIPT, KEY.hex(), TERMINAL, n_records, clock_offset, req, check=True)
     out = p.stdout.encode()
     responses = []
     state = None
@@ -37,9 +36,9 @@ def run_terminal(mp_run, tmp_path, requests, n_records=20, clock_offset=0, chunk
 
 
 def check_chain(recs, prev=taprecord.GENESIS_MAC):
-    # (not taprecord.verify_chain: its F_MAC index currently points at the reserved field)
+    # (not taprecord_host.verify_chain: its F_MAC index currently points at the reserved field)
     for r in recs:
-        taprecord.unpack(r)
+        taprecord_host.unpack(r)
         assert taprecord.mac_ok(r, prev, KEY), taprecord.seq_of(r)
         prev = r[52:60]
 
@@ -52,11 +51,11 @@ def payload_hex(ftype, req_id, body):
 def test_transcript(mp_run, tmp_path):
     reqs = [
         frames.encode(frames.IDENTIFY, 0x0101),
-        frames.encode(frames.PULL, 0x0102, frames.pull_body(1, 3)),
-        frames.encode(frames.ACK, 0x0103, frames.u32_body(3)),
-        frames.encode(frames.ACK, 0x0104, frames.u32_body(21)),
+        frames.encode(frames.PULL, 0x0102, frames_host.pull_body(1, 3)),
+        frames.encode(frames.ACK, 0x0103, frames_host.u32_body(3)),
+        frames.encode(frames.ACK, 0x0104, frames_host.u32_body(21)),
         frames.encode(0x09, 0x0105),
-        frames.encode(frames.SET_CLOCK, 0x0106, frames.u32_body(1800000000)),
+        frames.encode(frames.SET_CLOCK, 0x0106, frames_host.u32_body(1800000000)),
         frames.encode(frames.DIAG_LOG, 0x0107),
     ]
     resp, state = run_terminal(mp_run, tmp_path, reqs, clock_offset=-100)
@@ -73,7 +72,7 @@ def test_transcript(mp_run, tmp_path):
     assert ident["terminal_id"] == TERMINAL and ident["fw"] == "0.1.0-test"
     assert (ident["head_seq"], ident["acked_seq"], ident["unsynced"]) == (20, 0, 20)
     assert ident["max_records"] == frames.MAX_RECORDS
-    recs = frames.parse_records(resp[1][2])
+    recs = frames_host.parse_records(resp[1][2])
     assert [taprecord.seq_of(r) for r in recs] == [1, 2, 3]
     check_chain(recs)
     assert [payload_hex(*r) for r in resp[2:5]] == [
@@ -81,7 +80,7 @@ def test_transcript(mp_run, tmp_path):
         "01ff040103" + b"ack 21 beyond head 20".hex(),  # ERROR out of range
         "01ff050101" + b"unknown request 0x09".hex(),  # ERROR unknown request
     ]
-    old = frames.parse_u32(resp[5][2])
+    old = frames_host.parse_u32(resp[5][2])
     assert abs(old - (time.time() - 100)) < 60  # the terminal's clock before the change (-100 s)
     assert state["clock"] >= 1800000000 and state["acked"] == 3 and state["acks"] == [3]
     assert json.loads(resp[6][2]) == ["boot ok", "pn532 ok"]
@@ -89,20 +88,22 @@ def test_transcript(mp_run, tmp_path):
 
 def test_pull_limits(mp_run, tmp_path):
     reqs = [
-        frames.encode(frames.PULL, 1, frames.pull_body(1, 500)),  # capped to MAX_RECORDS
-        frames.encode(frames.PULL, 2, frames.pull_body(15, 100)),  # the last 6
-        frames.encode(frames.PULL, 3, frames.pull_body(21, 5)),  # beyond head: none
-        frames.encode(frames.PULL, 4, frames.pull_body(0, 5)),  # seq 0: bad request
+        frames.encode(frames.PULL, 1, frames_host.pull_body(1, 500)),  # capped to MAX_RECORDS
+        frames.encode(frames.PULL, 2, frames_host.pull_body(15, 100)),  # the last 6
+        frames.encode(frames.PULL, 3, frames_host.pull_body(21, 5)),  # beyond head: none
+        frames.encode(frames.PULL, 4, frames_host.pull_body(0, 5)),  # seq 0: bad request
         frames.encode(frames.PULL, 5, b"\x01\x00"),  # short body: bad request
-        frames.encode(frames.SET_CLOCK, 6, frames.u32_body(1000)),  # 1970: refused
-        frames.encode(frames.PULL, 7, frames.pull_body(3, 0)),  # max 0: none
+        frames.encode(frames.SET_CLOCK, 6, frames_host.u32_body(1000)),  # 1970: refused
+        frames.encode(frames.PULL, 7, frames_host.pull_body(3, 0)),  # max 0: none
     ]
     resp, _state = run_terminal(mp_run, tmp_path, reqs)
     seqs = [
-        [taprecord.seq_of(r) for r in frames.parse_records(b)] for t, _, b in resp if t == 0x82
+        [taprecord.seq_of(r) for r in frames_host.parse_records(b)]
+        for t, _, b in resp
+        if t == 0x82
     ]
     assert seqs == [list(range(1, 12)), list(range(15, 21)), [], []]
-    errors = [(r, frames.parse_error(b)[0]) for t, r, b in resp if t == frames.ERROR]
+    errors = [(r, frames_host.parse_error(b)[0]) for t, r, b in resp if t == frames.ERROR]
     assert errors == [
         (4, frames.ERR_BAD_REQUEST),
         (5, frames.ERR_BAD_REQUEST),
@@ -111,10 +112,9 @@ def test_pull_limits(mp_run, tmp_path):
     assert max(len(frames.encode(t, r, b)) for t, r, b in resp) < frames.MAX_LINE
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 64, 4096])
-def test_garbage_is_ignored_and_never_breaks_the_responder(mp_run, tmp_path, chunk):
+def test_garbage_is_ignored_and_never_breaks_the_responder(mp_run, tmp_path):
     rnd = random.Random(1234)
-    good = frames.encode(frames.PULL, 0x4242, frames.pull_body(2, 2))
+    good = frames.encode(frames.PULL, 0x4242, frames_host.pull_body(2, 2))
     noise = [
         b">>> import machine\r\n",
         b"\x03\x03\x04\r\n",  # Ctrl-C, Ctrl-D: REPL bytes, not frames
@@ -124,16 +124,17 @@ def test_garbage_is_ignored_and_never_breaks_the_responder(mp_run, tmp_path, chu
         good[:10] + bytes([good[10] ^ 1]) + good[11:],  # one character changed
         b"~" + b"QUFB" * 400 + b"\n",  # overlong line
         bytes(rnd.getrandbits(8) for _ in range(3000)).replace(b"\n", b"") + b"\n",
-        frames.encode(frames.RECORDS, 9, frames.records_body([])),  # a response: never answered
+        # a response: never answered
+        frames.encode(frames_host.RECORDS, 9, frames_host.records_body([])),
         b"\n\n\r\n",
     ]
     reqs = []
     for n in noise:
         reqs += [n, good]
     reqs.append(b"garbage" + good)  # a frame after junk on the same line still counts
-    resp, state = run_terminal(mp_run, tmp_path, reqs, chunk=chunk)
+    resp, state = run_terminal(mp_run, tmp_path, reqs)
     assert len(resp) == len(noise) + 1
     for t, r, b in resp:
-        assert (t, r) == (frames.RECORDS, 0x4242)
-        assert [taprecord.seq_of(x) for x in frames.parse_records(b)] == [2, 3]
+        assert (t, r) == (frames_host.RECORDS, 0x4242)
+        assert [taprecord.seq_of(x) for x in frames_host.parse_records(b)] == [2, 3]
     assert state["requests"] == len(noise) + 1

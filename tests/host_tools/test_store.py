@@ -6,7 +6,7 @@ import json
 import pytest
 from rich.console import Console
 
-from card_schema import taprecord
+from card_schema import taprecord, taprecord_host
 from host_tools import report as report_mod
 from host_tools import store as store_mod
 
@@ -168,11 +168,11 @@ def scenario(store):
             {
                 "uid": uid(3),
                 "kind": taprecord.KIND_DENIED,
-                "result": taprecord.RESULT_DENYLIST,
+                "result": taprecord_host.RESULT_DENYLIST,
                 "balance": -1,
             },
             # no card read at all (error record)
-            {"uid": bytes(7), "kind": taprecord.KIND_ERROR, "result": taprecord.RESULT_CARD_ERROR},
+            {"uid": bytes(7), "kind": taprecord_host.KIND_ERROR, "result": taprecord_host.RESULT_CARD_ERROR},
         ],
     )
     store.ingest(7, t7, KEY7)

@@ -17,7 +17,7 @@ import tty
 import pytest
 import serial
 
-from card_schema import frames, taprecord
+from card_schema import frames, frames_host, taprecord
 from host_tools import keystore, report, sync
 from host_tools import link as link_mod
 from host_tools import store as store_mod
@@ -197,7 +197,8 @@ def test_sync_twice_stores_everything_once(terminal_factory, db, ks):
 
 def test_noise_on_the_wire_is_ignored(terminal_factory, db, ks):
     term = terminal_factory(n_records=15)
-    stale = frames.encode(frames.RECORDS, 0, frames.records_body([]))  # an answer to nobody
+    # an answer to nobody
+    stale = frames.encode(frames_host.RECORDS, 0, frames_host.records_body([]))
     term.noise = [
         b"MicroPython v1.24 on 2024-10-25; ESP32 module with ESP32\r\n",
         b">>> \r\n",

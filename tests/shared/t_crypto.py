@@ -2,7 +2,7 @@
 # DESFire-specific pieces (EV1 session key, CRC32, CBC). Common subset only: no pytest here.
 import binascii
 
-from card_schema import crypto
+from card_schema import crypto, crypto_host
 
 u = binascii.unhexlify
 
@@ -56,7 +56,7 @@ def test_cmac_iv_zero_is_cmac():
 
 def test_cmac8_odd_bytes():
     # 51f0bebf7e3b9d92fc49741779363cfe -> bytes 1,3,..,15
-    return check(h(crypto.cmac8(RFC_KEY, RFC_MSG)), "f0bf3b92491736fe")
+    return check(h(crypto_host.cmac8(RFC_KEY, RFC_MSG)), "f0bf3b92491736fe")
 
 
 def test_diversify_an10922_aes128():
@@ -84,7 +84,7 @@ def test_ev1_session_key():
 
 def test_crc32_desfire():
     # JAMCRC: CRC-32 without the final xor. binascii.crc32(b"123456789") = CBF43926
-    check(crypto.crc32_desfire(b"123456789"), 0x340BC6D9)
+    check(crypto_host.crc32_desfire(b"123456789"), 0x340BC6D9)
     return check(h(crypto.crc32_bytes(b"123456789")), "d9c60b34")
 
 
@@ -95,7 +95,7 @@ def test_crc32_desfire_key_example():
 
 def test_rotl():
     check(h(crypto.rotl(u("0102030405"))), "0203040501")
-    return check(h(crypto.rotr(u("0203040501"))), "0102030405")
+    return check(h(crypto_host.rotr(u("0203040501"))), "0102030405")
 
 
 def test_cbc_nist_sp800_38a():

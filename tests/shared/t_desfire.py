@@ -3,7 +3,7 @@
 # Common subset only: no pytest here.
 import binascii
 
-from card_schema import desfire
+from card_schema import desfire_admin
 from card_schema.desfire import MODE_ENC, MODE_MAC, CardError
 from card_schema.desfire_admin import DESFireAdmin
 
@@ -222,6 +222,6 @@ def test_get_version_three_frames():
 
 def test_status_names():
     return [str(CardError(s)) for s in (0x00, 0x0C, 0x9D, 0xA0, 0xBE, 0xF0)] + [
-        str(CardError("integrity")),
-        desfire.status_name(0x1E),
+        str(CardError(desfire_admin.RESPONSE_INTEGRITY)),
+        desfire_admin.status_name(0x1E),
     ]

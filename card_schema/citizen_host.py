@@ -1,0 +1,116 @@
+"""The citizen-card application, host side: key roles, file rights, personalisation codecs and names.
+
+The terminal's part (AID, files, the codecs a tap uses) is card_schema.citizen; this module adds what
+only the card office, the reports and the tests need, so terminals do not load it. The layout is
+described in docs/architecture.md.
+
+    from card_schema import citizen, citizen_host
+    raw = citizen_host.pack_card_info(citizen_host.HOLDER_STUDENT, 1001, 7, issued, expiry)
+    citizen.unpack_card_info(raw)[citizen_host.CI_CARD_NO]   # 1001
+"""
+
+import struct
+
+from card_schema.citizen import (
+    FILE_INFO,
+    FILE_PURSE,
+    FILE_TRIPS,
+    INFO_FMT,
+    KEY_DEBIT,
+    STATUS_BLOCKED,  # noqa: F401  (re-exported: the status codes side by side)
+    TRIP_DEBIT,
+    TRIP_SIZE,
+    pack_trip_into,
+)
+
+# Key roles (key numbers in the application)
+KEY_MASTER = 0
+KEY_CREDIT = 2
+KEY_READ = 3
+KEY_COUNT = 4
+ROLE_NAMES = ("master", "debit", "credit", "read")  # by key number (KEY_DEBIT = 1)
+
+# Communication modes (DESFire comm settings byte)
+COMM_PLAIN = 0
+COMM_MAC = 1
+COMM_ENC = 3
+
+FREE = 0xE  # "free access" nibble
+
+TRIP_RECORDS = 10  # cyclic file: one record slot is reserved by the card, 9 usable
+PURSE_LOWER = 0
+PURSE_UPPER = 2000000000  # Rial; int32 on the card
+# (file_no, comm, read, write, read_write, change_access)
+FILE_RIGHTS = (
+    (FILE_INFO, COMM_MAC, FREE, KEY_MASTER, KEY_MASTER, KEY_MASTER),
+    (FILE_PURSE, COMM_ENC, KEY_DEBIT, KEY_DEBIT, KEY_CREDIT, KEY_MASTER),
+    (FILE_TRIPS, COMM_MAC, KEY_READ, KEY_CREDIT, KEY_DEBIT, KEY_MASTER),
+)
+
+
+def access_rights(read, write, read_write, change):
+    """The 2-byte access rights field as DESFire stores it (LSB first): RW|CAR, R|W."""
+    return bytes(((read_write << 4) | change, (read << 4) | write))
+
+
+def file_comm(file_no):
+    for f in FILE_RIGHTS:
+        if f[0] == file_no:
+            return f[1]
+    raise ValueError("unknown file")
+
+
+# Holder types
+HOLDER_ADULT = 0
+HOLDER_STUDENT = 1
+HOLDER_SENIOR = 2
+HOLDER_STAFF = 3
+HOLDER_NAMES = ("adult", "student", "senior", "staff")
+
+STATUS_ACTIVE = 0
+
+# CardInfo tuple indexes (card_schema.citizen.unpack_card_info; citizen has CI_STATUS, CI_EXPIRY)
+CI_VERSION = 0
+CI_HOLDER = 1
+CI_CARD_NO = 4
+CI_ISSUER = 5
+CI_ISSUED = 6
+
+
+def pack_card_info(holder, card_no, issuer_id, issued, expiry, status=STATUS_ACTIVE):
+    return struct.pack(
+        INFO_FMT, 1, holder, status, 0, card_no, issuer_id, issued, expiry, bytes(12)
+    )
+
+
+# TripRecord tuple indexes after citizen's TR_COUNTER..TR_BALANCE
+TR_LINE = 5
+TR_STOP = 6
+TR_KIND = 7
+TR_PROFILE = 8
+TR_ZONE = 9
+TR_FLAGS = 10
+
+TRIP_CREDIT = 2
+TRIP_REFUND = 3
+TRIP_KIND_NAMES = ("", "debit", "credit", "refund")
+
+
+def pack_trip(
+    counter,
+    time,
+    terminal,
+    amount,
+    balance,
+    line=0,
+    stop=0,
+    kind=TRIP_DEBIT,
+    profile=0,
+    zone=0,
+    flags=0,
+):
+    buf = bytearray(TRIP_SIZE)
+    pack_trip_into(
+        buf, counter, time, terminal, amount, balance, line, stop, kind, profile, zone, flags
+    )
+    return bytes(buf)

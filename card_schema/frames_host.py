@@ -1,0 +1,87 @@
+"""Host side of the sync line protocol: body builders and parsers, names, derived sizes.
+
+The terminal never imports this module (every name in card_schema/frames.py costs terminal RAM), so
+what only the host and the tests need lives here, built on frames.py's one encoder and decoder.
+
+    from card_schema import frames, frames_host
+    line = frames.encode(frames.PULL, 7, frames_host.pull_body(1, 11))
+    ftype, req_id, body = frames.decode(answer)
+    records = frames_host.parse_records(body)
+"""
+
+import struct
+
+from card_schema import frames
+from card_schema.frames import FrameError
+
+# response types: request | RESPONSE, same req_id
+IDENTIFY_R = frames.IDENTIFY | frames.RESPONSE
+RECORDS = frames.PULL | frames.RESPONSE
+ACK_R = frames.ACK | frames.RESPONSE
+SET_CLOCK_R = frames.SET_CLOCK | frames.RESPONSE
+DIAG_LOG_R = frames.DIAG_LOG | frames.RESPONSE
+
+ERROR_NAMES = ("", "unknown request", "bad request", "out of range", "internal error")
+
+TRAILER = frames.OVERHEAD - frames.HEADER  # crc32
+RECORD_SIZE = 64
+MAX_PAYLOAD = (frames.MAX_LINE - 2) // 4 * 3
+
+
+def line_length(payload_len):
+    """Characters of the line carrying a payload of this length ("~" and "\\n" included)."""
+    return 2 + 4 * ((payload_len + 2) // 3)
+
+
+def u32_body(value):
+    """ACK and SET_CLOCK requests, their responses: one u32."""
+    return struct.pack("<I", value)
+
+
+def parse_u32(body):
+    return frames.unpack("<I", body)[0]
+
+
+def pull_body(from_seq, max_n):
+    """PULL request: from_seq u32, max u16."""
+    return struct.pack("<IH", from_seq, max_n)
+
+
+def records_body(records):
+    """RECORDS response: count u8, then count x 64-byte records (the terminal builds it in place)."""
+    n = len(records)
+    if n > frames.MAX_RECORDS:
+        raise FrameError("too many records for one frame")
+    out = bytearray(1 + n * RECORD_SIZE)
+    out[0] = n
+    for i in range(n):
+        r = records[i]
+        if len(r) != RECORD_SIZE:
+            raise FrameError("record size")
+        out[1 + i * RECORD_SIZE : 1 + (i + 1) * RECORD_SIZE] = r
+    return bytes(out)
+
+
+def parse_records(body):
+    """List of 64-byte records of a RECORDS body."""
+    if not len(body):
+        raise FrameError("empty RECORDS body")
+    n = body[0]
+    if len(body) != 1 + n * RECORD_SIZE:
+        raise FrameError("RECORDS body length does not match its count")
+    return [bytes(body[1 + i * RECORD_SIZE : 1 + (i + 1) * RECORD_SIZE]) for i in range(n)]
+
+
+def parse_error(body):
+    """(code, message) of an ERROR body."""
+    if not len(body):
+        return 0, ""
+    try:
+        msg = bytes(body[1:]).decode()
+    except UnicodeError:
+        msg = repr(bytes(body[1:]))
+    return body[0], msg
+
+
+def error_name(code):
+    return ERROR_NAMES[code] if 0 < code < len(ERROR_NAMES) else f"error {code}"

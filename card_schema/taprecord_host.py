@@ -1,0 +1,111 @@
+"""Journal tap records, host side: decoding, MAC chain verification and the code -> name tables.
+
+The record layout and the writer are card_schema.taprecord (terminals load only that one); this module
+adds what the host (store, report, sync) and the tests need.
+
+    from card_schema import taprecord_host
+    last_mac = taprecord_host.verify_chain(records, key)   # raises RecordError at the first break
+    taprecord_host.to_dict(records[0])["kind"]            # "charge"
+"""
+
+import binascii
+import struct
+
+from card_schema.taprecord import BODY, FMT, GENESIS_MAC, VERSION, crc_ok, mac_ok
+
+# codes the terminal firmware does not write itself (the others are in card_schema.taprecord)
+KIND_ERROR = 5
+KIND_NAMES = ("", "charge", "refused", "denied", "void", "error")
+
+RESULT_DENYLIST = 2
+RESULT_CARD_ERROR = 6
+RESULT_FOREIGN = 7
+RESULT_NAMES = (
+    "ok",
+    "insufficient",
+    "deny-list",
+    "blocked",
+    "expired",
+    "removed",
+    "card-error",
+    "foreign",
+)
+
+PROFILE_TAXI = 2
+PROFILE_PARKING = 3
+PROFILE_POS = 4
+PROFILE_CHARITY = 5
+PROFILE_NAMES = ("", "bus", "taxi", "parking", "pos", "charity")
+
+# tuple indexes of unpack()
+F_VERSION = 0
+F_KIND = 1
+F_RESULT = 2
+F_PROFILE = 3
+F_SEQ = 4
+F_TIME = 5
+F_TERMINAL = 6
+F_UID = 7
+F_ZONE = 8
+F_COUNTER = 9
+F_AMOUNT = 10
+F_BALANCE = 11
+F_LINE = 12
+F_STOP = 13
+F_DURATION = 14
+F_TARIFF = 15
+F_DENY = 16
+F_RESERVED = 17
+F_MAC = 18  # only in unpack() results
+
+
+class RecordError(ValueError):
+    pass
+
+
+def unpack(raw):
+    """Decode a record (checks CRC and version); returns the field tuple plus the MAC at F_MAC."""
+    if not crc_ok(raw):
+        raise RecordError("record CRC")
+    t = struct.unpack_from(FMT, raw, 0)
+    if t[F_VERSION] != VERSION:
+        raise RecordError("record version")
+    return t + (bytes(raw[BODY : BODY + 8]),)
+
+
+def verify_chain(records, key, prev_mac=GENESIS_MAC):
+    """Check a run of consecutive records. Returns the last MAC; raises RecordError at the first break."""
+    for raw in records:
+        t = unpack(raw)
+        if not mac_ok(raw, prev_mac, key):
+            raise RecordError("MAC chain broken at seq %d" % t[F_SEQ])
+        prev_mac = t[F_MAC]
+    return prev_mac
+
+
+def _name(names, code):
+    return names[code] if code < len(names) else str(code)
+
+
+def to_dict(raw):
+    """Host-side view of a record (names instead of codes)."""
+    t = unpack(raw)
+    return {
+        "seq": t[F_SEQ],
+        "time": t[F_TIME],
+        "terminal": t[F_TERMINAL],
+        "uid": binascii.hexlify(t[F_UID]).decode(),
+        "kind": _name(KIND_NAMES, t[F_KIND]),
+        "result": _name(RESULT_NAMES, t[F_RESULT]),
+        "profile": _name(PROFILE_NAMES, t[F_PROFILE]),
+        "zone": t[F_ZONE],
+        "counter": t[F_COUNTER],
+        "amount": t[F_AMOUNT],
+        "balance": t[F_BALANCE],
+        "line": t[F_LINE],
+        "stop": t[F_STOP],
+        "duration": t[F_DURATION],
+        "tariff_ver": t[F_TARIFF],
+        "deny_ver": t[F_DENY],
+        "mac": binascii.hexlify(t[F_MAC]).decode(),
+    }

@@ -1,0 +1,68 @@
+"""`tapkit emulate board` in one process and `tapkit emulate tap` / `tapkit sync` in another, as a
+person at a terminal would use them."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from card_schema import citizen_host
+from card_schema.desfire_admin import DESFireAdmin
+from e2e_helpers import run_cli
+from emulator.card import DESFireCard
+from host_tools import cardops, keystore
+from host_tools.readers import EmulatorReader
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _issued_card(path, ks, balance):
+    DESFireCard.blank().save(str(path))
+    now = int(time.time())
+    with EmulatorReader(str(path)) as r:
+        cardops.issue(DESFireAdmin(r.transceive), ks, r.uid, holder=citizen_host.HOLDER_ADULT,
+                      card_no=7, expiry=now + 86400, balance=balance, now=now)
+
+
+def test_emulate_board_then_tap_then_sync(tmp_path, capsys, keystore_path):
+    ks = keystore.load(str(keystore_path))
+    card = tmp_path / "rider.card"
+    _issued_card(card, ks, 60000)
+    state = tmp_path / "bus-9"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "host_tools.cli", "emulate", "board", "--state", str(state),
+         "--keystore", str(keystore_path), "--terminal-id", "9", "--fare", "20000"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        deadline = time.monotonic() + 60
+        while port is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "emulate board exited: %s" % proc.stderr.read()
+            if "serial port" in line:
+                port = line.split("serial port ")[1].split()[0]
+        assert port and port.startswith("/dev/")
+
+        rc, out, err = run_cli(capsys, "emulate", "tap", "--board", state, card)
+        assert rc == 0, err
+        assert "OK" in out and "40,000" in out  # what the rider saw: new balance
+
+        db = "sqlite:///%s" % (tmp_path / "t.db")
+        rc, summary, err = run_cli(capsys, "sync", "--port", port, "--db", db, "--keystore",
+                                   keystore_path, "--json")
+        assert rc == 0, err
+        assert summary["stored"] == 1 and summary["terminal"] == 9
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(20)
+    assert rc == 0  # Ctrl-C is the normal way to stop a virtual terminal
+
+
+def test_tap_on_a_board_that_is_not_running_says_so(tmp_path, capsys):
+    card = tmp_path / "c.card"
+    DESFireCard.blank().save(str(card))
+    rc, out, err = run_cli(capsys, "emulate", "tap", "--board", tmp_path / "nothing", card)
+    assert rc == 1
+    assert "no virtual board running" in err
+    assert "Traceback" not in err
