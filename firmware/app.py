@@ -55,8 +55,9 @@ class Terminal:
             "profile": config.get("profile", "bus"),
             "board": board.name,
         }
-        self.responder = serialsync.Responder(self.journal, self.info, board.clock,
-                                              board.console.write, log=lambda: self.errors)
+        self.responder = serialsync.Responder(
+            self.journal, self.info, board.clock, board.console.write, log=lambda: self.errors
+        )
         self.present_uid = None  # card still in the field after its tap (not charged again)
         self.pending = None  # (uid, seq, counter) of a charge whose commit answer was lost
         self.taps = 0
@@ -74,7 +75,9 @@ class Terminal:
         self.board.display.show(line1, line2)
         if sound:
             self.board.buzzer.beep(sound)
-            self.board.led.set({"ok": "green", "refused": "red", "error": "yellow"}.get(sound, "off"))
+            self.board.led.set(
+                {"ok": "green", "refused": "red", "error": "yellow"}.get(sound, "off")
+            )
 
     # --- main loop -----------------------------------------------------------------------------
     def start(self):
@@ -139,9 +142,16 @@ class Terminal:
             except Exception:
                 pass
         self.taps += 1
-        self.board.stat("tap apdus=%d ms=%d alloc=%d heap_used=%d heap_free=%d" % (
-            self.card.apdus - apdus0, time.ticks_diff(time.ticks_ms(), t0),
-            gc.mem_alloc() - heap0, heap0, gc.mem_free()))
+        self.board.stat(
+            "tap apdus=%d ms=%d alloc=%d heap_used=%d heap_free=%d"
+            % (
+                self.card.apdus - apdus0,
+                time.ticks_diff(time.ticks_ms(), t0),
+                gc.mem_alloc() - heap0,
+                heap0,
+                gc.mem_free(),
+            )
+        )
 
     def _tap(self, uid):
         card = self.card
@@ -153,10 +163,12 @@ class Terminal:
                 self.show("Card not accepted", "Not a citizen card", "refused")
                 return
             raise
-        info = citizen.unpack_card_info(card.read_data(citizen.FILE_INFO, 0, citizen.INFO_SIZE,
-                                                       desfire.MODE_PLAIN))
-        card.authenticate_aes(citizen.KEY_DEBIT,
-                              diversify_aes128(self.debit_master, citizen.div_input(uid)))
+        info = citizen.unpack_card_info(
+            card.read_data(citizen.FILE_INFO, 0, citizen.INFO_SIZE, desfire.MODE_PLAIN)
+        )
+        card.authenticate_aes(
+            citizen.KEY_DEBIT, diversify_aes128(self.debit_master, citizen.div_input(uid))
+        )
         last = self._last_trip(card)
         counter = last[citizen.TR_COUNTER] if last else 0
         if self.pending is not None and self.pending[0] == uid:
@@ -173,8 +185,9 @@ class Terminal:
         balance = card.get_value(citizen.FILE_PURSE, desfire.MODE_ENC)
         fare = self.fare
         if balance < fare:
-            self._refuse(uid, counter, balance, taprecord.KIND_REFUSED,
-                         taprecord.RESULT_INSUFFICIENT, now)
+            self._refuse(
+                uid, counter, balance, taprecord.KIND_REFUSED, taprecord.RESULT_INSUFFICIENT, now
+            )
             self.show("Insufficient balance", "Balance " + _fmt_rial(balance), "refused")
             return
         if self.journal.full:
@@ -182,15 +195,36 @@ class Terminal:
         new_balance = balance - fare
         counter += 1
         card.debit(citizen.FILE_PURSE, fare, desfire.MODE_ENC)
-        citizen.pack_trip_into(self._trip, counter, now, self.terminal_id, fare, new_balance,
-                               self.line, self.stop, citizen.TRIP_DEBIT, taprecord.PROFILE_BUS, 0, 0)
+        citizen.pack_trip_into(
+            self._trip,
+            counter,
+            now,
+            self.terminal_id,
+            fare,
+            new_balance,
+            self.line,
+            self.stop,
+            citizen.TRIP_DEBIT,
+            taprecord.PROFILE_BUS,
+            0,
+            0,
+        )
         card.write_record(citizen.FILE_TRIPS, 0, self._trip, desfire.MODE_MAC)
         # Durable first: the charge is in the journal before the card commits (see module doc).
-        seq = self.journal.append_tap(time=now, uid=uid, kind=taprecord.KIND_CHARGE,
-                                      result=taprecord.RESULT_OK, profile=taprecord.PROFILE_BUS,
-                                      counter=counter, amount=fare, balance=new_balance,
-                                      line=self.line, stop=self.stop, tariff_ver=self.tariff_ver,
-                                      deny_ver=self.deny_ver)
+        seq = self.journal.append_tap(
+            time=now,
+            uid=uid,
+            kind=taprecord.KIND_CHARGE,
+            result=taprecord.RESULT_OK,
+            profile=taprecord.PROFILE_BUS,
+            counter=counter,
+            amount=fare,
+            balance=new_balance,
+            line=self.line,
+            stop=self.stop,
+            tariff_ver=self.tariff_ver,
+            deny_ver=self.deny_ver,
+        )
         try:
             card.commit_transaction()
         except pn532.CardGone:
@@ -217,25 +251,51 @@ class Terminal:
         seq = p[1]
         counter = p[2]
         t = p[3]
-        if (last and last[citizen.TR_COUNTER] == counter and last[citizen.TR_TERMINAL]
-                == self.terminal_id and last[citizen.TR_TIME] == t):
-            self.show("OK  -" + _fmt_rial(last[citizen.TR_AMOUNT]),
-                      "Balance " + _fmt_rial(last[citizen.TR_BALANCE]), "ok")
+        if (
+            last
+            and last[citizen.TR_COUNTER] == counter
+            and last[citizen.TR_TERMINAL] == self.terminal_id
+            and last[citizen.TR_TIME] == t
+        ):
+            self.show(
+                "OK  -" + _fmt_rial(last[citizen.TR_AMOUNT]),
+                "Balance " + _fmt_rial(last[citizen.TR_BALANCE]),
+                "ok",
+            )
             return True
         # The card never committed: void the journalled charge, then charge afresh.
-        self.journal.append_tap(time=self.board.clock.time(), uid=uid, kind=taprecord.KIND_VOID,
-                                result=taprecord.RESULT_REMOVED, profile=taprecord.PROFILE_BUS,
-                                counter=counter, amount=seq, line=self.line, stop=self.stop,
-                                tariff_ver=self.tariff_ver, deny_ver=self.deny_ver)
+        self.journal.append_tap(
+            time=self.board.clock.time(),
+            uid=uid,
+            kind=taprecord.KIND_VOID,
+            result=taprecord.RESULT_REMOVED,
+            profile=taprecord.PROFILE_BUS,
+            counter=counter,
+            amount=seq,
+            line=self.line,
+            stop=self.stop,
+            tariff_ver=self.tariff_ver,
+            deny_ver=self.deny_ver,
+        )
         return False
 
     def _refuse(self, uid, counter, balance, kind, result, now):
         if self.journal.full:
             return  # refusals are not money: never block on them
-        self.journal.append_tap(time=now, uid=uid, kind=kind, result=result,
-                                profile=taprecord.PROFILE_BUS, counter=counter, amount=self.fare,
-                                balance=balance, line=self.line, stop=self.stop,
-                                tariff_ver=self.tariff_ver, deny_ver=self.deny_ver)
+        self.journal.append_tap(
+            time=now,
+            uid=uid,
+            kind=kind,
+            result=result,
+            profile=taprecord.PROFILE_BUS,
+            counter=counter,
+            amount=self.fare,
+            balance=balance,
+            line=self.line,
+            stop=self.stop,
+            tariff_ver=self.tariff_ver,
+            deny_ver=self.deny_ver,
+        )
 
 
 def _unhex(s):
@@ -284,8 +344,10 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
             board.wdt.feed()
             time.sleep(1)
     term.start()
-    board.log("boot: terminal %d ready, journal head %d, %d unsynced" % (
-        term.terminal_id, term.journal.head_seq, term.journal.unsynced))
+    board.log(
+        "boot: terminal %d ready, journal head %d, %d unsynced"
+        % (term.terminal_id, term.journal.head_seq, term.journal.unsynced)
+    )
     n = 0
     while True:
         try:

@@ -39,8 +39,16 @@ def bench_bus_tap(taps=10, heap="112K"):
         DESFireCard.blank().save(card)
         now = int(time.time())
         with EmulatorReader(card) as r:
-            cardops.issue(DESFireAdmin(r.transceive), ks, r.uid, holder=citizen_host.HOLDER_ADULT, card_no=1,
-                          expiry=now + 86400 * 365, balance=25000 * (taps + 1), now=now)
+            cardops.issue(
+                DESFireAdmin(r.transceive),
+                ks,
+                r.uid,
+                holder=citizen_host.HOLDER_ADULT,
+                card_no=1,
+                expiry=now + 86400 * 365,
+                balance=25000 * (taps + 1),
+                now=now,
+            )
         fs = os.path.join(d, "vb", "fs")
         os.makedirs(fs)
         provision.deploy_virtual(fs, ks, 1, fare=25000, line=1)
@@ -52,9 +60,13 @@ def bench_bus_tap(taps=10, heap="112K"):
                 r = vb.tap(card)
                 f1 = vb.chip.stats() if hasattr(vb.chip, "stats") else {}
                 m = dict(re.findall(r"(\w+)=(-?\d+)", r["stat"]))
-                rows.append({k: int(v) for k, v in m.items()} | {
-                    "air_bytes": f1.get("air_bytes", 0) - f0.get("air_bytes", 0),
-                    "exchanges": f1.get("exchanges", 0) - f0.get("exchanges", 0)})
+                rows.append(
+                    {k: int(v) for k, v in m.items()}
+                    | {
+                        "air_bytes": f1.get("air_bytes", 0) - f0.get("air_bytes", 0),
+                        "exchanges": f1.get("exchanges", 0) - f0.get("exchanges", 0),
+                    }
+                )
     return rows
 
 
@@ -69,9 +81,19 @@ def firmware_heap():
         build(d)
         shutil.copy(os.path.join(ROOT, "emulator", "norflash.py"), d)
         env = dict(os.environ, MICROPYPATH=os.pathsep.join([os.path.join(d, "lib"), d]))
-        p = subprocess.run(["micropython", "-X", "heapsize=1M",
-                            os.path.join(ROOT, "tests", "firmware", "mp_heap_probe.py")],
-                           capture_output=True, text=True, env=env, cwd=d, timeout=60)
+        p = subprocess.run(
+            [
+                "micropython",
+                "-X",
+                "heapsize=1M",
+                os.path.join(ROOT, "tests", "firmware", "mp_heap_probe.py"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=d,
+            timeout=60,
+        )
     rows = {}
     for line in p.stdout.splitlines():
         name, _, n = line.rpartition(" ")
@@ -93,26 +115,47 @@ def main(argv=None):
     card_ms = max(apdus - 1, 0) * CARD_MS_PER_CMD + CARD_MS_COMMIT
     table = [
         ("bus tap: APDUs per tap (firmware count)", "%d" % apdus, ""),
-        ("bus tap: InDataExchange per tap (PN532 emulator count)", "%d" % med.get("exchanges", 0),
-         ""),
+        (
+            "bus tap: InDataExchange per tap (PN532 emulator count)",
+            "%d" % med.get("exchanges", 0),
+            "",
+        ),
         ("bus tap: bytes over the air per tap", "%d" % med.get("air_bytes", 0), ""),
-        ("bus tap: modelled air time at 106 kbit/s", "%.1f ms" % air_ms, "%d us/byte" % US_PER_BYTE),
-        ("bus tap: modelled air + card time", "%.1f ms" % (air_ms + card_ms),
-         "card %.0f ms/cmd, commit %.0f ms; target < 150 ms" % (CARD_MS_PER_CMD, CARD_MS_COMMIT)),
-        ("bus tap: heap allocated during one tap (VM, 112K heap)", "%d B" % med.get("alloc", 0),
-         "after gc.collect()"),
+        (
+            "bus tap: modelled air time at 106 kbit/s",
+            "%.1f ms" % air_ms,
+            "%d us/byte" % US_PER_BYTE,
+        ),
+        (
+            "bus tap: modelled air + card time",
+            "%.1f ms" % (air_ms + card_ms),
+            "card %.0f ms/cmd, commit %.0f ms; target < 150 ms"
+            % (CARD_MS_PER_CMD, CARD_MS_COMMIT),
+        ),
+        (
+            "bus tap: heap allocated during one tap (VM, 112K heap)",
+            "%d B" % med.get("alloc", 0),
+            "after gc.collect()",
+        ),
         ("bus tap: heap in use before the tap", "%d B" % med.get("heap_used", 0), ""),
         ("bus tap: heap free after the tap", "%d B" % med.get("heap_free", 0), ""),
-        ("bus tap: VM wall time per tap on this machine", "%d ms" % med.get("ms", 0),
-         "not an ESP32 figure"),
-        ("firmware: heap taken by importing all modules (.mpy)", "%d B" % heap.get("total", 0),
-         "64-bit unix port; an ESP32 (32-bit) needs less"),
+        (
+            "bus tap: VM wall time per tap on this machine",
+            "%d ms" % med.get("ms", 0),
+            "not an ESP32 figure",
+        ),
+        (
+            "firmware: heap taken by importing all modules (.mpy)",
+            "%d B" % heap.get("total", 0),
+            "64-bit unix port; an ESP32 (32-bit) needs less",
+        ),
     ] + [("  module %s" % k, "%d B" % v, "") for k, v in heap.items() if k != "total"]
     if a.json:
         print(json.dumps({"rows": rows, "median": med, "firmware_heap": heap}, indent=1))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from host_tools.cli import _console
 
     t = Table(title="tapkit bench (median of %d taps)" % a.taps)
     t.add_column("measure")
@@ -120,7 +163,7 @@ def main(argv=None):
     t.add_column("note")
     for r in table:
         t.add_row(*r)
-    Console().print(t)
+    _console().print(t)
     return 0
 
 

@@ -49,7 +49,9 @@ def compile_file(src, dst, arch=None):
     cmd += ["-s", os.path.relpath(src, ROOT), src]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
-        raise TapkitError("mpy-cross failed on %s: %s" % (src, p.stderr.strip() or p.stdout.strip()))
+        raise TapkitError(
+            "mpy-cross failed on %s: %s" % (src, p.stderr.strip() or p.stdout.strip())
+        )
 
 
 def build(out, arch=None):

@@ -253,7 +253,9 @@ def topup(df, ks, uid, amount, terminal_id=0, now=None):
     _select(df)
     info = _read_info(df)
     if info[citizen.CI_STATUS] == citizen.STATUS_BLOCKED:
-        raise CardBlocked(f"card {info[citizen_host.CI_CARD_NO]} is blocked: it cannot be topped up")
+        raise CardBlocked(
+            f"card {info[citizen_host.CI_CARD_NO]} is blocked: it cannot be topped up"
+        )
     counter = _counter(df, ks, uid)
     return _credit(df, ks, uid, amount, counter, terminal_id, now)
 
@@ -281,7 +283,9 @@ def show(df, ks, uid):
     return {
         "uid": bytes(uid).hex(),
         "card_no": info[citizen_host.CI_CARD_NO],
-        "holder": citizen_host.HOLDER_NAMES[holder] if holder < len(citizen_host.HOLDER_NAMES) else holder,
+        "holder": citizen_host.HOLDER_NAMES[holder]
+        if holder < len(citizen_host.HOLDER_NAMES)
+        else holder,
         "status": "blocked" if status == citizen.STATUS_BLOCKED else "active",
         "issuer_id": info[citizen_host.CI_ISSUER],
         "issued": info[citizen_host.CI_ISSUED],

@@ -45,7 +45,9 @@ def _table(title, columns, rows):
 
     t = Table(title=title)
     for c in columns:
-        t.add_column(c, justify="right" if c.endswith("(Rial)") or c in ("taps", "seq") else "left")
+        t.add_column(
+            c, justify="right" if c.endswith("(Rial)") or c in ("taps", "seq") else "left"
+        )
     for r in rows:
         t.add_row(*[str(x) for x in r])
     return t
@@ -56,13 +58,18 @@ def cmd_keys_init(a):
     from host_tools import keystore
 
     ks = keystore.init(a.keystore, issuer_id=a.issuer_id)
-    res = {"keystore": os.path.abspath(a.keystore), "issuer_id": ks["issuer_id"],
-           "roles": list(keystore.ROLES)}
+    res = {
+        "keystore": os.path.abspath(a.keystore),
+        "issuer_id": ks["issuer_id"],
+        "roles": list(keystore.ROLES),
+    }
     if a.json:
         _print_json(res)
     else:
-        print("created keystore %s (issuer %d; roles %s; file mode 0600)"
-              % (a.keystore, ks["issuer_id"], ", ".join(keystore.ROLES)))
+        print(
+            "created keystore %s (issuer %d; roles %s; file mode 0600)"
+            % (a.keystore, ks["issuer_id"], ", ".join(keystore.ROLES))
+        )
     return 0
 
 
@@ -76,8 +83,10 @@ def _card_session(a):
     reader = open_reader(a.reader)
     trace = None
     if getattr(a, "trace", False):
+
         def trace(direction, data, name=""):
             sys.stderr.write("%s %s  %s\n" % (direction, data.hex(" ").upper(), name or ""))
+
     return ks, reader, DESFireAdmin(reader.transceive, wrapped=True, trace=trace)
 
 
@@ -87,8 +96,9 @@ def _holder(name):
     try:
         return citizen_host.HOLDER_NAMES.index(name)
     except ValueError:
-        raise TapkitError("unknown holder type %r: use one of %s"
-                          % (name, ", ".join(citizen_host.HOLDER_NAMES)))
+        raise TapkitError(
+            "unknown holder type %r: use one of %s" % (name, ", ".join(citizen_host.HOLDER_NAMES))
+        )
 
 
 def cmd_card_issue(a):
@@ -97,8 +107,16 @@ def cmd_card_issue(a):
     ks, reader, df = _card_session(a)
     with reader:
         now = int(time.time())
-        cardops.issue(df, ks, reader.uid, holder=_holder(a.holder), card_no=a.card_no,
-                      expiry=now + a.valid_days * 86400, balance=a.balance, now=now)
+        cardops.issue(
+            df,
+            ks,
+            reader.uid,
+            holder=_holder(a.holder),
+            card_no=a.card_no,
+            expiry=now + a.valid_days * 86400,
+            balance=a.balance,
+            now=now,
+        )
         info = cardops.show(df, ks, reader.uid)
     return _show_card(a, info, "issued card")
 
@@ -137,17 +155,31 @@ def _show_card(a, info, headline):
             shown[k] = _when(shown[k])
     if "balance" in shown:
         shown["balance"] = "%s Rial" % format(shown["balance"], ",")
-    rows = [(k, shown[k]) for k in ("uid", "card_no", "holder", "status", "issued", "expiry",
-                                    "balance", "counter") if k in shown]
+    rows = [
+        (k, shown[k])
+        for k in ("uid", "card_no", "holder", "status", "issued", "expiry", "balance", "counter")
+        if k in shown
+    ]
     con.print(_table("card", ["field", "value"], rows))
     trips = info.get("trips") or []
     if trips:
-        con.print(_table("last trips (newest first)",
-                         ["counter", "time", "kind", "terminal", "amount (Rial)",
-                          "balance (Rial)"],
-                         [(t["counter"], _when(t["time"]), t["kind"], t["terminal"],
-                           format(t["amount"], ","), format(t["balance_after"], ","))
-                          for t in trips]))
+        con.print(
+            _table(
+                "last trips (newest first)",
+                ["counter", "time", "kind", "terminal", "amount (Rial)", "balance (Rial)"],
+                [
+                    (
+                        t["counter"],
+                        _when(t["time"]),
+                        t["kind"],
+                        t["terminal"],
+                        format(t["amount"], ","),
+                        format(t["balance_after"], ","),
+                    )
+                    for t in trips
+                ],
+            )
+        )
     return 0
 
 
@@ -158,16 +190,20 @@ def cmd_emulate_card(a):
 
     if a.new:
         if os.path.exists(a.cardfile):
-            raise TapkitError("%s exists: refusing to replace a card (drop --new to serve it)"
-                              % a.cardfile)
+            raise TapkitError(
+                "%s exists: refusing to replace a card (drop --new to serve it)" % a.cardfile
+            )
         card = DESFireCard.blank()
         card.save(a.cardfile)
     card = DESFireCard.load(a.cardfile)
     host, _, port = a.vpcd.partition(":")
     bridge = VPCDBridge(card, host or "127.0.0.1", int(port or 35963))
     bridge.connect()
-    print("serving card %s (UID %s) to vpcd at %s; Ctrl-C to take it away"
-          % (a.cardfile, card.uid.hex().upper(), a.vpcd), flush=True)
+    print(
+        "serving card %s (UID %s) to vpcd at %s; Ctrl-C to take it away"
+        % (a.cardfile, card.uid.hex().upper(), a.vpcd),
+        flush=True,
+    )
     try:
         bridge.serve_forever()
     finally:
@@ -185,14 +221,18 @@ def cmd_emulate_board(a):
     provision.deploy_virtual(fs, ks, a.terminal_id, fare=a.fare, line=a.line)
     vb = VirtualBoard(a.state, heap=a.heap, echo=lambda ln: print(ln, flush=True))
     vb.start()
-    print("virtual terminal %d running: serial port %s  (state %s)" % (a.terminal_id, vb.port,
-                                                                      a.state), flush=True)
+    print(
+        "virtual terminal %d running: serial port %s  (state %s)"
+        % (a.terminal_id, vb.port, a.state),
+        flush=True,
+    )
     print("tap a card:  tapkit emulate tap --board %s CARDFILE" % a.state, flush=True)
     try:
         while vb.alive:
             time.sleep(0.5)
-        raise TapkitError("the firmware exited (code %s); see %s/display.log"
-                          % (vb.proc.poll(), a.state))
+        raise TapkitError(
+            "the firmware exited (code %s); see %s/display.log" % (vb.proc.poll(), a.state)
+        )
     except KeyboardInterrupt:
         print("stopping virtual terminal %d" % a.terminal_id, flush=True)
         return 0
@@ -204,8 +244,9 @@ def cmd_emulate_tap(a):
     from emulator.vboard import BoardError, control
 
     try:
-        r = control(a.board, {"cmd": "tap", "card": os.path.abspath(a.cardfile),
-                              "timeout": a.timeout})
+        r = control(
+            a.board, {"cmd": "tap", "card": os.path.abspath(a.cardfile), "timeout": a.timeout}
+        )
     except BoardError as e:
         raise TapkitError(str(e))
     if not r.get("ok"):
@@ -284,17 +325,23 @@ def _parser():
         sp.add_argument("--json", action="store_true", help="machine-readable output")
         return sp
 
-    keys = sub.add_parser("keys", help="issuer key ceremony").add_subparsers(dest="sub",
-                                                                             required=True)
-    sp = add(keys, "init", cmd_keys_init, "create issuer master keys (file 0600, never overwritten)")
+    keys = sub.add_parser("keys", help="issuer key ceremony").add_subparsers(
+        dest="sub", required=True
+    )
+    sp = add(
+        keys, "init", cmd_keys_init, "create issuer master keys (file 0600, never overwritten)"
+    )
     sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
     sp.add_argument("--issuer-id", type=int, default=1)
 
     card = sub.add_parser("card", help="card office: issue, top up, show").add_subparsers(
-        dest="sub", required=True)
-    for name, fn, h in (("issue", cmd_card_issue, "personalise a blank card"),
-                        ("topup", cmd_card_topup, "credit a card (credit key)"),
-                        ("show", cmd_card_show, "holder, balance, last trips")):
+        dest="sub", required=True
+    )
+    for name, fn, h in (
+        ("issue", cmd_card_issue, "personalise a blank card"),
+        ("topup", cmd_card_topup, "credit a card (credit key)"),
+        ("show", cmd_card_show, "holder, balance, last trips"),
+    ):
         sp = add(card, name, fn, h)
         sp.add_argument("--reader", default="pcsc", help="pcsc[:NAME] | emulator:CARDFILE")
         sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
@@ -308,7 +355,8 @@ def _parser():
             sp.add_argument("--amount", type=int, required=True, help="Rial")
 
     emu = sub.add_parser("emulate", help="emulated cards and virtual terminals").add_subparsers(
-        dest="sub", required=True)
+        dest="sub", required=True
+    )
     sp = add(emu, "card", cmd_emulate_card, "serve a card file to pcscd through vpcd")
     sp.add_argument("cardfile")
     sp.add_argument("--new", action="store_true", help="create a blank card file first")
@@ -364,8 +412,10 @@ def main(argv=None):
             return 1
         if os.environ.get("TAPKIT_DEBUG"):
             raise
-        sys.stderr.write("tapkit: internal error: %s: %s (set TAPKIT_DEBUG=1 for the traceback)\n"
-                         % (type(e).__name__, e))
+        sys.stderr.write(
+            "tapkit: internal error: %s: %s (set TAPKIT_DEBUG=1 for the traceback)\n"
+            % (type(e).__name__, e)
+        )
         return 2
 
 

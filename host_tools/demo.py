@@ -54,13 +54,25 @@ def run(workdir="demo-run", json_out=False, heap="112K"):
         path = os.path.join(workdir, name + ".card")
         DESFireCard.blank().save(path)
         with EmulatorReader(path) as r:
-            cardops.issue(DESFireAdmin(r.transceive), ks, r.uid, holder=citizen_host.HOLDER_NAMES.index(holder),
-                          card_no=100 + i, expiry=now + 365 * 86400, balance=balance, now=now)
+            cardops.issue(
+                DESFireAdmin(r.transceive),
+                ks,
+                r.uid,
+                holder=citizen_host.HOLDER_NAMES.index(holder),
+                card_no=100 + i,
+                expiry=now + 365 * 86400,
+                balance=balance,
+                now=now,
+            )
         cards.append((name, holder, balance, path))
-        con.print("      card %-7s %-8s %9s Rial  (%s)" % (name, holder, format(balance, ","), path))
+        con.print(
+            "      card %-7s %-8s %9s Rial  (%s)" % (name, holder, format(balance, ","), path)
+        )
 
-    con.print("[2/5] virtual bus terminal %d (line %d, fare %s Rial), firmware on MicroPython, heap %s"
-              % (TERMINAL_ID, LINE, format(FARE, ","), heap))
+    con.print(
+        "[2/5] virtual bus terminal %d (line %d, fare %s Rial), firmware on MicroPython, heap %s"
+        % (TERMINAL_ID, LINE, format(FARE, ","), heap)
+    )
     state = os.path.join(workdir, "bus-%d" % TERMINAL_ID)
     fs = os.path.join(state, "fs")
     os.makedirs(fs)
@@ -70,12 +82,13 @@ def run(workdir="demo-run", json_out=False, heap="112K"):
         vb.start()
         con.print("      serial port %s" % vb.port)
         con.print("[3/5] taps")
-        for name, holder, balance, path in cards:
-            n = [c[3] for c in CARDS if c[0] == name][0]
-            for k in range(n):
+        for (name, _, _, path), spec in zip(cards, CARDS, strict=True):
+            for k in range(spec[3]):
                 r = vb.tap(path)
-                con.print("      %-7s tap %d: %-7s %s" % (name, k + 1, r["buzzer"],
-                                                         r["display"].replace("DISPLAY|", "")))
+                con.print(
+                    "      %-7s tap %d: %-7s %s"
+                    % (name, k + 1, r["buzzer"], r["display"].replace("DISPLAY|", ""))
+                )
         con.print("[4/5] tapkit sync --port %s --db %s" % (vb.port, db_url))
         rc = cli_main(["sync", "--port", vb.port, "--db", db_url, "--keystore", ks_path])
         if rc != 0:
@@ -94,8 +107,16 @@ def run(workdir="demo-run", json_out=False, heap="112K"):
     report.render_table(rep, con)
     by_uid = {row["uid"]: row for row in rep["cards"]}
     t = Table(title="cards: read back from the card vs the ledger")
-    for c in ("card", "holder", "initial (Rial)", "charged (Rial)", "refused", "card balance (Rial)",
-              "ledger balance (Rial)", "agree"):
+    for c in (
+        "card",
+        "holder",
+        "initial (Rial)",
+        "charged (Rial)",
+        "refused",
+        "card balance (Rial)",
+        "ledger balance (Rial)",
+        "agree",
+    ):
         t.add_column(c, justify="right" if "(Rial)" in c or c == "refused" else "left")
     ok = True
     rows = []
@@ -108,12 +129,28 @@ def run(workdir="demo-run", json_out=False, heap="112K"):
         ledger = row.get("last_balance")
         agree = card_balance == ledger == balance - charged
         ok = ok and agree
-        rows.append({"card": name, "uid": uid, "initial": balance, "charged": charged,
-                     "refused": row.get("refused", 0), "card_balance": card_balance,
-                     "ledger_balance": ledger, "agree": agree})
-        t.add_row(name, holder, format(balance, ","), format(charged, ","),
-                  str(row.get("refused", 0)), format(card_balance, ","),
-                  format(ledger, ",") if ledger is not None else "-", "yes" if agree else "NO")
+        rows.append(
+            {
+                "card": name,
+                "uid": uid,
+                "initial": balance,
+                "charged": charged,
+                "refused": row.get("refused", 0),
+                "card_balance": card_balance,
+                "ledger_balance": ledger,
+                "agree": agree,
+            }
+        )
+        t.add_row(
+            name,
+            holder,
+            format(balance, ","),
+            format(charged, ","),
+            str(row.get("refused", 0)),
+            format(card_balance, ","),
+            format(ledger, ",") if ledger is not None else "-",
+            "yes" if agree else "NO",
+        )
     con.print(t)
     if json_out:
         import json

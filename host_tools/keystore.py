@@ -45,8 +45,9 @@ def load(path):
         with open(path) as f:
             doc = json.load(f)
     except FileNotFoundError:
-        raise KeystoreError("no keystore at %s: create one with `tapkit keys init --keystore %s`"
-                            % (path, path))
+        raise KeystoreError(
+            "no keystore at %s: create one with `tapkit keys init --keystore %s`" % (path, path)
+        )
     except (OSError, ValueError) as e:
         raise KeystoreError("cannot read keystore %s: %s" % (path, e))
     try:

@@ -13,8 +13,15 @@ import json
 
 from host_tools import keystore
 
-DEFAULTS = {"profile": "bus", "fare": 25000, "line": 1, "stop": 0, "tariff_ver": 1, "deny_ver": 0,
-            "config_ver": 1}
+DEFAULTS = {
+    "profile": "bus",
+    "fare": 25000,
+    "line": 1,
+    "stop": 0,
+    "tariff_ver": 1,
+    "deny_ver": 0,
+    "config_ver": 1,
+}
 
 
 def terminal_config(terminal_id, **over):

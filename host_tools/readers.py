@@ -1,12 +1,12 @@
 """Desk readers for card-office tools, chosen by a reader spec.
 
-    pcsc[:NAME]            a PC/SC reader through pcscd (ACR122U, ..., or the emulator through vpcd)
-    emulator:CARDFILE      an emulated card in-process (scripts and tests)
-    nfc:usb | nfc:udp[:HOST:PORT]   nfcpy (not in this release yet)
+pcsc[:NAME]            a PC/SC reader through pcscd (ACR122U, ..., or the emulator through vpcd)
+emulator:CARDFILE      an emulated card in-process (scripts and tests)
+nfc:usb | nfc:udp[:HOST:PORT]   nfcpy (not in this release yet)
 
-    with open_reader("pcsc") as r:
-        df = DESFireAdmin(r.transceive)       # ISO-wrapped DESFire APDUs
-        uid = r.uid
+with open_reader("pcsc") as r:
+    df = DESFireAdmin(r.transceive)       # ISO-wrapped DESFire APDUs
+    uid = r.uid
 """
 
 from host_tools import TapkitError
@@ -41,15 +41,18 @@ class PCSCReader(_Reader):
         try:
             found = readers()
         except EstablishContextException:
-            raise ReaderError("pcscd is not running: start it with `sudo pcscd` (or systemctl "
-                              "start pcscd)")
+            raise ReaderError(
+                "pcscd is not running: start it with `sudo pcscd` (or systemctl start pcscd)"
+            )
         except Exception as e:
             raise ReaderError("cannot list PC/SC readers: %s" % e)
         if arg:
             found = [r for r in found if arg.lower() in str(r).lower()]
         if not found:
-            raise ReaderError("no PC/SC reader%s found: plug one in, or serve an emulated card with "
-                              "`tapkit emulate card CARDFILE`" % (" matching %r" % arg if arg else ""))
+            raise ReaderError(
+                "no PC/SC reader%s found: plug one in, or serve an emulated card with "
+                "`tapkit emulate card CARDFILE`" % (" matching %r" % arg if arg else "")
+            )
         self.name = str(found[0])
         self.conn = found[0].createConnection()
         try:
@@ -86,8 +89,9 @@ class EmulatorReader(_Reader):
         try:
             self.card = DESFireCard.load(arg)
         except FileNotFoundError:
-            raise ReaderError("no card file %s (create one with `tapkit emulate card %s --new`)"
-                              % (arg, arg))
+            raise ReaderError(
+                "no card file %s (create one with `tapkit emulate card %s --new`)" % (arg, arg)
+            )
         self.name = "emulator:" + arg
         self.uid = bytes(self.card.uid)
 
@@ -100,8 +104,10 @@ class EmulatorReader(_Reader):
 
 class NFCReader(_Reader):
     def __init__(self, arg=""):
-        raise ReaderError("nfc readers (nfcpy) are not supported yet; use --reader pcsc or "
-                          "--reader emulator:CARDFILE")
+        raise ReaderError(
+            "nfc readers (nfcpy) are not supported yet; use --reader pcsc or "
+            "--reader emulator:CARDFILE"
+        )
 
 
 READERS = {"pcsc": PCSCReader, "emulator": EmulatorReader, "nfc": NFCReader}
@@ -112,6 +118,8 @@ def open_reader(spec):
     try:
         cls = READERS[kind]
     except KeyError:
-        raise ReaderError("unknown reader %r: use pcsc[:NAME], nfc:usb, nfc:udp[:HOST:PORT] or "
-                          "emulator:CARDFILE" % spec)
+        raise ReaderError(
+            "unknown reader %r: use pcsc[:NAME], nfc:usb, nfc:udp[:HOST:PORT] or "
+            "emulator:CARDFILE" % spec
+        )
     return cls(arg)

@@ -383,7 +383,7 @@ class Store:
         sql += " ORDER BY terminal, seq"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return [dict(zip(cols, r)) for r in self._all(sql, params)]
+        return [dict(zip(cols, r, strict=True)) for r in self._all(sql, params)]
 
     def raw_records(self, terminal_id, from_seq=1, to_seq=None):
         sql = "SELECT raw FROM taps WHERE terminal = ? AND seq >= ?"

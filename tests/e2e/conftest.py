@@ -5,7 +5,6 @@ import os
 import pytest
 
 
-
 @pytest.fixture(scope="session")
 def pcscd():
     from emulator.pcscd import ensure_pcscd

@@ -14,9 +14,20 @@ FARE = 25000
 
 def _issue(capsys, card, keystore_path, balance):
     with served_card(card):
-        rc, info, err = run_cli(capsys, "card", "issue", "--reader", READER, "--keystore",
-                                keystore_path, "--balance", balance, "--holder", "student",
-                                "--json")
+        rc, info, err = run_cli(
+            capsys,
+            "card",
+            "issue",
+            "--reader",
+            READER,
+            "--keystore",
+            keystore_path,
+            "--balance",
+            balance,
+            "--holder",
+            "student",
+            "--json",
+        )
     assert rc == 0, err
     assert info["balance"] == balance
     return info
@@ -24,16 +35,18 @@ def _issue(capsys, card, keystore_path, balance):
 
 def _show(capsys, card, keystore_path):
     with served_card(card):
-        rc, info, err = run_cli(capsys, "card", "show", "--reader", READER, "--keystore",
-                                keystore_path, "--json")
+        rc, info, err = run_cli(
+            capsys, "card", "show", "--reader", READER, "--keystore", keystore_path, "--json"
+        )
     assert rc == 0, err
     return info
 
 
 def _sync_and_report(capsys, vb, keystore_path, tmp_path):
     db = "sqlite:///%s" % (tmp_path / "taps.db")
-    rc, summary, err = run_cli(capsys, "sync", "--port", vb.port, "--db", db, "--keystore",
-                               keystore_path, "--json")
+    rc, summary, err = run_cli(
+        capsys, "sync", "--port", vb.port, "--db", db, "--keystore", keystore_path, "--json"
+    )
     assert rc == 0, err
     rc, rep, err = run_cli(capsys, "report", "--db", db, "--json")
     assert rc == 0, err
@@ -64,8 +77,9 @@ def test_tap_is_charged_on_card_and_in_ledger(tmp_path, capsys, pcscd, keystore_
     assert after["trips"][0]["amount"] == FARE
 
 
-def test_card_below_fare_is_refused_and_unchanged(tmp_path, capsys, pcscd, keystore_path,
-                                                 virtual_bus):
+def test_card_below_fare_is_refused_and_unchanged(
+    tmp_path, capsys, pcscd, keystore_path, virtual_bus
+):
     card = tmp_path / "poor.card"
     DESFireCard.blank().save(str(card))
     issued = _issue(capsys, card, keystore_path, 10000)

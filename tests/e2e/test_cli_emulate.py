@@ -21,8 +21,16 @@ def _issued_card(path, ks, balance):
     DESFireCard.blank().save(str(path))
     now = int(time.time())
     with EmulatorReader(str(path)) as r:
-        cardops.issue(DESFireAdmin(r.transceive), ks, r.uid, holder=citizen_host.HOLDER_ADULT,
-                      card_no=7, expiry=now + 86400, balance=balance, now=now)
+        cardops.issue(
+            DESFireAdmin(r.transceive),
+            ks,
+            r.uid,
+            holder=citizen_host.HOLDER_ADULT,
+            card_no=7,
+            expiry=now + 86400,
+            balance=balance,
+            now=now,
+        )
 
 
 def test_emulate_board_then_tap_then_sync(tmp_path, capsys, keystore_path):
@@ -31,9 +39,26 @@ def test_emulate_board_then_tap_then_sync(tmp_path, capsys, keystore_path):
     _issued_card(card, ks, 60000)
     state = tmp_path / "bus-9"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "host_tools.cli", "emulate", "board", "--state", str(state),
-         "--keystore", str(keystore_path), "--terminal-id", "9", "--fare", "20000"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "host_tools.cli",
+            "emulate",
+            "board",
+            "--state",
+            str(state),
+            "--keystore",
+            str(keystore_path),
+            "--terminal-id",
+            "9",
+            "--fare",
+            "20000",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = None
         deadline = time.monotonic() + 60
@@ -49,8 +74,9 @@ def test_emulate_board_then_tap_then_sync(tmp_path, capsys, keystore_path):
         assert "OK" in out and "40,000" in out  # what the rider saw: new balance
 
         db = "sqlite:///%s" % (tmp_path / "t.db")
-        rc, summary, err = run_cli(capsys, "sync", "--port", port, "--db", db, "--keystore",
-                                   keystore_path, "--json")
+        rc, summary, err = run_cli(
+            capsys, "sync", "--port", port, "--db", db, "--keystore", keystore_path, "--json"
+        )
         assert rc == 0, err
         assert summary["stored"] == 1 and summary["terminal"] == 9
     finally:

@@ -17,8 +17,16 @@ def _card(path, keystore_path, balance):
     DESFireCard.blank().save(str(path))
     now = int(time.time())
     with EmulatorReader(str(path)) as r:
-        cardops.issue(DESFireAdmin(r.transceive), ks, r.uid, holder=citizen_host.HOLDER_ADULT,
-                      card_no=1, expiry=now + 86400, balance=balance, now=now)
+        cardops.issue(
+            DESFireAdmin(r.transceive),
+            ks,
+            r.uid,
+            holder=citizen_host.HOLDER_ADULT,
+            card_no=1,
+            expiry=now + 86400,
+            balance=balance,
+            now=now,
+        )
     return str(path)
 
 
@@ -28,8 +36,17 @@ def test_power_cycle_keeps_taps_and_sequence(tmp_path, capsys, keystore_path, vi
     virtual_bus.restart("ignition off")
     assert virtual_bus.tap(card)["buzzer"] == "ok"
     db = "sqlite:///%s" % (tmp_path / "t.db")
-    rc, summary, err = run_cli(capsys, "sync", "--port", virtual_bus.port, "--db", db,
-                               "--keystore", keystore_path, "--json")
+    rc, summary, err = run_cli(
+        capsys,
+        "sync",
+        "--port",
+        virtual_bus.port,
+        "--db",
+        db,
+        "--keystore",
+        keystore_path,
+        "--json",
+    )
     assert rc == 0, err
     assert summary["stored"] == 2 and summary["head_seq"] == 2  # both taps, seq 1 and 2
 

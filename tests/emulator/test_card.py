@@ -61,7 +61,9 @@ def _debit_tap(df, ks, card, amount, commit=True):
     raw = df.read_records(citizen.FILE_TRIPS, 0, 1, citizen.TRIP_SIZE, MODE_MAC)
     counter = citizen.unpack_trip(raw)[citizen.TR_COUNTER]
     df.debit(citizen.FILE_PURSE, amount, MODE_ENC)
-    trip = citizen_host.pack_trip(counter + 1, T0 + 60, 42, amount, balance - amount, line=7, stop=3)
+    trip = citizen_host.pack_trip(
+        counter + 1, T0 + 60, 42, amount, balance - amount, line=7, stop=3
+    )
     df.write_record(citizen.FILE_TRIPS, 0, trip, MODE_MAC)
     if commit:
         df.commit_transaction()
@@ -245,7 +247,10 @@ def test_persistence_roundtrip(issued, ks, tmp_path):
     assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []  # atomic writes
     again = DESFireCard.load(card.path)
     assert again.uid == card.uid
-    assert cardops.show(DESFireAdmin(again.transceive, wrapped=False), ks, card.uid)["balance"] == 55000
+    assert (
+        cardops.show(DESFireAdmin(again.transceive, wrapped=False), ks, card.uid)["balance"]
+        == 55000
+    )
     other = str(tmp_path / "copy.json")
     again.save(other)
     assert DESFireCard.load(other).value(AID, citizen.FILE_PURSE) == 55000

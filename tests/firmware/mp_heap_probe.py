@@ -4,9 +4,19 @@
 import gc
 
 MODULES = (
-    "card_schema.compat", "card_schema.crypto", "card_schema.citizen", "card_schema.taprecord",
-    "card_schema.desfire", "card_schema.frames", "firmware.pn532", "firmware.uart_socket",
-    "firmware.journal", "firmware.serialsync", "firmware.hal", "firmware.hal_unix", "norflash",
+    "card_schema.compat",
+    "card_schema.crypto",
+    "card_schema.citizen",
+    "card_schema.taprecord",
+    "card_schema.desfire",
+    "card_schema.frames",
+    "firmware.pn532",
+    "firmware.uart_socket",
+    "firmware.journal",
+    "firmware.serialsync",
+    "firmware.hal",
+    "firmware.hal_unix",
+    "norflash",
     "firmware.app",
 )
 gc.collect()

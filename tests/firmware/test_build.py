@@ -25,8 +25,9 @@ def test_every_module_compiles(tmp_path, arch):
 
 
 def test_firmware_tests_import_the_mpy_not_the_source(mp_run, mpy_build):
-    p = mp_run("import sys, os, firmware.journal; print(os.getcwd()); print(repr(sys.path))",
-               check=True)
+    p = mp_run(
+        "import sys, os, firmware.journal; print(os.getcwd()); print(repr(sys.path))", check=True
+    )
     cwd, path = p.stdout.splitlines()[:2]
     reachable = [os.path.join(cwd, d) if not d.startswith("/") else d for d in eval(path)]
     assert os.path.join(mpy_build, "lib") in reachable

@@ -9,7 +9,7 @@ TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
 
-import pgserver
+import pgserver  # noqa: E402  (tests/ was just put on sys.path)
 
 
 @pytest.fixture(scope="session")

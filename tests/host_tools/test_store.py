@@ -172,7 +172,11 @@ def scenario(store):
                 "balance": -1,
             },
             # no card read at all (error record)
-            {"uid": bytes(7), "kind": taprecord_host.KIND_ERROR, "result": taprecord_host.RESULT_CARD_ERROR},
+            {
+                "uid": bytes(7),
+                "kind": taprecord_host.KIND_ERROR,
+                "result": taprecord_host.RESULT_CARD_ERROR,
+            },
         ],
     )
     store.ingest(7, t7, KEY7)
