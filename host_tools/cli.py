@@ -315,15 +315,29 @@ def cmd_demo(a):
 
 
 # --- argument parsing ----------------------------------------------------------------------------
+# Areas that register their own commands: each module has `register(sub, add)` where `sub` is the
+# top-level subparsers object and `add(parent, name, fn, help)` makes a command with --json.
+AREAS = (
+    "host_tools.cli_tariff",
+    "host_tools.serve",
+    "host_tools.flash",
+    "host_tools.diag",
+)
+
+
+def _add(parent, name, fn, help_):
+    sp = parent.add_parser(name, help=help_)
+    sp.set_defaults(fn=fn)
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    return sp
+
+
 def _parser():
+    import importlib
+
     p = argparse.ArgumentParser(prog="tapkit", description="tapkit: fare terminals and cards")
     sub = p.add_subparsers(dest="cmd", required=True)
-
-    def add(parent, name, fn, help_):
-        sp = parent.add_parser(name, help=help_)
-        sp.set_defaults(fn=fn)
-        sp.add_argument("--json", action="store_true", help="machine-readable output")
-        return sp
+    add = _add
 
     keys = sub.add_parser("keys", help="issuer key ceremony").add_subparsers(
         dest="sub", required=True
@@ -385,6 +399,15 @@ def _parser():
     sp = add(sub, "demo", cmd_demo, "the virtual fleet, end to end")
     sp.add_argument("--dir", default="demo-run")
     sp.add_argument("--heap", default="112K")
+
+    for name in AREAS:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue  # area not built yet
+        mod.register(sub, add)
     return p
 
 

@@ -19,7 +19,7 @@ from card_schema.compat import urandom
 from card_schema.crypto import diversify_aes128
 from host_tools import TapkitError
 
-ROLES = citizen_host.ROLE_NAMES + ("journal",)
+ROLES = citizen_host.ROLE_NAMES + ("journal", "config")
 
 
 class KeystoreError(TapkitError):
@@ -65,6 +65,11 @@ def master_key(ks, role):
 def card_key(ks, role, uid):
     """The key of `role` on the card with this UID (AN10922 diversification)."""
     return diversify_aes128(ks["keys"][role], citizen.div_input(uid))
+
+
+def config_key(ks, terminal_id):
+    """The key that signs fare tables and deny lists for one terminal (card_schema.signed)."""
+    return diversify_aes128(ks["keys"]["config"], b"CONF" + struct.pack("<I", terminal_id))
 
 
 def terminal_key(ks, terminal_id):

@@ -35,6 +35,7 @@ def terminal_keys(ks, terminal_id):
     return {
         "debit": binascii.hexlify(keystore.master_key(ks, "debit")).decode(),
         "journal": binascii.hexlify(keystore.terminal_key(ks, terminal_id)).decode(),
+        "config": binascii.hexlify(keystore.config_key(ks, terminal_id)).decode(),
     }
 
 
