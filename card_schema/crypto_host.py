@@ -36,3 +36,79 @@ def crc32_desfire(data):
     Appended to data little endian: `crc32_bytes(data)`.
     """
     return int.from_bytes(crc32_bytes(data), "little")
+
+
+# ---- 2K3DES (the factory PICC master key; host only: terminals never authenticate with DES) ------
+# DESFire keys are 16 bytes (K1 || K2); K1 == K2 is single DES. The parity bits (bit 0 of each byte)
+# carry the key version and are ignored by the cipher. CPython's `cryptography` keeps TripleDES under
+# hazmat.decrepit (older versions: hazmat.primitives.ciphers.algorithms).
+
+ZERO8 = b"\x00" * 8
+
+
+def _tdes(key):
+    try:
+        from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+    except ImportError:  # cryptography < 43
+        from cryptography.hazmat.primitives.ciphers.algorithms import TripleDES
+    key = bytes(key)
+    return TripleDES(key + key[:8] if len(key) == 16 else key)
+
+
+def tdes_ecb_encrypt(key, block):
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    e = Cipher(_tdes(key), modes.ECB()).encryptor()
+    return e.update(bytes(block)) + e.finalize()
+
+
+def tdes_ecb_decrypt(key, block):
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    d = Cipher(_tdes(key), modes.ECB()).decryptor()
+    return d.update(bytes(block)) + d.finalize()
+
+
+def tdes_cbc_encrypt(key, iv, data):
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    e = Cipher(_tdes(key), modes.CBC(bytes(iv))).encryptor()
+    return e.update(bytes(data)) + e.finalize()
+
+
+def tdes_cbc_decrypt(key, iv, data):
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+
+    d = Cipher(_tdes(key), modes.CBC(bytes(iv))).decryptor()
+    return d.update(bytes(data)) + d.finalize()
+
+
+def tdes_cmac_iv(key, iv, msg):
+    """CMAC with the 64-bit block cipher (NIST SP 800-38B, R_64 = 0x1B) from a running IV (EV1
+    secure messaging after ISO authentication with a DES/2K3DES key). Returns 8 bytes."""
+    n = int.from_bytes(tdes_ecb_encrypt(key, ZERO8), "big")
+    ks = []
+    for _ in range(2):
+        n = ((n << 1) ^ (0x1B if n >> 63 else 0)) & ((1 << 64) - 1)
+        ks.append(n.to_bytes(8, "big"))
+    msg = bytes(msg)
+    if msg and len(msg) % 8 == 0:
+        last = xor(msg[-8:], ks[0])
+        msg = msg[:-8] + last
+    else:
+        tail = len(msg) % 8
+        padded = msg[len(msg) - tail :] + b"\x80" + bytes(7 - tail)
+        msg = msg[: len(msg) - tail] + xor(padded, ks[1])
+    return tdes_cbc_encrypt(key, iv, msg)[-8:]
+
+
+def des_session_key(rnd_a, rnd_b, single):
+    """The session key after DES/2K3DES authentication: RndA[0:4] RndB[0:4] then RndA[4:8] RndB[4:8]
+    (2K3DES), or the first half twice when the card key is single DES (K1 == K2)."""
+    k1 = bytes(rnd_a[0:4]) + bytes(rnd_b[0:4])
+    return k1 + k1 if single else k1 + bytes(rnd_a[4:8]) + bytes(rnd_b[4:8])
+
+
+def is_single_des(key):
+    """K1 == K2 (ignoring the parity / version bits): the 2K3DES key is effectively single DES."""
+    return bytes(b & 0xFE for b in key[:8]) == bytes(b & 0xFE for b in key[8:16])

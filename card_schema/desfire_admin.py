@@ -14,8 +14,18 @@ the terminal's terse "status 9D in DC".
 import struct
 
 from card_schema import desfire
-from card_schema.crypto import ZERO16, cbc_encrypt, crc32_bytes
-from card_schema.crypto_host import xor
+from card_schema.crypto import ZERO16, cbc_encrypt, crc32_bytes, rotl
+from card_schema.crypto_host import (
+    ZERO8,
+    des_session_key,
+    is_single_des,
+    tdes_cbc_decrypt,
+    tdes_cbc_encrypt,
+    tdes_cmac_iv,
+    tdes_ecb_decrypt,
+    tdes_ecb_encrypt,
+    xor,
+)
 from card_schema.desfire import (  # noqa: F401  (re-exported: the host imports them from here)
     APPLICATION_NOT_FOUND,
     BOUNDARY_ERROR,
@@ -92,6 +102,8 @@ CMD_READ_RECORDS = 0xBB
 CMD_COMMIT_TRANSACTION = 0xC7
 CMD_ABORT_TRANSACTION = 0xA7
 CMD_ADDITIONAL_FRAME = 0xAF
+CMD_AUTHENTICATE_ISO = 0x1A
+CMD_AUTHENTICATE_LEGACY = 0x0A
 CMD_CHANGE_KEY = 0xC4
 CMD_GET_KEY_SETTINGS = 0x45
 CMD_GET_KEY_VERSION = 0x64
@@ -113,6 +125,8 @@ CMD_CLEAR_RECORD_FILE = 0xEB
 # Names for traces and error messages
 COMMAND_NAMES = {
     0xAA: "AuthenticateAES",
+    0x1A: "AuthenticateISO",
+    0x0A: "Authenticate",
     0x5A: "SelectApplication",
     0xBD: "ReadData",
     0x3D: "WriteData",
@@ -201,8 +215,97 @@ class DESFireAdmin(DESFire):
             trace("<", bytes(resp), name)
             return resp
 
+        self.des = None  # None, "des" (ISO authenticated, 3DES messaging) or "legacy"
         super().__init__(traced if trace else send, wrapped, random)
         self.trace = trace
+
+    # ---- DES / 2K3DES: the factory PICC master key -------------------------------------------------
+
+    def _drop(self):
+        DESFire._drop(self)
+        self.des = None
+
+    def authenticate_iso(self, key_no, key):
+        """ISO authentication (0x1A) with a DES/2K3DES key (16 bytes; the factory PICC key is all
+        zero). Afterwards commands run EV1 secure messaging with 3DES (8-byte CMAC, CRC32)."""
+        self._authenticate_des(CMD_AUTHENTICATE_ISO, key_no, bytes(key))
+
+    def authenticate_legacy(self, key_no, key):
+        """Legacy DESFire authentication (0x0A) with a DES/2K3DES key. Afterwards plain commands run
+        without MACs (the DES MAC / enciphered modes of native DESFire are not implemented here)."""
+        self._authenticate_des(CMD_AUTHENTICATE_LEGACY, key_no, bytes(key))
+
+    def _authenticate_des(self, cmd, key_no, key):
+        self._drop()
+        st, ek_b = self._xfer(cmd, bytes((key_no,)))
+        if st != ADDITIONAL_FRAME:
+            raise CardError(st, None, cmd)
+        if len(ek_b) != 8:
+            raise CardError(PROTOCOL_ERROR, "challenge", cmd)
+        rnd_a = bytes(self.random(8))
+        if cmd == CMD_AUTHENTICATE_LEGACY:
+            # "send mode": the reader deciphers what it sends, CBC-style
+            rnd_b = tdes_ecb_encrypt(key, ek_b)
+            d1 = tdes_ecb_decrypt(key, rnd_a)
+            d2 = tdes_ecb_decrypt(key, xor(rotl(rnd_b), d1))
+            ct = d1 + d2
+        else:
+            rnd_b = tdes_cbc_decrypt(key, ZERO8, ek_b)
+            ct = tdes_cbc_encrypt(key, ek_b, rnd_a + rotl(rnd_b))
+        st, ek_a = self._xfer(ADDITIONAL_FRAME, ct)
+        if st != OK:
+            raise CardError(st, None, cmd)
+        if cmd == CMD_AUTHENTICATE_LEGACY:
+            proof = tdes_ecb_encrypt(key, ek_a) if len(ek_a) == 8 else b""
+        else:
+            proof = tdes_cbc_decrypt(key, ct[8:16], ek_a) if len(ek_a) == 8 else b""
+        if proof != rotl(rnd_a):
+            raise CardError(RESPONSE_INTEGRITY, "card key proof", cmd)
+        self.session_key = des_session_key(rnd_a, rnd_b, is_single_des(key))
+        self.iv = ZERO8
+        self.auth_key_no = key_no
+        self.des = "legacy" if cmd == CMD_AUTHENTICATE_LEGACY else "des"
+
+    def command(self, cmd, header=b"", data=b"", mode=MODE_PLAIN, resp_mode=None, resp_len=None):
+        if self.des is None:
+            return DESFire.command(self, cmd, header, data, mode, resp_mode, resp_len)
+        # a DES session (PICC level): plain commands; ISO sessions carry 8-byte 3DES CMACs
+        if mode != MODE_PLAIN or (resp_mode or MODE_PLAIN) != MODE_PLAIN:
+            raise CardError(PROTOCOL_ERROR, "only plain commands in a DES session", cmd)
+        plain = bytes((cmd,)) + bytes(header) + bytes(data)
+        if self.des == "des":
+            self.iv = tdes_cmac_iv(self.session_key, self.iv, plain)
+        st, resp = self._exchange(cmd, plain[1:])
+        if st != OK:
+            self._drop()
+            raise CardError(st, None, cmd)
+        if self.des == "legacy":
+            return resp
+        mac = tdes_cmac_iv(self.session_key, self.iv, resp[:-8] + b"\x00")
+        self.iv = mac
+        if len(resp) < 8 or mac != resp[-8:]:
+            self._drop()
+            raise CardError(RESPONSE_INTEGRITY, "bad MAC", cmd)
+        return resp[:-8]
+
+    def change_picc_key(self, new_key, aes=True, version=0):
+        """ChangeKey of the PICC master key while authenticated with it (AES, or ISO with DES):
+        the new key may be AES (`aes`) or 2K3DES. Ends the session."""
+        if self.session_key is None or self.auth_key_no != 0 or self.des == "legacy":
+            raise CardError(AUTHENTICATION_ERROR, "authenticate with the PICC key", CMD_CHANGE_KEY)
+        hdr = bytes((0x80 if aes else 0x00,))
+        body = bytes(new_key) + (bytes((version,)) if aes else b"")
+        msg = body + crc32_bytes(bytes((CMD_CHANGE_KEY,)) + hdr + body)
+        bs = 8 if self.des else 16
+        msg += bytes(-len(msg) % bs)
+        if self.des:
+            ct = tdes_cbc_encrypt(self.session_key, self.iv, msg)
+        else:
+            ct = cbc_encrypt(self.session_key, self.iv, msg)
+        st, _ = self._exchange(CMD_CHANGE_KEY, hdr + ct)
+        self._drop()
+        if st != OK:
+            raise CardError(st, None, CMD_CHANGE_KEY)
 
     @property
     def authenticated(self):
@@ -277,8 +380,8 @@ class DESFireAdmin(DESFire):
             "sw_version": (r[10], r[11]),
             "uid": r[14:21],
             "batch": r[21:26],
-            "week": r[26],
-            "year": r[27],
+            "week": (r[26] >> 4) * 10 + (r[26] & 0x0F),  # BCD
+            "year": 2000 + (r[27] >> 4) * 10 + (r[27] & 0x0F),
         }
 
     def get_card_uid(self):

@@ -17,9 +17,12 @@ uncommitted change, as does any error.
     df = DESFireAdmin(card.transceive)                # card_schema.desfire client, in process
     card = DESFireCard.load("card.json")
 
-Simplifications (documented, not hidden): the PICC master key is reported as the factory 2K3DES all-zero
-key but DES authentication is not implemented, so PICC-level commands that would need it (FormatPICC,
-DeleteApplication) are allowed when the PICC key settings allow free create/delete (bit 2).
+The PICC master key is the factory all-zero 2K3DES key until ChangeKey makes it AES (or another
+2K3DES key): ISO authentication (0x1A, then EV1 secure messaging with 3DES CMACs) and legacy
+authentication (0x0A) are modelled at the PICC level. Simplifications (documented, not hidden): after
+legacy authentication only plain commands are served (native DESFire DES MAC / enciphered file access
+answers PERMISSION_DENIED); application keys are AES only; ChangeKeySettings is not implemented.
+Tearing: see transceive().
 """
 
 import binascii
@@ -37,7 +40,17 @@ from card_schema.crypto import (
     ev1_session_key,
     rotl,
 )
-from card_schema.crypto_host import xor
+from card_schema.crypto_host import (
+    ZERO8,
+    des_session_key,
+    is_single_des,
+    tdes_cbc_decrypt,
+    tdes_cbc_encrypt,
+    tdes_cmac_iv,
+    tdes_ecb_decrypt,
+    tdes_ecb_encrypt,
+    xor,
+)
 
 # status codes
 OK = 0x00
@@ -51,6 +64,7 @@ APPLICATION_NOT_FOUND = 0xA0
 AUTHENTICATION_ERROR = 0xAE
 ADDITIONAL_FRAME = 0xAF
 BOUNDARY_ERROR = 0xBE
+COMMAND_ABORTED = 0xCA
 COUNT_ERROR = 0xCE
 DUPLICATE_ERROR = 0xDE
 FILE_NOT_FOUND = 0xF0
@@ -71,6 +85,13 @@ MAX_FILES = 32
 _HW_VERSION = bytes.fromhex("04010101001805")
 _SW_VERSION = bytes.fromhex("04010101041805")
 _BATCH = bytes.fromhex("BA7C000000")
+
+
+COMMIT_POINT = 0.7  # fraction of a command's processing at which its EEPROM update is done
+
+
+class FieldLost(Exception):
+    """The RF field dropped during a frame (tearing): the card answers nothing."""
 
 
 class _Status(Exception):
@@ -109,6 +130,8 @@ class DESFireCard:
         self.uid = bytes(uid)
         self.picc_key_settings = picc_key_settings
         self.picc_key_version = 0
+        self.picc_key = bytes(16)  # factory: the all-zero 2K3DES key
+        self.picc_key_aes = False
         self.apps = apps if apps is not None else {}  # aid -> app dict
         self.path = path
         self.random = os.urandom  # RndB source; tests may fix it
@@ -116,8 +139,14 @@ class DESFireCard:
         self.bytes_in = 0
         self.bytes_out = 0
         self.saves = 0
+        self.tear = None  # tearing hook, see transceive()
+        self.tears = 0
+        self._hold = False
+        self._dirty = False
         self._handlers = {
             0xAA: self._authenticate,
+            0x1A: self._authenticate,
+            0x0A: self._authenticate,
             0xC4: self._change_key,
             0x45: self._get_key_settings,
             0x64: self._get_key_version,
@@ -162,6 +191,12 @@ class DESFireCard:
     def load(cls, path):
         with open(path) as f:
             doc = json.load(f)
+        card = cls(binascii.unhexlify(doc["uid"]), path=path)
+        card._restore(doc)
+        return card
+
+    def _restore(self, doc):
+        """Set the EEPROM contents (applications, PICC key) from a card document (to_json())."""
         apps = {}
         for aid_hex, a in doc.get("apps", {}).items():
             files = {}
@@ -179,14 +214,11 @@ class DESFireCard:
                 "key_versions": list(a["key_versions"]),
                 "files": files,
             }
-        card = cls(
-            binascii.unhexlify(doc["uid"]),
-            picc_key_settings=doc.get("picc_key_settings", 0x0F),
-            apps=apps,
-            path=path,
-        )
-        card.picc_key_version = doc.get("picc_key_version", 0)
-        return card
+        self.apps = apps
+        self.picc_key_settings = doc.get("picc_key_settings", 0x0F)
+        self.picc_key_version = doc.get("picc_key_version", 0)
+        self.picc_key = binascii.unhexlify(doc.get("picc_key", "00" * 16))
+        self.picc_key_aes = doc.get("picc_key_type", "2k3des") == "aes"
 
     def to_json(self):
         apps = {}
@@ -212,6 +244,8 @@ class DESFireCard:
             "uid": binascii.hexlify(self.uid).decode(),
             "picc_key_settings": self.picc_key_settings,
             "picc_key_version": self.picc_key_version,
+            "picc_key": binascii.hexlify(self.picc_key).decode(),
+            "picc_key_type": "aes" if self.picc_key_aes else "2k3des",
             "apps": apps,
         }
 
@@ -238,7 +272,10 @@ class DESFireCard:
         self.saves += 1
 
     def _persist(self):
-        self.save()
+        if self._hold:
+            self._dirty = True  # inside a torn command: written (or not) when the tear resolves
+        else:
+            self.save()
 
     # ---- RF field ------------------------------------------------------------------------------
 
@@ -257,11 +294,53 @@ class DESFireCard:
         self.auth_key_no = None
         self.session_key = None
         self.iv = None
+        self.cipher = (
+            None  # "aes" (0xAA), "des" (ISO 0x1A: EV1 messaging with 3DES), "legacy" (0x0A)
+        )
 
     # ---- frames --------------------------------------------------------------------------------
 
     def transceive(self, frame):
-        """One frame in, one frame out. CLA 0x90 = ISO 7816-4 wrapped, anything else native."""
+        """One frame in, one frame out. CLA 0x90 = ISO 7816-4 wrapped, anything else native.
+
+        Tearing: when `self.tear(card, frame)` is set it decides, frame by frame, whether the field
+        drops: None (no), "before" (the card never gets the frame), "after" (the card runs the command
+        but the answer is lost) or a float f in [0, 1): the card loses power at fraction f of its
+        processing. A command's EEPROM update is atomic (DESFire's tearing protection for commits,
+        key changes, file and application creation) and completes at COMMIT_POINT of the command:
+        torn before it, the card is as before the command; after it, the update is in. In every case
+        the card then loses its session and every uncommitted change, and the reader gets no answer
+        (FieldLost).
+        """
+        tear = self.tear(self, frame) if self.tear is not None else None
+        if tear is None:
+            return self._transceive(frame)
+        self.tears += 1
+        if tear == "before":
+            self.field_off()
+            raise FieldLost("field dropped before the card got the frame")
+        if tear == "after":
+            try:
+                self._transceive(frame)
+            finally:
+                self.field_off()
+            raise FieldLost("field dropped before the card's answer")
+        snapshot = self.to_json()
+        self._hold, self._dirty = True, False
+        try:
+            self._transceive(frame)
+        finally:
+            self._hold = False
+            dirty, self._dirty = self._dirty, False
+            if dirty:
+                if float(tear) >= COMMIT_POINT:
+                    self.save()
+                else:
+                    self._restore(snapshot)
+            self.field_off()
+        raise FieldLost("field dropped inside the command (at %d%%)" % (float(tear) * 100))
+
+    def _transceive(self, frame):
         frame = bytes(frame)
         self.frames += 1
         self.bytes_in += len(frame)
@@ -302,8 +381,14 @@ class DESFireCard:
                 return self._run(cont[1], cont[2] + data)
             if kind == "auth":
                 return self._auth_step2(cont, data)
+            if kind == "auth-des":
+                return self._des_auth2(cont, data)
         if cmd == ADDITIONAL_FRAME:
             return self._error(ILLEGAL_COMMAND)
+        if cont is not None:
+            # a new command while the card waits for (or still has) more frames: the card drops
+            # the unfinished one and answers COMMAND_ABORTED (the new command does not run)
+            return self._error(COMMAND_ABORTED)
         return self._run(cmd, data)
 
     def _run(self, cmd, payload):
@@ -344,8 +429,12 @@ class DESFireCard:
         sk = self.session_key
         if sk is None:
             comm = PLAIN
+        if self.cipher == "legacy":
+            if comm != PLAIN:
+                raise _Status(PERMISSION_DENIED)  # legacy DES messaging: not modelled
+            sk = None
         if comm == ENC and n:
-            need = _pad16(n + 4)
+            need = self._pad(n + 4)
         elif comm == MAC and n:
             need = n + 8
         else:
@@ -358,14 +447,14 @@ class DESFireCard:
             return bytes(body)
         head = bytes((cmd,)) + bytes(hdr)
         if comm == ENC and n:
-            pt = cbc_decrypt(sk, self.iv, body)
-            self.iv = bytes(body[-16:])
+            pt = self._dec(sk, self.iv, body)
+            self.iv = bytes(body[-self._bs() :])
             data = pt[:n]
             if crc32_bytes(head + data) != pt[n : n + 4]:
                 raise _Status(INTEGRITY_ERROR)
             return data
         data = bytes(body[:n])
-        mac = cmac_iv(sk, self.iv, head + data)
+        mac = self._mac(sk, self.iv, head + data)
         self.iv = mac
         if comm == MAC and n and mac[:8] != bytes(body[n:]):
             raise _Status(INTEGRITY_ERROR)
@@ -374,17 +463,33 @@ class DESFireCard:
     def _tx(self, data, comm=PLAIN):
         """Protect a successful answer: CMAC (plain/MAC) or encipherment, when authenticated."""
         sk = self.session_key
-        if sk is None:
+        if sk is None or self.cipher == "legacy":
             return bytes(data)
         if comm == ENC and data:
             msg = bytes(data) + crc32_bytes(bytes(data) + b"\x00")
-            msg += bytes(_pad16(len(msg)) - len(msg))
-            ct = cbc_encrypt(sk, self.iv, msg)
-            self.iv = ct[-16:]
+            msg += bytes(self._pad(len(msg)) - len(msg))
+            ct = self._enc(sk, self.iv, msg)
+            self.iv = ct[-self._bs() :]
             return ct
-        mac = cmac_iv(sk, self.iv, bytes(data) + b"\x00")
+        mac = self._mac(sk, self.iv, bytes(data) + b"\x00")
         self.iv = mac
         return bytes(data) + mac[:8]
+
+    def _bs(self):
+        return 8 if self.cipher == "des" else 16
+
+    def _pad(self, n):
+        bs = self._bs()
+        return (n + bs - 1) // bs * bs
+
+    def _mac(self, sk, iv, msg):
+        return tdes_cmac_iv(sk, iv, msg) if self.cipher == "des" else cmac_iv(sk, iv, msg)
+
+    def _enc(self, sk, iv, msg):
+        return tdes_cbc_encrypt(sk, iv, msg) if self.cipher == "des" else cbc_encrypt(sk, iv, msg)
+
+    def _dec(self, sk, iv, msg):
+        return tdes_cbc_decrypt(sk, iv, msg) if self.cipher == "des" else cbc_decrypt(sk, iv, msg)
 
     def _simple(self, cmd, payload, hdr_len):
         """A command with a fixed header and no data: check length, run the CMAC."""
@@ -431,9 +536,9 @@ class DESFireCard:
     def _need_master_or(self, free_bit):
         """App-level management: free by key settings bit, or after app master authentication."""
         if self.selected == 0:
-            if not (self.picc_key_settings & free_bit):
-                raise _Status(AUTHENTICATION_ERROR)
-            return
+            if self.picc_key_settings & free_bit or self.auth_key_no == 0:
+                return
+            raise _Status(AUTHENTICATION_ERROR)
         if self._app()["key_settings"] & free_bit:
             return
         if self.auth_key_no is None:
@@ -450,17 +555,55 @@ class DESFireCard:
         self._drop_auth()
         self._staged = {}
         if self.selected == 0:
-            raise _Status(AUTHENTICATION_ERROR)  # the PICC master key is a DES key
-        app = self._app()
-        if key_no >= len(app["keys"]):
-            raise _Status(NO_SUCH_KEY)
-        if not app["aes"]:
-            raise _Status(AUTHENTICATION_ERROR)
-        key = app["keys"][key_no]
+            if key_no != 0:
+                raise _Status(NO_SUCH_KEY)
+            key, aes = self.picc_key, self.picc_key_aes
+        else:
+            app = self._app()
+            if key_no >= len(app["keys"]):
+                raise _Status(NO_SUCH_KEY)
+            key, aes = app["keys"][key_no], app["aes"]
+        if cmd == 0xAA and not aes or cmd != 0xAA and aes:
+            raise _Status(AUTHENTICATION_ERROR)  # the key is of the other type
+        if cmd != 0xAA:
+            return self._des_auth1(cmd, key_no, key)
         rnd_b = bytes(self.random(16))
         ek_b = cbc_encrypt(key, ZERO16, rnd_b)
         self._cont = ("auth", key_no, key, rnd_b, ek_b)
         return ADDITIONAL_FRAME, ek_b
+
+    def _des_auth1(self, cmd, key_no, key):
+        """DES / 2K3DES authentication: legacy (0x0A, 'send mode' deciphering) or ISO (0x1A, CBC)."""
+        rnd_b = bytes(self.random(8))
+        if cmd == 0x0A:
+            ek_b = tdes_ecb_decrypt(key, rnd_b)  # the card "deciphers" too in the legacy scheme
+        else:
+            ek_b = tdes_cbc_encrypt(key, ZERO8, rnd_b)
+        self._cont = ("auth-des", cmd, key_no, key, rnd_b, ek_b)
+        return ADDITIONAL_FRAME, ek_b
+
+    def _des_auth2(self, cont, p):
+        _, cmd, key_no, key, rnd_b, ek_b = cont
+        if len(p) != 16:
+            return self._error(LENGTH_ERROR)
+        if cmd == 0x0A:  # the reader sent D(A) || D(B' ^ D(A)) (CBC "send mode" with deciphering)
+            d1 = tdes_ecb_encrypt(key, p[:8])
+            d2 = xor(tdes_ecb_encrypt(key, p[8:16]), p[:8])
+            pt = d1 + d2
+        else:
+            pt = tdes_cbc_decrypt(key, ek_b, p)
+        rnd_a = pt[:8]
+        if pt[8:16] != rotl(rnd_b):
+            return self._error(AUTHENTICATION_ERROR)
+        if cmd == 0x0A:
+            resp = tdes_ecb_decrypt(key, rotl(rnd_a))
+        else:
+            resp = tdes_cbc_encrypt(key, p[8:16], rotl(rnd_a))
+        self.session_key = des_session_key(rnd_a, rnd_b, is_single_des(key))
+        self.iv = ZERO8
+        self.auth_key_no = key_no
+        self.cipher = "legacy" if cmd == 0x0A else "des"
+        return OK, resp
 
     def _auth_step2(self, cont, p):
         _, key_no, key, rnd_b, ek_b = cont
@@ -474,14 +617,17 @@ class DESFireCard:
         self.session_key = ev1_session_key(rnd_a, rnd_b)
         self.iv = ZERO16
         self.auth_key_no = key_no
+        self.cipher = "aes"
         return OK, resp
 
     def _change_key(self, cmd, p):
         if len(p) < 1:
             raise _Status(LENGTH_ERROR)
         key_no = p[0] & 0x3F
-        if self.selected == 0 or self.session_key is None:
+        if self.session_key is None or self.cipher == "legacy":
             raise _Status(AUTHENTICATION_ERROR)
+        if self.selected == 0:
+            return self._change_picc_key(cmd, p)
         app = self._app()
         if key_no >= len(app["keys"]):
             raise _Status(NO_SUCH_KEY)
@@ -523,10 +669,36 @@ class DESFireCard:
             return OK, b""
         return self._tx(b"")
 
+    def _change_picc_key(self, cmd, p):
+        """ChangeKey of the PICC master key (after authenticating with it): the key number byte
+        says the new key's type (0x80 = AES, 0x00 = DES/2K3DES); the card answers without a MAC."""
+        if p[0] & 0x3F != 0 or self.auth_key_no != 0:
+            raise _Status(NO_SUCH_KEY if p[0] & 0x3F else PERMISSION_DENIED)
+        if not self.picc_key_settings & 0x01:
+            raise _Status(PERMISSION_DENIED)
+        aes = bool(p[0] & 0x80)
+        n = 16 + (1 if aes else 0) + 4  # key, (AES: version), CRC32
+        body = p[1:]
+        need = self._pad(n)
+        if len(body) < need:
+            raise _NeedMore()
+        if len(body) != need:
+            raise _Status(LENGTH_ERROR)
+        pt = self._dec(self.session_key, self.iv, body)
+        m = n - 4
+        if crc32_bytes(bytes((cmd, p[0])) + pt[:m]) != pt[m:n]:
+            raise _Status(INTEGRITY_ERROR)
+        self.picc_key = bytes(pt[:16])
+        self.picc_key_aes = aes
+        self.picc_key_version = pt[16] if aes else 0
+        self._persist()
+        self._drop_auth()
+        return OK, b""
+
     def _get_key_settings(self, cmd, p):
         self._simple(cmd, p, 0)
         if self.selected == 0:
-            return self._tx(bytes((self.picc_key_settings, 0x01)))
+            return self._tx(bytes((self.picc_key_settings, 0x81 if self.picc_key_aes else 0x01)))
         app = self._app()
         n = len(app["keys"]) | (0x80 if app["aes"] else 0)
         return self._tx(bytes((app["key_settings"], n)))

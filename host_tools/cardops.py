@@ -15,6 +15,7 @@ the card info freely, the trip log with the read key and the purse with the cred
 has no right on the purse).
 """
 
+import contextlib
 import time
 
 from card_schema import citizen, citizen_host
@@ -30,12 +31,14 @@ from card_schema.desfire_admin import (
 )
 from host_tools import TapkitError
 from host_tools.keystore import card_key
+from host_tools.readers import CardRemoved
 
 # Application key settings: ChangeKey needs the master key (0x0_), configuration changeable (0x08),
 # create/delete files needs the master key (no 0x04), free directory listing (0x02) so GetFileIDs and
 # GetFileSettings work for diagnostics, master key changeable (0x01).
 APP_KEY_SETTINGS = 0x0B
 DEFAULT_KEY = bytes(16)
+FACTORY_PICC_KEY = bytes(16)  # 2K3DES, all zero
 
 
 class CardOpsError(TapkitError):
@@ -54,8 +57,32 @@ class CardBlocked(CardOpsError):
     pass
 
 
+UNCHANGED = "the card is unchanged (nothing was committed)"
+
+
+class _Progress:
+    """What a card-office operation has done so far, for the line printed when the card goes away."""
+
+    def __init__(self, what):
+        self.what = what
+        self.state = UNCHANGED
+
+
+@contextlib.contextmanager
+def _removal(what):
+    prog = _Progress(what)
+    try:
+        yield prog
+    except CardRemoved as e:
+        raise CardRemoved(f"card removed during {what}: {prog.state} ({e})")
+
+
 def _fail(e, what):
     """Translate a CardError into one clear TapkitError line."""
+    if e.status > 0xFF:  # an ISO status word: the card does not speak DESFire
+        return NotCitizenCard(
+            f"card is not a DESFire card (it answered ISO status {e.status:04X} to {what})"
+        )
     if e.status == APPLICATION_NOT_FOUND:
         return NotCitizenCard(
             f"card is not a tapkit citizen card (application {citizen.AID:06X} not found)"
@@ -166,10 +193,29 @@ def issue(df, ks, uid, holder, card_no, expiry, balance=0, now=None):
     holder = _holder(holder)
     if balance < 0 or balance > citizen_host.PURSE_UPPER:
         raise CardOpsError(f"initial balance must be 0..{citizen_host.PURSE_UPPER}")
+    with _removal("issue") as prog:
+        return _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog)
+
+
+def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog):
+    partly = (
+        "the card is partly personalised (the tapkit application exists but is not complete): "
+        "format it before issuing it again"
+    )
     step = "SelectApplication (PICC)"
     try:
         df.select_application(0)
+        step = "authentication with the factory PICC key"
+        try:  # a card as it leaves the factory: the all-zero 2K3DES PICC master key (ISO, 0x1A)
+            df.authenticate_iso(0, FACTORY_PICC_KEY)
+        except CardError as e:
+            if e.status not in (AUTHENTICATION_ERROR, RESPONSE_INTEGRITY):
+                raise
+            # the PICC key was changed: go on unauthenticated (the card's PICC key settings decide
+            # whether anyone may create an application)
+            df.select_application(0)
         step = "CreateApplication"
+        prog.state = partly
         try:
             df.create_application(citizen.AID, APP_KEY_SETTINGS, citizen_host.KEY_COUNT, aes=True)
         except CardError as e:
@@ -214,11 +260,15 @@ def issue(df, ks, uid, holder, card_no, expiry, balance=0, now=None):
     except CardError as e:
         raise _fail(e, "writing the card info")
     if balance:
-        _credit(df, ks, uid, balance, 0, 0, now)
+        prog.state = (
+            "the card is issued, but the initial balance may not be on it: "
+            "check it with `tapkit card show` and top it up"
+        )
+        _credit(df, ks, uid, balance, 0, 0, now, prog)
     return {"uid": bytes(uid).hex(), "card_no": card_no, "balance": balance}
 
 
-def _credit(df, ks, uid, amount, counter, terminal_id, now):
+def _credit(df, ks, uid, amount, counter, terminal_id, now, prog):
     _auth(df, citizen_host.KEY_CREDIT, _role_key(ks, citizen_host.KEY_CREDIT, uid))
     step = "GetValue"
     try:
@@ -236,8 +286,16 @@ def _credit(df, ks, uid, amount, counter, terminal_id, now):
         step = "WriteRecord"
         df.write_record(citizen.FILE_TRIPS, 0, trip, MODE_MAC)
         step = "CommitTransaction"
+        before_commit = prog.state
+        prog.state = (
+            f"the card may or may not have taken the credit of {amount} Rial "
+            "(the commit's answer was lost): check it with `tapkit card show` before retrying"
+        )
         df.commit_transaction()
+        prog.state = f"the credit of {amount} Rial is on the card (committed)"
     except CardError as e:
+        if step == "CommitTransaction":
+            prog.state = before_commit
         if e.status == BOUNDARY_ERROR and step == "Credit":
             raise CardOpsError("top-up refused by the card: the purse limit would be exceeded")
         raise _fail(e, step)
@@ -250,14 +308,15 @@ def topup(df, ks, uid, amount, terminal_id=0, now=None):
     if amount <= 0:
         raise CardOpsError("top-up amount must be positive")
     now = _now(now)
-    _select(df)
-    info = _read_info(df)
-    if info[citizen.CI_STATUS] == citizen.STATUS_BLOCKED:
-        raise CardBlocked(
-            f"card {info[citizen_host.CI_CARD_NO]} is blocked: it cannot be topped up"
-        )
-    counter = _counter(df, ks, uid)
-    return _credit(df, ks, uid, amount, counter, terminal_id, now)
+    with _removal("top-up") as prog:
+        _select(df)
+        info = _read_info(df)
+        if info[citizen.CI_STATUS] == citizen.STATUS_BLOCKED:
+            raise CardBlocked(
+                f"card {info[citizen_host.CI_CARD_NO]} is blocked: it cannot be topped up"
+            )
+        counter = _counter(df, ks, uid)
+        return _credit(df, ks, uid, amount, counter, terminal_id, now, prog)
 
 
 def read_balance(df, ks, uid):
@@ -272,6 +331,11 @@ def read_balance(df, ks, uid):
 
 def show(df, ks, uid):
     """Everything the card office sees about a card, as a dict (trips newest first)."""
+    with _removal("show"):
+        return _show(df, ks, uid)
+
+
+def _show(df, ks, uid):
     _select(df)
     info = _read_info(df)
     _auth(df, citizen_host.KEY_READ, _role_key(ks, citizen_host.KEY_READ, uid))
@@ -298,20 +362,99 @@ def show(df, ks, uid):
 
 
 def block(df, ks, uid, blocked=True):
-    """Set the card info status to blocked (or back to active) with the master key."""
-    _select(df)
-    info = _read_info(df)
+    """Set the card info status to blocked (or back to active) with the master key.
+
+    Returns {"uid", "card_no", "status", "changed"}; blocking a blocked card changes nothing."""
+    with _removal("block" if blocked else "unblock") as prog:
+        _select(df)
+        info = _read_info(df)
+        return _set_status(df, ks, uid, info, blocked, prog)
+
+
+def _set_status(df, ks, uid, info, blocked, prog):
+    status = citizen.STATUS_BLOCKED if blocked else citizen_host.STATUS_ACTIVE
+    res = {
+        "uid": bytes(uid).hex(),
+        "card_no": info[citizen_host.CI_CARD_NO],
+        "status": "blocked" if blocked else "active",
+        "changed": info[citizen.CI_STATUS] != status,
+    }
+    if not res["changed"]:
+        return res
     new = citizen_host.pack_card_info(
         info[citizen_host.CI_HOLDER],
         info[citizen_host.CI_CARD_NO],
         info[citizen_host.CI_ISSUER],
         info[citizen_host.CI_ISSUED],
         info[citizen.CI_EXPIRY],
-        citizen.STATUS_BLOCKED if blocked else citizen_host.STATUS_ACTIVE,
+        status,
     )
     _auth(df, citizen_host.KEY_MASTER, _role_key(ks, citizen_host.KEY_MASTER, uid))
+    prog.state = (
+        "the card may or may not be %s (its answer was lost): check it with `tapkit card show`"
+        % res["status"]
+    )
     try:
         df.write_data(citizen.FILE_INFO, 0, new, MODE_MAC)
     except CardError as e:
         raise _fail(e, "writing the card info")
-    return info[citizen_host.CI_CARD_NO]
+    prog.state = "the card is %s" % res["status"]
+    return res
+
+
+def refund(df, ks, uid, terminal_id=0, now=None):
+    """Close the card: block it, then debit the whole remaining balance with a refund trip record
+    (credit key, one transaction), so the card and the books agree on what was paid out.
+
+    Returns {"uid", "card_no", "refunded", "balance", "status", "counter", "already"}. Safe to run
+    again after an interruption: a closed card (blocked, balance 0, newest trip a refund) reports
+    the refund it already had (`already` true) and changes nothing.
+    """
+    now = _now(now)
+    with _removal("refund") as prog:
+        _select(df)
+        info = _read_info(df)
+        _set_status(df, ks, uid, info, True, prog)
+        prog.state = (
+            "the card is blocked, but its balance is not refunded yet: run the refund again"
+        )
+        _auth(df, citizen_host.KEY_READ, _role_key(ks, citizen_host.KEY_READ, uid))
+        raw = _read_trips(df, 1)
+        last = trip_to_dict(raw) if raw else None
+        counter = last["counter"] if last else 0
+        _auth(df, citizen_host.KEY_CREDIT, _role_key(ks, citizen_host.KEY_CREDIT, uid))
+        step = "GetValue"
+        try:
+            balance = df.get_value(citizen.FILE_PURSE, MODE_ENC)
+            res = {
+                "uid": bytes(uid).hex(),
+                "card_no": info[citizen_host.CI_CARD_NO],
+                "status": "blocked",
+                "balance": 0,
+                "refunded": balance,
+                "counter": counter,
+                "already": False,
+            }
+            if balance == 0:
+                if last and last["kind"] == "refund":
+                    res["refunded"] = last["amount"]
+                    res["already"] = True
+                return res
+            step = "Debit"
+            df.debit(citizen.FILE_PURSE, balance, MODE_ENC)
+            trip = citizen_host.pack_trip(
+                counter + 1, now, terminal_id, balance, 0, kind=citizen_host.TRIP_REFUND
+            )
+            step = "WriteRecord"
+            df.write_record(citizen.FILE_TRIPS, 0, trip, MODE_MAC)
+            step = "CommitTransaction"
+            prog.state = (
+                "the card is blocked; the refund of %d Rial may or may not be committed (the "
+                "commit's answer was lost): run the refund again, it pays out only what is left"
+                % balance
+            )
+            df.commit_transaction()
+        except CardError as e:
+            raise _fail(e, step)
+        res["counter"] = counter + 1
+        return res

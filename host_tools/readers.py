@@ -2,7 +2,7 @@
 
 pcsc[:NAME]            a PC/SC reader through pcscd (ACR122U, ..., or the emulator through vpcd)
 emulator:CARDFILE      an emulated card in-process (scripts and tests)
-nfc:usb | nfc:udp[:HOST:PORT]   nfcpy (not in this release yet)
+nfc:usb | nfc:udp[:HOST:PORT]   nfcpy (a USB reader nfcpy supports, or nfcpy's UDP air)
 
 with open_reader("pcsc") as r:
     df = DESFireAdmin(r.transceive)       # ISO-wrapped DESFire APDUs
@@ -14,6 +14,12 @@ from host_tools import TapkitError
 
 class ReaderError(TapkitError):
     pass
+
+
+class CardRemoved(ReaderError):
+    """The card stopped answering in the middle of an operation (taken away, field lost).
+
+    host_tools.cardops turns it into a line that says what state the card was left in."""
 
 
 class _Reader:
@@ -70,7 +76,7 @@ class PCSCReader(_Reader):
         try:
             data, sw1, sw2 = self.conn.transmit(list(apdu))
         except self._exc as e:
-            raise ReaderError("card removed or not answering on %s (%s)" % (self.name, e))
+            raise CardRemoved("card removed or not answering on %s (%s)" % (self.name, e))
         return bytes(data) + bytes((sw1, sw2))
 
     def close(self):
@@ -96,18 +102,85 @@ class EmulatorReader(_Reader):
         self.uid = bytes(self.card.uid)
 
     def transceive(self, apdu):
-        return self.card.transceive(bytes(apdu))
+        from emulator.card import FieldLost
+
+        try:
+            return self.card.transceive(bytes(apdu))
+        except FieldLost as e:
+            raise CardRemoved("card removed from %s (%s)" % (self.name, e))
 
     def close(self):
         self.card.field_off()
 
 
 class NFCReader(_Reader):
+    """An nfcpy reader: `usb[:...]` (a USB reader nfcpy supports) or `udp[:HOST:PORT]` (nfcpy's
+    simulated air, where `tapkit emulate card CARDFILE --udp PORT` serves a card).
+
+    Polls for a Type A card, activates it as ISO-DEP (RATS; nfcpy's Type 4 tag) and then sends the same
+    ISO 7816-4 wrapped DESFire APDUs as a PC/SC reader does."""
+
     def __init__(self, arg=""):
-        raise ReaderError(
-            "nfc readers (nfcpy) are not supported yet; use --reader pcsc or "
-            "--reader emulator:CARDFILE"
-        )
+        try:
+            import nfc
+            import nfc.clf
+            import nfc.tag
+            import nfc.tag.tt4
+        except ImportError:
+            raise ReaderError("nfcpy is not installed: pip install nfcpy")
+        kind, _, rest = (arg or "usb").partition(":")
+        if kind not in ("usb", "udp"):
+            raise ReaderError("unknown nfc reader %r: use nfc:usb or nfc:udp[:HOST:PORT]" % arg)
+        if kind == "udp":
+            host, _, port = rest.partition(":")
+            path = "udp:%s:%s" % (host or "localhost", port or 54321)
+        else:
+            path = "usb" + (":" + rest if rest else "")
+        self.name = "nfc:" + path
+        self._errors = (nfc.tag.tt4.Type4TagCommandError, nfc.clf.CommunicationError)
+        clf = nfc.ContactlessFrontend()
+        try:
+            opened = clf.open(path)
+        except (OSError, ValueError) as e:
+            raise ReaderError("cannot open nfc reader %s: %s" % (path, e))
+        if not opened:
+            raise ReaderError(
+                "no nfc reader at %s: plug in an nfcpy-supported reader (see "
+                "`python -m nfc`), or serve a card with `tapkit emulate card CARDFILE --udp PORT`"
+                % path
+            )
+        self.clf = clf
+        try:
+            target = clf.sense(nfc.clf.RemoteTarget("106A"), iterations=3, interval=0.1)
+        except nfc.clf.CommunicationError:
+            target = None
+        if target is None:
+            self.close()
+            raise ReaderError("no card on reader %s: put a card on the reader" % self.name)
+        tag = nfc.tag.activate(clf, target)
+        if not isinstance(tag, nfc.tag.tt4.Type4Tag):
+            self.close()
+            raise ReaderError(
+                "the card on %s is not an ISO 14443-4 card (%s): not a DESFire card"
+                % (self.name, tag)
+            )
+        self.tag = tag
+        self.uid = bytes(target.sdd_res)
+
+    def transceive(self, apdu):
+        try:
+            resp = self.tag.transceive(bytearray(apdu))
+        except self._errors as e:
+            raise CardRemoved("card removed or not answering on %s (%s)" % (self.name, e))
+        return bytes(resp)
+
+    def close(self):
+        clf, self.clf = getattr(self, "clf", None), None
+        if clf is not None:
+            try:
+                clf.close()
+            except Exception:
+                pass
 
 
 READERS = {"pcsc": PCSCReader, "emulator": EmulatorReader, "nfc": NFCReader}
