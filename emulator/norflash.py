@@ -22,6 +22,7 @@ The damage is chosen by a tiny LCG from the seed, so a failing case replays exac
     flash.program(0, b"\\x01\\x02")
     flash.cut_after(3, seed=7)       # the third program/erase from now loses power
     flash.programs, flash.bytes_programmed, flash.erases     # counters: 1, 2, 0
+    flash.reads, flash.bytes_read                            # reads: what boot recovery costs
 """
 
 # Geometry: 4096-byte sectors, 256-byte pages, written as numbers (not const names: this module is
@@ -45,6 +46,8 @@ class NORFlash:
         self.programs = 0
         self.bytes_programmed = 0
         self.erases = 0
+        self.reads = 0
+        self.bytes_read = 0
         # _cut: 0 no cut armed, > 0 program/erase ops until the cut, -1 the power is gone
         self._cut = 0
         self._rng = 1
@@ -90,6 +93,8 @@ class NORFlash:
     def read(self, addr, buf):
         """Fill `buf` from `addr`."""
         self._op(addr, len(buf), 0)
+        self.reads += 1
+        self.bytes_read += len(buf)
         self._f.seek(addr)
         if self._f.readinto(buf) != len(buf):
             raise OSError(5)  # EIO: the backing file is short

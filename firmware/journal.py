@@ -9,6 +9,7 @@ On the ESP32 that is a partition adapter (firmware.hal_esp32), on the virtual bo
     for rec in j.records(j.acked_seq + 1, 16): ...    # 64-byte records, oldest first
     j.ack(seq)                                         # the host has them: space can be reclaimed
     j.head_seq, j.acked_seq, j.tail_seq, j.unsynced, j.capacity, j.full, j.dead_slots
+    j.room, j.fill, j.high_water      # slots left, percent full, above the high-water mark (0.8)
 
 Layout: the region is a ring of S sectors of 4 KB, used in physical order.
 
@@ -37,12 +38,21 @@ Invariants that make power cuts harmless:
   sector is never erased, so its header always holds the head's base_seq and the chain MAC even when
   every older sector has been reclaimed: sequence numbers and the MAC chain survive reclaim and reboot.
 - The acknowledged seq is the newest of: the open sector's header, its ack entries, its ack slots, and
-  (oldest seq still on flash) - 1.
+  (oldest seq still on flash) - 1. An ack is durable when ack() returns (`acked_durable`), except on a
+  full ring whose open sector has no entry or slot left and when the ack frees no sector: then it is
+  held in RAM until one does (the header of the next sector carries it). Losing it in a power cut only
+  makes the host receive records again, which it stores idempotently by (terminal, seq).
+- Full: the open sector is full and the next one still holds unacknowledged taps. append_tap() then
+  raises JournalFull and writes nothing; the terminal checks `full` before it debits a card, so a
+  paid tap is refused, never lost. `high_water` turns True when more than the given fraction
+  (default 0.8) of the slots cannot be written without a sync: the terminal asks for one.
 
 Boot recovery reads the S sector headers (one 32-byte read each), follows the chain of consecutive
-sector_seq back from the newest, then reads the newest sector's ack area (one 224-byte read) and scans
-its slots until the first free one (at most 60 reads of 64 bytes). Bound: S + 1 + 60 reads, independent
-of how full the journal is; 64 + 61 reads for the 256 KB virtual board, 256 + 61 for 1 MB.
+sector_seq back from the newest, then reads the newest sector's ack area (one 224-byte read) and all
+its 60 slots (a slot a failed program left erased may sit between used ones, so the scan does not stop
+at the first free one). Bound: exactly S + 1 + 60 reads (S * 32 + 224 + 3840 bytes), however full the
+journal is, plus one program per torn slot found; 125 reads (6 KB) for the 256 KB virtual board, 317
+(12 KB) for 1 MB. Measured by `make bench` (host_tools/bench_journal.py).
 """
 
 import binascii
@@ -79,7 +89,7 @@ class JournalFull(JournalError):
 
 
 class Journal:
-    def __init__(self, flash, key, terminal_id):
+    def __init__(self, flash, key, terminal_id, high_water=0.8):
         self.flash = flash
         self.key = bytes(key)
         self.terminal_id = terminal_id
@@ -88,6 +98,9 @@ class Journal:
             raise JournalError("flash geometry")  # 2+ sectors of 4096 bytes, 256-byte pages
         self.n = n
         self.capacity = n * _SLOTS  # taps the ring holds when nothing is acknowledged
+        if not 0 < high_water <= 1:
+            raise ValueError("high_water")
+        self._hw_room = self.capacity - int(self.capacity * high_water)  # room below it: warn
         self._buf = bytearray(_SLOT)  # the record being written (reused)
         self._rb = bytearray(_SLOT)  # read-back / scan buffer (reused)
         self._hb = bytearray(_HDR_SIZE)
@@ -132,23 +145,24 @@ class Journal:
         head -= 1
         # ack entries (page 0), used in order
         ab = self._io(_READ, newest * _SECTOR + _ACK_AT, bytearray(_ACK_N * _ACK_SIZE))
+        # Every entry and every slot is read, not only up to the first erased one: a program that
+        # failed with an I/O error (not a power cut) can leave an erased hole before used ones.
         used = 0
         for i in range(_ACK_N):
             a, b = struct.unpack_from("<II", ab, i * _ACK_SIZE)
-            if a & b == _M32:
-                break  # erased: the first free entry
-            used = i + 1
-            if a ^ b == _M32:
-                acked = max(acked, a)
+            if a & b != _M32:  # not erased: used (a torn or killed entry has a ^ b != ~0)
+                used = i + 1
+                if a ^ b == _M32:
+                    acked = max(acked, a)
         self._ack_n = used
-        # slots of the newest sector: a prefix is used
+        # slots of the newest sector: the used ones end at the last one that is not erased
         slot = dead = 0
         rb = self._rb
         for i in range(_SLOTS):
             addr = newest * _SECTOR + _SLOT0 + i * _SLOT
             self._io(_READ, addr, rb)
             if min(rb) == 0xFF:
-                break  # erased: the first free slot
+                continue  # erased
             slot = i + 1
             a, b = struct.unpack_from("<II", rb, 4)  # a tap's seq; an ack slot's seq, ~seq
             if rb[0] == taprecord.VERSION and taprecord.crc_ok(rb):
@@ -172,7 +186,7 @@ class Journal:
         self.head_seq = head
         self._mac = mac
         # taps before the oldest sector were acked (reclaimed)
-        self.acked_seq = min(max(acked, oldest_base - 1), head)
+        self.acked_seq = self.acked_durable = min(max(acked, oldest_base - 1), head)
 
     def _io(self, op, addr, data=None):
         """Read into / program `data` at addr, or erase the sector at addr; returns `data`.
@@ -215,6 +229,7 @@ class Journal:
         if self._header(s) is None:
             raise JournalError("read-back mismatch at 0x%x" % a)
         self._base[s] = base  # an erased (reclaimed) sector's old taps are gone
+        self.acked_durable = self.acked_seq
         self._cur = s
         self._sseq += 1
         self._slot = 0
@@ -239,13 +254,16 @@ class Journal:
         addr = self._cur * _SECTOR + _SLOT0 + self._slot * _SLOT
         # the slot counts as used from here on: a failed program may have cleared bits
         self._slot += 1
-        self._io(_PROGRAM, addr, buf)
-        if self._io(_READ, addr, self._rb) != buf:
+        try:
+            self._io(_PROGRAM, addr, buf)
+            if self._io(_READ, addr, self._rb) != buf:
+                raise JournalError("read-back mismatch at 0x%x" % addr)
+        except JournalError:
             try:
                 self._io(_PROGRAM, addr, bytes(_SLOT))  # kill it: never a record
             except JournalError:
                 pass
-            raise JournalError("read-back mismatch at 0x%x" % addr)
+            raise
 
     def ack(self, upto_seq):
         """Persist that the host has every tap up to `upto_seq`; returns the new acked_seq."""
@@ -266,15 +284,14 @@ class Journal:
             struct.pack_into("<I", buf, 60, _crc(buf, 60))
             self._write_slot(buf)
         else:
-            # no room left in the open sector: the next header carries the ack
-            old = self.acked_seq
+            # No room left in the open sector: the next header carries the ack. When the ack frees
+            # no sector (the ring is full) it stays in RAM until one does: losing it in a power cut
+            # only makes the host receive records again, which it stores idempotently.
             self.acked_seq = upto_seq
-            try:
-                self._open()
-            except JournalError:
-                self.acked_seq = old
-                raise
-        self.acked_seq = upto_seq
+            if not self.full:
+                self._open()  # raises JournalError on a flash fault: the ack stays in RAM
+            return upto_seq
+        self.acked_seq = self.acked_durable = upto_seq
         return upto_seq
 
     # ---- reading -------------------------------------------------------------------------------
@@ -325,6 +342,31 @@ class Journal:
     @property
     def unsynced(self):
         return self.head_seq - self.acked_seq
+
+    @property
+    def room(self):
+        """Slots left before the journal is full: free ones in the open sector, plus 60 for each
+        sector after it that is free or holds only acknowledged taps. O(sectors), no flash read."""
+        n = self.n
+        base = self._base
+        r = _SLOTS - self._slot
+        q = (self._cur + 1) % n
+        while q != self._cur:
+            if base[q] != _NO_BASE and base[(q + 1) % n] - 1 > self.acked_seq:
+                break  # q still holds unacknowledged taps: the writer stops before it
+            r += _SLOTS
+            q = (q + 1) % n
+        return r
+
+    @property
+    def fill(self):
+        """How full the journal is, in percent (100: full, new taps are refused)."""
+        return (self.capacity - self.room) * 100 // self.capacity
+
+    @property
+    def high_water(self):
+        """True above the high-water mark: time to sync, before taps are refused."""
+        return self.room < self._hw_room
 
     @property
     def full(self):

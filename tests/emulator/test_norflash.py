@@ -58,6 +58,9 @@ def test_counters(chip):
     chip.program(64, bytes(10))
     chip.erase(0)
     assert (chip.programs, chip.bytes_programmed, chip.erases) == (2, 74, 1)
+    chip.read(0, bytearray(32))
+    chip.read(4000, bytearray(96))
+    assert (chip.reads, chip.bytes_read) == (2, 128)
 
 
 def test_cut_program_leaves_a_strict_prefix_then_chip_is_dead(tmp_path):

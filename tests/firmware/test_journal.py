@@ -31,8 +31,18 @@ UID = b"\x04\x11\x22\x33\x44\x55\x66"
 def stats(f):
     return {"programs": f.programs, "bytes_programmed": f.bytes_programmed, "erases": f.erases}
 
+class FlakyFlash(NORFlash):
+    # the next `fail` programs raise EIO and change nothing (a flash fault, not a power cut)
+    fail = 0
+
+    def program(self, addr, data):
+        if self.fail:
+            self.fail -= 1
+            raise OSError(5)
+        return NORFlash.program(self, addr, data)
+
 def open_j(path, sectors):
-    return Journal(NORFlash(path, sectors * 4096), KEY, 7)
+    return Journal(FlakyFlash(path, sectors * 4096), KEY, 7)
 
 def tap(j, amount):
     return j.append_tap(time=1700000000 + amount, uid=UID, kind=taprecord.KIND_CHARGE,
@@ -79,14 +89,14 @@ def workload(j, rng, n_ops, returned, acks):
         if rng.next(5) == 0 and j.head_seq > j.acked_seq:
             upto = j.acked_seq + 1 + rng.next(j.head_seq - j.acked_seq)
             j.ack(upto)
-            acks.append(upto)
+            acks.append(j.acked_durable)  # an ack on a full ring may stay in RAM (journal doc)
         else:
             amount = 1 + rng.next(50000)
             try:
                 seq = tap(j, amount)
             except JournalFull:
                 j.ack(j.head_seq)
-                acks.append(j.head_seq)
+                acks.append(j.acked_durable)
                 continue
             returned[seq] = amount
 
@@ -177,6 +187,36 @@ def main(argv):
         except JournalFull as e:
             print(json.dumps({"appended": n, "head": j.head_seq, "full": j.full,
                               "error": str(e), "capacity": j.capacity}))
+    elif cmd == "ops":
+        # a little script: aN append N taps, kN ack up to N, r reboot, u print usage
+        j = open_j(path, sectors)
+        for op in argv[3:]:
+            if op[0] == "a":
+                for _ in range(int(op[1:])):
+                    try:
+                        tap(j, j.head_seq + 1)
+                    except JournalFull as e:
+                        print(json.dumps({"full": str(e), "head": j.head_seq}))
+                        break
+            elif op[0] == "k":
+                try:
+                    print(json.dumps({"ack": j.ack(int(op[1:])), "durable": j.acked_durable}))
+                except JournalError as e:
+                    print(json.dumps({"ack_error": str(e)}))
+            elif op[0] == "f":
+                j.flash.fail = int(op[1:])
+                try:
+                    tap(j, j.head_seq + 1)
+                except JournalError as e:
+                    print(json.dumps({"error": str(e)}))
+            elif op == "r":
+                j.flash.close()
+                j = open_j(path, sectors)
+            elif op == "u":
+                print(json.dumps({"head": j.head_seq, "acked": j.acked_seq, "room": j.room,
+                                  "fill": j.fill, "high_water": j.high_water, "full": j.full,
+                                  "unsynced": j.unsynced}))
+        print(json.dumps({"state": state(j)}))
     elif cmd == "cutloop":
         base = argv[3]
         j = open_j(base, sectors)
@@ -314,3 +354,60 @@ def test_power_cut_at_every_write(vm, tmp_path, seed):
     assert not fails, "replay with seed/step:\n" + "\n".join(fails)
     done = [x for x in out if "done" in x][-1]
     assert done["done"] > 100  # the workload really had that many flash ops to cut
+
+
+def _ops(vm, f, sectors, *ops):
+    out = vm("ops", f, sectors, *ops)
+    return out if isinstance(out, list) else [out]
+
+
+def test_high_water_mark_and_fill(vm, tmp_path):
+    """5 sectors = 300 slots; the default mark 0.8 is crossed after 240 taps."""
+    f = str(tmp_path / "flash.bin")
+    out = _ops(vm, f, 5, "u", "a240", "u", "a1", "u", "a59", "u", "k60", "u", "r", "u")
+    u = [x for x in out if "room" in x]
+    assert (u[0]["fill"], u[0]["room"], u[0]["high_water"]) == (0, 300, False)
+    assert (u[1]["fill"], u[1]["room"], u[1]["high_water"]) == (80, 60, False)
+    assert (u[2]["fill"], u[2]["high_water"]) == (80, True)  # 241 of 300: above the mark
+    assert (u[3]["fill"], u[3]["room"], u[3]["full"]) == (100, 0, True)
+    # the host acknowledged the first sector: it can be reclaimed, the room comes back
+    assert (u[4]["room"], u[4]["fill"], u[4]["high_water"], u[4]["full"]) == (60, 80, False, False)
+    assert u[5] == u[4]  # the same after a reboot (the ack was durable)
+
+
+def test_ack_on_a_full_ring_with_no_room_for_it(vm, tmp_path):
+    """The open sector's 28 ack entries and all its slots are used and the ring is full: an ack that
+    frees no sector is kept in RAM (not an error: sync must go on); the one that frees a sector
+    erases it and its header makes the ack durable."""
+    f = str(tmp_path / "flash.bin")
+    acks = [
+        "k%d" % i for i in range(1, 29)
+    ]  # 28 small acks: the open sector's ack area is used up
+    out = _ops(
+        vm, f, 2, "a61", *acks, "a200", "u", "k29", "u", "r", "u", "k40", "k60", "u", "r", "u"
+    )
+    assert {"full": "journal full: 92 unsynced taps", "head": 120} in out
+    assert not [x for x in out if "ack_error" in x]
+    k = [x for x in out if "ack" in x]
+    assert k[28] == {"ack": 29, "durable": 28}  # in RAM: a lost one only means records re-sent
+    u = [x for x in out if "room" in x]
+    assert (u[0]["full"], u[1]["full"], u[1]["acked"]) == (True, True, 29)
+    assert u[2]["acked"] == 28  # rebooted: the RAM ack is gone, nothing else
+    assert k[29] == {"ack": 40, "durable": 28}
+    assert k[30] == {"ack": 60, "durable": 60}  # sector 0 reclaimed: its new header holds the ack
+    assert (u[3]["acked"], u[3]["room"], u[3]["full"]) == (60, 60, False)
+    assert u[4]["acked"] == 60
+    st = out[-1]["state"]
+    assert st["seqs"] == list(range(61, 121)) and st["chain_break"] == 0
+
+
+def test_flash_fault_leaves_a_hole_and_no_record_after_it_is_lost(vm, tmp_path):
+    """A program that fails with EIO (and the kill of that slot too) leaves an erased slot between
+    used ones; boot recovery reads every slot, so the taps after the hole keep their seqs."""
+    f = str(tmp_path / "flash.bin")
+    out = _ops(vm, f, 3, "a5", "f2", "a3", "u", "r", "u", "a1")
+    assert out[0] == {"error": "flash I/O at 0x240: [Errno 5] EIO"}  # slot 5 of sector 0
+    u = [x for x in out if "room" in x]
+    assert u[0]["head"] == u[1]["head"] == 8  # the failed tap got no seq; 6..8 follow the hole
+    st = out[-1]["state"]
+    assert st["seqs"] == list(range(1, 10)) and st["chain_break"] == 0

@@ -1,0 +1,120 @@
+"""The full journal end to end on a virtual bus terminal (firmware on the MicroPython VM, emulated PN532
+and card, journal on the NOR flash model), no PC/SC needed.
+
+The terminal's journal is made small (2 sectors = 120 slots) and filled on the VM with the terminal's
+own key, as if 119 riders had tapped since the last sync. Then: above the high-water mark the idle
+screen asks for a sync; the 120th tap is charged and fills the journal; the next paid tap is refused
+with "Terminal full" *before* the card is debited (its balance is unchanged) and the refusal is in
+the diagnostics log; a sync stores every tap and acks them; the space comes back and taps are
+charged again with the next sequence numbers.
+"""
+
+import json
+import os
+import time
+
+from card_schema import citizen_host
+from card_schema.desfire_admin import DESFireAdmin
+from e2e_helpers import run_cli
+from emulator.card import DESFireCard
+from host_tools import cardops, keystore, provision
+from host_tools.readers import EmulatorReader
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TID = 1001
+FARE = 25000
+
+FILL_VM = r"""
+import sys, binascii
+from norflash import NORFlash
+from firmware.journal import Journal
+from card_schema import taprecord
+path, size, key, tid, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+j = Journal(NORFlash(path, size), binascii.unhexlify(key), tid)
+for i in range(n):
+    j.append_tap(time=1700000000 + i, uid=bytes([4, 9, 9, 9, 9, 9, i & 255]), kind=1,
+                 amount=25000, balance=1000000 - 25000 * (i + 1), counter=i + 1, line=7)
+print(j.head_seq, j.fill)
+"""
+
+
+def _card(path, ks, balance):
+    DESFireCard.blank().save(str(path))
+    now = int(time.time())
+    with EmulatorReader(str(path)) as r:
+        cardops.issue(
+            DESFireAdmin(r.transceive),
+            ks,
+            r.uid,
+            holder=citizen_host.HOLDER_ADULT,
+            card_no=1,
+            expiry=now + 86400,
+            balance=balance,
+            now=now,
+        )
+    return str(path)
+
+
+def _balance(path, ks):
+    with EmulatorReader(str(path)) as r:
+        return cardops.show(DESFireAdmin(r.transceive), ks, r.uid)["balance"]
+
+
+def test_full_journal_refuses_before_debit_then_sync_frees_space(
+    tmp_path, capsys, keystore_path, mp_run
+):
+    from emulator.vboard import VirtualBoard
+
+    ks = keystore.load(str(keystore_path))
+    state = tmp_path / "bus"
+    fs = state / "fs"
+    fs.mkdir(parents=True)
+    provision.deploy_virtual(str(fs), ks, TID, fare=FARE, line=7)
+    vb = VirtualBoard(str(state))
+    vb.start()
+    try:
+        # a small journal region (2 sectors), filled with 119 taps by the terminal's own key
+        with open(fs / "board.json") as f:
+            board = json.load(f)
+        board["journal"]["size"] = 2 * 4096
+        with open(fs / "board.json", "w") as f:
+            json.dump(board, f)
+        flash = str(state / "flash.bin")
+        os.remove(flash)
+        script = tmp_path / "fill.py"
+        script.write_text(FILL_VM)
+        key = provision.terminal_keys(ks, TID)["journal"]
+        p = mp_run(str(script), flash, 8192, key, TID, 119, path=[os.path.join(ROOT, "emulator")])
+        assert p.returncode == 0 and p.stdout.split() == ["119", "99"], p.stderr
+        mark = vb.mark()
+        vb.restart("journal resized")
+        assert any(
+            "Sync soon: journal 99% full" in ln for ln in vb.lines(mark) if "DISPLAY|" in ln
+        )
+
+        card = _card(tmp_path / "rider.card", ks, 100000)
+        shown = vb.tap(card)  # slot 120 of 120: charged, the journal is now full
+        assert shown["buzzer"] == "ok" and "75,000" in shown["display"]
+        shown = vb.tap(card)
+        assert shown["buzzer"] == "error"
+        assert "Terminal full" in shown["display"] and "no charge" in shown["display"]
+        assert _balance(card, ks) == 75000  # refused before the debit: the card kept its money
+
+        db = "sqlite:///%s" % (tmp_path / "taps.db")
+        rc, summary, err = run_cli(
+            capsys, "sync", "--port", vb.port, "--db", db, "--keystore", keystore_path, "--json"
+        )
+        assert rc == 0, err
+        assert summary["stored"] == 120 and summary["head_seq"] == 120  # nothing lost
+        shown = vb.tap(card)  # the acked sector is reclaimed: taps are charged again
+        assert shown["buzzer"] == "ok" and "50,000" in shown["display"]
+        assert _balance(card, ks) == 50000
+        rc, summary, err = run_cli(
+            capsys, "sync", "--port", vb.port, "--db", db, "--keystore", keystore_path, "--json"
+        )
+        assert rc == 0, err
+        assert summary["stored"] == 1 and summary["head_seq"] == 121  # the next seq, no repeat
+        log = open(state / "display.log").read()
+        assert "JournalFull" in log  # the refusal is in the diagnostics log, not only on display
+    finally:
+        vb.stop()
