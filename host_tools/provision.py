@@ -6,6 +6,13 @@ application master, credit or read keys.
 
     files = terminal_files(ks, terminal_id=1001, profile="bus", fare=25000, line=12)
     files["config.json"], files["keys.json"]     # JSON text to write onto the board
+    files = terminal_files(ks, 1001, fares={"fares": {"7": 25000}, "conc": [100, 50, 30, 0]},
+                           deny={"04a1b2c3d4e5f6": "block"}, lang="fa", unit="toman")
+    files["fares.bin"], files["deny.bin"]        # signed blobs (bytes) for this terminal
+
+config.json keys: terminal_id, profile (firmware/profile_<name>.py: "bus"), fare (the flat fare used
+while no signed fare table is installed), line, stop, lang ("en" | "fa"), unit ("rial" | "toman"),
+tariff_ver/deny_ver (the versions of the provisioned tables), config_ver.
 """
 
 import binascii
@@ -39,11 +46,25 @@ def terminal_keys(ks, terminal_id):
     }
 
 
-def terminal_files(ks, terminal_id, **over):
-    return {
-        "config.json": json.dumps(terminal_config(terminal_id, **over), indent=1),
+def terminal_files(ks, terminal_id, fares=None, deny=None, **over):
+    """The files of one terminal; `fares` (a fare table dict) and `deny` ({uid hex: action}) become
+    signed blobs fares.bin / deny.bin with the versions tariff_ver / deny_ver (default 1)."""
+    from host_tools import cli_tariff
+
+    if fares is not None:
+        over["tariff_ver"] = over.get("tariff_ver") or 1
+    if deny is not None:
+        over["deny_ver"] = over.get("deny_ver") or 1
+    cfg = terminal_config(terminal_id, **over)
+    files = {
+        "config.json": json.dumps(cfg, indent=1),
         "keys.json": json.dumps(terminal_keys(ks, terminal_id)),
     }
+    if fares is not None:
+        files["fares.bin"] = cli_tariff.fares_blob(ks, terminal_id, cfg["tariff_ver"], fares)
+    if deny is not None:
+        files["deny.bin"] = cli_tariff.deny_blob(ks, terminal_id, cfg["deny_ver"], deny)
+    return files
 
 
 def deploy_virtual(fs_dir, ks, terminal_id, **over):
@@ -53,8 +74,8 @@ def deploy_virtual(fs_dir, ks, terminal_id, **over):
     from host_tools.build import build
 
     build(fs_dir)
-    for name, text in terminal_files(ks, terminal_id, **over).items():
+    for name, data in terminal_files(ks, terminal_id, **over).items():
         path = os.path.join(fs_dir, name)
-        with open(path + ".new", "w") as f:
-            f.write(text)
+        with open(path + ".new", "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
         os.replace(path + ".new", path)

@@ -1,0 +1,113 @@
+"""Fare tables and deny lists: the payloads carried inside card_schema.signed blobs, and how a terminal
+installs, loads and looks them up.
+
+Fare table (signed.KIND_FARES): a UTF-8 JSON object (decoded once, when installed or at boot):
+
+    {"profile": "bus",
+     "fares": {"7": 25000, "12": 30000},  # Rial per line; "default" for the others (absent: refused)
+     "default": 25000,
+     "conc": [100, 50, 30, 0],             # percent of the fare per holder type (adult student senior staff)
+     "peak": {"pct": 125, "days": [5, 6, 0, 1, 2], "spans": [[420, 540], [990, 1140]]},
+                                           # weekday 0 = Monday; spans in local minutes [from, to)
+     "tz": 12600,                          # local time = unix + tz seconds (Tehran +3:30)
+     "transfer": {"window": 5400, "pct": 100},  # discount percent for a ride on another line
+     "repeat": 10,                         # seconds: a repeat tap on the same terminal is not charged
+     "round": 0}                           # round fares down to a multiple (Rial), 0 = none
+
+Deny list (signed.KIND_DENY): `count u32` then `count` entries of 8 bytes, sorted by UID:
+`uid(7) | action(1)` with action 0 refuse, 1 refuse and block the card's application. The terminal
+keeps the verified blob in a file and looks UIDs up with a binary search over it (8 bytes of RAM per
+probe, whatever the list's length).
+
+Deny-list delta (signed.KIND_DENY_DELTA): the same entry format; action 0xFF removes a UID of the full
+list. A delta older than the full list is stale and ignored.
+
+On the terminal each lives as the signed blob itself in a file (`fares.bin`, `deny.bin`,
+`deny_delta.bin`), installed by firmware/install.py (verify, write `<name>.new`, rename: a power cut
+leaves the old or the new blob, never a mixture; a blob that fails verification leaves the old one in
+force). The terminal verifies them again when it loads them, and runs with none it cannot verify.
+"""
+
+import json
+import struct
+
+from card_schema import signed
+
+DENY_ENTRY = 8
+ACTION_REFUSE = 0
+ACTION_BLOCK = 1
+ACTION_REMOVE = 0xFF  # delta only
+
+
+def load(key, path, kind):
+    """Read and verify the blob in `path`; return (version, payload). OSError when the file is missing,
+    ValueError when it fails verification or is of another kind."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    k, version, payload = signed.verify(key, blob)
+    if k != kind:
+        raise ValueError("blob kind %d, expected %d" % (k, kind))
+    return version, payload
+
+
+def check(kind, payload):
+    """ValueError when a verified payload of this kind is not one the firmware can use (an installer
+    calls it before replacing a good table)."""
+    if kind == signed.KIND_FARES:
+        fare_table(payload)
+    elif kind in (signed.KIND_DENY, signed.KIND_DENY_DELTA):
+        deny_count(payload)
+
+
+def fare_table(payload):
+    """Decode and check a fare table payload; ValueError when it is not one."""
+    t = json.loads(payload)
+    if not isinstance(t, dict) or not isinstance(t.get("fares", {}), dict):
+        raise ValueError("fare table: not an object")
+    conc = t.get("conc", [100])
+    if not isinstance(conc, list) or not conc:
+        raise ValueError("fare table: conc")
+    for v in list(t.get("fares", {}).values()) + conc + [t.get("default", 0)]:
+        if not isinstance(v, int) or v < 0:
+            raise ValueError("fare table: amounts are integer Rial >= 0")
+    return t
+
+
+def deny_count(payload):
+    """Number of entries of a deny-list payload; ValueError when the length does not match."""
+    if len(payload) < 4:
+        raise ValueError("deny list too short")
+    n = struct.unpack_from("<I", payload, 0)[0]
+    if len(payload) != 4 + n * DENY_ENTRY:
+        raise ValueError("deny list length")
+    return n
+
+
+def deny_lookup(f, base, count, uid, buf):
+    """Binary search a sorted deny list stored in open file `f` at offset `base` (the first entry).
+    `buf` is a reusable 8-byte bytearray. Returns the action, or -1 when the UID is not listed."""
+    uid = bytes(uid)
+    lo = 0
+    hi = count
+    while lo < hi:
+        mid = (lo + hi) // 2
+        f.seek(base + mid * DENY_ENTRY)
+        f.readinto(buf)
+        k = bytes(buf[:7])
+        if k == uid:
+            return buf[7]
+        if k < uid:
+            lo = mid + 1
+        else:
+            hi = mid
+    return -1
+
+
+def pack_deny(entries):
+    """Host: the payload for {uid(7 bytes): action}."""
+    out = [struct.pack("<I", len(entries))]
+    for uid in sorted(entries):
+        if len(uid) != 7:
+            raise ValueError("deny list: UIDs are 7 bytes")
+        out.append(bytes(uid) + bytes([entries[uid]]))
+    return b"".join(out)

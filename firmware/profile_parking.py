@@ -1,0 +1,101 @@
+"""Parking meter: tap in starts a session written to the card, tap out pays by duration.
+
+The session is a trip record (profile 3) with FLAG_OPEN, the meter's zone (config.json "zone") and the
+start time, amount 0, written in the same transaction as every trip record (counter + 1). The next tap
+at a meter closes it: a record without FLAG_OPEN carries the charge, the journal record the duration.
+
+Fare table (per zone in "zones", or one rule for all):
+    {"zones": {"1": {"grace": 10, "steps": [[60, 20000], [120, 50000]], "hourly": 30000,
+                     "cap": 200000}},
+     "other_zone": "cap", "repeat": 60}
+- grace: minutes free (a driver who leaves at once pays nothing);
+- steps: [up to minutes, Rial] cumulative; beyond the last step every started hour costs "hourly";
+- cap: the most one 24 h day costs; a session of several days pays the cap per full day plus the
+  rest (capped);
+- a card with an open session of another zone: "other_zone" "cap" (default) closes it at that zone's
+  daily cap (the meter cannot know when the car left), "duration" charges the duration by that
+  zone's rule; either way the next tap starts a session here;
+- repeat: seconds in which a second tap on the meter that opened the session is not a tap out.
+"""
+
+from micropython import const
+
+from card_schema import citizen
+from firmware import msg
+
+PROFILE = const(3)  # taprecord profile: parking
+HISTORY = const(1)
+FLAG_OPEN = const(0x02)  # TripRecord flags: a parking session is open
+
+_TR_KIND = const(7)
+_TR_PROFILE = const(8)
+_TR_ZONE = const(9)
+_TR_FLAGS = const(10)
+
+zone = 0  # this meter's zone (set up from the terminal's config)
+duration = 0  # minutes of the session the last tap closed (the journal's duration field)
+
+
+def setup(term):
+    global zone
+    zone = term.zone
+
+
+def _rule(t, z):
+    return t.get("zones", {}).get(str(z)) or t
+
+
+def charge(rule, minutes):
+    """Rial for a session of `minutes` under one zone's rule."""
+    if minutes <= rule.get("grace", 0):
+        return 0
+    cap = rule.get("cap", 0)
+    days = 0
+    if cap:
+        days = minutes // 1440
+        minutes -= days * 1440
+    amount = 0
+    upto = 0
+    if not minutes:  # whole days
+        return days * cap
+    for step in rule.get("steps", ()):
+        upto, amount = step[0], step[1]
+        if minutes <= upto:
+            break
+    else:
+        amount += (minutes - upto + 59) // 60 * rule.get("hourly", 0)
+    if cap:
+        amount = days * cap + min(amount, cap)
+    return amount
+
+
+def price(t, line, holder, now, trips, terminal_id):
+    global duration
+    duration = 0
+    last = citizen.unpack_trip(trips, 0) if trips else None
+    if not (
+        last
+        and last[_TR_KIND] == citizen.TRIP_DEBIT
+        and last[_TR_PROFILE] == PROFILE
+        and last[_TR_FLAGS] & FLAG_OPEN
+    ):
+        return 0, FLAG_OPEN  # tap in
+    start = last[citizen.TR_TIME]
+    z = last[_TR_ZONE]
+    if (
+        z == zone
+        and last[citizen.TR_TERMINAL] == terminal_id
+        and 0 <= now - start < t.get("repeat", 0)
+    ):
+        return -1, 0  # the same driver again at once: already parked
+    duration = max(now - start, 0) // 60
+    rule = _rule(t, z)
+    if z != zone and t.get("other_zone", "cap") == "cap" and rule.get("cap"):
+        return rule["cap"], 0
+    return charge(rule, duration), 0
+
+
+def ok(fare, flags):
+    if flags & FLAG_OPEN:
+        return msg.text(msg.PARK_START)
+    return "%s %d min  -%s" % (msg.text(msg.PARKED), duration, msg.money(fare))

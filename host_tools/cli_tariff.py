@@ -1,0 +1,204 @@
+"""Fare tables and deny lists for terminals: sign them for one terminal, check a signed blob.
+
+    tapkit tariff sign --terminal-id 1001 --kind fares --version 3 fares.json -o fares.bin
+    tapkit tariff sign --terminal-id 1001 --kind deny --version 12 deny.json -o deny.bin
+    tapkit tariff show fares.bin --terminal-id 1001          # verify and print what it holds
+
+Inputs are JSON. A fare table is the object described in card_schema/tariff.py (checked the way the
+firmware reads it). A deny list is an object {UID hex (7 bytes): "refuse" | "block"} ("remove" too in a
+delta). Blobs are signed with the terminal's own config key (keystore.config_key), so a blob signed for
+one terminal is refused by every other; install them with the sync tools (INSTALL) or `provision`.
+
+Library: `fares_blob(ks, terminal_id, version, table)`, `deny_blob(ks, terminal_id, version, entries,
+delta=False)`, `read_blob(ks, terminal_id, blob)`.
+"""
+
+import binascii
+import json
+import os
+
+from card_schema import signed, tariff
+from host_tools import TapkitError
+
+ACTIONS = {"refuse": tariff.ACTION_REFUSE, "block": tariff.ACTION_BLOCK}
+KINDS = {
+    "fares": signed.KIND_FARES,
+    "deny": signed.KIND_DENY,
+    "deny-delta": signed.KIND_DENY_DELTA,
+}
+KIND_NAMES = {v: k for k, v in KINDS.items()}
+
+
+class TariffError(TapkitError):
+    pass
+
+
+def _key(ks, terminal_id):
+    from host_tools import keystore
+
+    if "config" not in ks.get("keys", {}):
+        raise TariffError(
+            "the keystore has no config key: create it with a newer `tapkit keys init`"
+        )
+    return keystore.config_key(ks, int(terminal_id))
+
+
+def _version(version):
+    if not 0 < int(version) < 0x10000:
+        raise TariffError("version %s out of range: 1..65535 (tap records keep 16 bits)" % version)
+    return int(version)
+
+
+def fares_payload(table):
+    payload = json.dumps(table, separators=(",", ":"), sort_keys=True).encode()
+    try:
+        tariff.fare_table(payload)
+    except ValueError as e:
+        raise TariffError(str(e))
+    return payload
+
+
+def deny_payload(entries, delta=False):
+    """entries: {uid hex or bytes: action name or number}."""
+    acts = dict(ACTIONS, remove=tariff.ACTION_REMOVE) if delta else ACTIONS
+    out = {}
+    for uid, act in entries.items():
+        try:
+            u = binascii.unhexlify(uid.replace(":", "")) if isinstance(uid, str) else bytes(uid)
+        except (binascii.Error, ValueError):
+            raise TariffError("deny list: %r is not a UID in hex" % uid)
+        if len(u) != 7:
+            raise TariffError("deny list: UID %s is not 7 bytes" % uid)
+        a = acts.get(act, act) if isinstance(act, str) else act
+        if a not in acts.values():
+            raise TariffError(
+                "deny list: action %r for %s: one of %s" % (act, uid, ", ".join(acts))
+            )
+        out[u] = a
+    return tariff.pack_deny(out)
+
+
+def fares_blob(ks, terminal_id, version, table):
+    return signed.seal(
+        _key(ks, terminal_id), signed.KIND_FARES, _version(version), fares_payload(table)
+    )
+
+
+def deny_blob(ks, terminal_id, version, entries, delta=False):
+    kind = signed.KIND_DENY_DELTA if delta else signed.KIND_DENY
+    return signed.seal(
+        _key(ks, terminal_id), kind, _version(version), deny_payload(entries, delta)
+    )
+
+
+def read_blob(ks, terminal_id, blob):
+    """Verify a blob for this terminal; return a dict describing it."""
+    try:
+        kind, version, payload = signed.verify(_key(ks, terminal_id), blob)
+        tariff.check(kind, payload)
+    except ValueError as e:
+        raise TariffError("not a valid blob for terminal %s: %s" % (terminal_id, e))
+    d = {"kind": KIND_NAMES.get(kind, kind), "version": version, "terminal_id": int(terminal_id)}
+    if kind == signed.KIND_FARES:
+        d["table"] = json.loads(payload)
+    else:
+        n = tariff.deny_count(payload)
+        names = {v: k for k, v in dict(ACTIONS, remove=tariff.ACTION_REMOVE).items()}
+        d["entries"] = {
+            binascii.hexlify(payload[4 + i * 8 : 11 + i * 8]).decode(): names.get(
+                payload[11 + i * 8], payload[11 + i * 8]
+            )
+            for i in range(n)
+        }
+    return d
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+def _load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as e:
+        raise TariffError("cannot read %s: %s" % (path, e.strerror or e))
+    except ValueError as e:
+        raise TariffError("%s is not JSON: %s" % (path, e))
+
+
+def cmd_sign(a):
+    from host_tools import keystore
+
+    ks = keystore.load(a.keystore)
+    data = _load_json(a.input)
+    if a.kind == "fares":
+        if not isinstance(data, dict):
+            raise TariffError("%s: a fare table is a JSON object" % a.input)
+        blob = fares_blob(ks, a.terminal_id, a.version, data)
+    else:
+        if not isinstance(data, dict):
+            raise TariffError("%s: a deny list is a JSON object {uid hex: action}" % a.input)
+        blob = deny_blob(ks, a.terminal_id, a.version, data, delta=a.kind == "deny-delta")
+    out = a.output or "%s.bin" % a.kind.replace("-", "_")
+    with open(out + ".new", "wb") as f:
+        f.write(blob)
+    os.replace(out + ".new", out)
+    res = {
+        "kind": a.kind,
+        "version": a.version,
+        "terminal_id": a.terminal_id,
+        "bytes": len(blob),
+        "output": out,
+    }
+    if a.json:
+        print(json.dumps(res, indent=1, sort_keys=True))
+    else:
+        print(
+            "signed %s version %d for terminal %d: %s (%d bytes)"
+            % (a.kind, a.version, a.terminal_id, out, len(blob))
+        )
+    return 0
+
+
+def cmd_show(a):
+    from host_tools import keystore
+
+    ks = keystore.load(a.keystore)
+    try:
+        with open(a.blob, "rb") as f:
+            blob = f.read()
+    except OSError as e:
+        raise TariffError("cannot read %s: %s" % (a.blob, e.strerror or e))
+    d = read_blob(ks, a.terminal_id, blob)
+    if a.json:
+        print(json.dumps(d, indent=1, sort_keys=True))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title="%s version %d, terminal %d" % (d["kind"], d["version"], d["terminal_id"]))
+    t.add_column("key")
+    t.add_column("value")
+    for k, v in sorted((d.get("table") or d.get("entries")).items()):
+        t.add_row(str(k), json.dumps(v) if not isinstance(v, str) else v)
+    Console(width=120).print(t)
+    return 0
+
+
+def register(sub, add):
+    from host_tools.cli import DEFAULT_KEYSTORE
+
+    p = sub.add_parser("tariff", help="fare tables and deny lists: sign, show").add_subparsers(
+        dest="sub", required=True
+    )
+    sp = add(p, "sign", cmd_sign, "sign a fare table or deny list (JSON) for one terminal")
+    sp.add_argument("input", help="JSON file")
+    sp.add_argument("--kind", choices=sorted(KINDS), required=True)
+    sp.add_argument("--version", type=int, required=True)
+    sp.add_argument("--terminal-id", type=int, required=True)
+    sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
+    sp.add_argument(
+        "-o", "--output", help="the blob (default: fares.bin, deny.bin, deny_delta.bin)"
+    )
+    sp = add(p, "show", cmd_show, "verify a signed blob for a terminal and print it")
+    sp.add_argument("blob")
+    sp.add_argument("--terminal-id", type=int, required=True)
+    sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)

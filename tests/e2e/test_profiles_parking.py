@@ -1,0 +1,57 @@
+"""The parking meter end to end on the virtual board: tap in writes the session to the card, the
+terminal clock moves on (SET_CLOCK over the USB serial, as a sync would), tap out pays by duration;
+a session left open in another zone is closed at that zone's cap."""
+
+import time
+
+from card_schema import citizen_host
+from host_tools import keystore
+from host_tools.link import SerialLink
+
+from test_profiles_bus import _board, _issue, _journal, _show
+
+RULE = {"grace": 10, "steps": [[60, 20000], [120, 50000]], "hourly": 30000, "cap": 200000}
+TABLE = {"zones": {"1": RULE, "2": dict(RULE, cap=120000)}, "repeat": 30}
+
+
+def test_parking_tap_in_tap_out_and_other_zone(tmp_path, capsys, keystore_path):
+    ks = keystore.load(str(keystore_path))
+    car, uid = _issue(tmp_path, ks, "car", citizen_host.HOLDER_STUDENT, 500000)
+    zone1 = _board(tmp_path, ks, 7001, 0, profile="parking", zone=1, fares=TABLE)
+    zone2 = _board(tmp_path, ks, 7002, 0, profile="parking", zone=2, fares=TABLE)
+    try:
+        t0 = int(time.time())
+        with SerialLink(zone1.port) as link:
+            link.set_clock(t0)
+        shown = zone1.tap(car)
+        assert shown["buzzer"] == "ok" and "Parking started" in shown["display"]
+        assert "Already paid" in zone1.tap(car)["display"]  # a second tap at once is no tap out
+        with SerialLink(zone1.port) as link:
+            link.set_clock(t0 + 95 * 60 + 5)  # 95 minutes later
+        shown = zone1.tap(car)
+        assert shown["buzzer"] == "ok"
+        assert "Parked 95 min  -50,000 Rial" in shown["display"]  # no concession on parking
+        assert "450,000" in shown["display"]
+
+        shown = zone2.tap(car)  # parks in zone 2, drives off without tapping out...
+        assert "Parking started" in shown["display"]
+        shown = zone1.tap(car)  # ...and taps at a zone 1 meter: zone 2's cap closes it
+        assert "-120,000 Rial" in shown["display"]
+        recs = _journal(capsys, zone1, keystore_path, tmp_path)
+    finally:
+        zone1.stop()
+        zone2.stop()
+    after = _show(ks, car)
+    assert after["balance"] == 330000
+    assert [(t["terminal"], t["zone"], t["amount"], t["flags"]) for t in after["trips"][:4]] == [
+        (7001, 1, 120000, 0),
+        (7002, 2, 0, 2),
+        (7001, 1, 50000, 0),
+        (7001, 1, 0, 2),
+    ]
+    assert [(r["uid"], r["profile"], r["zone"], r["amount"], r["duration"]) for r in recs] == [
+        (uid, "parking", 1, 0, 0),
+        (uid, "parking", 1, 50000, 95),
+        (uid, "parking", 1, 120000, recs[2]["duration"]),
+    ]
+    assert recs[2]["counter"] == after["counter"] and recs[2]["balance"] == 330000

@@ -1,0 +1,222 @@
+"""The bus profile's fares, the signed tables and the message catalogue, on the real MicroPython VM
+(112 KB heap, the built .mpy): table-driven, each case a ride as the terminal prices it."""
+
+import binascii
+import calendar
+import json
+
+import pytest
+
+from card_schema import signed, tariff
+
+TERMINAL = 1001
+TZ = 12600  # Tehran, +3:30
+TABLE = {
+    "fares": {"7": 25000, "12": 30000},
+    "conc": [100, 50, 30, 0],
+    "peak": {"pct": 125, "days": [5, 6, 0, 1, 2], "spans": [[420, 540], [990, 1140]]},
+    "tz": TZ,
+    "transfer": {"window": 5400, "pct": 50},
+    "repeat": 10,
+}
+ADULT, STUDENT, SENIOR, STAFF = range(4)
+DEBIT, CREDIT = 1, 2
+
+
+def at(day, hh, mm, ss=0):
+    """Unix time of local (Tehran) 2026-11-23 (a Monday) + `day` days, hh:mm:ss."""
+    return calendar.timegm((2026, 11, 23 + day, hh, mm, ss, 0, 0, 0)) - TZ
+
+
+MON_NOON = at(0, 12, 0)
+THU_0800 = at(3, 8, 0)  # Thursday: not a peak day in this table
+
+
+def trip(ago, line=12, kind=DEBIT, terminal=2002, flags=0, profile=1, now=MON_NOON, counter=5):
+    return [counter, now - ago, terminal, 25000, 50000, line, 0, kind, profile, 0, flags]
+
+
+# (name, line, holder, now, trips newest first, expected amount, expected flags)
+CASES = [
+    ("adult off-peak", 7, ADULT, MON_NOON, [], 25000, 0),
+    ("other line", 12, ADULT, MON_NOON, [], 30000, 0),
+    ("student", 7, STUDENT, MON_NOON, [], 12500, 0),
+    ("senior", 7, SENIOR, MON_NOON, [], 7500, 0),
+    ("staff rides free", 7, STAFF, MON_NOON, [], 0, 0),
+    ("before the morning peak", 7, ADULT, at(0, 6, 59, 59), [], 25000, 0),
+    ("peak starts at 07:00", 7, ADULT, at(0, 7, 0), [], 31250, 0),
+    ("last peak minute", 7, ADULT, at(0, 8, 59, 59), [], 31250, 0),
+    ("peak ends at 09:00", 7, ADULT, at(0, 9, 0), [], 25000, 0),
+    ("evening peak", 7, ADULT, at(0, 16, 30), [], 31250, 0),
+    ("evening peak ends 19:00", 7, ADULT, at(0, 19, 0), [], 25000, 0),
+    ("no peak on Thursday", 7, ADULT, THU_0800, [], 25000, 0),
+    ("peak on Saturday", 7, ADULT, at(5, 8, 0), [], 31250, 0),
+    ("student at peak", 7, STUDENT, at(0, 8, 0), [], 15625, 0),
+    ("transfer inside the window", 7, ADULT, MON_NOON, [trip(1800)], 12500, 1),
+    ("transfer at the window's end", 7, ADULT, MON_NOON, [trip(5400)], 12500, 1),
+    ("outside the window", 7, ADULT, MON_NOON, [trip(5401)], 25000, 0),
+    ("same line is no transfer", 7, ADULT, MON_NOON, [trip(1800, line=7)], 25000, 0),
+    ("no transfer after a transfer", 7, ADULT, MON_NOON, [trip(1800, flags=1)], 25000, 0),
+    ("no transfer from parking", 7, ADULT, MON_NOON, [trip(1800, profile=3)], 25000, 0),
+    ("student transfer", 7, STUDENT, MON_NOON, [trip(600)], 6250, 1),
+    (
+        "transfer behind a top-up",
+        7,
+        ADULT,
+        MON_NOON,
+        [trip(300, kind=CREDIT, terminal=9), trip(1800)],
+        12500,
+        1,
+    ),
+    ("top-up alone is no ride", 7, ADULT, MON_NOON, [trip(300, kind=CREDIT)], 25000, 0),
+    ("repeat tap", 7, ADULT, MON_NOON, [trip(5, line=7, terminal=TERMINAL)], -1, 0),
+    ("repeat tap, 9 s", 7, ADULT, MON_NOON, [trip(9, line=7, terminal=TERMINAL)], -1, 0),
+    (
+        "10 s later is a new ride",
+        7,
+        ADULT,
+        MON_NOON,
+        [trip(10, line=7, terminal=TERMINAL)],
+        25000,
+        0,
+    ),
+    ("another validator, same line", 7, ADULT, MON_NOON, [trip(5, line=7)], 25000, 0),
+    ("line not in the table", 99, ADULT, MON_NOON, [], -2, 0),
+]
+
+SCRIPT = (
+    r"""
+import json, sys
+from card_schema import citizen
+from firmware import profile_bus
+table, cases = json.loads(open(sys.argv[1]).read())
+for name, line, holder, now, trips, _, _ in cases:
+    raw = None
+    if trips:
+        raw = bytearray(citizen.TRIP_SIZE * len(trips))
+        buf = bytearray(citizen.TRIP_SIZE)
+        for i, t in enumerate(trips):
+            citizen.pack_trip_into(buf, *(t[:9] + [t[9], t[10]]))
+            raw[i * 32:(i + 1) * 32] = buf
+        raw = bytes(raw)
+    print(json.dumps([name] + list(profile_bus.price(table, line, holder, now, raw, %d))))
+"""
+    % TERMINAL
+)
+
+
+def _run(mp_run, tmp_path, table, cases):
+    (tmp_path / "cases.json").write_text(json.dumps([table, cases]))
+    (tmp_path / "fares_mp.py").write_text(SCRIPT)
+    p = mp_run(tmp_path / "fares_mp.py", tmp_path / "cases.json", check=True)
+    return {r[0]: (r[1], r[2]) for r in map(json.loads, p.stdout.splitlines())}
+
+
+def test_bus_fares_table_driven(mp_run, tmp_path):
+    got = _run(mp_run, tmp_path, TABLE, CASES)
+    wrong = [
+        (name, got.get(name), (amount, flags))
+        for name, _, _, _, _, amount, flags in CASES
+        if got.get(name) != (amount, flags)
+    ]
+    assert not wrong, wrong
+
+
+def test_default_fare_and_rounding(mp_run, tmp_path):
+    table = dict(TABLE, default=20000, round=1000)
+    cases = [
+        ("unlisted line takes the default", 99, ADULT, MON_NOON, [], 20000, 0),
+        ("student at peak, rounded down", 7, STUDENT, at(0, 8, 0), [], 15000, 0),
+        ("flat table", 7, SENIOR, MON_NOON, [], 7000, 0),
+    ]
+    got = _run(mp_run, tmp_path, table, cases)
+    assert got == {c[0]: (c[5], c[6]) for c in cases}
+
+
+def test_flat_fare_without_table_options(mp_run, tmp_path):
+    cases = [("flat", 7, STUDENT, at(0, 8, 0), [trip(60)], 25000, 0)]
+    assert _run(mp_run, tmp_path, {"default": 25000}, cases) == {"flat": (25000, 0)}
+
+
+KEY = bytes(range(16))
+DENY_SCRIPT = r"""
+import sys
+from card_schema import signed, tariff
+key = bytes(range(16))
+try:
+    print("load", tariff.load(key, sys.argv[1], signed.KIND_DENY)[0])
+except ValueError as e:
+    print("refused", e)
+    raise SystemExit
+v, payload = tariff.load(key, sys.argv[1], signed.KIND_DENY)
+n = tariff.deny_count(payload)
+buf = bytearray(8)
+f = open(sys.argv[1], "rb")
+for uid in sys.argv[2:]:
+    print(uid, tariff.deny_lookup(f, signed.HEADER + 4, n, bytes.fromhex(uid), buf))
+"""
+
+
+def _uid(i):
+    return bytes([4, i // 256, i % 256, i * 7 % 256, 0x20, 0x30, 0x40])
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 300])
+def test_deny_list_lookup(mp_run, tmp_path, n):
+    entries = {_uid(i): i % 2 for i in range(1, n + 1)}
+    blob = signed.seal(KEY, signed.KIND_DENY, 4, tariff.pack_deny(entries))
+    (tmp_path / "deny.bin").write_bytes(blob)
+    (tmp_path / "deny_mp.py").write_text(DENY_SCRIPT)
+    probes = [_uid(i) for i in range(0, n + 2)] + [b"\xff" * 7, b"\x00" * 7]
+    p = mp_run(
+        tmp_path / "deny_mp.py",
+        tmp_path / "deny.bin",
+        *[binascii.hexlify(u).decode() for u in probes],
+        check=True,
+    )
+    lines = p.stdout.splitlines()
+    assert lines[0] == "load 4"
+    got = dict(line.split() for line in lines[1:])
+    for u in probes:
+        assert int(got[binascii.hexlify(u).decode()]) == entries.get(u, -1)
+
+
+def test_tampered_deny_list_is_refused(mp_run, tmp_path):
+    blob = bytearray(signed.seal(KEY, signed.KIND_DENY, 4, tariff.pack_deny({_uid(1): 1})))
+    blob[signed.HEADER + 10] ^= 1  # flip one action bit: "block" becomes "refuse"
+    (tmp_path / "deny.bin").write_bytes(bytes(blob))
+    (tmp_path / "deny_mp.py").write_text(DENY_SCRIPT)
+    p = mp_run(tmp_path / "deny_mp.py", tmp_path / "deny.bin", check=True)
+    assert p.stdout.strip() == "refused bad signature"
+
+
+MSG_SCRIPT = r"""
+from firmware import msg
+for cfg in ({}, {"unit": "toman"}, {"lang": "fa", "unit": "toman"}, {"lang": "fa"}):
+    msg.setup(cfg)
+    print(msg.text(msg.INSUFFICIENT) + "|" + msg.money(1234560) + "|" + msg.money(0) + "|" + msg.money(-25000))
+"""
+
+
+def test_messages_catalogue_and_units(mp_run, tmp_path):
+    (tmp_path / "msg_mp.py").write_text(MSG_SCRIPT)
+    p = mp_run(tmp_path / "msg_mp.py", check=True)
+    assert p.stdout.splitlines() == [
+        "Insufficient balance|1,234,560 Rial|0 Rial|-25,000 Rial",
+        "Insufficient balance|123,456 Toman|0 Toman|-2,500 Toman",
+        "موجودی کافی نیست|123,456 تومان|0 تومان|-2,500 تومان",
+        "موجودی کافی نیست|1,234,560 ریال|0 ریال|-25,000 ریال",
+    ]
+
+
+def test_catalogues_have_every_message():
+    import ast
+
+    lens = []
+    for lang in ("en", "fa"):
+        with open("firmware/msg_%s.py" % lang) as f:
+            tree = ast.parse(f.read())
+        lens.append(len(tree.body[-1].value.elts))
+    with open("firmware/msg.py") as f:
+        n = sum(1 for line in f if "= const(" in line)
+    assert lens == [n, n]
