@@ -32,6 +32,9 @@ PULL = const(0x02)  # its response is RECORDS (0x82)
 ACK = const(0x03)
 SET_CLOCK = const(0x04)
 DIAG_LOG = const(0x05)
+INSTALL = const(
+    0x06
+)  # a chunk of a signed config blob (card_schema/signed.py), see firmware/install.py
 RESPONSE = const(0x80)
 ERROR = const(0xFF)
 

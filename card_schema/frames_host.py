@@ -20,6 +20,7 @@ RECORDS = frames.PULL | frames.RESPONSE
 ACK_R = frames.ACK | frames.RESPONSE
 SET_CLOCK_R = frames.SET_CLOCK | frames.RESPONSE
 DIAG_LOG_R = frames.DIAG_LOG | frames.RESPONSE
+INSTALL_R = frames.INSTALL | frames.RESPONSE
 
 ERROR_NAMES = ("", "unknown request", "bad request", "out of range", "internal error")
 
@@ -70,6 +71,24 @@ def parse_records(body):
     if len(body) != 1 + n * RECORD_SIZE:
         raise FrameError("RECORDS body length does not match its count")
     return [bytes(body[1 + i * RECORD_SIZE : 1 + (i + 1) * RECORD_SIZE]) for i in range(n)]
+
+
+# config kinds (card_schema/signed.KIND_*) by name, as IDENTIFY reports them ("fares_ver"...) and as
+# firmware/install.py stores them ("fares.bin"...)
+CONFIG_NAMES = ("", "fares", "deny", "deny_delta")
+
+# INSTALL request: offset u32, total u32, then a chunk of the signed blob
+INSTALL_HEAD = 8
+INSTALL_CHUNK = frames.MAX_BODY - INSTALL_HEAD
+
+
+def install_body(offset, total, chunk):
+    return struct.pack("<II", offset, total) + bytes(chunk)
+
+
+def parse_install(body):
+    """INSTALL answer: (received, kind, version); kind 0 until the blob is complete and applied."""
+    return frames.unpack("<IBI", body)
 
 
 def parse_error(body):

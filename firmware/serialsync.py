@@ -9,6 +9,12 @@ an ERROR frame. Nothing here raises on bad input: one garbled cable must never s
     r = Responder(journal, {"terminal_id": 7, "fw": "0.1.0"}, clock, sys.stdout.buffer.write)
     r.handle_line(line)
 
+`extra(type, body)`: optional handler for request types this module does not know (other firmware
+modules add commands this way, e.g. diagnostics): returns (response_type, response_body) or None
+("unknown request"); an exception it raises becomes an ERROR frame like any handler's.
+`config_key`: the terminal's config key (keys.json "config"): INSTALL verifies signed blobs with it
+(firmware/install.py, imported only when an INSTALL arrives).
+
 `journal`: `head_seq`, `acked_seq`, `capacity`, `unsynced`, `records(from_seq, max_n)` (yields 64-byte
 records), `ack(upto_seq)`; optional `tail_seq`. `clock`: `time()`, `set(unix)`. `log`: optional callable
 returning the newest diagnostics lines (served by DIAG_LOG).
@@ -28,8 +34,10 @@ _MIN_TIME = const(1577836800)  # 2020-01-01: SET_CLOCK refuses anything older (a
 
 
 class Responder:
-    def __init__(self, journal, info, clock, write, log=None):
+    def __init__(self, journal, info, clock, write, log=None, extra=None, config_key=None):
         self.journal = journal
+        self.extra = extra
+        self.config_key = config_key
         self.info = info
         self.clock = clock
         self.write = write
@@ -62,6 +70,10 @@ class Responder:
                 d["capacity"] = j.capacity
                 d["max_records"] = frames.MAX_RECORDS
                 d["proto"] = frames.VERSION
+                if self.config_key and "fares_ver" not in self.info:
+                    _install().versions(self.info)  # once: INSTALL keeps them current
+                    _unload()
+                    d.update(self.info)
                 body = json.dumps(d).encode()
             elif ftype == frames.PULL:
                 from_seq, max_n = frames.unpack("<IH", body)
@@ -100,9 +112,17 @@ class Responder:
                 while lines and len(body) > frames.MAX_BODY:
                     lines.pop(0)  # keep the newest that fit in one line
                     body = json.dumps(lines).encode()
+            elif ftype == frames.INSTALL and self.config_key:
+                try:
+                    body = _install().chunk(self.config_key, body, self.info)
+                finally:
+                    _unload()
             else:
-                code = frames.ERR_UNKNOWN_TYPE
-                raise ValueError(f"unknown request 0x{ftype:02x}")
+                r = self.extra(ftype, body) if self.extra else None
+                if r is None:
+                    code = frames.ERR_UNKNOWN_TYPE
+                    raise ValueError(f"unknown request 0x{ftype:02x}")
+                rtype, body = r
             if body is not None:
                 line = frames.encode(rtype, req_id, body)
             self.write(line)
@@ -118,3 +138,20 @@ class Responder:
                 return False
         self.requests += 1
         return True
+
+
+def _install():
+    from firmware import install  # rare: its code stays out of the heap until needed
+
+    return install
+
+
+def _unload():
+    """Forget firmware.install again so the GC can reclaim its code (a validator installs rarely)."""
+    import sys
+
+    import firmware
+
+    sys.modules.pop("firmware.install", None)
+    if "install" in firmware.__dict__:
+        del firmware.__dict__["install"]

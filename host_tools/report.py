@@ -1,7 +1,19 @@
 """Revenue and reconciliation report over the tap store.
 
-    rep = report(store)                 # a JSON-ready dict
+    rep = report(store, ks=keystore.load(path))   # a JSON-ready dict; ks: also check the MAC chains
     render_table(rep, rich.console.Console())
+
+Revenue per terminal, line, profile and day (UTC days, or shifted by `tz` seconds). Reconciliation:
+- sequence gaps: holes in a terminal's stored sequence (records not synced here, or lost);
+- MAC chains (with the keystore): every stored record re-verified against its stored predecessor with
+  the terminal's key; a break means the store was altered after ingest;
+- repeated card counters: one counter charged twice (a cloned card or a replayed transaction);
+- counter jumps: a card's counter skips values while its balance fell at least by the charge: taps
+  of that card are missing from the store (a terminal not synced yet, or lost records). A skip with a
+  balance that rose is a top-up at the card office (it writes a trip record too) and is not listed;
+- balance breaks: consecutive counters whose balances do not follow (previous balance - this charge):
+  money that appeared or vanished on the card outside any recorded operation;
+- refused uploads: Wi-Fi batches the server refused (unknown terminal, bad MAC), by reason.
 
 Amounts are integer Rial. A charge voided by a later void record (the card commit failed after the
 terminal journalled it) counts as no money. "Refused" means kind refused (insufficient balance) or denied
@@ -10,8 +22,65 @@ terminal journalled it) counts as no money. "Refused" means kind refused (insuff
 
 import time
 
+from card_schema import taprecord
 
-def report(store):
+
+def _day(n):
+    return time.strftime("%Y-%m-%d", time.gmtime(n * 86400))
+
+
+def card_checks(charges):
+    """(counter_jumps, balance_breaks) over store.card_charges() rows."""
+    jumps, breaks = [], []
+    prev = None
+    for row in charges:
+        uid, counter, term, seq, _t, amount, balance = row
+        if prev is not None and prev[0] == uid and counter > prev[1]:
+            expected = prev[6] - amount
+            where = {"terminal": term, "seq": seq, "prev_terminal": prev[2], "prev_seq": prev[3]}
+            if counter == prev[1] + 1 and balance != expected:
+                breaks.append(
+                    dict(
+                        uid=uid,
+                        counter=counter,
+                        expected_balance=expected,
+                        balance=balance,
+                        difference=balance - expected,
+                        **where,
+                    )
+                )
+            elif counter > prev[1] + 1 and balance <= expected:
+                jumps.append(
+                    dict(
+                        uid=uid,
+                        from_counter=prev[1],
+                        to_counter=counter,
+                        missing=counter - prev[1] - 1,
+                        **where,
+                    )
+                )
+        prev = row
+    return jumps, breaks
+
+
+def chain_breaks(store, ks):
+    """[{terminal, seq}]: stored records whose MAC does not follow from the stored predecessor."""
+    from host_tools import keystore
+
+    out = []
+    for t in store.terminals():
+        tid = t["id"]
+        key = keystore.terminal_key(ks, tid)
+        prev_seq, prev_mac = 0, taprecord.GENESIS_MAC
+        for raw in store.raw_records(tid):
+            seq = taprecord.seq_of(raw)
+            if seq == prev_seq + 1 and not taprecord.mac_ok(raw, prev_mac, key):
+                out.append({"terminal": tid, "seq": seq})
+            prev_seq, prev_mac = seq, raw[taprecord.BODY : taprecord.BODY + 8]
+    return out
+
+
+def report(store, ks=None, tz=0):
     """Everything the `tapkit report` command shows, as plain data."""
     cards = [
         {"uid": uid, "taps": taps, "charged": charged, "refused": refused, "last_balance": balance}
@@ -48,8 +117,21 @@ def report(store):
         {"uid": uid, "counter": c, "taps": [{"terminal": t, "seq": s} for t, s in where]}
         for uid, c, where in store.repeated_counters()
     ]
+    by = {
+        col: [
+            {col: (_day(k) if col == "day" else k), "charges": n, "revenue": a}
+            for k, n, a in store.revenue_by(col, tz)
+        ]
+        for col in ("terminal", "line", "profile", "day")
+    }
+    jumps, breaks = card_checks(store.card_charges())
+    uploads = {}
+    for r in store.rejects():
+        reason = r["reason"].split(":", 1)[0]
+        uploads[reason] = uploads.get(reason, 0) + 1
     return {
         "generated_at": int(time.time()),
+        "revenue_by": by,
         "taps": sum(t["taps"] for t in terminals),
         "revenue": revenue,
         "charges": charges,
@@ -57,7 +139,14 @@ def report(store):
         "refused_by_reason": refused,
         "cards": cards,
         "terminals": terminals,
-        "reconciliation": {"sequence_gaps": gaps, "repeated_counters": repeats},
+        "reconciliation": {
+            "sequence_gaps": gaps,
+            "mac_chain_breaks": chain_breaks(store, ks) if ks is not None else None,
+            "repeated_counters": repeats,
+            "counter_jumps": jumps,
+            "balance_breaks": breaks,
+            "refused_uploads": uploads,
+        },
     }
 
 
@@ -127,9 +216,39 @@ def render_table(rep, console):
             t.add_row(reason, str(n))
         console.print(t)
 
+    by = rep.get("revenue_by", {})
+    for col in ("line", "profile", "day"):
+        if not by.get(col):
+            continue
+        t = Table(title="revenue by " + col)
+        t.add_column(col, justify="right" if col == "line" else "left")
+        t.add_column("charges", justify="right")
+        t.add_column("revenue", justify="right")
+        for r in by[col]:
+            t.add_row(str(r[col]), str(r["charges"]), _money(r["revenue"]))
+        console.print(t)
+
     rec = rep["reconciliation"]
-    if not rec["sequence_gaps"] and not rec["repeated_counters"]:
-        console.print("reconciliation: no sequence gaps, no repeated card counters")
+    chains = rec.get("mac_chain_breaks")
+    if chains is None:
+        console.print("MAC chains: not checked (give --keystore)")
+    problems = (
+        rec["sequence_gaps"]
+        + (chains or [])
+        + rec["repeated_counters"]
+        + rec.get("counter_jumps", [])
+        + rec.get("balance_breaks", [])
+    )
+    if rec.get("refused_uploads"):
+        console.print(
+            "refused uploads: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(rec["refused_uploads"].items()))
+        )
+    if not problems:
+        console.print(
+            "reconciliation: no sequence gaps, no repeated card counters, no counter jumps, "
+            "no balance breaks" + ("" if chains is None else ", MAC chains intact")
+        )
         return
     t = Table(title="reconciliation")
     t.add_column("problem")
@@ -147,5 +266,22 @@ def render_table(rep, console):
             "card {}".format(r["uid"]),
             f"counter {r['counter']} charged {len(r['taps'])} times: "
             + ", ".join(f"terminal {x['terminal']} seq {x['seq']}" for x in r["taps"]),
+        )
+    for b in chains or []:
+        t.add_row("MAC chain broken", f"terminal {b['terminal']}", f"seq {b['seq']} altered")
+    for j in rec.get("counter_jumps", []):
+        t.add_row(
+            "card counter jump",
+            "card {}".format(j["uid"]),
+            f"counter {j['from_counter']} -> {j['to_counter']} ({j['missing']} taps missing) "
+            f"at terminal {j['terminal']} seq {j['seq']}",
+        )
+    for b in rec.get("balance_breaks", []):
+        t.add_row(
+            "balance break",
+            "card {}".format(b["uid"]),
+            f"counter {b['counter']}: balance {_money(b['balance'])}, expected "
+            f"{_money(b['expected_balance'])} ({b['difference']:+,}) at terminal {b['terminal']} "
+            f"seq {b['seq']}",
         )
     console.print(t)

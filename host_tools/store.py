@@ -75,6 +75,27 @@ MIGRATIONS = [
             "CREATE INDEX taps_kind ON taps (kind)",
         ],
     ),
+    (
+        2,
+        [
+            # config payloads the operator published (fare tables, deny lists): signed per terminal
+            # when they are sent (keystore.config_key), so the store holds them unsigned
+            """CREATE TABLE configs (
+                kind INTEGER NOT NULL,
+                version BIGINT NOT NULL,
+                payload {blob} NOT NULL,
+                published_at BIGINT NOT NULL,
+                PRIMARY KEY (kind, version)
+            )""",
+            # every refused Wi-Fi batch (unknown terminal, bad MAC...), for the operator
+            """CREATE TABLE rejects (
+                at BIGINT NOT NULL,
+                terminal BIGINT,
+                source TEXT NOT NULL,
+                reason TEXT NOT NULL
+            )""",
+        ],
+    ),
 ]
 
 _DIALECT_TYPES = {
@@ -135,7 +156,8 @@ def open_store(url=DEFAULT_URL):
         if not os.path.isdir(d):
             raise StoreError(f"cannot create the store {path}: folder {d} does not exist")
     try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # check_same_thread off: `tapkit serve` hands a connection to one request thread at a time
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         if path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
         # durable first: a batch is on disk before the terminal is told it may reclaim it
@@ -217,14 +239,18 @@ class Store:
 
     # ---- writing -------------------------------------------------------------------------------
 
-    def ingest(self, terminal_id, records, key, allow_gap=False):
+    def ingest(self, terminal_id, records, key, allow_gap=False, prev_mac=None):
         """Store a run of consecutive records of one terminal; return (inserted, duplicates).
 
         The chain must continue from the stored record before the first one (genesis MAC at seq 1).
         `allow_gap=True` accepts a batch that starts after a gap (records acknowledged elsewhere): the
         first record's link to its unknown predecessor cannot be checked; the report lists the gap.
         Raises ChainError (nothing stored) for a damaged record, a broken chain, a foreign record or a
-        record that differs from the stored one with the same seq."""
+        record that differs from the stored one with the same seq.
+        `prev_mac`: the MAC field of the record before the first one, when the caller has it but the
+        store does not (a Wi-Fi batch's anchor: acknowledged elsewhere); the first record is then
+        checked against it (the MAC covers it: a made-up value cannot verify). A stored predecessor
+        wins over it."""
         records = [bytes(r) for r in records]
         if not records:
             return 0, 0
@@ -270,6 +296,8 @@ class Store:
                 )
                 if r is not None:
                     prev = binascii.unhexlify(r[0])
+                elif prev_mac is not None:
+                    prev = bytes(prev_mac)
                 elif allow_gap:
                     prev = None
                 else:
@@ -345,6 +373,44 @@ class Store:
                     terminal_id,
                 ),
             )
+
+    def put_config(self, kind, version, payload):
+        """Publish a config payload (signed.KIND_*); a version, once published, never changes."""
+        with self._tx():
+            r = self._one(
+                "SELECT payload FROM configs WHERE kind = ? AND version = ?", (kind, version)
+            )
+            if r is not None:
+                if bytes(r[0]) != bytes(payload):
+                    raise StoreError(
+                        f"config kind {kind} version {version} is already published with "
+                        "other content: publish a new version"
+                    )
+                return False
+            self._exec(
+                "INSERT INTO configs (kind, version, payload, published_at) VALUES (?, ?, ?, ?)",
+                (kind, version, bytes(payload), int(time.time())),
+            )
+        return True
+
+    def latest_configs(self):
+        """{kind: (version, payload)}: the newest published version of every kind."""
+        rows = self._all(
+            "SELECT c.kind, c.version, c.payload FROM configs c WHERE c.version = "
+            "(SELECT MAX(version) FROM configs d WHERE d.kind = c.kind)"
+        )
+        return {int(k): (int(v), bytes(p)) for k, v, p in rows}
+
+    def note_reject(self, terminal_id, source, reason):
+        with self._tx():
+            self._exec(
+                "INSERT INTO rejects (at, terminal, source, reason) VALUES (?, ?, ?, ?)",
+                (int(time.time()), terminal_id, source, reason[:500]),
+            )
+
+    def rejects(self):
+        rows = self._all("SELECT at, terminal, source, reason FROM rejects ORDER BY at")
+        return [dict(zip(("at", "terminal", "source", "reason"), r, strict=True)) for r in rows]
 
     # ---- reading -------------------------------------------------------------------------------
 
@@ -452,6 +518,32 @@ class Store:
             "FROM taps t GROUP BY t.terminal ORDER BY t.terminal"
         )
         return [tuple(int(x or 0) for x in r) for r in rows]
+
+    def revenue_by(self, column, day_offset=0):
+        """[(key, charges, revenue)] of not-voided charges grouped by terminal, line, profile or
+        day (days since 1970-01-01 in UTC shifted by `day_offset` seconds)."""
+        if column == "day":
+            key = f"(t.time + {int(day_offset)}) / 86400"
+        elif column in ("terminal", "line", "profile"):
+            key = "t." + column
+        else:
+            raise ValueError(column)
+        rows = self._all(
+            f"SELECT {key} AS k, COUNT(*), SUM(t.amount) FROM taps t WHERE t.kind = 'charge' AND "
+            f"{self._NOT_VOIDED} GROUP BY k ORDER BY k"
+        )
+        return [(k if column == "profile" else int(k), int(n), int(a or 0)) for k, n, a in rows]
+
+    def card_charges(self):
+        """[(uid, counter, terminal, seq, time, amount, balance)] of every not-voided charge, by card
+        and counter: what the counter and balance checks of the report walk through."""
+        rows = self._all(
+            "SELECT t.uid, t.counter, t.terminal, t.seq, t.time, t.amount, t.balance FROM taps t "
+            f"WHERE t.kind = 'charge' AND t.uid <> ? AND t.counter > 0 AND {self._NOT_VOIDED} "
+            "ORDER BY t.uid, t.counter, t.time, t.terminal, t.seq",
+            (NO_UID,),
+        )
+        return [(r[0],) + tuple(int(x) for x in r[1:]) for r in rows]
 
     def sequence_gaps(self):
         """[(terminal, first_missing, last_missing)]: holes in each terminal's stored sequence,

@@ -6,20 +6,44 @@
 Order of work: IDENTIFY -> correct the terminal clock if it drifts -> PULL from
 max(stored last seq, terminal acked seq) + 1 up to the terminal's head in batches -> each batch is
 verified (MAC chain) and committed to the store, and only then ACKed, so the terminal never reclaims a
-record the store does not hold. A link that drops anywhere leaves the store and the terminal consistent:
+record the store does not hold -> INSTALL the newest published config (store.latest_configs) the
+terminal lacks, signed with its config key. A link that drops anywhere leaves the store and the terminal consistent:
 the next run resumes from what is stored (ingest is idempotent by (terminal, seq)).
 """
 
 import time
 
-from card_schema import frames, taprecord
+from card_schema import frames, frames_host, signed, taprecord
 from host_tools import TapkitError, keystore
+from host_tools.store import ChainError
 
 CLOCK_TOLERANCE = 5  # seconds of terminal clock drift before the host sets it
 
 
 class SyncError(TapkitError):
     pass
+
+
+def missing_config(store, info):
+    """[(kind, version, payload)] the store has newer than the terminal says it holds."""
+    out = []
+    for kind, (version, payload) in sorted(store.latest_configs().items()):
+        if 0 < kind < len(frames_host.CONFIG_NAMES):
+            have = int(info.get(frames_host.CONFIG_NAMES[kind] + "_ver", 0) or 0)
+            if version > have:
+                out.append((kind, version, payload))
+    return out
+
+
+def push_config(link, store, ks, tid, info):
+    """Install what the terminal lacks, signed with its own config key; returns ["fares 7", ...]."""
+    done = []
+    key = keystore.config_key(ks, tid)
+    for kind, version, payload in missing_config(store, info):
+        kind, version = link.install(signed.seal(key, kind, version, payload))
+        info[frames_host.CONFIG_NAMES[kind] + "_ver"] = version
+        done.append(f"{frames_host.CONFIG_NAMES[kind]} {version}")
+    return done
 
 
 def sync_terminal(
@@ -77,7 +101,11 @@ def sync_terminal(
         got = taprecord.seq_of(recs[0])
         if got != seq and not (gap and got > seq):
             raise SyncError(f"terminal {tid} answered seq {got} when asked for seq {seq}")
-        inserted, dups = store.ingest(tid, recs, key, allow_gap=gap)
+        try:
+            inserted, dups = store.ingest(tid, recs, key, allow_gap=gap)
+        except ChainError as e:
+            store.note_reject(tid, "usb", f"bad_mac: {e}")  # the report lists refused uploads
+            raise
         gap = False
         pulled += len(recs)
         stored += inserted
@@ -86,8 +114,10 @@ def sync_terminal(
         acked = link.ack(seq - 1)  # durable first: the batch is committed
         if progress:
             progress(min(pulled, total), total)
+    installed = push_config(link, store, ks, tid, info)
     store.note_sync(tid, info, acked)
     return {
+        "config_installed": installed,
         "terminal": tid,
         "fw": info.get("fw"),
         "head_seq": head,

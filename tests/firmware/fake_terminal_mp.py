@@ -3,6 +3,9 @@
 #
 #   micropython fake_terminal_mp.py KEYHEX TERMINAL_ID N_RECORDS CLOCK_OFFSET [REQUEST_FILE]
 #
+# $TAPKIT_CONFIG_KEY (hex) enables INSTALL (blobs land in the current directory); $TAPKIT_EXTRA=1 adds
+# an `extra` handler answering request 0x30 with its body reversed (the extension hook).
+#
 # Without REQUEST_FILE it serves stdin line by line (stdout = the port). Lines starting with "!" are test
 # controls, never sent by a host: "!add N" journals N more taps, "!ack N" acknowledges as another host
 # would, "!state" prints the journal state as JSON. With REQUEST_FILE each line of the file goes to
@@ -107,7 +110,30 @@ def main():
     clock = Clock(int(sys.argv[4]))
     out = sys.stdout.buffer
     info = {"terminal_id": terminal, "fw": "0.1.0-test", "config_ver": 3, "profile": "bus"}
-    r = Responder(j, info, clock, out.write, log=lambda: ["boot ok", "pn532 ok"])
+    import os
+
+    ck = os.getenv("TAPKIT_CONFIG_KEY")
+    if ck:
+        import binascii
+
+        ck = binascii.unhexlify(ck)
+
+    def extra(ftype, body):
+        if ftype == 0x30:
+            return 0xB0, bytes(reversed(bytes(body)))
+        if ftype == 0x31:
+            raise ValueError("extra handler failed")
+        return None
+
+    r = Responder(
+        j,
+        info,
+        clock,
+        out.write,
+        log=lambda: ["boot ok", "pn532 ok"],
+        extra=extra if os.getenv("TAPKIT_EXTRA") else None,
+        config_key=ck or None,
+    )
     if len(sys.argv) > 5:
         with open(sys.argv[5], "rb") as f:
             data = f.read()

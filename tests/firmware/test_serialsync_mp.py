@@ -19,11 +19,16 @@ KEY = bytes(range(16))
 TERMINAL = 7
 
 
-def run_terminal(mp_run, tmp_path, requests, n_records=20, clock_offset=0):
-    """Feed `requests` (a list of lines) to the VM terminal; return (responses, state)."""
+def run_terminal(mp_run, tmp_path, requests, n_records=20, clock_offset=0, env=None):
+    """Feed `requests` (a list of lines) to the VM terminal; return (responses, state).
+    The VM runs in tmp_path/board (installed config blobs land there)."""
     req = tmp_path / "requests.bin"
     req.write_bytes(b"".join(requests))
-    p = mp_run(SCRIPT, KEY.hex(), TERMINAL, n_records, clock_offset, req, check=True)
+    board = tmp_path / "board"
+    board.mkdir(exist_ok=True)
+    p = mp_run(
+        SCRIPT, KEY.hex(), TERMINAL, n_records, clock_offset, req, check=True, env=env, cwd=board
+    )
     out = p.stdout.encode()
     responses = []
     state = None
@@ -138,3 +143,92 @@ def test_garbage_is_ignored_and_never_breaks_the_responder(mp_run, tmp_path):
         assert (t, r) == (frames_host.RECORDS, 0x4242)
         assert [taprecord.seq_of(x) for x in frames_host.parse_records(b)] == [2, 3]
     assert state["requests"] == len(noise) + 1
+
+
+# ---- INSTALL of signed config blobs, the extension hook ------------------------------------------
+CONFIG_KEY = bytes(range(16, 32))
+
+
+def _install_reqs(blob, req_id, chunk=frames_host.INSTALL_CHUNK, offsets=None):
+    offsets = offsets if offsets is not None else range(0, len(blob), chunk)
+    return [
+        frames.encode(
+            frames.INSTALL, req_id + i, frames_host.install_body(o, len(blob), blob[o : o + chunk])
+        )
+        for i, o in enumerate(offsets)
+    ]
+
+
+def test_install_signed_blobs(mp_run, tmp_path):
+    from card_schema import signed
+
+    fares = signed.seal(CONFIG_KEY, signed.KIND_FARES, 7, bytes(range(256)) * 8)  # 2 KB: 3 chunks
+    deny = signed.seal(CONFIG_KEY, signed.KIND_DENY, 3, b"\x04\x11\x22\x33\x44\x55\x66")
+    forged = signed.seal(bytes(16), signed.KIND_DENY, 9, b"x")
+    old = signed.seal(CONFIG_KEY, signed.KIND_FARES, 6, b"old")
+    c = frames_host.INSTALL_CHUNK
+    reqs = [frames.encode(frames.IDENTIFY, 1)]
+    # chunk 2 retransmitted (its answer was lost), then the rest
+    reqs += _install_reqs(fares, 10, offsets=[0, c, c, 2 * c])
+    reqs += _install_reqs(deny, 20) + _install_reqs(deny, 30)  # the same blob twice: no-op
+    reqs += _install_reqs(forged, 40) + _install_reqs(old, 50)
+    reqs += [frames.encode(frames.INSTALL, 60, frames_host.install_body(900, 1000, b"x"))]
+    reqs += [frames.encode(frames.IDENTIFY, 2)]
+    env = {"TAPKIT_CONFIG_KEY": CONFIG_KEY.hex()}
+    resp, _ = run_terminal(mp_run, tmp_path, reqs, env=env)
+    assert json.loads(resp[0][2])["fares_ver"] == 0
+    got = [
+        (t, r, frames_host.parse_install(b) if t == 0x86 else frames_host.parse_error(b))
+        for t, r, b in resp[1:-1]
+    ]
+    assert got == [
+        (0x86, 10, (c, 0, 0)),
+        (0x86, 11, (2 * c, 0, 0)),
+        (0x86, 12, (2 * c, 0, 0)),
+        (0x86, 13, (len(fares), 1, 7)),
+        (0x86, 20, (len(deny), 2, 3)),
+        (0x86, 30, (len(deny), 2, 3)),
+        (0xFF, 40, (frames.ERR_BAD_REQUEST, "config blob refused: bad signature")),
+        (0xFF, 50, (frames.ERR_BAD_REQUEST, "config fares 6 is older than the installed 7")),
+        (0xFF, 60, (frames.ERR_BAD_REQUEST, "chunk at 900 but 0 bytes received")),
+    ]
+    ident = json.loads(resp[-1][2])
+    assert (ident["fares_ver"], ident["deny_ver"], ident["deny_delta_ver"]) == (7, 3, 0)
+    board = tmp_path / "board"
+    assert (board / "fares.bin").read_bytes() == fares and (
+        board / "deny.bin"
+    ).read_bytes() == deny
+    assert sorted(p.name for p in board.iterdir()) == [
+        "deny.bin",
+        "fares.bin",
+    ]  # no .new, no .part
+    # a restarted terminal reports what it holds
+    resp, _ = run_terminal(mp_run, tmp_path, [frames.encode(frames.IDENTIFY, 3)], env=env)
+    assert json.loads(resp[0][2])["fares_ver"] == 7
+
+
+def test_install_without_a_config_key_is_unknown(mp_run, tmp_path):
+    resp, _ = run_terminal(mp_run, tmp_path, _install_reqs(b"TKS1" + bytes(40), 1))
+    assert [(t, frames_host.parse_error(b)[0]) for t, _, b in resp] == [
+        (frames.ERROR, frames.ERR_UNKNOWN_TYPE)
+    ]
+
+
+def test_extra_handler_serves_new_request_types(mp_run, tmp_path):
+    reqs = [
+        frames.encode(0x30, 1, b"abc"),
+        frames.encode(0x31, 2),  # the handler raises: an ERROR frame, the responder stays up
+        frames.encode(0x32, 3),  # the handler does not know it either
+        frames.encode(frames.IDENTIFY, 4),
+    ]
+    resp, state = run_terminal(mp_run, tmp_path, reqs, env={"TAPKIT_EXTRA": "1"})
+    assert resp[0] == (0xB0, 1, b"cba")
+    assert (resp[1][0], frames_host.parse_error(resp[1][2])) == (
+        frames.ERROR,
+        (frames.ERR_INTERNAL, "extra handler failed"),
+    )
+    assert (resp[2][0], frames_host.parse_error(resp[2][2])[0]) == (
+        frames.ERROR,
+        frames.ERR_UNKNOWN_TYPE,
+    )
+    assert resp[3][0] == frames_host.IDENTIFY_R and state["requests"] == 4

@@ -280,3 +280,83 @@ def test_open_store_errors(tmp_path):
     s = store_mod.open_store(str(tmp_path / "plain.db"))  # a plain path is SQLite
     assert s.dialect == "sqlite"
     s.close()
+
+
+def test_report_revenue_by_and_card_checks(store_url, tmp_path):
+    from host_tools import keystore
+
+    ks = keystore.init(str(tmp_path / "issuer.keys"))
+    key = keystore.terminal_key(ks, 7)
+    day2 = T0 + 86400
+    recs = chain(
+        key,
+        7,
+        [
+            {"uid": uid(1), "counter": 1, "amount": 250, "balance": 9750, "line": 3},
+            {"uid": uid(1), "counter": 2, "amount": 250, "balance": 9500, "line": 3},
+            # counters 3 and 4 of card 1 never reached this store: a jump, the balance fell by 750
+            {"uid": uid(1), "counter": 5, "amount": 250, "balance": 8750, "line": 9},
+            {"uid": uid(2), "counter": 1, "amount": 250, "balance": 5000, "line": 9},
+            # card 2 was topped up at the card office (counter 2 and 3): not a problem
+            {
+                "uid": uid(2),
+                "counter": 4,
+                "amount": 250,
+                "balance": 19750,
+                "line": 9,
+                "time": day2,
+            },
+            {"uid": uid(3), "counter": 1, "amount": 250, "balance": 1000, "line": 9, "time": day2},
+            # 150 Rial appeared on card 3 between two consecutive counters
+            {"uid": uid(3), "counter": 2, "amount": 250, "balance": 900, "line": 9, "time": day2},
+        ],
+    )
+    with store_mod.open_store(store_url) as s:
+        s.ingest(7, recs, key)
+        s.note_reject(7, "wifi", "bad_mac: MAC chain broken at seq 9")
+        s.note_reject(None, "wifi", "malformed: batch too short")
+        rep = report_mod.report(s, ks=ks)
+        assert rep["reconciliation"]["mac_chain_breaks"] == []
+        # someone edits a stored amount afterwards
+        bad = bytearray(recs[1])
+        bad[28] = 1
+        s._exec("UPDATE taps SET raw = ? WHERE terminal = 7 AND seq = 2", (bytes(bad),))
+        rep2 = report_mod.report(s, ks=ks)
+        rep_no_ks = report_mod.report(s)
+    by = rep["revenue_by"]
+    assert by["line"] == [
+        {"line": 3, "charges": 2, "revenue": 500},
+        {"line": 9, "charges": 5, "revenue": 1250},
+    ]
+    assert by["profile"] == [{"profile": "bus", "charges": 7, "revenue": 1750}]
+    assert by["terminal"] == [{"terminal": 7, "charges": 7, "revenue": 1750}]
+    assert [(d["charges"], d["revenue"]) for d in by["day"]] == [(4, 1000), (3, 750)]
+    assert by["day"][0]["day"] == "2023-11-14"
+    rec = rep["reconciliation"]
+    assert rec["counter_jumps"] == [
+        {
+            "uid": uid(1).hex(),
+            "from_counter": 2,
+            "to_counter": 5,
+            "missing": 2,
+            "terminal": 7,
+            "seq": 3,
+            "prev_terminal": 7,
+            "prev_seq": 2,
+        }
+    ]
+    assert [
+        (b["uid"], b["counter"], b["expected_balance"], b["difference"])
+        for b in rec["balance_breaks"]
+    ] == [(uid(3).hex(), 2, 750, 150)]
+    assert rec["refused_uploads"] == {"bad_mac": 1, "malformed": 1}
+    assert rep2["reconciliation"]["mac_chain_breaks"] == [{"terminal": 7, "seq": 2}]
+    assert rep_no_ks["reconciliation"]["mac_chain_breaks"] is None
+    out = io.StringIO()
+    report_mod.render_table(rep2, Console(file=out, width=160, color_system=None))
+    text = out.getvalue()
+    assert "counter 2 -> 5 (2 taps missing) at terminal 7 seq 3" in text
+    assert "balance 900, expected 750 (+150) at terminal 7 seq 7" in text
+    assert "MAC chain broken" in text and "seq 2 altered" in text
+    assert "refused uploads: bad_mac 1, malformed 1" in text
+    assert "revenue by line" in text and "2023-11-15" in text

@@ -10,8 +10,11 @@ import os
 import queue
 import select
 import shutil
+import signal
 import subprocess
+import sys
 import threading
+import time
 import tty
 
 import pytest
@@ -30,8 +33,11 @@ TID = 1001
 class PtyTerminal:
     """The fake terminal behind a pty; the relay can drop, inject and black-hole lines."""
 
-    def __init__(self, mpy_build, key, n_records, clock_offset=0):
+    def __init__(self, mpy_build, key, n_records, clock_offset=0, cwd=None, config_key=None):
         env = dict(os.environ, MICROPYPATH=os.path.join(mpy_build, "lib"))
+        if config_key:
+            env["TAPKIT_CONFIG_KEY"] = config_key.hex()
+        self.cwd = cwd
         exe = shutil.which("micropython")
         self.proc = subprocess.Popen(
             [
@@ -48,6 +54,7 @@ class PtyTerminal:
             stdout=subprocess.PIPE,
             env=env,
             bufsize=0,
+            cwd=cwd,
         )
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
@@ -58,6 +65,9 @@ class PtyTerminal:
         self.noise = []  # lines written to the host before every response
         self.blackhole_after = None  # after this many responses, the cable is "pulled"
         self.drop_requests_after = None  # after this many requests, requests are lost
+        self.mutate_request = None  # callable(n, line) -> lines to pass on instead of line
+        self.mutate_response = None
+        self.delay = 0.0  # seconds before every response (a slow line)
         self.responses = 0
         self.requests = 0
         self.stop = False
@@ -87,8 +97,12 @@ class PtyTerminal:
                     and self.requests > self.drop_requests_after
                 ):
                     continue
+                lines = [line + b"\n"]
+                if self.mutate_request:
+                    lines = self.mutate_request(self.requests - 1, line + b"\n")
                 with self.lock:
-                    self.proc.stdin.write(line + b"\n")
+                    for x in lines:
+                        self.proc.stdin.write(x)
 
     def _terminal_to_host(self):
         while not self.stop:
@@ -104,9 +118,12 @@ class PtyTerminal:
                 continue
             if self.blackhole_after is not None and n >= self.blackhole_after:
                 continue
+            if self.delay:
+                time.sleep(self.delay)
             for noise in self.noise:
                 os.write(self.master, noise)
-            os.write(self.master, line)
+            for x in self.mutate_response(n, line) if self.mutate_response else [line]:
+                os.write(self.master, x)
 
     def control(self, cmd):
         """Send a test control ("add 5", "state") straight to the VM; return its state."""
@@ -119,6 +136,8 @@ class PtyTerminal:
         self.noise = []
         self.blackhole_after = None
         self.drop_requests_after = None
+        self.mutate_request = self.mutate_response = None
+        self.delay = 0.0
 
     def close(self):
         self.stop = True
@@ -138,16 +157,32 @@ class PtyTerminal:
 
 
 @pytest.fixture(scope="module")
-def ks(tmp_path_factory):
-    return keystore.init(str(tmp_path_factory.mktemp("ks") / "issuer.keys"))
+def ks_path(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("ks") / "issuer.keys")
+    keystore.init(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ks(ks_path):
+    return keystore.load(ks_path)
 
 
 @pytest.fixture
-def terminal_factory(mpy_build, ks):
+def terminal_factory(mpy_build, ks, tmp_path):
     made = []
 
     def make(n_records=30, clock_offset=0):
-        t = PtyTerminal(mpy_build, keystore.terminal_key(ks, TID), n_records, clock_offset)
+        board = tmp_path / ("board%d" % len(made))
+        board.mkdir()
+        t = PtyTerminal(
+            mpy_build,
+            keystore.terminal_key(ks, TID),
+            n_records,
+            clock_offset,
+            cwd=str(board),
+            config_key=keystore.config_key(ks, TID),
+        )
         made.append(t)
         return t
 
@@ -264,8 +299,6 @@ def test_clock_drift_is_corrected(terminal_factory, db, ks):
     with open_link(term) as link:
         s = sync.sync_terminal(link, db, ks)
     assert s["clock_set"] and -3602 <= s["clock_drift"] <= -3598
-    import time
-
     assert abs(term.control("state")["clock"] - time.time()) < 3
     with open_link(term) as link:
         s = sync.sync_terminal(link, db, ks)
@@ -311,3 +344,151 @@ def test_open_errors_are_one_clear_line(tmp_path):
     finally:
         os.close(master)
         os.close(slave)
+
+
+# ---- line faults: flipped bits, duplicated frames, dropped bytes ---------------------------------
+def _flip(line, bit):
+    b = bytearray(line)
+    i = 1 + bit // 8 % (len(b) - 2)  # never the "~" or the newline
+    b[i] ^= 1 << (bit % 8)
+    return bytes(b)
+
+
+@pytest.mark.parametrize("fault", ["flip", "duplicate", "drop_bytes"])
+@pytest.mark.parametrize("side", ["request", "response"])
+def test_line_faults_still_store_every_tap_once(terminal_factory, db, ks, fault, side):
+    term = terminal_factory(n_records=40)
+    hit = {1, 2, 4, 5, 7}  # PULL/ACK exchanges of the first batches
+
+    def mutate(n, line):
+        if n not in hit:
+            return [line]
+        if fault == "flip":
+            return [_flip(line, 7 * n + 3)]
+        if fault == "duplicate":
+            return [line, line]
+        return [line[:5] + line[9:]]  # four bytes lost in the middle of the line
+
+    setattr(term, "mutate_" + side, mutate)
+    with open_link(term, timeout=0.3, retries=3) as link:
+        s = sync.sync_terminal(link, db, ks)
+        if fault != "duplicate":
+            assert link.stats["retries"] >= len(hit) - 1
+    assert (s["pulled"], s["stored"], s["duplicates"], s["acked_seq"]) == (40, 40, 0, 40)
+    assert db.count() == 40 and term.control("state")["acked"] == 40
+    assert [taprecord.seq_of(r) for r in db.raw_records(TID)] == list(range(1, 41))
+
+
+# ---- config push ---------------------------------------------------------------------------------
+def test_sync_installs_missing_config_signed_for_the_terminal(terminal_factory, db, ks):
+    from card_schema import signed
+
+    fares = bytes(range(200)) * 5  # two INSTALL chunks
+    db.put_config(signed.KIND_FARES, 4, fares)
+    db.put_config(signed.KIND_DENY, 2, b"deny v2")
+    db.put_config(signed.KIND_FARES, 3, b"older")
+    term = terminal_factory(n_records=3)
+    # the answer to the last fares chunk is lost: the retransmission finds it applied
+    term.drop_responses = {4}
+    with open_link(term) as link:
+        s = sync.sync_terminal(link, db, ks)
+        assert link.identify()["fares_ver"] == 4
+    assert s["config_installed"] == ["fares 4", "deny 2"] and s["stored"] == 3
+    blob = open(os.path.join(term.cwd, "fares.bin"), "rb").read()
+    assert signed.verify(keystore.config_key(ks, TID), blob) == (signed.KIND_FARES, 4, fares)
+    with open_link(term) as link:
+        assert sync.sync_terminal(link, db, ks)["config_installed"] == []
+    db.put_config(signed.KIND_DENY, 3, b"deny v3")
+    with open_link(term) as link:
+        assert sync.sync_terminal(link, db, ks)["config_installed"] == ["deny 3"]
+
+
+# ---- the CLI: killed mid-ingest, rerun -------------------------------------------------------------
+def _cli(*args, **kw):
+    return subprocess.Popen(
+        [sys.executable, "-m", "host_tools.cli", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def test_cli_sync_killed_mid_ingest_then_rerun_stores_every_tap_once(
+    terminal_factory, ks_path, tmp_path
+):
+    import sqlite3
+
+    term = terminal_factory(n_records=200, clock_offset=-600)
+    term.delay = 0.03  # a slow line, so the kill lands mid-batch
+    path = tmp_path / "cli.db"
+    url = "sqlite:///%s" % path
+    p = _cli("sync", "--port", term.port, "--db", url, "--keystore", ks_path, "--json")
+    stored = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and stored < 40:
+        time.sleep(0.05)
+        if path.exists():
+            try:
+                with sqlite3.connect(path) as c:
+                    stored = c.execute("SELECT COUNT(*) FROM taps").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass  # not migrated yet
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=10)
+    assert p.returncode == -signal.SIGKILL and 40 <= stored < 200
+    term.delay = 0.0
+    p = _cli("sync", "--port", term.port, "--db", url, "--keystore", ks_path)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "pulled" in err and "/" in err  # the progress line
+    assert "stored" in out and "acked_seq" in out  # the summary table
+    with sqlite3.connect(path) as c:
+        seqs = [r[0] for r in c.execute("SELECT seq FROM taps ORDER BY seq")]
+    assert seqs == list(range(1, 201))
+    assert term.control("state")["acked"] == 200
+    assert abs(term.control("state")["clock"] - time.time()) < 5  # the clock was corrected
+    # nothing left: a third run stores nothing and says so in JSON
+    p = _cli("sync", "--port", term.port, "--db", url, "--keystore", ks_path, "--json")
+    out, err = p.communicate(timeout=60)
+    summary = json.loads(out)
+    assert p.returncode == 0 and (summary["pulled"], summary["stored"]) == (0, 0)
+    # the report re-verifies the stored chain with the keystore
+    p = _cli("report", "--db", url, "--keystore", ks_path, "--json")
+    out, err = p.communicate(timeout=60)
+    rep = json.loads(out)
+    assert p.returncode == 0 and rep["taps"] == 200
+    rec = rep["reconciliation"]
+    assert rec["mac_chain_breaks"] == [] and rec["sequence_gaps"] == []
+
+
+def test_cli_sync_errors_are_one_line(ks_path, tmp_path):
+    p = _cli(
+        "sync",
+        "--port",
+        "/dev/ttyNOPE9",
+        "--db",
+        "sqlite:///%s" % (tmp_path / "x.db"),
+        "--keystore",
+        ks_path,
+    )
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1 and err.strip().count("\n") == 0
+    assert err.startswith("tapkit: error: no serial port /dev/ttyNOPE9")
+
+
+def test_records_that_do_not_verify_are_neither_stored_nor_acked(mpy_build, db, ks, tmp_path):
+    # a terminal whose journal key is not the keystore's (a foreign or re-keyed journal)
+    term = PtyTerminal(mpy_build, bytes(16), 5, cwd=str(tmp_path))
+    try:
+        with (
+            open_link(term) as link,
+            pytest.raises(store_mod.ChainError, match="MAC chain broken"),
+        ):
+            sync.sync_terminal(link, db, ks)
+        assert db.count() == 0 and term.control("state")["acked"] == 0
+        assert [r["source"] for r in db.rejects()] == ["usb"]
+        assert report.report(db)["reconciliation"]["refused_uploads"] == {"bad_mac": 1}
+    finally:
+        term.close()

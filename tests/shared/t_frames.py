@@ -193,3 +193,20 @@ def test_every_corruption_rejected():
     if flips != len(payload) * 8:
         raise AssertionError("a bit flip got through")
     return cases
+
+
+def test_no_repl_control_byte_on_the_wire():
+    # The port is also the MicroPython REPL: Ctrl-A..E (raw REPL, soft reset, paste mode) and Ctrl-C
+    # must never appear in a frame. Every line is "~", base64 characters and "\n", whatever the body.
+    allowed = b"~\n=+/ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    bodies = [b"", bytes(range(256))[:200], b"\x01\x02\x03\x04\x05" * 100, b"\xff" * 700]
+    seen = 0
+    for ftype in (frames.IDENTIFY, frames.PULL, frames.INSTALL, frames_host.RECORDS, frames.ERROR):
+        for req_id in (0, 1, 3, 0x0303, 0xFFFF):
+            for body in bodies:
+                line = frames.encode(ftype, req_id, body)
+                for ch in line:
+                    if ch not in allowed:
+                        raise AssertionError("byte %d in a frame" % ch)
+                seen += len(line)
+    return seen

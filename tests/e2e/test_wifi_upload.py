@@ -1,0 +1,148 @@
+"""The firmware's Wi-Fi uploader (firmware/wifi.py) on the virtual board at 112K, its "Wi-Fi" the host's
+loopback, into a real `tapkit serve` ingest (in-process, SQLite)."""
+
+import socket
+import threading
+import time
+
+from card_schema import signed, tariff
+from emulator.vboard import VirtualBoard
+from host_tools import keystore, provision, serve
+from host_tools import store as store_mod
+from host_tools.link import SerialLink
+from test_vboard import _card
+
+TID = 1001
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, url, ks, port):
+        self.ingest = serve.Ingest(url, ks, [(TID, TID)], log=lambda m: None)
+        self.srv = serve.make_server(self.ingest, "127.0.0.1", port)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+        self.ingest.close()
+
+
+def _wait(pred, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def test_wifi_upload_with_server_down_then_up(tmp_path, keystore_path):
+    ks = keystore.load(str(keystore_path))
+    url = "sqlite:///%s" % (tmp_path / "taps.db")
+    with store_mod.open_store(url) as db:
+        db.put_config(signed.KIND_DENY, 4, tariff.pack_deny([]))
+    port = _free_port()
+    state = tmp_path / "bus"
+    fs = state / "fs"
+    fs.mkdir(parents=True)
+    provision.deploy_virtual(
+        str(fs),
+        ks,
+        TID,
+        fare=25000,
+        line=7,
+        server="127.0.0.1:%d" % port,
+        upload_backoff_max_ms=3000,
+        upload_idle_ms=2000,
+    )
+    card = _card(tmp_path / "a.card", keystore_path, 100000)
+    with VirtualBoard(str(state), wifi=True) as vb:
+        # nobody listens yet: the uploader backs off, taps go on
+        vb.wait_for("LOG| wifi: OSError", timeout=20, since=0)
+        assert vb.tap(card)["buzzer"] == "ok"
+        assert vb.tap(card)["buzzer"] == "ok"
+        srv = Server(url, ks, port)
+        try:
+            with store_mod.open_store(url) as db:
+                _wait(lambda: db.count() == 2, timeout=30)
+                assert [t["seq"] for t in db.taps(TID)] == [1, 2]
+                assert [t["amount"] for t in db.taps(TID)] == [25000, 25000]
+            # the terminal was told: its journal acknowledged both, and it installed the deny list
+            with SerialLink(vb.port, timeout=2) as link:
+                info = _wait(
+                    lambda: (lambda i: i if i["acked_seq"] == 2 and i["deny_ver"] == 4 else None)(
+                        link.identify()
+                    )
+                )
+            assert info["unsynced"] == 0
+            assert (fs / "deny.bin").exists()
+            # a server restart in between: the next tap still arrives once
+            srv.close()
+            srv = None
+            assert vb.tap(card)["buzzer"] == "ok"
+            srv = Server(url, ks, port)
+            with store_mod.open_store(url) as db:
+                _wait(lambda: db.count() == 3, timeout=30)
+                assert [t["seq"] for t in db.taps(TID)] == [1, 2, 3]
+        finally:
+            if srv:
+                srv.close()
+        out = "\n".join(vb.lines(0))
+        assert "MemoryError" not in out
+        print([ln for ln in vb.lines(0) if ln.startswith("STAT|")][-1])
+
+
+def test_wifi_stalled_server_never_blocks_taps_and_anchor_after_usb_sync(tmp_path, keystore_path):
+    """A server that accepts the connection and never answers: taps go on, the exchange times out.
+    Then seq 1 is synced over USB into another store; the Wi-Fi batch of seq 2 carries seq 1 as
+    its anchor, so the Wi-Fi store verifies and takes it (no gap refusal)."""
+    from host_tools import sync as sync_mod
+
+    ks = keystore.load(str(keystore_path))
+    url = "sqlite:///%s" % (tmp_path / "wifi.db")
+    port = _free_port()
+    stall = socket.socket()
+    stall.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    stall.bind(("127.0.0.1", port))
+    stall.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+    state = tmp_path / "bus"
+    fs = state / "fs"
+    fs.mkdir(parents=True)
+    provision.deploy_virtual(
+        str(fs),
+        ks,
+        TID,
+        fare=25000,
+        line=7,
+        server="127.0.0.1:%d" % port,
+        upload_backoff_max_ms=3000,
+        upload_idle_ms=2000,
+    )
+    card = _card(tmp_path / "a.card", keystore_path, 100000)
+    srv = None
+    with VirtualBoard(str(state), wifi=True) as vb:
+        assert vb.tap(card)["buzzer"] == "ok"  # seq 1, while an upload hangs
+        vb.wait_for("LOG| wifi: OSError [Errno 110]", timeout=30, since=0)
+        with (
+            SerialLink(vb.port, timeout=2) as link,
+            store_mod.open_store("sqlite:///%s" % (tmp_path / "usb.db")) as other,
+        ):
+            s = sync_mod.sync_terminal(link, other, ks)
+        assert (s["stored"], s["acked_seq"]) == (1, 1)
+        assert vb.tap(card)["buzzer"] == "ok"  # seq 2
+        stall.close()
+        srv = Server(url, ks, port)
+        try:
+            with store_mod.open_store(url) as db:
+                _wait(lambda: db.count() == 1, timeout=30)
+                assert [t["seq"] for t in db.taps(TID)] == [2]
+                assert db.rejects() == []
+        finally:
+            srv.close()
