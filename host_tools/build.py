@@ -54,13 +54,17 @@ def compile_file(src, dst, arch=None):
         )
 
 
-def build(out, arch=None):
-    """Compile every module of PACKAGES into `out`; return {device_path: sha256}."""
+HOST_ONLY = ("_host.py", "_admin.py")  # card_schema modules the firmware never imports
+
+
+def build(out, arch=None, device=False):
+    """Compile every module of PACKAGES into `out`; return {device_path: sha256}. device=True leaves
+    out the host-only modules (*_host, *_admin): what a terminal's filesystem gets."""
     manifest = {}
     for pkg in PACKAGES:
         src_dir = os.path.join(ROOT, pkg)
         for name in sorted(os.listdir(src_dir)):
-            if not name.endswith(".py"):
+            if not name.endswith(".py") or (device and name.endswith(HOST_ONLY)):
                 continue
             src = os.path.join(src_dir, name)
             rel = "lib/%s/%s.mpy" % (pkg, name[:-3])

@@ -1,0 +1,371 @@
+# The virtual board's REPL: a MicroPython program (run by emulator/vboard.py on the unix port) that
+# speaks on stdin/stdout what an ESP32 speaks on its USB serial when no firmware runs:
+#
+#   friendly REPL  ">>> " prompt, echo, Ctrl-C clears the line, Ctrl-D soft reset, Ctrl-E paste mode
+#   raw REPL       Ctrl-A -> "raw REPL; CTRL-B to exit\r\n>"; code, Ctrl-D -> "OK", output, "\x04",
+#                  error, "\x04", ">"; Ctrl-D on an empty line: soft reset; Ctrl-B: friendly REPL
+#   raw-paste      "\x05A\x01" -> "R\x01" + window (u16 LE) + "\x01"; one "\x01" per window consumed;
+#                  "\x04" ends the code, answered with "\x04"; then as raw REPL after "OK"
+#
+# The board's filesystem (the directory $TAPKIT_FS) is mounted at "/" (vfs.VfsPosix), so paths on
+# the board are those of a real board ("/main.py", "/lib/firmware/app.mpy").
+# The names defined by executed code persist between executions, as on a board, until a soft reset.
+#
+# Resets end this process with an exit code the board host (vboard.py) acts on:
+#   10 soft reset in raw REPL: boot.py, then the raw REPL again (main.py is not run)
+#   11 soft reset in the friendly REPL: boot.py and main.py (the firmware)
+#   12 hard reset (machine.reset()): the board powers up again
+# While it executes code it says so on stderr ("REPL|exec" / "REPL|idle"): the host then turns a
+# Ctrl-C from the serial line into SIGINT (KeyboardInterrupt), as the board's UART interrupt does.
+import os
+import sys
+
+import vfs
+
+_RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+_WINDOW = 256
+_inp = sys.stdin.buffer
+_out = sys.stdout.buffer
+_err = sys.stderr
+
+
+def w(b):
+    if isinstance(b, str):
+        b = b.encode()
+    _out.write(b)
+    try:
+        _out.flush()
+    except AttributeError:
+        pass
+
+
+def rd():
+    while True:
+        try:
+            c = _inp.read(1)
+        except KeyboardInterrupt:
+            continue  # a Ctrl-C that arrived as we went idle: the byte itself follows
+        if not c:
+            raise SystemExit(0)  # the host closed the line: power off
+        return c[0]
+
+
+class Reset(Exception):
+    pass
+
+
+class _Machine:
+    # `machine` as code on the board sees it: the unix port's module plus reset(), reset_cause()
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def reset(self):
+        raise Reset(12)
+
+    def soft_reset(self):
+        raise Reset(0)
+
+    def reset_cause(self):
+        return 3  # SOFT_RESET
+
+    def unique_id(self):
+        return b"vboard"
+
+    def freq(self, *a):
+        return 240000000
+
+    PWRON_RESET = 1
+    HARD_RESET = 2
+    WDT_RESET = 3
+    DEEPSLEEP_RESET = 4
+    SOFT_RESET = 5
+
+
+class _Os:
+    # `os` as code on the board sees it: ilistdir() gives sizes, as littlefs on a board does
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def _abs(self, p):
+        if not p.startswith("/"):
+            p = self._real.getcwd().rstrip("/") + "/" + p
+        return _HOST + _FS + p
+
+    def rename(self, a, b):
+        # VfsPosix(root).rename() of this unix port builds both paths in one buffer (ENOENT):
+        # rename through the host's root instead
+        self._real.rename(self._abs(a), self._abs(b))
+
+    def listdir(self, path=""):
+        return [e[0] for e in self.ilistdir(path)]
+
+    def ilistdir(self, path=""):
+        real = self._real
+        top = real.getcwd() == "/" if path in ("", ".") else path.rstrip("/") == ""
+        for e in real.ilistdir(path):
+            if top and e[0] == _HOST[1:]:
+                continue
+            if len(e) > 3:
+                yield e
+                continue
+            size = 0
+            if e[1] != 0x4000:
+                try:
+                    size = real.stat((path.rstrip("/") + "/" if path else "") + e[0])[6]
+                except OSError:
+                    pass
+            yield (e[0], e[1], e[2], size)
+
+
+g = {}
+_HOST = "/_host"  # the host's root (no root prefix), for rename; hidden from listings
+_FS = os.getenv("TAPKIT_FS") or ""
+
+
+def fresh_globals():
+    g.clear()
+    g["__name__"] = "__main__"
+
+
+def busy(on):
+    _err.write("REPL|exec\n" if on else "REPL|idle\n")
+
+
+def _cooked(*args, sep=" ", end="\n", file=None):
+    # the friendly REPL's print: "\r\n" line ends, as a board's cooked console writes them
+    if file is not None:
+        return print(*args, sep=sep, end=end, file=file)
+    w((sep.join([str(x) for x in args]) + end).replace("\n", "\r\n"))
+
+
+def run(src, name, mode="exec"):
+    """Execute code; return the exception text ("" when none). Resets propagate as Reset.
+    mode "single": the friendly REPL (an expression's value is shown, lines end in "\r\n")."""
+    busy(True)
+    try:
+        if mode == "single":
+            g["print"] = _cooked
+            try:
+                code = compile(src, name, "eval")
+            except SyntaxError:
+                exec(compile(src, name, "exec"), g)
+            else:
+                v = eval(code, g)
+                if v is not None:
+                    g["_"] = v
+                    w(repr(v).replace("\n", "\r\n") + "\r\n")
+        else:
+            exec(compile(src, name, mode), g)
+        return ""
+    except Reset:
+        raise
+    except SystemExit:
+        raise Reset(0)
+    except BaseException as e:  # noqa: BLE001 - what the code raised is its output
+        import io
+
+        s = io.StringIO()
+        sys.print_exception(e, s)
+        return s.getvalue()
+    finally:
+        g.pop("print", None)
+        busy(False)
+
+
+def banner():
+    w(
+        "MicroPython v%d.%d.%d on %s; %s (tapkit virtual board)\r\n"
+        'Type "help()" for more information.\r\n'
+        % (sys.implementation.version[:3] + (sys.platform, os.getenv("TAPKIT_BOARD") or "ESP32"))
+    )
+
+
+_mode = ["friendly"]
+
+
+def raw_repl():
+    """Returns to the friendly REPL on Ctrl-B; raises Reset."""
+    _mode[0] = "raw"
+    w(_RAW_BANNER)
+    while True:
+        w(b">")
+        line = bytearray()
+        while True:
+            c = rd()
+            if c == 1:  # Ctrl-A
+                if len(line) == 2 and line[0] == 5:  # Ctrl-E A Ctrl-A: raw-paste
+                    if line[1] != 0x41:
+                        w(b"R\x00")
+                        line = bytearray()
+                        continue
+                    src = raw_paste()
+                    if src is None:
+                        line = bytearray()
+                        break
+                    err = run(bytes(src), "<stdin>")
+                    w(b"\x04" + err.encode() + b"\x04")
+                    break
+                w(b"\r\n" + _RAW_BANNER)
+                line = bytearray()
+                break
+            if c == 2:  # Ctrl-B
+                w(b"\r\n")
+                _mode[0] = "friendly"
+                return
+            if c == 3:  # Ctrl-C
+                line = bytearray()
+            elif c == 4:  # Ctrl-D
+                w(b"OK")
+                if not line:
+                    w(b"\r\n")
+                    raise Reset(10)
+                err = run(bytes(line), "<stdin>")
+                w(b"\x04" + err.encode() + b"\x04")
+                break
+            else:
+                line.append(c)
+
+
+def raw_paste():
+    w(b"R\x01" + bytes((_WINDOW & 0xFF, _WINDOW >> 8)) + b"\x01")
+    src = bytearray()
+    got = 0
+    while True:
+        c = rd()
+        if c == 4:
+            w(b"\x04")
+            return src
+        if c == 3:
+            w(b"\x04")
+            return None
+        src.append(c)
+        got += 1
+        if got == _WINDOW:
+            got = 0
+            w(b"\x01")
+
+
+def friendly():
+    banner()
+    while True:
+        w(b">>> ")
+        line = bytearray()
+        while True:
+            c = rd()
+            if c == 1:  # Ctrl-A: raw REPL
+                w(b"\r\n")
+                raw_repl()
+                banner()
+                line = None
+                break
+            if c == 3:  # Ctrl-C
+                w(b"\r\n")
+                line = None
+                break
+            if c == 4:  # Ctrl-D
+                if not line:
+                    w(b"\r\n")
+                    raise Reset(11)
+                continue
+            if c == 5:  # Ctrl-E: paste mode
+                w(b"\r\npaste mode; Ctrl-C to cancel, Ctrl-D to finish\r\n=== ")
+                buf = bytearray()
+                while True:
+                    c = rd()
+                    if c == 3:
+                        buf = None
+                        break
+                    if c == 4:
+                        break
+                    buf.append(c)
+                    w(bytes((c,)) if c != 13 else b"\r\n=== ")
+                w(b"\r\n")
+                if buf is not None:
+                    src = bytes(buf).replace(b"\r", b"\n")
+                    w(run(src, "<stdin>", "single").replace("\n", "\r\n"))
+                line = None
+                break
+            if c in (13, 10):
+                w(b"\r\n")
+                break
+            if c in (8, 127):
+                if line:
+                    line.pop()
+                    w(b"\x08 \x08")
+                continue
+            line.append(c)
+            w(bytes((c,)))
+        if not line:
+            continue
+        src = bytes(line)
+        if src.rstrip().endswith(b":"):  # a compound statement: read until an empty line
+            while True:
+                w(b"... ")
+                more = bytearray()
+                while True:
+                    c = rd()
+                    if c in (13, 10):
+                        w(b"\r\n")
+                        break
+                    if c == 3:
+                        more = None
+                        break
+                    more.append(c)
+                    w(bytes((c,)))
+                if not more:
+                    break
+                src += b"\n" + bytes(more)
+            if more is None:
+                w(b"\r\n")
+                continue
+        w(run(src, "<stdin>", "single").replace("\n", "\r\n"))
+
+
+def boot():
+    fresh_globals()
+    try:
+        os.stat("/boot.py")
+    except OSError:
+        return
+    with open("/boot.py") as f:
+        src = f.read()
+    err = run(src, "boot.py")
+    if err:
+        w(err.replace("\n", "\r\n"))
+
+
+def main():
+    fsdir = os.getenv("TAPKIT_FS")
+    if fsdir:
+        vfs.umount("/")
+        vfs.mount(vfs.VfsPosix(fsdir), "/")
+        vfs.mount(vfs.VfsPosix(), _HOST)
+        os.chdir("/")
+    sys.path[:] = ["", "/lib", ".frozen"]
+    import machine
+
+    sys.modules["machine"] = _Machine(machine)
+    sys.modules["os"] = _Os(os)
+    mode = os.getenv("TAPKIT_REPL") or "friendly"
+    try:
+        if mode == "raw":
+            boot()
+            raw_repl()
+        while True:
+            friendly()
+    except Reset as e:
+        code = e.args[0] if e.args else 0
+        if not code:  # sys.exit()/machine.soft_reset(): a soft reset of the mode we are in
+            code = 10 if _mode[0] == "raw" else 11
+        if code != 12:
+            w(b"MPY: soft reboot\r\n")
+        sys.exit(code)
+
+
+main()

@@ -1,0 +1,211 @@
+"""`tapkit flash` onto virtual boards over their USB serial (the raw REPL), then `tapkit diag`."""
+
+import os
+import threading
+import time
+
+import pytest
+from e2e_helpers import run_cli
+
+from emulator.vboard import VirtualBoard
+from host_tools import flash
+
+BOARD = "unix-virtual"
+
+
+@pytest.fixture
+def blank_boards(tmp_path):
+    boards = []
+
+    def make(n):
+        for i in range(n):
+            vb = VirtualBoard(str(tmp_path / ("board-%d" % i)))
+            vb.start(blank=True)
+            boards.append(vb)
+        return boards
+
+    yield make
+    for vb in boards:
+        vb.stop()
+
+
+def _card(tmp_path, keystore_path, balance=100000):
+    from test_vboard import _card as make_card
+
+    return make_card(tmp_path / "rider.card", keystore_path, balance)
+
+
+def test_flash_fresh_board_then_diag_then_nothing_to_copy(capsys, keystore_path, blank_boards):
+    (vb,) = blank_boards(1)
+    assert not vb.alive  # factory fresh: MicroPython's REPL only
+    rc, r, err = run_cli(
+        capsys, "flash", "--port", vb.port, "--board", BOARD, "--terminal-id", 4711,
+        "--line", 9, "--keystore", keystore_path, "--json",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert r["terminal_id"] == 4711 and r["fw"] == "0.1.0" and r["unsynced"] == 0
+    assert r["copied"] == r["files"] and "/lib/firmware/app.mpy" in r["changed"]
+    assert "/lib/card_schema/desfire_admin.mpy" not in r["changed"]  # host-only code stays home
+    assert vb.alive  # rebooted into the firmware
+    fs = os.listdir(os.path.join(vb.state, "fs"))
+    assert {"manifest.json", "config.json", "keys.json", "board.json", "main.py"} <= set(fs)
+
+    rc, d, err = run_cli(capsys, "diag", "--port", vb.port, "--json")
+    assert rc == 0, err
+    assert d["via"] == "firmware (sync protocol)"
+    assert (d["terminal_id"], d["fw"], d["config_ver"], d["profile"]) == (4711, "0.1.0", 1, "bus")
+    assert d["reset"] == "soft" and d["line_test"] is True and d["reader"][:3] == [0x32, 1, 6]
+    assert abs(d["drift"]) <= 2 and d["unsynced"] == 0 and d["wifi"] == "none"
+
+    rc, r2, err = run_cli(
+        capsys, "flash", "--port", vb.port, "--board", BOARD, "--line", 9,
+        "--keystore", keystore_path, "--json",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert r2["copied"] == 0 and r2["changed"] == [] and r2["terminal_id"] == 4711
+
+
+def test_flash_keeps_unsynced_taps_and_guards_identity(
+    tmp_path, capsys, keystore_path, virtual_bus
+):
+    card = _card(tmp_path, keystore_path)
+    assert virtual_bus.tap(card)["buzzer"] == "ok"
+    rc, r, err = run_cli(
+        capsys, "flash", "--port", virtual_bus.port, "--board", BOARD, "--fare", 30000,
+        "--keystore", keystore_path, "--json",
+    )  # fmt: skip
+    assert rc == 0, err
+    assert r["terminal_id"] == 1001 and r["unsynced"] == 1  # the tap survived the flash
+    assert "/config.json" in r["changed"]
+    assert "30,000" in virtual_bus.tap(card)["display"]  # the new fare is in force
+    rc, out, err = run_cli(
+        capsys, "flash", "--port", virtual_bus.port, "--board", BOARD, "--terminal-id", 1002,
+        "--keystore", keystore_path,
+    )  # fmt: skip
+    assert rc == 1
+    assert "terminal 1001" in err and "2 unsynced taps" in err and "--force" in err
+    assert len(err.strip().splitlines()) == 1
+    rc, d, err = run_cli(capsys, "diag", "--port", virtual_bus.port, "--json")
+    assert (d["terminal_id"], d["unsynced"], d["head_seq"]) == (1001, 2, 2)
+
+
+def test_flash_all_three_boards_one_unplugged_mid_way(capsys, keystore_path, blank_boards):
+    boards = blank_boards(3)
+    victim = boards[1]
+    lib = os.path.join(victim.state, "fs", "lib", "firmware")
+
+    def unplug():  # the cable of the second board is pulled while its files are copied
+        deadline = time.monotonic() + 60
+        while not os.path.isdir(lib) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        victim.stop()
+
+    t = threading.Thread(target=unplug, daemon=True)
+    t.start()
+    argv = ["flash", "--board", BOARD, "--terminal-id", 2001, "--keystore", keystore_path]
+    for vb in boards:
+        argv += ["--port", vb.port]
+    rc, r, err = run_cli(capsys, *argv, "--json")
+    t.join()
+    assert rc == 1
+    assert (r["ok"], r["failed"]) == (2, 1)
+    by_port = {b["port"]: b for b in r["boards"]}
+    error = by_port[victim.port]["error"]
+    assert any(w in error for w in ("lost the board", "not answering", "stopped answering"))
+    assert "flash it again" in error and "\n" not in error
+    ids = sorted(by_port[vb.port]["terminal_id"] for vb in (boards[0], boards[2]))
+    assert ids == [2001, 2003]
+    for vb in (boards[0], boards[2]):
+        assert vb.alive
+    # progress: one line per port and step on stderr
+    assert "%s: ok: terminal" % boards[0].port in err
+    assert "%s: FAILED" % victim.port in err
+
+
+def test_flash_errors_are_one_line(capsys, keystore_path, tmp_path, blank_boards):
+    import serial
+
+    (vb,) = blank_boards(1)
+    with serial.Serial(vb.port, exclusive=True):  # mpremote or screen still holds the port
+        rc, _, err = run_cli(
+            capsys, "flash", "--port", vb.port, "--board", BOARD, "--terminal-id", 1,
+            "--keystore", keystore_path,
+        )  # fmt: skip
+    assert rc == 1 and "is busy" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = run_cli(
+        capsys, "flash", "--port", str(tmp_path / "ttyUSB9"), "--board", BOARD,
+        "--terminal-id", 1, "--keystore", keystore_path,
+    )  # fmt: skip
+    assert rc == 1 and "no serial port" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = run_cli(
+        capsys, "flash", "--port", "/dev/null", "--board", "nosuch", "--keystore", keystore_path
+    )
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+
+
+def test_esptool_command_for_a_blank_esp32(tmp_path):
+    import struct
+
+    image = tmp_path / "ESP32_GENERIC-v1.24.bin"
+    image.write_bytes(b"\xe9" + bytes(100))
+    erase, write = flash.esptool_command(
+        "/dev/ttyUSB0", "esp32-devkitc", str(image), out_dir=str(tmp_path)
+    )
+    assert erase[-3:] == ["--port", "/dev/ttyUSB0", "erase_flash"]
+    assert write[write.index("--port") + 1] == "/dev/ttyUSB0"
+    assert write[write.index("write_flash") :] == [
+        "write_flash", "-z", "0x1000", str(image), "0x8000", str(tmp_path / "partitions.bin"),
+    ]  # fmt: skip
+    table = (tmp_path / "partitions.bin").read_bytes()
+    assert len(table) == 0xC00
+    rows = [struct.unpack_from("<2sBBLL16sL", table, i * 32) for i in range(6)]
+    journal = [r for r in rows if r[5].rstrip(b"\0") == b"journal"][0]
+    assert journal[1:5] == (1, 0x40, 0x300000, 0x100000)  # data, custom subtype, 1 MB at 3 MB
+    assert rows[5][0] == b"\xeb\xeb"  # the MD5 entry closes the table
+    with pytest.raises(flash.FlashError, match="not an ESP32"):
+        flash.esptool_command("/dev/ttyUSB0", BOARD, str(image))
+
+
+def _silent_pty(banner=b""):
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    if banner:
+        os.write(master, banner)
+    return master, slave, os.ttyname(slave)
+
+
+def test_board_not_answering_and_reset_on_connect():
+    from host_tools.rawrepl import DeviceError, RawREPL
+
+    master, slave, port = _silent_pty()
+    try:
+        dev = RawREPL(port, timeout=1.0)
+        with pytest.raises(DeviceError, match="not answering: reset it .* check the cable"):
+            dev.enter()
+        dev.close()
+        # an ESP32 whose auto-reset circuit fired when the port opened prints its ROM banner
+        dev = RawREPL(port, timeout=1.0)
+        dev.ser.reset_input_buffer = lambda: None  # the banner arrives after the flush
+        os.write(master, b"ets Jun  8 2016 00:22:57\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x13\r\n")
+        with pytest.raises(DeviceError, match="reset when the port opened"):
+            dev.enter()
+        dev.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_firmware_version_mismatch(capsys, keystore_path, blank_boards, monkeypatch):
+    """The board keeps running another firmware than the one flashed (a frozen copy shadows it)."""
+    import firmware
+
+    (vb,) = blank_boards(1)
+    monkeypatch.setattr(firmware, "VERSION", "9.9.9")
+    rc, _, err = run_cli(
+        capsys, "flash", "--port", vb.port, "--board", BOARD, "--terminal-id", 5,
+        "--keystore", keystore_path,
+    )  # fmt: skip
+    assert rc == 1 and "firmware version mismatch" in err and "it runs 0.1.0" in err
+    assert len(err.strip().splitlines()) == 1
