@@ -14,12 +14,19 @@ What stands for what:
   board's `norflash` module).
 - display, buzzer, LEDs -> the firmware's stderr lines (`DISPLAY| ..`, `BUZZER|..`, `LED|..`),
   written to <state>/display.log and kept for waiting on.
+- the MicroPython REPL -> emulator/repl.py, a MicroPython program the host runs on the same port
+  when the firmware is not running: Ctrl-C on the serial line interrupts the firmware (SIGINT:
+  KeyboardInterrupt) and the board drops into the friendly REPL; raw REPL, raw-paste and soft reset
+  (boot.py + main.py again) behave as on an ESP32, so the stock `mpremote connect PORT ...` works.
+  The REPL's filesystem is the board's fs/ directory (vfs.VfsPosix mounted at "/"), the files the
+  firmware runs from. The watchdog only watches the firmware (the REPL feeds nobody).
 - the person at the bus -> the control socket <state>/control.sock (JSON lines), used by
   `tapkit emulate tap`.
 """
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -34,6 +41,7 @@ from emulator.pn532 import PN532Emulator, RFField
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_HEAP = "112K"
+_TAGGED = re.compile(r"^[A-Z]+\|")  # DISPLAY|, BUZZER|, LOG|, STAT|...: the board's own lines
 
 
 class BoardError(Exception):
@@ -50,8 +58,9 @@ def micropython_exe():
 
 
 class VirtualBoard:
-    def __init__(self, state_dir, heap=DEFAULT_HEAP, board="unix-virtual", echo=None):
+    def __init__(self, state_dir, heap=DEFAULT_HEAP, board="unix-virtual", echo=None, wifi=False):
         self.state = os.path.abspath(state_dir)
+        self.wifi = wifi  # "Wi-Fi" = the host's loopback (board.json "net"), for firmware/wifi.py
         self.fs = os.path.join(self.state, "fs")
         self.vlib = os.path.join(self.state, "vlib")
         self.heap = heap
@@ -69,38 +78,82 @@ class VirtualBoard:
         self._stopping = False
         self.card = None
         self._serial_tail = bytearray()  # the last bytes the firmware wrote to its USB serial
+        self._io = threading.RLock()  # who gets the serial line's bytes (firmware or REPL)
+        self._held = None  # bytes that arrived while the board switched programs
+        self._fw_deaths = 0  # times the firmware ended by itself (crash): wait_for stops early
+        self._repl_busy = False
+        self.kind = None  # "fw" or "repl": the program on the board
+        self.reset_cause = "power-on"
 
     # --- life cycle -------------------------------------------------------------------------------
-    def start(self, wait_ready=30.0):
-        if not os.path.exists(os.path.join(self.fs, "main.py")):
+    def start(self, wait_ready=30.0, blank=False):
+        """Power the board up. blank=True: an empty filesystem is fine (a board fresh from the
+        factory: MicroPython and its REPL only, nothing to wait for)."""
+        os.makedirs(self.fs, exist_ok=True)
+        has_main = os.path.exists(os.path.join(self.fs, "main.py"))
+        if not has_main and not blank:
             raise BoardError("no firmware deployed in %s (deploy it first)" % self.fs)
         os.makedirs(self.vlib, exist_ok=True)
         shutil.copy(os.path.join(HERE, "norflash.py"), os.path.join(self.vlib, "norflash.py"))
         self.chip = PN532Emulator(self.field)
         self.chip.serve("127.0.0.1", 0)
-        self._write_board_json()
+        self._write_board_json(has_main)
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         self.port = os.ttyname(self._slave)
-        self._spawn_fw()
-        self._spawn(self._pty_to_fw)
+        self._boot("power-on")
+        self._spawn(self._pty_in)
         self._spawn(self._watchdog)
         self._start_control()
         self._write_runtime()
-        if wait_ready:
+        if wait_ready and has_main:
             self.wait_for("DISPLAY|", timeout=wait_ready, since=0)
         return self
 
-    def _spawn_fw(self):
+    def _env(self):
         env = dict(os.environ)
-        env["MICROPYPATH"] = os.pathsep.join([os.path.join(self.fs, "lib"), self.vlib, ".frozen"])
+        env["MICROPYPATH"] = os.pathsep.join(
+            [self.fs, os.path.join(self.fs, "lib"), self.vlib, ".frozen"]
+        )
         env["TAPKIT_PN532_PORT"] = str(self.chip.port)
+        env["TAPKIT_FS"] = self.fs
+        env["TAPKIT_BOARD"] = self.board
+        return env
+
+    def _boot(self, cause):
+        """Run boot.py and main.py (the firmware), as the board does after a reset; with no main.py
+        the board goes straight to its REPL."""
+        self.reset_cause = cause
+        if os.path.exists(os.path.join(self.fs, "main.py")):
+            return self._spawn_fw()
+        return self._spawn_repl("friendly")
+
+    def _spawn_fw(self):
+        env = self._env()
+        env["TAPKIT_RESET_CAUSE"] = self.reset_cause
         try:
             os.unlink(os.path.join(self.fs, "heartbeat"))
         except OSError:
             pass
+        boot = "import boot\n" if os.path.exists(os.path.join(self.fs, "boot.py")) else ""
+        return self._popen(
+            "fw",
+            [micropython_exe(), "-X", "heapsize=" + self.heap, "-c", boot + "import main"],
+            env,
+        )
+
+    def _spawn_repl(self, mode):
+        env = self._env()
+        env["TAPKIT_REPL"] = mode
+        return self._popen(
+            "repl",
+            [micropython_exe(), "-X", "heapsize=" + self.heap, os.path.join(HERE, "repl.py")],
+            env,
+        )
+
+    def _popen(self, kind, argv, env):
         proc = subprocess.Popen(
-            [micropython_exe(), "-X", "heapsize=" + self.heap, "main.py"],
+            argv,
             cwd=self.fs,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -108,22 +161,64 @@ class VirtualBoard:
             env=env,
             bufsize=0,
         )
-        self.proc = proc
-        self.boots = getattr(self, "boots", 0) + 1
-        self._spawn(lambda: self._fw_to_pty(proc))
-        self._spawn(lambda: self._stderr_reader(proc))
+        proc.kind = kind
+        proc.replaced = proc.interrupted = False
+        with self._io:
+            self.proc = proc
+            self.kind = kind
+            self._repl_busy = False
+            if kind == "fw":
+                self.boots = getattr(self, "boots", 0) + 1
+            held, self._held = bytes(self._held or b""), None
+            if held:
+                self._to_proc(proc, held)
+        proc.relays = [
+            self._spawn(lambda: self._fw_to_pty(proc)),
+            self._spawn(lambda: self._stderr_reader(proc)),
+        ]
+        self._spawn(lambda: self._reaper(proc))
         return proc
+
+    def _reaper(self, proc):
+        """What the board does when its program ends: the firmware ending (Ctrl-C, a crash) drops
+        into the REPL; the REPL ending is a reset (repl.py's exit code says which)."""
+        rc = proc.wait()
+        for (
+            t
+        ) in proc.relays:  # its last words (a traceback) reach the line before the next program's
+            t.join(2.0)
+        with self._io:
+            if proc.replaced or self._stopping or proc is not self.proc:
+                return
+            if self._held is None:
+                self._held = bytearray()  # hold what arrives until the next program runs
+        if proc.kind == "fw":
+            if not proc.interrupted:
+                self._fw_deaths += 1
+                self._event("RESET| firmware ended (exit %s): REPL" % rc)
+            self._spawn_repl("friendly")
+        elif rc == 10:
+            self._spawn_repl("raw")
+        elif rc == 11:
+            self._boot("soft")
+        else:
+            self._event("RESET| %s" % ("machine.reset()" if rc == 12 else "REPL ended (%s)" % rc))
+            self._boot("hard" if rc == 12 else "power-on")
 
     def restart(self, reason="power cycle", wait_ready=30.0):
         """Cut the firmware's power (SIGKILL, like a bus ignition) and boot it again."""
         self._event("RESET| %s" % reason)
-        old = self.proc
+        with self._io:
+            old = self.proc
+            if old is not None:
+                old.replaced = True
+            self._held = bytearray()
         if old and old.poll() is None:
             old.kill()
             old.wait()
         mark = self.mark()
-        self._spawn_fw()
-        if wait_ready:
+        self._boot("watchdog" if reason.startswith("watchdog") else "power-on")
+        if wait_ready and self.kind == "fw":
             self.wait_for("DISPLAY|", timeout=wait_ready, since=mark)
 
     def _event(self, line):
@@ -149,6 +244,8 @@ class VirtualBoard:
                 age = time.time() - os.stat(hb).st_mtime
             except OSError:
                 continue  # not fed yet (booting)
+            if proc is None or proc.kind != "fw":
+                continue  # the REPL: nothing feeds the watchdog, nothing is watched
             if age > timeout + 1.0 and proc.poll() is None and not self._stopping:
                 self.resets = getattr(self, "resets", 0) + 1
                 self.restart("watchdog: main loop silent for %.1f s" % age, wait_ready=0)
@@ -156,6 +253,7 @@ class VirtualBoard:
     def stop(self):
         self._stopping = True
         if self.proc and self.proc.poll() is None:
+            self.proc.replaced = True
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(5)
@@ -193,7 +291,14 @@ class VirtualBoard:
 
     @property
     def alive(self):
-        return self.proc is not None and self.proc.poll() is None
+        """The firmware is running (not the REPL, not between two programs)."""
+        p = self.proc
+        return p is not None and p.kind == "fw" and p.poll() is None
+
+    @property
+    def in_repl(self):
+        p = self.proc
+        return p is not None and p.kind == "repl" and p.poll() is None
 
     @property
     def control_path(self):
@@ -221,6 +326,31 @@ class VirtualBoard:
                     "was removed" % wait_seen
                 )
             time.sleep(0.01)
+
+    def press(self, keys, timeout=10.0):
+        """Press keys on the board's keypad or buttons (board.json ui.keypad), one at a time: each
+        goes when the firmware has taken the one before (its `KEY|k offset` line). Returns the
+        display lines the keys produced."""
+        mark = self.mark()
+        path = os.path.join(self.fs, "keypad")
+        for k in keys:
+            with open(path, "ab") as f:
+                f.write(k.encode())
+                size = f.tell()
+            deadline = time.monotonic() + timeout
+            while self._key_offset() < size:
+                if time.monotonic() > deadline or not self.alive:
+                    raise BoardError("the firmware did not take key %r from its keypad" % k)
+                time.sleep(0.01)
+        time.sleep(0.1)  # the display line the last key makes
+        return [ln for ln in self.lines(mark) if ln.startswith("DISPLAY|")]
+
+    def _key_offset(self):
+        with self._cond:
+            for ln in reversed(self._lines):
+                if ln.startswith("KEY|"):
+                    return int(ln.rsplit(" ", 1)[1])
+        return 0
 
     def tap(self, card_path, timeout=15.0, hold=0.0):
         """Put a card on the reader until the terminal beeps; return what the display showed."""
@@ -254,6 +384,7 @@ class VirtualBoard:
 
     def wait_for(self, prefix, timeout=10.0, since=None):
         deadline = time.monotonic() + timeout
+        deaths = self._fw_deaths
         with self._cond:
             start = len(self._lines) if since is None else since
             while True:
@@ -262,12 +393,13 @@ class VirtualBoard:
                         return ln
                 start = len(self._lines)
                 left = deadline - time.monotonic()
-                if left <= 0 or not self.alive:
+                dead = self._fw_deaths != deaths or self._stopping
+                if left <= 0 or dead:
                     tail = "\n".join(self._lines[-15:])
                     serial = self._serial_tail.decode("utf-8", "replace").strip()
                     if serial:  # tracebacks go to the USB serial, as on a real board
                         tail += "\n[serial]\n" + "\n".join(serial.splitlines()[-12:])
-                    why = "timed out" if self.alive else "firmware exited (%s)" % self.proc.poll()
+                    why = "firmware exited (%s)" % self.proc.poll() if dead else "timed out"
                     raise BoardError(
                         "virtual board %s waiting for %r; last output:\n%s" % (why, prefix, tail)
                     )
@@ -278,8 +410,25 @@ class VirtualBoard:
         t = threading.Thread(target=fn, daemon=True)
         t.start()
         self._threads.append(t)
+        return t
 
-    def _write_board_json(self):
+    def _write_board_json(self, deployed=True):
+        """Wire the board: the reader is the PN532 emulator ($TAPKIT_PN532_PORT), the journal
+        partition is <state>/flash.bin (fs/flash.bin links to it, so the stock board file, whose
+        journal is "flash.bin", finds it). A board file written by `tapkit flash` (reader port 0) is
+        left as flashed; otherwise the board file is written with this run's wiring."""
+        link = os.path.join(self.fs, "flash.bin")
+        if not os.path.lexists(link):
+            os.symlink(os.path.join(self.state, "flash.bin"), link)
+        if not deployed:
+            return  # a blank board: its board file comes with `tapkit flash`
+        dst = os.path.join(self.fs, "board.json")
+        try:
+            with open(dst) as f:
+                if json.load(f).get("reader", {}).get("port") == 0:
+                    return
+        except (OSError, ValueError):
+            pass
         path = os.path.join(ROOT, "boards", self.board, "board.json")
         with open(path) as f:
             board = json.load(f)
@@ -287,7 +436,9 @@ class VirtualBoard:
         board["reader"]["host"] = "127.0.0.1"
         journal = board.setdefault("journal", {})
         journal["file"] = os.path.join(self.state, "flash.bin")
-        with open(os.path.join(self.fs, "board.json"), "w") as f:
+        if self.wifi:
+            board["net"] = {"loopback": True}
+        with open(dst, "w") as f:
             json.dump(board, f, indent=1)
 
     def _write_runtime(self):
@@ -301,7 +452,9 @@ class VirtualBoard:
         with open(os.path.join(self.state, "runtime.json"), "w") as f:
             json.dump(rt, f)
 
-    def _pty_to_fw(self):
+    def _pty_in(self):
+        """The serial line into the board: to the running program; a Ctrl-C interrupts the
+        firmware (or code the REPL executes) the way the board's UART interrupt does."""
         while not self._stopping:
             try:
                 data = os.read(self._master, 512)
@@ -309,11 +462,42 @@ class VirtualBoard:
                 return
             if not data:
                 return
-            try:
-                self.proc.stdin.write(data)
-                self.proc.stdin.flush()
-            except (OSError, ValueError):
-                return
+            with self._io:
+                if self._held is not None:  # switching programs: keep it for the next one
+                    self._held += data
+                    continue
+                proc = self.proc
+                if b"\x03" in data and (proc.kind == "fw" or self._repl_busy):
+                    i = data.index(b"\x03")
+                    self._to_proc(proc, data[:i])
+                    if proc.kind == "fw":
+                        self._held = bytearray(data[i + 1 :])
+                        proc.interrupted = True
+                        self._spawn(lambda p=proc: self._interrupt(p))
+                    else:
+                        self._repl_busy = False
+                        proc.send_signal(signal.SIGINT)
+                        self._to_proc(proc, data[i + 1 :])
+                    continue
+                self._to_proc(proc, data)
+
+    def _interrupt(self, proc):
+        try:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        except OSError:
+            pass
+
+    def _to_proc(self, proc, data):
+        if not data:
+            return
+        try:
+            proc.stdin.write(data)
+            proc.stdin.flush()
+        except (OSError, ValueError):
+            pass
 
     def _fw_to_pty(self, proc):
         out = proc.stdout
@@ -333,6 +517,14 @@ class VirtualBoard:
         try:
             for raw in proc.stderr:
                 line = raw.decode("utf-8", "replace").rstrip("\n")
+                if line.startswith("REPL|"):
+                    self._repl_busy = line == "REPL|exec" and proc is self.proc
+                    continue
+                if not _TAGGED.match(line) and self._master is not None:
+                    try:  # a traceback: on a board it is printed on the USB serial
+                        os.write(self._master, line.encode() + b"\r\n")
+                    except OSError:
+                        pass
                 log.write(line + "\n")
                 if self.echo and (line.startswith("DISPLAY|") or line.startswith("BUZZER|")):
                     self.echo(line)
@@ -384,12 +576,15 @@ class VirtualBoard:
         if cmd == "remove":
             self.remove()
             return {"ok": True}
+        if cmd == "press":
+            return {"ok": True, "display": self.press(req["keys"])}
         if cmd == "status":
             shown = [ln for ln in self.lines() if ln.startswith("DISPLAY|")]
             return {
                 "ok": True,
                 "port": self.port,
                 "alive": self.alive,
+                "mode": "firmware" if self.alive else "repl" if self.in_repl else "off",
                 "display": shown[-1] if shown else "",
             }
         return {"ok": False, "error": "unknown command %r" % cmd}

@@ -1,4 +1,4 @@
-"""The terminal: boot, the main loop and the tap flow (bus profile, flat fare).
+"""The terminal: boot, the main loop and the tap flow (the fare comes from the configured profile).
 
     import firmware.app
     firmware.app.run()          # what main.py does; never returns on a healthy board
@@ -6,10 +6,34 @@
 The main loop feeds the watchdog, answers sync requests on the USB serial port and polls the reader.
 It never dies: any error is recorded in the diagnostics log, shown to the rider and the loop goes on.
 
-Tap (bus, flat fare), as APDUs to the card through the PN532:
+Tap, as APDUs to the card through the PN532:
   SelectApplication -> ReadData(card info, free) -> AuthenticateAES(debit key, diversified for this
   card) -> ReadRecords(trip log, newest) -> GetValue(purse) -> Debit -> WriteRecord(trip) ->
   [journal the charge, durable] -> CommitTransaction -> "OK" on the display.
+
+Profiles: config.json "profile" names a module firmware/profile_<name>.py, imported at boot (only that
+one is in RAM). It prices the ride: `price(table, line, holder, now, trips, terminal_id)` -> (amount,
+trip flags) or (REPEAT | NO_FARE, 0), from the signed fare table and the card's newest trip records
+(`HISTORY` of them when the newest is not a ride: a top-up between two rides).
+
+Tables (card_schema/tariff.py): fares.bin, deny.bin, deny_delta.bin, signed blobs installed by
+firmware/install.py. Verified with keys.json "config" at boot and whenever the installed versions
+change; a table that fails verification is never used: without a valid fare table paid taps are
+refused ("Out of service"); without a provisioned fares.bin the config's flat "fare" is the table.
+Their versions go into every tap record (tariff_ver, deny_ver).
+
+Deny list: a listed card is refused ("Card not allowed"); an entry with the block action also marks
+the card: the debit key cannot write card info (only the issuer key can set its status), so the
+terminal writes a trip record with FLAG_BLOCKED (amount 0, true balance, counter + 1) and every
+terminal refuses a card whose newest trip record carries it. The card office's next write (top-up or
+`card block`) replaces that mark: unblocking is the card office's decision.
+
+Profiles with a keypad or buttons (board.json ui.keypad) add `key(term, k)` (called for each key from
+the main loop), `idle(term)` (the idle screen) and `done(term, amount)` (after a committed charge); their
+price() answers -3 (WAIT) while nothing is entered: the tap is refused, nothing journalled.
+
+A repeat tap (the profile says REPEAT: same card on this terminal within the table's `repeat` seconds)
+shows "Already paid" and the balance, and neither charges nor journals anything.
 
 The charge is journalled *before* the card commits: if power fails between the two, the journal holds a
 charge the card never committed, which the host sees (the card's counter did not advance) and voids;
@@ -24,13 +48,28 @@ import json
 import sys
 import time
 
-from card_schema import citizen, desfire, taprecord
+from micropython import const
+
+from card_schema import citizen, desfire, signed, tariff, taprecord
 from card_schema.crypto import diversify_aes128
 
 import firmware
-from firmware import hal, journal, pn532, serialsync
+from firmware import hal, journal, msg, pn532, serialsync
 
-_IDLE = "Tap your card"
+_t = msg.text
+_money = msg.money
+_RESULT_DENYLIST = const(2)
+_REPEAT = const(-1)  # profile price(): a repeat tap, already paid
+_WAIT = const(-3)  # profile price(): nothing to pay yet (no amount entered or chosen)
+_FLAG_BLOCKED = const(0x80)  # TripRecord flags: blocked by a deny-list entry
+_TR_KIND = const(7)
+_TR_FLAGS = const(10)
+_CI_HOLDER = const(1)
+_TABLES = (
+    ("fares.bin", "fares_ver"),
+    ("deny.bin", "deny_ver"),
+    ("deny_delta.bin", "deny_delta_ver"),
+)  # by signed.KIND_* - 1
 
 
 class Terminal:
@@ -45,19 +84,43 @@ class Terminal:
         self.deny_ver = int(config.get("deny_ver", 0))
         self.errors = []  # type: list  # diagnostics log: the last errors, bounded
         self.debit_master = _unhex(keys["debit"])
-        self.journal = journal.Journal(board.flash, _unhex(keys["journal"]), self.terminal_id)
+        self.config_key = _unhex(keys["config"]) if keys.get("config") else None
+        msg.setup(config)
+        self.profile = config.get("profile", "bus")
+        self.prof = __import__("firmware.profile_" + self.profile, None, None, ("price",))
+        self.on_key = getattr(self.prof, "key", None) if board.keypad else None
+        self.zone = int(config.get("zone", 0))
+        setup = getattr(self.prof, "setup", None)
+        if setup:
+            setup(self)
+        self.table = None
+        self.deny = []  # [(open file, count)], newest kind last (the delta is looked up first)
+        self._dbuf = bytearray(tariff.DENY_ENTRY)
+        self.journal = journal.Journal(
+            board.flash,
+            _unhex(keys["journal"]),
+            self.terminal_id,
+            float(config.get("journal_high_water", 0.8)),  # warn above this fraction full
+        )
+        self._hw_fill = 0  # the fill (percent) last reported above the high-water mark
         self.reader = pn532.PN532(board.uart)
         self.card = desfire.DESFire(self.reader.exchange, wrapped=False)
         self.info = {
             "terminal_id": self.terminal_id,
             "fw": firmware.VERSION,
             "config_ver": int(config.get("config_ver", 0)),
-            "profile": config.get("profile", "bus"),
+            "profile": self.profile,
             "board": board.name,
         }
         self.responder = serialsync.Responder(
             self.journal, self.info, board.clock, board.console.write, log=lambda: self.errors
         )
+        self.responder.extra = lambda t, b: _diag(self, t, b)  # `tapkit diag` (firmware/diag.py)
+        self.last_sync = 0  # when a host last acknowledged taps (diag)
+        self.booted = time.ticks_ms()
+        if self.config_key:
+            self.responder.config_key = self.config_key  # INSTALL of signed tables (install.py)
+        self.load_tables()
         self.present_uid = None  # card still in the field after its tap (not charged again)
         self.pending = None  # (uid, seq, counter) of a charge whose commit answer was lost
         self.taps = 0
@@ -70,6 +133,63 @@ class Terminal:
         if len(self.errors) > 16:
             self.errors.pop(0)
         self.board.log(msg)
+
+    # --- signed tables -------------------------------------------------------------------------
+    def load_tables(self):
+        """(Re)load fares.bin, deny.bin, deny_delta.bin; verify each; use only what verifies."""
+        for f, _ in self.deny:
+            f.close()
+        self.deny = []
+        self.table = None
+        self.deny_ver = 0
+        info = self.info
+        key = self.config_key
+        for kind in (signed.KIND_FARES, signed.KIND_DENY, signed.KIND_DENY_DELTA):
+            name, ver = _TABLES[kind - 1]
+            info[ver] = 0
+            try:
+                if key is None:
+                    open(name).close()  # OSError: none provisioned
+                    raise ValueError("no config key to verify it")
+                v, payload = tariff.load(key, name, kind)
+                if kind == signed.KIND_FARES:
+                    self.table = tariff.fare_table(payload)
+                    self.tariff_ver = v
+                elif v >= self.deny_ver:  # a delta older than the full list is stale
+                    self.deny.append((open(name, "rb"), tariff.deny_count(payload)))
+                    self.deny_ver = v
+                info[ver] = v
+            except OSError:
+                if kind == signed.KIND_FARES and "fare" in self.config:
+                    self.table = {"default": self.fare}  # provisioned flat fare, no table yet
+            except ValueError as e:
+                self.log_error(name, e)
+            payload = None
+        self._vers = (info["fares_ver"], info["deny_ver"], info["deny_delta_ver"])
+
+    def _deny_action(self, uid):
+        for i in range(len(self.deny) - 1, -1, -1):
+            f, n = self.deny[i]
+            a = tariff.deny_lookup(f, signed.HEADER + 4, n, uid, self._dbuf)
+            if a >= 0:
+                return -1 if a == tariff.ACTION_REMOVE else a
+        return -1
+
+    def _idle(self):
+        idle = getattr(self.prof, "idle", None)
+        if idle:
+            return idle(self)
+        t = self.table
+        fare = t.get("fares", {}).get(str(self.line), t.get("default")) if t else None
+        j = self.journal
+        if j.high_water:  # the driver's cue to sync before taps are refused; logged once per %
+            f = j.fill
+            self.show(_t(msg.IDLE), "Sync soon: journal %d%% full" % f)
+            if f != self._hw_fill:
+                self._hw_fill = f
+                self.log_error("journal", journal.JournalError("%d%% full, sync soon" % f))
+            return
+        self.show(_t(msg.IDLE), "" if fare is None else _money(fare))
 
     def show(self, line1, line2="", sound=None):
         self.board.display.show(line1, line2)
@@ -86,7 +206,7 @@ class Terminal:
             self.reader.sam_configure()
         except Exception as e:  # a dead reader chip must not stop sync and diagnostics
             self.log_error("reader init", e)
-        self.show(_IDLE, _fmt_rial(self.fare))
+        self._idle()
 
     def poll(self):
         """One pass of the main loop. Never raises (except KeyboardInterrupt / SystemExit)."""
@@ -94,9 +214,27 @@ class Terminal:
         try:
             line = self.board.console.poll_line()
             if line:
+                acked = self.journal.acked_seq
                 self.responder.handle_line(line)
+                if self.journal.acked_seq != acked:
+                    self.last_sync = self.board.clock.time()
         except Exception as e:
             self.log_error("sync", e)
+        if self.board.net is not None and "server" in self.config:
+            from firmware import wifi  # lazy: only a board with a network and a server pays for it
+
+            wifi.poll(self)
+        if self.on_key:
+            try:
+                k = self.board.keypad.poll()
+                if k:
+                    self.on_key(self, k)
+            except Exception as e:
+                self.log_error("keypad", e)
+        i = self.info
+        if self._vers != (i["fares_ver"], i["deny_ver"], i["deny_delta_ver"]):
+            self.load_tables()  # a table was installed: verify and use it from the next tap
+            self._idle()
         try:
             uid = self.reader.list_target()
         except Exception as e:
@@ -106,7 +244,7 @@ class Terminal:
         if uid is None:
             if self.present_uid is not None:
                 self.present_uid = None
-                self.show(_IDLE, _fmt_rial(self.fare))
+                self._idle()
             return
         uid = bytes(uid)
         if uid == self.present_uid:
@@ -126,16 +264,18 @@ class Terminal:
         except pn532.CardGone as e:
             self.present_uid = None
             self.log_error("tap", e)
-            self.show("Card removed", "Please tap again", "error")
+            self.show(_t(msg.REMOVED), _t(msg.TAP_AGAIN), "error")
         except desfire.CardError as e:
             self.present_uid = None
             self.log_error("tap", e)
-            self.show("Card error", "Please tap again", "error")
+            self.show(_t(msg.CARD_ERROR), _t(msg.TAP_AGAIN), "error")
         except journal.JournalFull:
-            self.show("Terminal full", "Sync needed - no charge", "error")
+            # refused before any debit (see _tap): nothing charged, nothing lost; said in diag too
+            self.log_error("tap", journal.JournalFull("%d unsynced taps" % self.journal.unsynced))
+            self.show(_t(msg.FULL), _t(msg.SYNC_NEEDED), "error")
         except Exception as e:
             self.log_error("tap", e)
-            self.show("Terminal error", "No charge made", "error")
+            self.show(_t(msg.TERM_ERROR), _t(msg.NO_CHARGE), "error")
         finally:
             try:
                 self.reader.release()
@@ -160,70 +300,76 @@ class Terminal:
             card.select_application(citizen.AID)
         except desfire.CardError as e:
             if e.status == desfire.APPLICATION_NOT_FOUND:
-                self.show("Card not accepted", "Not a citizen card", "refused")
+                self.show(_t(msg.FOREIGN), _t(msg.NOT_CITIZEN), "refused")
                 return
             raise
         info = citizen.unpack_card_info(
             card.read_data(citizen.FILE_INFO, 0, citizen.INFO_SIZE, desfire.MODE_PLAIN)
         )
-        card.authenticate_aes(
-            citizen.KEY_DEBIT, diversify_aes128(self.debit_master, citizen.div_input(uid))
-        )
-        last = self._last_trip(card)
+        self._auth(uid)
+        trips = self._trips(card, uid)
+        last = citizen.unpack_trip(trips) if trips else None
         counter = last[citizen.TR_COUNTER] if last else 0
         if self.pending is not None and self.pending[0] == uid:
             if self._resolve_pending(uid, last):
                 return
-        if info[citizen.CI_STATUS] == citizen.STATUS_BLOCKED:
+        if info[citizen.CI_STATUS] == citizen.STATUS_BLOCKED or (
+            last and last[_TR_FLAGS] & _FLAG_BLOCKED
+        ):
             self._refuse(uid, counter, -1, taprecord.KIND_DENIED, taprecord.RESULT_BLOCKED, now)
-            self.show("Card blocked", "See the card office", "refused")
+            self.show(_t(msg.BLOCKED), _t(msg.OFFICE), "refused")
             return
         if info[citizen.CI_EXPIRY] and info[citizen.CI_EXPIRY] < now:
             self._refuse(uid, counter, -1, taprecord.KIND_DENIED, taprecord.RESULT_EXPIRED, now)
-            self.show("Card expired", "See the card office", "refused")
+            self.show(_t(msg.EXPIRED), _t(msg.OFFICE), "refused")
+            return
+        action = self._deny_action(uid) if self.deny else -1
+        if action >= 0:
+            if action == tariff.ACTION_BLOCK and not self.journal.full:
+                self._block(uid, counter, now)
+            else:
+                self._refuse(uid, counter, -1, taprecord.KIND_DENIED, _RESULT_DENYLIST, now)
+            self.show(_t(msg.DENIED), _t(msg.OFFICE), "refused")
+            return
+        if self.table is None:
+            self.show(_t(msg.NO_SERVICE), _t(msg.NO_FARES), "error")
+            return
+        prof = self.prof
+        fare, flags = prof.price(
+            self.table, self.line, info[_CI_HOLDER], now, trips, self.terminal_id
+        )
+        if fare == _REPEAT and last:
+            self.show(_t(msg.PAID), _t(msg.BALANCE) + " " + _money(last[citizen.TR_BALANCE]), "ok")
+            return
+        if fare == _WAIT:
+            self.show(_t(getattr(prof, "WAIT_MSG", msg.ENTER)), "", "refused")
+            return
+        if fare < 0:
+            self.show(_t(msg.NO_SERVICE), _t(msg.NO_FARE), "error")
             return
         balance = card.get_value(citizen.FILE_PURSE, desfire.MODE_ENC)
-        fare = self.fare
         if balance < fare:
             self._refuse(
-                uid, counter, balance, taprecord.KIND_REFUSED, taprecord.RESULT_INSUFFICIENT, now
+                uid,
+                counter,
+                balance,
+                taprecord.KIND_REFUSED,
+                taprecord.RESULT_INSUFFICIENT,
+                now,
+                fare,
             )
-            self.show("Insufficient balance", "Balance " + _fmt_rial(balance), "refused")
+            self.show(_t(msg.INSUFFICIENT), _t(msg.BALANCE) + " " + _money(balance), "refused")
             return
         if self.journal.full:
             raise journal.JournalFull("journal full")
         new_balance = balance - fare
         counter += 1
-        card.debit(citizen.FILE_PURSE, fare, desfire.MODE_ENC)
-        citizen.pack_trip_into(
-            self._trip,
-            counter,
-            now,
-            self.terminal_id,
-            fare,
-            new_balance,
-            self.line,
-            self.stop,
-            citizen.TRIP_DEBIT,
-            taprecord.PROFILE_BUS,
-            0,
-            0,
-        )
-        card.write_record(citizen.FILE_TRIPS, 0, self._trip, desfire.MODE_MAC)
+        if fare:
+            card.debit(citizen.FILE_PURSE, fare, desfire.MODE_ENC)
+        self._write_trip(counter, now, fare, new_balance, flags)
         # Durable first: the charge is in the journal before the card commits (see module doc).
-        seq = self.journal.append_tap(
-            time=now,
-            uid=uid,
-            kind=taprecord.KIND_CHARGE,
-            result=taprecord.RESULT_OK,
-            profile=taprecord.PROFILE_BUS,
-            counter=counter,
-            amount=fare,
-            balance=new_balance,
-            line=self.line,
-            stop=self.stop,
-            tariff_ver=self.tariff_ver,
-            deny_ver=self.deny_ver,
+        seq = self._journal(
+            uid, now, taprecord.KIND_CHARGE, taprecord.RESULT_OK, counter, fare, new_balance
         )
         try:
             card.commit_transaction()
@@ -231,16 +377,86 @@ class Terminal:
             self.pending = (uid, seq, counter, now)
             raise
         self.pending = None
-        self.show("OK  -" + _fmt_rial(fare), "Balance " + _fmt_rial(new_balance), "ok")
+        ok = getattr(prof, "ok", None)
+        self.show(
+            ok(fare, flags) if ok else _t(msg.OK) + "  -" + _money(fare),
+            _t(msg.BALANCE) + " " + _money(new_balance),
+            "ok",
+        )
+        done = getattr(prof, "done", None)
+        if done:
+            done(self, fare)
 
-    def _last_trip(self, card):
+    def _auth(self, uid):
+        self.card.authenticate_aes(
+            citizen.KEY_DEBIT, diversify_aes128(self.debit_master, citizen.div_input(uid))
+        )
+
+    def _trips(self, card, uid):
+        """The newest trip records, newest first: the newest alone, or up to the profile's HISTORY
+        when the newest is not a ride (None for a card without records)."""
         try:
             raw = card.read_records(citizen.FILE_TRIPS, 0, 1, citizen.TRIP_SIZE, desfire.MODE_MAC)
         except desfire.CardError as e:
             if e.status == desfire.BOUNDARY_ERROR:  # no record yet: a new card
+                self._auth(uid)  # an error status ends the card's session
                 return None
             raise
-        return citizen.unpack_trip(raw)
+        n = min(getattr(self.prof, "HISTORY", 1), citizen.unpack_trip(raw)[citizen.TR_COUNTER]) - 1
+        if n <= 0 or citizen.unpack_trip(raw)[_TR_KIND] == citizen.TRIP_DEBIT:
+            return raw
+        try:
+            more = card.read_records(citizen.FILE_TRIPS, 1, n, citizen.TRIP_SIZE, desfire.MODE_MAC)
+        except desfire.CardError as e:
+            if e.status != desfire.BOUNDARY_ERROR:  # fewer records than the counter says
+                raise
+            self._auth(uid)
+            return raw
+        return raw + more
+
+    def _write_trip(self, counter, now, amount, balance, flags):
+        citizen.pack_trip_into(
+            self._trip,
+            counter,
+            now,
+            self.terminal_id,
+            amount,
+            balance,
+            self.line,
+            self.stop,
+            citizen.TRIP_DEBIT,
+            self.prof.PROFILE,
+            self.zone,
+            flags,
+        )
+        self.card.write_record(citizen.FILE_TRIPS, 0, self._trip, desfire.MODE_MAC)
+
+    def _block(self, uid, counter, now):
+        """Deny-list entry with the block action: mark the card (see the module doc) and journal it."""
+        card = self.card
+        balance = card.get_value(citizen.FILE_PURSE, desfire.MODE_ENC)
+        counter += 1
+        self._write_trip(counter, now, 0, balance, _FLAG_BLOCKED)
+        self._journal(uid, now, taprecord.KIND_DENIED, _RESULT_DENYLIST, counter, 0, balance)
+        card.commit_transaction()
+
+    def _journal(self, uid, now, kind, result, counter, amount, balance):
+        return self.journal.append_tap(
+            time=now,
+            uid=uid,
+            kind=kind,
+            result=result,
+            profile=self.prof.PROFILE,
+            zone=self.zone,
+            duration=getattr(self.prof, "duration", 0),
+            counter=counter,
+            amount=amount,
+            balance=balance,
+            line=self.line,
+            stop=self.stop,
+            tariff_ver=self.tariff_ver,
+            deny_ver=self.deny_ver,
+        )
 
     def _resolve_pending(self, uid, last):
         """The same card is back after a lost commit answer. True when that charge did commit."""
@@ -258,61 +474,46 @@ class Terminal:
             and last[citizen.TR_TIME] == t
         ):
             self.show(
-                "OK  -" + _fmt_rial(last[citizen.TR_AMOUNT]),
-                "Balance " + _fmt_rial(last[citizen.TR_BALANCE]),
+                _t(msg.OK) + "  -" + _money(last[citizen.TR_AMOUNT]),
+                _t(msg.BALANCE) + " " + _money(last[citizen.TR_BALANCE]),
                 "ok",
             )
             return True
         # The card never committed: void the journalled charge, then charge afresh.
-        self.journal.append_tap(
-            time=self.board.clock.time(),
-            uid=uid,
-            kind=taprecord.KIND_VOID,
-            result=taprecord.RESULT_REMOVED,
-            profile=taprecord.PROFILE_BUS,
-            counter=counter,
-            amount=seq,
-            line=self.line,
-            stop=self.stop,
-            tariff_ver=self.tariff_ver,
-            deny_ver=self.deny_ver,
+        self._journal(
+            uid,
+            self.board.clock.time(),
+            taprecord.KIND_VOID,
+            taprecord.RESULT_REMOVED,
+            counter,
+            seq,
+            -1,
         )
         return False
 
-    def _refuse(self, uid, counter, balance, kind, result, now):
+    def _refuse(self, uid, counter, balance, kind, result, now, amount=0):
         if self.journal.full:
             return  # refusals are not money: never block on them
-        self.journal.append_tap(
-            time=now,
-            uid=uid,
-            kind=kind,
-            result=result,
-            profile=taprecord.PROFILE_BUS,
-            counter=counter,
-            amount=self.fare,
-            balance=balance,
-            line=self.line,
-            stop=self.stop,
-            tariff_ver=self.tariff_ver,
-            deny_ver=self.deny_ver,
-        )
+        self._journal(uid, now, kind, result, counter, amount, balance)
+
+
+def _diag(term, ftype, body):
+    """Requests of firmware/diag.py (`tapkit diag`); imported only while it answers (RAM)."""
+    if ftype != 0x10:
+        return None
+    from firmware import diag
+
+    try:
+        return diag.answer(term, body)
+    finally:
+        sys.modules.pop("firmware.diag", None)
+        firmware.__dict__.pop("diag", None)
 
 
 def _unhex(s):
     import binascii
 
     return binascii.unhexlify(s)
-
-
-def _fmt_rial(v):
-    """12345678 -> '12,345,678 Rial' (amounts are integers in Rial)."""
-    neg = v < 0
-    s = str(-v if neg else v)
-    out = ""
-    while len(s) > 3:
-        out = "," + s[-3:] + out
-        s = s[:-3]
-    return ("-" if neg else "") + s + out + " Rial"
 
 
 def _load_json(path):

@@ -57,6 +57,7 @@ class Board:
 
     sound = None  # buzzer hook: sound(pattern)
     drive = None  # LED hook: drive(color)
+    keypad = None  # keys and buttons: poll() -> one key ("0".."9", "*", "#", "A".."D") or None
 
     def __init__(self, spec, platform, base):
         self.name = spec.get("name", "?")

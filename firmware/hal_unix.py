@@ -6,8 +6,10 @@
 - watchdog: `SoftWDT`; nothing can interrupt a stalled VM from inside, so the watchdog is outside:
   `feed()` writes a heartbeat file (when configured, at most once a second) that the board host
   watches (board.json `wdt.timeout_ms` is its limit).
+- keypad / buttons (board.json ui.keypad): `KeyFile`, keys the board host appends to a file.
 - display, buzzer, LEDs: text lines on stderr (`DISPLAY| ..`, `BUZZER|..`, `LED|..`), see hal.Board.
-- net: None, no network: sync goes over the USB serial.
+- net: None, no network (sync goes over the USB serial); board.json "net": {"loopback": true} gives the
+  virtual board "Wi-Fi" that is the host's loopback, always up (firmware/wifi.py uploads through it).
 """
 
 import time
@@ -31,6 +33,25 @@ class SoftWDT:
                 pass
 
 
+class KeyFile:
+    """The virtual board's keypad: the board host appends the pressed keys to a file
+    (emulator.vboard `press`); `poll()` returns the next one or None. Keys pressed before boot are
+    gone, as on a real keypad."""
+
+    def __init__(self, path):
+        open(path, "ab").close()
+        self.f = open(path, "rb")
+        self.f.seek(0, 2)
+        self.b = bytearray(1)
+
+    def poll(self):
+        if not self.f.readinto(self.b):
+            return None
+        k = chr(self.b[0])
+        hal._err_line("KEY|", "%s %d" % (k, self.f.tell()))  # taken: the board host sees how far
+        return k
+
+
 def _uart(r):
     import os
 
@@ -52,11 +73,29 @@ def _flash(j, base):
     )
 
 
+def _loopnet():
+    class LoopNet:  # made only on a board with "net": no cost on the others
+        def connect(self, ssid, password=None):
+            return True
+
+        def isconnected(self):
+            return True
+
+    return LoopNet()
+
+
 def build(spec, base=""):
     b = hal.Board(spec, "unix", base)
     b.uart = b.part("reader", _uart, spec.get("reader", {})) or hal.DeadUART()
     b.flash = b.part("journal", _flash, spec.get("journal", {}), base)
     hb = spec.get("wdt", {}).get("heartbeat")
     b.wdt = SoftWDT(hal.join(base, hb) if hb else None)
-    b.reset_cause = "power-on"
+    if spec.get("net"):
+        b.net = b.part("net", _loopnet)
+    kp = spec.get("ui", {}).get("keypad")
+    if kp:
+        b.keypad = b.part("keypad", KeyFile, hal.join(base, kp.get("file", "keypad")))
+    import os
+
+    b.reset_cause = os.getenv("TAPKIT_RESET_CAUSE") or "power-on"  # the virtual board says why
     return b

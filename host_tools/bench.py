@@ -51,7 +51,17 @@ def bench_bus_tap(taps=10, heap="112K"):
             )
         fs = os.path.join(d, "vb", "fs")
         os.makedirs(fs)
-        provision.deploy_virtual(fs, ks, 1, fare=25000, line=1)
+        # the bus profile with a signed fare table (every rule on, no repeat window: the bench taps
+        # one card again and again) and a 500-entry deny list the card is not on
+        fares = {
+            "fares": {"1": 25000},
+            "conc": [100, 50, 30, 0],
+            "peak": {"pct": 125, "days": [0, 1, 2, 3, 4, 5, 6], "spans": [[420, 540]]},
+            "tz": 12600,
+            "transfer": {"window": 5400, "pct": 50},
+        }
+        deny = {bytes([4, i // 256, i % 256, 1, 2, 3, 4]): i % 2 for i in range(500)}
+        provision.deploy_virtual(fs, ks, 1, fare=25000, line=1, fares=fares, deny=deny)
         vb = VirtualBoard(os.path.join(d, "vb"), heap=heap)
         rows = []
         with vb:
@@ -106,6 +116,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="tapkit bench")
     ap.add_argument("--taps", type=int, default=10)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--drops", type=int, default=3000, help="tearing campaign field drops")
+    ap.add_argument("--cuts", type=int, default=10000, help="journal power cuts (reentrant run)")
+    ap.add_argument(
+        "--sync-vehicles", type=int, default=40, help="vehicles x 500 taps for the ingest bench"
+    )
     a = ap.parse_args(argv)
     heap = firmware_heap()
     rows = bench_bus_tap(a.taps)
@@ -150,8 +165,37 @@ def main(argv=None):
             "64-bit unix port; an ESP32 (32-bit) needs less",
         ),
     ] + [("  module %s" % k, "%d B" % v, "") for k, v in heap.items() if k != "total"]
+    from host_tools.bench_card import bench_rows
+
+    tearing, tear_rows = bench_rows(a.drops)
+    table += tear_rows
+    from host_tools.bench_sync import bench_rows as sync_rows
+
+    sync_data, sync_table = sync_rows(a.sync_vehicles)
+    table += sync_table
+    from host_tools import bench_journal
+
+    journal_data = bench_journal.measure(a.cuts)
+    table += bench_journal.rows(journal_data)
+    from host_tools import bench_profiles
+
+    profile_data = bench_profiles.measure(min(a.taps, 5))
+    table += bench_profiles.rows(profile_data)
     if a.json:
-        print(json.dumps({"rows": rows, "median": med, "firmware_heap": heap}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "median": med,
+                    "firmware_heap": heap,
+                    "tearing": tearing,
+                    "sync": sync_data,
+                    "journal": journal_data,
+                    "profiles": profile_data,
+                },
+                indent=1,
+            )
+        )
         return 0
     from rich.table import Table
 

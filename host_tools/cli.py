@@ -83,9 +83,15 @@ def _card_session(a):
     reader = open_reader(a.reader)
     trace = None
     if getattr(a, "trace", False):
+        from card_schema.desfire_admin import status_name
 
         def trace(direction, data, name=""):
-            sys.stderr.write("%s %s  %s\n" % (direction, data.hex(" ").upper(), name or ""))
+            # frames only: keys never travel in clear (authentication and ChangeKey are enciphered)
+            note = name or ""
+            if direction == "<" and len(data) >= 2 and data[-2] == 0x91:
+                note += ": " + status_name(data[-1])
+            sys.stderr.write("%s %s  %s\n" % (direction, data.hex(" ").upper(), note))
+            sys.stderr.flush()
 
     return ks, reader, DESFireAdmin(reader.transceive, wrapped=True, trace=trace)
 
@@ -142,6 +148,48 @@ def cmd_card_show(a):
     return _show_card(a, info, None)
 
 
+def cmd_card_block(a):
+    from host_tools import cardops
+
+    ks, reader, df = _card_session(a)
+    with reader:
+        res = cardops.block(df, ks, reader.uid, blocked=a.sub == "block")
+    if a.json:
+        _print_json(res)
+    else:
+        print(
+            "card %s (UID %s) %s %s"
+            % (
+                res["card_no"],
+                res["uid"].upper(),
+                "is" if res["changed"] else "was already",
+                res["status"],
+            )
+        )
+    return 0
+
+
+def cmd_card_refund(a):
+    from host_tools import cardops
+
+    ks, reader, df = _card_session(a)
+    with reader:
+        res = cardops.refund(df, ks, reader.uid, now=int(time.time()))
+    if a.json:
+        _print_json(res)
+    else:
+        print(
+            "card %s (UID %s) closed: blocked, %s Rial refunded%s"
+            % (
+                res["card_no"],
+                res["uid"].upper(),
+                format(res["refunded"], ","),
+                " (refunded earlier)" if res["already"] else "",
+            )
+        )
+    return 0
+
+
 def _show_card(a, info, headline):
     if a.json:
         _print_json(info)
@@ -196,6 +244,8 @@ def cmd_emulate_card(a):
         card = DESFireCard.blank()
         card.save(a.cardfile)
     card = DESFireCard.load(a.cardfile)
+    if a.udp is not None:
+        return _emulate_card_udp(a, card)
     host, _, port = a.vpcd.partition(":")
     bridge = VPCDBridge(card, host or "127.0.0.1", int(port or 35963))
     bridge.connect()
@@ -208,6 +258,26 @@ def cmd_emulate_card(a):
         bridge.serve_forever()
     finally:
         bridge.stop()
+    return 0
+
+
+def _emulate_card_udp(a, card):
+    from emulator.nfc_udp import NFCUDPCard
+
+    host, _, port = a.udp.rpartition(":")
+    try:
+        srv = NFCUDPCard(card, host or "127.0.0.1", int(port))
+    except (OSError, ValueError) as e:
+        raise TapkitError("cannot serve on UDP %s: %s" % (a.udp, e))
+    print(
+        "serving card %s (UID %s) to nfcpy on udp:%s:%d (--reader nfc:udp:%s:%d); Ctrl-C to take "
+        "it away" % (a.cardfile, card.uid.hex().upper(), srv.host, srv.port, srv.host, srv.port),
+        flush=True,
+    )
+    try:
+        srv.serve_forever()
+    finally:
+        srv.stop()
     return 0
 
 
@@ -283,7 +353,10 @@ def _progress():
 
     def show(done, total):
         if tty:
-            sys.stderr.write("\rpulled %d/%d records" % (done, total))
+            n = 30 * done // total if total else 30
+            sys.stderr.write(
+                "\r[%s%s] pulled %d/%d records" % ("#" * n, "." * (30 - n), done, total)
+            )
             if done >= total:
                 sys.stderr.write("\n")
         elif done >= total:
@@ -296,9 +369,14 @@ def _progress():
 def cmd_report(a):
     from host_tools import report, store
 
+    ks = None
+    if a.keystore:
+        from host_tools import keystore
+
+        ks = keystore.load(a.keystore)
     db = store.open_store(a.db)
     try:
-        rep = report.report(db)
+        rep = report.report(db, ks=ks, tz=a.tz)
     finally:
         db.close()
     if a.json:
@@ -348,16 +426,23 @@ def _parser():
     sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
     sp.add_argument("--issuer-id", type=int, default=1)
 
-    card = sub.add_parser("card", help="card office: issue, top up, show").add_subparsers(
-        dest="sub", required=True
-    )
+    card = sub.add_parser(
+        "card", help="card office: issue, top up, show, block, refund"
+    ).add_subparsers(dest="sub", required=True)
     for name, fn, h in (
         ("issue", cmd_card_issue, "personalise a blank card"),
         ("topup", cmd_card_topup, "credit a card (credit key)"),
         ("show", cmd_card_show, "holder, balance, last trips"),
+        ("block", cmd_card_block, "block a card (master key): terminals refuse it"),
+        ("unblock", cmd_card_block, "unblock a blocked card (master key)"),
+        ("refund", cmd_card_refund, "close a card: block it and pay out its balance"),
     ):
         sp = add(card, name, fn, h)
-        sp.add_argument("--reader", default="pcsc", help="pcsc[:NAME] | emulator:CARDFILE")
+        sp.add_argument(
+            "--reader",
+            default="pcsc",
+            help="pcsc[:NAME] | nfc:usb | nfc:udp[:HOST:PORT] | emulator:CARDFILE",
+        )
         sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
         sp.add_argument("--trace", action="store_true", help="print every APDU")
         if name == "issue":
@@ -375,6 +460,9 @@ def _parser():
     sp.add_argument("cardfile")
     sp.add_argument("--new", action="store_true", help="create a blank card file first")
     sp.add_argument("--vpcd", default="127.0.0.1:35963")
+    sp.add_argument(
+        "--udp", metavar="[HOST:]PORT", help="serve to nfcpy's udp driver instead of vpcd"
+    )
     sp = add(emu, "board", cmd_emulate_board, "start a virtual terminal (firmware on MicroPython)")
     sp.add_argument("--state", default="run/bus-1", help="the board's state directory")
     sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
@@ -395,6 +483,8 @@ def _parser():
 
     sp = add(sub, "report", cmd_report, "revenue, refusals and reconciliation")
     sp.add_argument("--db", default=DEFAULT_DB)
+    sp.add_argument("--keystore", help="also re-verify every stored MAC chain with it")
+    sp.add_argument("--tz", type=int, default=0, help="seconds east of UTC for the days (12600)")
 
     sp = add(sub, "demo", cmd_demo, "the virtual fleet, end to end")
     sp.add_argument("--dir", default="demo-run")

@@ -17,7 +17,12 @@ MODULES = (
     "firmware.hal",
     "firmware.hal_unix",
     "norflash",
+    "firmware.msg",
+    "firmware.msg_en",
+    "card_schema.signed",
+    "card_schema.tariff",
     "firmware.app",
+    "firmware.profile_bus",
 )
 gc.collect()
 base = gc.mem_alloc()
