@@ -4,7 +4,7 @@ Layout (little endian, `_FMT`):
 
     off  size  field
       0     1  version (1)
-      1     1  kind      1 charge, 2 refused, 3 denied, 4 void, 5 error
+      1     1  kind      1 charge, 2 refused, 3 denied, 4 void, 5 error, 6 refund
       2     1  result    reason code (RESULT_*)
       3     1  profile   terminal profile (PROFILE_*)
       4     4  seq       terminal sequence number, never repeats
@@ -52,6 +52,7 @@ KIND_CHARGE = const(1)
 KIND_REFUSED = const(2)
 KIND_DENIED = const(3)
 KIND_VOID = const(4)
+KIND_REFUND = const(6)  # a POS refund of the card's last sale: amount given back, new balance
 
 # result (2 deny-list, 6 card error, 7 foreign: see card_schema.taprecord_host)
 RESULT_OK = const(0)

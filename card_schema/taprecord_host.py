@@ -15,7 +15,7 @@ from card_schema.taprecord import BODY, FMT, GENESIS_MAC, VERSION, crc_ok, mac_o
 
 # codes the terminal firmware does not write itself (the others are in card_schema.taprecord)
 KIND_ERROR = 5
-KIND_NAMES = ("", "charge", "refused", "denied", "void", "error")
+KIND_NAMES = ("", "charge", "refused", "denied", "void", "error", "refund")
 
 RESULT_DENYLIST = 2
 RESULT_CARD_ERROR = 6

@@ -7,8 +7,9 @@
 #   raw-paste      "\x05A\x01" -> "R\x01" + window (u16 LE) + "\x01"; one "\x01" per window consumed;
 #                  "\x04" ends the code, answered with "\x04"; then as raw REPL after "OK"
 #
-# The board's filesystem (the directory $TAPKIT_FS) is mounted at "/" (vfs.VfsPosix), so paths on
-# the board are those of a real board ("/main.py", "/lib/firmware/app.mpy").
+# The board's filesystem (its littlefs image $TAPKIT_STATE/fs.img) is mounted at "/" (vfs.VfsLfs2,
+# by emulator/lfsmount.py, as for the firmware), so paths on the board are those of a real board
+# ("/main.py", "/lib/firmware/app.mpy"); the host's state dir is at "/_host", hidden from listings.
 # The names defined by executed code persist between executions, as on a board, until a soft reset.
 #
 # Resets end this process with an exit code the board host (vboard.py) acts on:
@@ -19,8 +20,6 @@
 # Ctrl-C from the serial line into SIGINT (KeyboardInterrupt), as the board's UART interrupt does.
 import os
 import sys
-
-import vfs
 
 _RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 _WINDOW = 256
@@ -85,22 +84,13 @@ class _Machine:
 
 
 class _Os:
-    # `os` as code on the board sees it: ilistdir() gives sizes, as littlefs on a board does
+    # `os` as code on the board sees it: the "/_host" mount is not listed in "/" (an ESP32 has
+    # none); ilistdir() gives sizes, as littlefs on a board does
     def __init__(self, real):
         self._real = real
 
     def __getattr__(self, name):
         return getattr(self._real, name)
-
-    def _abs(self, p):
-        if not p.startswith("/"):
-            p = self._real.getcwd().rstrip("/") + "/" + p
-        return _HOST + _FS + p
-
-    def rename(self, a, b):
-        # VfsPosix(root).rename() of this unix port builds both paths in one buffer (ENOENT):
-        # rename through the host's root instead
-        self._real.rename(self._abs(a), self._abs(b))
 
     def listdir(self, path=""):
         return [e[0] for e in self.ilistdir(path)]
@@ -124,8 +114,7 @@ class _Os:
 
 
 g = {}
-_HOST = "/_host"  # the host's root (no root prefix), for rename; hidden from listings
-_FS = os.getenv("TAPKIT_FS") or ""
+_HOST = "/_host"  # the host's state dir: hidden from listings
 
 
 def fresh_globals():
@@ -341,13 +330,8 @@ def boot():
 
 
 def main():
-    fsdir = os.getenv("TAPKIT_FS")
-    if fsdir:
-        vfs.umount("/")
-        vfs.mount(vfs.VfsPosix(fsdir), "/")
-        vfs.mount(vfs.VfsPosix(), _HOST)
-        os.chdir("/")
-    sys.path[:] = ["", "/lib", ".frozen"]
+    if os.getenv("TAPKIT_STATE"):
+        import lfsmount  # noqa: F401 - mounts the board's image at "/", sets sys.path
     import machine
 
     sys.modules["machine"] = _Machine(machine)

@@ -1,6 +1,6 @@
 """The virtual board: a terminal's firmware on the MicroPython unix port, wired like an ESP32.
 
-    vb = VirtualBoard("/tmp/bus-1")        # state dir; its fs/ holds the deployed firmware (.mpy)
+    vb = VirtualBoard("/tmp/bus-1")        # state dir; its fs.img holds the deployed firmware (.mpy)
     vb.start()                             # prints nothing; vb.port is the pty (its "USB serial")
     vb.tap("card-a.json")                  # put a card file into the RF field, wait for the beep
     vb.stop()
@@ -10,6 +10,12 @@ What stands for what:
   stdin/stdout, so `tapkit sync --port /dev/pts/N` (pyserial) talks to it like to /dev/ttyUSB0.
 - UART2 + PN532 -> emulator.pn532.PN532Emulator on TCP 127.0.0.1:<port>; the firmware's hal_unix opens
   it through firmware/uart_socket.py. Its RF field holds 0 or 1 emulated card (emulator.card).
+- the board's filesystem (its vfs partition) -> <state>/fs.img, a littlefs image (4096-byte blocks,
+  2 MB) that the firmware and the REPL mount as vfs.VfsLfs2 at "/" (emulator/lfsmount.py, run
+  before boot.py and main.py); the host reads and writes it with emulator/lfsimage.py
+  (littlefs-python) while the board is off. The files the board host watches stay host files in
+  <state>, mounted on the board at "/_host" ($TAPKIT_HOST, see firmware/hal_unix.py): the journal
+  flash.bin, the watchdog's heartbeat, the keypad.
 - journal flash partition -> <state>/flash.bin, the NOR model (emulator/norflash.py, deployed as the
   board's `norflash` module).
 - display, buzzer, LEDs -> the firmware's stderr lines (`DISPLAY| ..`, `BUZZER|..`, `LED|..`),
@@ -18,8 +24,7 @@ What stands for what:
   when the firmware is not running: Ctrl-C on the serial line interrupts the firmware (SIGINT:
   KeyboardInterrupt) and the board drops into the friendly REPL; raw REPL, raw-paste and soft reset
   (boot.py + main.py again) behave as on an ESP32, so the stock `mpremote connect PORT ...` works.
-  The REPL's filesystem is the board's fs/ directory (vfs.VfsPosix mounted at "/"), the files the
-  firmware runs from. The watchdog only watches the firmware (the REPL feeds nobody).
+  The REPL's filesystem is the board's littlefs image, the files the firmware runs from. The watchdog only watches the firmware (the REPL feeds nobody).
 - the person at the bus -> the control socket <state>/control.sock (JSON lines), used by
   `tapkit emulate tap`.
 """
@@ -35,6 +40,7 @@ import threading
 import time
 import tty
 
+from emulator import lfsimage
 from emulator.card import DESFireCard
 from emulator.pn532 import PN532Emulator, RFField
 
@@ -61,7 +67,8 @@ class VirtualBoard:
     def __init__(self, state_dir, heap=DEFAULT_HEAP, board="unix-virtual", echo=None, wifi=False):
         self.state = os.path.abspath(state_dir)
         self.wifi = wifi  # "Wi-Fi" = the host's loopback (board.json "net"), for firmware/wifi.py
-        self.fs = os.path.join(self.state, "fs")
+        self.image = os.path.join(self.state, "fs.img")  # the board's filesystem (littlefs)
+        self.fs = self.image
         self.vlib = os.path.join(self.state, "vlib")
         self.heap = heap
         self.board = board
@@ -89,12 +96,15 @@ class VirtualBoard:
     def start(self, wait_ready=30.0, blank=False):
         """Power the board up. blank=True: an empty filesystem is fine (a board fresh from the
         factory: MicroPython and its REPL only, nothing to wait for)."""
-        os.makedirs(self.fs, exist_ok=True)
-        has_main = os.path.exists(os.path.join(self.fs, "main.py"))
+        os.makedirs(self.state, exist_ok=True)
+        legacy = os.path.join(self.state, "fs")  # a firmware deployed as files (older tapkit)
+        if not os.path.exists(self.image) and os.path.exists(os.path.join(legacy, "main.py")):
+            lfsimage.import_dir(self.image, legacy)
+        lfsimage.create(self.image)
+        has_main = "main.py" in self._root()
         if not has_main and not blank:
-            raise BoardError("no firmware deployed in %s (deploy it first)" % self.fs)
-        os.makedirs(self.vlib, exist_ok=True)
-        shutil.copy(os.path.join(HERE, "norflash.py"), os.path.join(self.vlib, "norflash.py"))
+            raise BoardError("no firmware deployed in %s (deploy it first)" % self.image)
+        self._deploy_vlib()
         self.chip = PN532Emulator(self.field)
         self.chip.serve("127.0.0.1", 0)
         self._write_board_json(has_main)
@@ -110,13 +120,32 @@ class VirtualBoard:
             self.wait_for("DISPLAY|", timeout=wait_ready, since=0)
         return self
 
+    def _deploy_vlib(self):
+        """The board's own modules (its "frozen" code): the NOR chip model and the storage mount,
+        as .mpy (compiling source on the board would cost the firmware's heap a parse tree)."""
+        from host_tools.build import compile_file
+
+        os.makedirs(self.vlib, exist_ok=True)
+        for mod in ("norflash", "lfsmount"):
+            src = os.path.join(HERE, mod + ".py")
+            dst = os.path.join(self.vlib, mod + ".mpy")
+            try:
+                os.unlink(os.path.join(self.vlib, mod + ".py"))  # .py would shadow the .mpy
+            except OSError:
+                pass
+            try:
+                fresh = os.stat(dst).st_mtime >= os.stat(src).st_mtime
+            except OSError:
+                fresh = False
+            if not fresh:
+                compile_file(src, dst)
+
     def _env(self):
         env = dict(os.environ)
-        env["MICROPYPATH"] = os.pathsep.join(
-            [self.fs, os.path.join(self.fs, "lib"), self.vlib, ".frozen"]
-        )
+        env["MICROPYPATH"] = os.pathsep.join([self.vlib, ".frozen"])  # lfsmount sets the board's
         env["TAPKIT_PN532_PORT"] = str(self.chip.port)
-        env["TAPKIT_FS"] = self.fs
+        env["TAPKIT_STATE"] = self.state
+        env["TAPKIT_HOST"] = "/_host/"
         env["TAPKIT_BOARD"] = self.board
         return env
 
@@ -124,22 +153,28 @@ class VirtualBoard:
         """Run boot.py and main.py (the firmware), as the board does after a reset; with no main.py
         the board goes straight to its REPL."""
         self.reset_cause = cause
-        if os.path.exists(os.path.join(self.fs, "main.py")):
-            return self._spawn_fw()
+        root = self._root()
+        if "main.py" in root:
+            return self._spawn_fw("boot.py" in root)
         return self._spawn_repl("friendly")
 
-    def _spawn_fw(self):
+    def _root(self):
+        """The names in the board's "/" (read from its image: call while no program runs)."""
+        try:
+            return set(lfsimage.listdir(self.image))
+        except (OSError, lfsimage.ImageError):
+            return set()
+
+    def _spawn_fw(self, has_boot=True):
         env = self._env()
         env["TAPKIT_RESET_CAUSE"] = self.reset_cause
         try:
-            os.unlink(os.path.join(self.fs, "heartbeat"))
+            os.unlink(os.path.join(self.state, "heartbeat"))
         except OSError:
             pass
-        boot = "import boot\n" if os.path.exists(os.path.join(self.fs, "boot.py")) else ""
+        code = "import lfsmount\n" + ("import boot\n" if has_boot else "") + "import main"
         return self._popen(
-            "fw",
-            [micropython_exe(), "-X", "heapsize=" + self.heap, "-c", boot + "import main"],
-            env,
+            "fw", [micropython_exe(), "-X", "heapsize=" + self.heap, "-c", code], env
         )
 
     def _spawn_repl(self, mode):
@@ -154,7 +189,7 @@ class VirtualBoard:
     def _popen(self, kind, argv, env):
         proc = subprocess.Popen(
             argv,
-            cwd=self.fs,
+            cwd=self.state,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -229,14 +264,15 @@ class VirtualBoard:
             f.write(line + "\n")
 
     def _watchdog(self):
-        """The hardware watchdog: the firmware's main loop touches fs/heartbeat when it feeds the
-        WDT; if that stops for longer than the board's WDT timeout, the board is reset."""
+        """The hardware watchdog: the firmware's main loop touches <state>/heartbeat (/_host on the
+        board) when it feeds the WDT; if that stops for longer than the board's WDT timeout, the
+        board is reset."""
         try:
-            with open(os.path.join(self.fs, "board.json")) as f:
-                timeout = json.load(f).get("wdt", {}).get("timeout_ms", 8000) / 1000.0
-        except (OSError, ValueError):
+            board = json.loads(lfsimage.read_file(self.image, "/board.json"))
+            timeout = board.get("wdt", {}).get("timeout_ms", 8000) / 1000.0
+        except (OSError, ValueError, lfsimage.ImageError):
             timeout = 8.0
-        hb = os.path.join(self.fs, "heartbeat")
+        hb = os.path.join(self.state, "heartbeat")
         while not self._stopping:
             time.sleep(0.5)
             proc = self.proc
@@ -332,7 +368,7 @@ class VirtualBoard:
         goes when the firmware has taken the one before (its `KEY|k offset` line). Returns the
         display lines the keys produced."""
         mark = self.mark()
-        path = os.path.join(self.fs, "keypad")
+        path = os.path.join(self.state, "keypad")
         for k in keys:
             with open(path, "ab") as f:
                 f.write(k.encode())
@@ -414,32 +450,24 @@ class VirtualBoard:
 
     def _write_board_json(self, deployed=True):
         """Wire the board: the reader is the PN532 emulator ($TAPKIT_PN532_PORT), the journal
-        partition is <state>/flash.bin (fs/flash.bin links to it, so the stock board file, whose
-        journal is "flash.bin", finds it). A board file written by `tapkit flash` (reader port 0) is
-        left as flashed; otherwise the board file is written with this run's wiring."""
-        link = os.path.join(self.fs, "flash.bin")
-        if not os.path.lexists(link):
-            os.symlink(os.path.join(self.state, "flash.bin"), link)
+        partition is <state>/flash.bin (the stock board file's "flash.bin", which hal_unix finds
+        under $TAPKIT_HOST). A board file written by `tapkit flash` (reader port 0) is left as
+        flashed; otherwise the board file in the image is written with this run's wiring."""
         if not deployed:
             return  # a blank board: its board file comes with `tapkit flash`
-        dst = os.path.join(self.fs, "board.json")
         try:
-            with open(dst) as f:
-                if json.load(f).get("reader", {}).get("port") == 0:
-                    return
-        except (OSError, ValueError):
+            if json.loads(lfsimage.read_file(self.image, "/board.json"))["reader"]["port"] == 0:
+                return
+        except (OSError, ValueError, KeyError, TypeError, lfsimage.ImageError):
             pass
         path = os.path.join(ROOT, "boards", self.board, "board.json")
         with open(path) as f:
             board = json.load(f)
         board.setdefault("reader", {})["port"] = self.chip.port
         board["reader"]["host"] = "127.0.0.1"
-        journal = board.setdefault("journal", {})
-        journal["file"] = os.path.join(self.state, "flash.bin")
         if self.wifi:
             board["net"] = {"loopback": True}
-        with open(dst, "w") as f:
-            json.dump(board, f, indent=1)
+        lfsimage.write_files(self.image, {"/board.json": json.dumps(board, indent=1)})
 
     def _write_runtime(self):
         rt = {

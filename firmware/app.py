@@ -29,8 +29,11 @@ terminal refuses a card whose newest trip record carries it. The card office's n
 `card block`) replaces that mark: unblocking is the card office's decision.
 
 Profiles with a keypad or buttons (board.json ui.keypad) add `key(term, k)` (called for each key from
-the main loop), `idle(term)` (the idle screen) and `done(term, amount)` (after a committed charge); their
-price() answers -3 (WAIT) while nothing is entered: the tap is refused, nothing journalled.
+the main loop), `idle(term)` (the idle screen) and `done(term, amount)` (after a committed charge, also
+one a lost commit answer left pending that the card's trip log shows committed); their price()
+answers -3 (WAIT) while nothing is entered: the tap is refused, nothing journalled. price() -4 (OWN)
+hands the tap, after the card checks, to the profile's `own(term, uid, last, counter, now)` (the POS
+refund: LimitedCredit + a refund trip record + a KIND_REFUND journal record, one transaction).
 
 A repeat tap (the profile says REPEAT: same card on this terminal within the table's `repeat` seconds)
 shows "Already paid" and the balance, and neither charges nor journals anything.
@@ -61,6 +64,9 @@ _money = msg.money
 _RESULT_DENYLIST = const(2)
 _REPEAT = const(-1)  # profile price(): a repeat tap, already paid
 _WAIT = const(-3)  # profile price(): nothing to pay yet (no amount entered or chosen)
+_OWN = const(
+    -4
+)  # profile price(): the profile runs this tap itself (`own(term, uid, last, counter, now)`)
 _FLAG_BLOCKED = const(0x80)  # TripRecord flags: blocked by a deny-list entry
 _TR_KIND = const(7)
 _TR_FLAGS = const(10)
@@ -344,6 +350,9 @@ class Terminal:
         if fare == _WAIT:
             self.show(_t(getattr(prof, "WAIT_MSG", msg.ENTER)), "", "refused")
             return
+        if fare == _OWN:  # e.g. the POS refund (firmware/profile_pos.py)
+            prof.own(self, uid, last, counter, now)
+            return
         if fare < 0:
             self.show(_t(msg.NO_SERVICE), _t(msg.NO_FARE), "error")
             return
@@ -414,7 +423,7 @@ class Terminal:
             return raw
         return raw + more
 
-    def _write_trip(self, counter, now, amount, balance, flags):
+    def _write_trip(self, counter, now, amount, balance, flags, kind=citizen.TRIP_DEBIT):
         citizen.pack_trip_into(
             self._trip,
             counter,
@@ -424,7 +433,7 @@ class Terminal:
             balance,
             self.line,
             self.stop,
-            citizen.TRIP_DEBIT,
+            kind,
             self.prof.PROFILE,
             self.zone,
             flags,
@@ -473,11 +482,17 @@ class Terminal:
             and last[citizen.TR_TERMINAL] == self.terminal_id
             and last[citizen.TR_TIME] == t
         ):
+            a = last[citizen.TR_AMOUNT]
             self.show(
-                _t(msg.OK) + "  -" + _money(last[citizen.TR_AMOUNT]),
+                _t(msg.OK)
+                + ("  +" if last[_TR_KIND] != citizen.TRIP_DEBIT else "  -")
+                + _money(a),
                 _t(msg.BALANCE) + " " + _money(last[citizen.TR_BALANCE]),
                 "ok",
             )
+            done = getattr(self.prof, "done", None)
+            if done:  # the sale, share or refund is complete: the keypad profile clears it
+                done(self, a)
             return True
         # The card never committed: void the journalled charge, then charge afresh.
         self._journal(

@@ -48,7 +48,8 @@ class KeyFile:
         if not self.f.readinto(self.b):
             return None
         k = chr(self.b[0])
-        hal._err_line("KEY|", "%s %d" % (k, self.f.tell()))  # taken: the board host sees how far
+        c = k if k > " " else "\\x%02x" % self.b[0]  # a taximeter line's "\n": one log line
+        hal._err_line("KEY|", "%s %d" % (c, self.f.tell()))  # taken: the board host sees how far
         return k
 
 
@@ -65,12 +66,18 @@ def _uart(r):
     )
 
 
+def _host(base, name):
+    """Where a file the board host watches lives (journal, heartbeat, keypad): the virtual board
+    mounts its host state dir at $TAPKIT_HOST ("/_host/"), beside its littlefs image at "/"."""
+    import os
+
+    return hal.join(os.getenv("TAPKIT_HOST") or base, name)
+
+
 def _flash(j, base):
     import norflash
 
-    return norflash.NORFlash(
-        hal.join(base, j.get("file", "flash.bin")), int(j.get("size", 262144))
-    )
+    return norflash.NORFlash(_host(base, j.get("file", "flash.bin")), int(j.get("size", 262144)))
 
 
 def _loopnet():
@@ -89,12 +96,12 @@ def build(spec, base=""):
     b.uart = b.part("reader", _uart, spec.get("reader", {})) or hal.DeadUART()
     b.flash = b.part("journal", _flash, spec.get("journal", {}), base)
     hb = spec.get("wdt", {}).get("heartbeat")
-    b.wdt = SoftWDT(hal.join(base, hb) if hb else None)
+    b.wdt = SoftWDT(_host(base, hb) if hb else None)
     if spec.get("net"):
         b.net = b.part("net", _loopnet)
     kp = spec.get("ui", {}).get("keypad")
     if kp:
-        b.keypad = b.part("keypad", KeyFile, hal.join(base, kp.get("file", "keypad")))
+        b.keypad = b.part("keypad", KeyFile, _host(base, kp.get("file", "keypad")))
     import os
 
     b.reset_cause = os.getenv("TAPKIT_RESET_CAUSE") or "power-on"  # the virtual board says why

@@ -44,6 +44,10 @@ PAID_OF = const(27)
 LEFT = const(28)
 PARK_START = const(29)
 PARKED = const(30)
+REFUND = const(31)
+REFUND_ASK = const(32)
+CONFIRM = const(33)
+NO_SALE = const(34)
 
 _cat = ()  # type: tuple
 _div = 1

@@ -32,4 +32,8 @@ T = (
     "Left",
     "Parking started",
     "Parked",
+    "Refund",
+    "Refund last sale?",
+    "#=OK *=cancel",
+    "No sale to refund",
 )

@@ -15,7 +15,10 @@ Fare table (per zone in "zones", or one rule for all):
 - a card with an open session of another zone: "other_zone" "cap" (default) closes it at that zone's
   daily cap (the meter cannot know when the car left), "duration" charges the duration by that
   zone's rule; either way the next tap starts a session here;
-- repeat: seconds in which a second tap on the meter that opened the session is not a tap out.
+- repeat: seconds in which a second tap on the meter that opened the session is not a tap out;
+- prepaid (optional, per zone): minutes paid up front at tap in (the rule's charge for them, carried
+  as the open record's amount); tap out charges the session by the rule minus what was prepaid:
+  leaving early refunds nothing, an overstay pays the difference (an other-zone cap likewise).
 """
 
 from micropython import const
@@ -79,7 +82,8 @@ def price(t, line, holder, now, trips, terminal_id):
         and last[_TR_PROFILE] == PROFILE
         and last[_TR_FLAGS] & FLAG_OPEN
     ):
-        return 0, FLAG_OPEN  # tap in
+        p = _rule(t, zone).get("prepaid", 0)
+        return (charge(_rule(t, zone), p) if p else 0), FLAG_OPEN  # tap in
     start = last[citizen.TR_TIME]
     z = last[_TR_ZONE]
     if (
@@ -90,12 +94,13 @@ def price(t, line, holder, now, trips, terminal_id):
         return -1, 0  # the same driver again at once: already parked
     duration = max(now - start, 0) // 60
     rule = _rule(t, z)
+    paid = last[citizen.TR_AMOUNT]  # prepaid at tap in (0 without prepaid minutes)
     if z != zone and t.get("other_zone", "cap") == "cap" and rule.get("cap"):
-        return rule["cap"], 0
-    return charge(rule, duration), 0
+        return max(rule["cap"] - paid, 0), 0
+    return max(charge(rule, duration) - paid, 0), 0
 
 
 def ok(fare, flags):
     if flags & FLAG_OPEN:
-        return msg.text(msg.PARK_START)
+        return msg.text(msg.PARK_START) + ("  -" + msg.money(fare) if fare else "")
     return "%s %d min  -%s" % (msg.text(msg.PARKED), duration, msg.money(fare))

@@ -3,29 +3,52 @@
 Keys (board.json ui.keypad): 0-9 type the amount in the display unit (config "unit": Toman typed,
 Rial charged), "#" arms it, "*" clears. The armed amount stays until a charge commits or "*": a
 refused card (insufficient balance) can be followed by another card for the same sale. A tap with
-nothing armed is refused ("Enter amount first"), nothing journalled. Fare table (optional): {"max":
-Rial}, the largest sale the terminal takes. No concessions, no repeat window: two sales in a row on
-the same card are two sales.
+nothing armed is refused ("Enter amount first"), nothing journalled. No concessions, no repeat
+window: two sales in a row on the same card are two sales.
 
-Refund of the last sale is not in this profile yet: the card allows it (LimitedCredit with the debit
-key, `DESFire.debit(file, amount, mode, 0x1C)`), but the journal has no refund record kind.
+Refund of the last sale: "R" asks ("Refund last sale? #=OK *=cancel"), "#" is the merchant's
+confirmation, then the customer taps. Refunded is the card's own last sale, only when the card's
+newest trip record is a sale of this terminal (so once: the refund becomes the newest record) made at
+most the table's "refund" seconds ago (default 600; 0: no refunds). One transaction: GetValue ->
+LimitedCredit(sale amount, debit key) -> WriteRecord(trip kind refund, counter + 1) -> journal
+(KIND_REFUND, the amount given back, the new balance) -> CommitTransaction. The card itself allows a
+LimitedCredit only up to its last debit, and once (DESFire value-file semantics). Anything else
+("No sale to refund") changes nothing and journals nothing; the refund stays asked for the next tap.
+
+Fare table (optional): {"max": Rial, "refund": seconds}.
 """
 
 from micropython import const
 
-from firmware import msg
+from card_schema import citizen, desfire, taprecord
+from firmware import journal, msg, pn532
 
 PROFILE = const(4)  # taprecord profile: pos
 HISTORY = const(1)
 _MAX_TYPED = const(99999999)
+_OWN = const(-4)  # app: price() hands the tap to own()
+_LIMITED_CREDIT = const(0x1C)
+_TRIP_REFUND = const(3)  # citizen TripRecord kind
+_TR_KIND = const(7)
+_TR_PROFILE = const(8)
+_WINDOW = const(600)
 
 typed = 0  # in the display unit, as typed
 armed = 0  # Rial
+refund = 0  # 1: "R" pressed, waiting for "#"; 2: confirmed, the next card is refunded
 
 
 def key(term, k):
-    global typed, armed
-    if "0" <= k <= "9":
+    global typed, armed, refund
+    if k == "R":
+        typed = armed = 0
+        refund = 1
+    elif refund:
+        if k == "#":
+            refund = 2
+        else:  # "*" or any other key cancels the refund
+            refund = 0
+    elif "0" <= k <= "9":
         if typed * 10 + int(k) <= _MAX_TYPED:
             typed = typed * 10 + int(k)
         armed = 0
@@ -43,16 +66,60 @@ def key(term, k):
 
 
 def idle(term):
-    if armed:
+    if refund == 1:
+        term.show(msg.text(msg.REFUND_ASK), msg.text(msg.CONFIRM))
+    elif refund:
+        term.show(msg.text(msg.REFUND), msg.text(msg.IDLE))
+    elif armed:
         term.show(msg.text(msg.AMOUNT) + " " + msg.money(armed), msg.text(msg.IDLE))
     else:
         term.show(msg.text(msg.AMOUNT), str(typed) if typed else "")
 
 
 def price(t, line, holder, now, trips, terminal_id):
+    if refund == 2:
+        return _OWN, 0
     return (armed, 0) if armed else (-3, 0)
 
 
+def own(term, uid, last, counter, now):
+    """The refund tap (after the terminal's card checks: blocked, expired, deny list)."""
+    if not (
+        last
+        and last[_TR_KIND] == citizen.TRIP_DEBIT
+        and last[_TR_PROFILE] == PROFILE
+        and last[citizen.TR_TERMINAL] == term.terminal_id
+        and last[citizen.TR_AMOUNT] > 0
+        and 0 <= now - last[citizen.TR_TIME] <= (term.table or {}).get("refund", _WINDOW)
+    ):
+        term.show(msg.text(msg.NO_SALE), "", "refused")
+        return
+    if term.journal.full:
+        raise journal.JournalFull("journal full")
+    amount = last[citizen.TR_AMOUNT]
+    card = term.card
+    balance = card.get_value(citizen.FILE_PURSE, desfire.MODE_ENC) + amount
+    card.debit(citizen.FILE_PURSE, amount, desfire.MODE_ENC, _LIMITED_CREDIT)
+    counter += 1
+    term._write_trip(counter, now, amount, balance, 0, _TRIP_REFUND)
+    # Durable first, as for a charge (firmware/app.py): then the card commits.
+    seq = term._journal(
+        uid, now, taprecord.KIND_REFUND, taprecord.RESULT_OK, counter, amount, balance
+    )
+    try:
+        card.commit_transaction()
+    except pn532.CardGone:
+        term.pending = (uid, seq, counter, now)
+        raise
+    term.pending = None
+    done(term, amount)
+    term.show(
+        msg.text(msg.REFUND) + "  +" + msg.money(amount),
+        msg.text(msg.BALANCE) + " " + msg.money(balance),
+        "ok",
+    )
+
+
 def done(term, amount):
-    global typed, armed
-    typed = armed = 0
+    global typed, armed, refund
+    typed = armed = refund = 0

@@ -5,6 +5,12 @@ Keys (board.json ui.keypad): 0-9 type the fare in the display unit, "#" arms it,
 then a digit 2..9 splits the armed fare over that many cards (each pays fare // n, the last one the
 remainder). The driver sees what is paid and what is left; after the last share the meter is clear.
 A tap with nothing armed is refused ("Enter amount first"), nothing journalled.
+
+Taximeter: a meter wired to the unit sends its fare as a text line `FARE <Rial>\n` into the same
+key channel (the virtual board: `tapkit emulate press --meter 123000`; a taxi unit's board.json names
+the meter's UART under ui.taximeter). "F" starts a line (no key of the keypad sends it), digits up to
+"\n" or "\r" are the fare in Rial, other characters are skipped; a complete line arms the fare as "#"
+would, unless a split fare is partly paid (then it is ignored: the driver clears with "*" first).
 """
 
 from micropython import const
@@ -20,10 +26,28 @@ remaining = 0  # Rial still to pay
 shares = 0  # cards still to pay (0: nothing armed)
 total = 0  # shares of this fare
 _split = False  # "B" pressed: the next digit is the number of cards
+_meter = -1  # a taximeter line being received: the fare so far (-1: none)
 
 
 def key(term, k):
-    global typed, remaining, shares, total, _split
+    global typed, remaining, shares, total, _split, _meter
+    if k == "F":
+        _meter = 0
+        return
+    if _meter >= 0:
+        if "0" <= k <= "9":
+            if _meter <= _MAX_TYPED:
+                _meter = _meter * 10 + int(k)
+            return
+        if k != "\n" and k != "\r":
+            return
+        if _meter and shares == total:
+            remaining = _meter
+            shares = total = 1
+            typed = 0
+        _meter = -1
+        idle(term)
+        return
     if _split:
         _split = False
         if "2" <= k <= "9" and remaining and shares == total:

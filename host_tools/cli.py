@@ -5,6 +5,8 @@
     tapkit card issue --reader pcsc --balance 200000 --holder student
     tapkit emulate board --state run/bus-1 --terminal-id 1001 --fare 25000
     tapkit emulate tap --board run/bus-1 alice.card
+    tapkit emulate board --state run/pos-1 --terminal-id 3001 --profile pos --fares pos.json
+    tapkit emulate press --board run/pos-1 "15000#"     # the cashier's keypad (R# refunds)
     tapkit sync --port /dev/pts/5 --db sqlite:///taps.db
     tapkit report --db sqlite:///taps.db
     tapkit demo
@@ -281,22 +283,66 @@ def _emulate_card_udp(a, card):
     return 0
 
 
+PROFILES = ("bus", "taxi", "parking", "pos", "charity")  # firmware/profile_<name>.py
+_KEYPAD = ("taxi", "pos", "charity")
+
+
+def _json_file(path, what):
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except OSError as e:
+        raise TapkitError("cannot read %s %s: %s" % (what, path, e.strerror or e))
+    except ValueError as e:
+        raise TapkitError("%s %s is not JSON: %s" % (what, path, e))
+    if not isinstance(obj, dict):
+        raise TapkitError("%s %s: a JSON object is expected" % (what, path))
+    return obj
+
+
+def _board_config(a):
+    """config.json overrides for `emulate board`: --config FILE first, then the options given."""
+    over = _json_file(a.config, "config") if a.config else {}
+    over.pop("terminal_id", None)  # --terminal-id names the terminal
+    for k in ("profile", "fare", "line", "stop", "zone", "lang", "unit"):
+        v = getattr(a, k)
+        if v is not None:
+            over[k] = v
+    over.setdefault("profile", "bus")
+    if over["profile"] not in PROFILES:
+        raise TapkitError("unknown profile %r: one of %s" % (over["profile"], ", ".join(PROFILES)))
+    over.setdefault("fare", 25000)
+    over.setdefault("line", 1)
+    return over
+
+
 def cmd_emulate_board(a):
     from emulator.vboard import VirtualBoard
     from host_tools import keystore, provision
 
     ks = keystore.load(a.keystore)
+    over = _board_config(a)
+    fares = _json_file(a.fares, "fare table") if a.fares else None
+    deny = _json_file(a.deny, "deny list") if a.deny else None
+    from host_tools import cli_tariff
+
+    if fares is not None:  # checked before anything is written
+        cli_tariff.fares_payload(fares)
+    if deny is not None:
+        cli_tariff.deny_payload(deny)
     fs = os.path.join(a.state, "fs")
     os.makedirs(fs, exist_ok=True)
-    provision.deploy_virtual(fs, ks, a.terminal_id, fare=a.fare, line=a.line)
+    provision.deploy_virtual(fs, ks, a.terminal_id, fares=fares, deny=deny, **over)
     vb = VirtualBoard(a.state, heap=a.heap, echo=lambda ln: print(ln, flush=True))
     vb.start()
     print(
-        "virtual terminal %d running: serial port %s  (state %s)"
-        % (a.terminal_id, vb.port, a.state),
+        "virtual terminal %d (%s) running: serial port %s  (state %s)"
+        % (a.terminal_id, over["profile"], vb.port, a.state),
         flush=True,
     )
     print("tap a card:  tapkit emulate tap --board %s CARDFILE" % a.state, flush=True)
+    if over["profile"] in _KEYPAD:
+        print("press keys:  tapkit emulate press --board %s KEYS" % a.state, flush=True)
     try:
         while vb.alive:
             time.sleep(0.5)
@@ -325,6 +371,30 @@ def cmd_emulate_tap(a):
         _print_json(r)
     else:
         print(r["display"].replace("DISPLAY|", "display:").strip())
+    return 0
+
+
+def cmd_emulate_press(a):
+    from emulator.vboard import BoardError, control
+
+    keys = a.keys or ""
+    if a.meter is not None:
+        if a.meter <= 0:
+            raise TapkitError("--meter: the taximeter's fare in Rial, > 0")
+        keys += "FARE %d\n" % a.meter  # the taximeter's line (firmware/profile_taxi.py)
+    if not keys:
+        raise TapkitError("nothing to press: give KEYS or --meter RIAL")
+    try:
+        r = control(a.board, {"cmd": "press", "keys": keys})
+    except BoardError as e:
+        raise TapkitError(str(e))
+    if not r.get("ok"):
+        raise TapkitError("press failed: %s" % r.get("error"))
+    if a.json:
+        _print_json(r)
+    else:
+        for ln in r.get("display") or []:
+            print(ln.replace("DISPLAY|", "display:").strip())
     return 0
 
 
@@ -467,13 +537,27 @@ def _parser():
     sp.add_argument("--state", default="run/bus-1", help="the board's state directory")
     sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
     sp.add_argument("--terminal-id", type=int, default=1001)
-    sp.add_argument("--fare", type=int, default=25000, help="flat fare in Rial")
-    sp.add_argument("--line", type=int, default=1)
+    sp.add_argument("--profile", help="bus (default), taxi, parking, pos or charity")
+    sp.add_argument(
+        "--config", metavar="FILE.json", help="more config.json keys (zone, amounts...)"
+    )
+    sp.add_argument("--fares", metavar="FILE.json", help="fare table, signed for this terminal")
+    sp.add_argument("--deny", metavar="FILE.json", help="deny list {UID hex: refuse|block}")
+    sp.add_argument("--fare", type=int, help="flat fare in Rial (no fare table; default 25000)")
+    sp.add_argument("--line", type=int, help="line number (taxi: the car's number)")
+    sp.add_argument("--stop", type=int)
+    sp.add_argument("--zone", type=int, help="parking zone")
+    sp.add_argument("--lang", choices=("en", "fa"))
+    sp.add_argument("--unit", choices=("rial", "toman"), help="display unit")
     sp.add_argument("--heap", default="112K")
     sp = add(emu, "tap", cmd_emulate_tap, "tap a card file on a running virtual terminal")
     sp.add_argument("--board", required=True, help="the board's state directory")
     sp.add_argument("cardfile")
     sp.add_argument("--timeout", type=float, default=15.0)
+    sp = add(emu, "press", cmd_emulate_press, "press keys on a running virtual terminal's keypad")
+    sp.add_argument("--board", required=True, help="the board's state directory")
+    sp.add_argument("keys", nargs="?", help='keys in order, e.g. "15000#", "R#", "B2"')
+    sp.add_argument("--meter", type=int, metavar="RIAL", help="a taximeter line: FARE RIAL")
 
     sp = add(sub, "sync", cmd_sync, "pull taps from a terminal over USB serial")
     sp.add_argument("--port", required=True)

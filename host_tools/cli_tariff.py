@@ -49,12 +49,28 @@ def _version(version):
     return int(version)
 
 
+def _seconds(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 def fares_payload(table):
     payload = json.dumps(table, separators=(",", ":"), sort_keys=True).encode()
     try:
         tariff.fare_table(payload)
     except ValueError as e:
         raise TariffError(str(e))
+    # what the firmware's profiles read without checking (host-side only: no RAM on the terminal)
+    if not _seconds(table.get("refund", 0)):
+        raise TariffError(
+            "fare table: refund is the POS refund window in seconds, an integer >= 0"
+        )
+    zones = table.get("zones", {})
+    for z, rule in list(zones.items() if isinstance(zones, dict) else []) + [("", table)]:
+        if isinstance(rule, dict) and not _seconds(rule.get("prepaid", 0)):
+            raise TariffError(
+                "fare table: prepaid%s is parking minutes paid at tap in, an integer >= 0"
+                % (" of zone %s" % z if z else "")
+            )
     return payload
 
 

@@ -67,15 +67,25 @@ def terminal_files(ks, terminal_id, fares=None, deny=None, **over):
     return files
 
 
-def deploy_virtual(fs_dir, ks, terminal_id, **over):
-    """Build the firmware into a virtual board's filesystem and provision it."""
-    import os
+def deploy_virtual(fs, ks, terminal_id, **over):
+    """Build the firmware into a virtual board's filesystem and provision it (the board is off).
 
+    fs is the board's littlefs image (`<state>/fs.img`); `<state>/fs` (the name of older tapkit's
+    filesystem directory) means `<state>/fs.img`. Returns the image's path."""
+    import os
+    import tempfile
+
+    from emulator import lfsimage
     from host_tools.build import build
 
-    build(fs_dir)
+    img = fs if fs.endswith(".img") else fs.rstrip("/" + os.sep) + ".img"
+    with tempfile.TemporaryDirectory() as out:
+        manifest = build(out)
+        files = {}
+        for rel in manifest:
+            with open(os.path.join(out, rel), "rb") as f:
+                files["/" + rel] = f.read()
     for name, data in terminal_files(ks, terminal_id, **over).items():
-        path = os.path.join(fs_dir, name)
-        with open(path + ".new", "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(path + ".new", path)
+        files["/" + name] = data.encode() if isinstance(data, str) else data
+    lfsimage.write_files(img, files)
+    return img

@@ -15,7 +15,7 @@ Revenue per terminal, line, profile and day (UTC days, or shifted by `tz` second
   money that appeared or vanished on the card outside any recorded operation;
 - refused uploads: Wi-Fi batches the server refused (unknown terminal, bad MAC), by reason.
 
-Amounts are integer Rial. A charge voided by a later void record (the card commit failed after the
+Amounts are integer Rial. POS refunds (kind refund) count as negative revenue. A charge voided by a later void record (the card commit failed after the
 terminal journalled it) counts as no money. "Refused" means kind refused (insufficient balance) or denied
 (deny list, blocked, expired card).
 """
@@ -135,6 +135,8 @@ def report(store, ks=None, tz=0):
         "taps": sum(t["taps"] for t in terminals),
         "revenue": revenue,
         "charges": charges,
+        "refunds": store.refunds()[0],
+        "refunded": store.refunds()[1],
         "refused": sum(refused.values()),
         "refused_by_reason": refused,
         "cards": cards,
@@ -159,8 +161,13 @@ def render_table(rep, console):
     from rich.table import Table
 
     console.print(
-        f"[bold]revenue[/bold] {_money(rep['revenue'])} Rial from {rep['charges']} charges; "
-        f"{rep['taps']} taps, {rep['refused']} refused"
+        f"[bold]revenue[/bold] {_money(rep['revenue'])} Rial from {rep['charges']} charges"
+        + (
+            f" less {rep['refunds']} refunds ({_money(rep['refunded'])} Rial)"
+            if rep.get("refunds")
+            else ""
+        )
+        + f"; {rep['taps']} taps, {rep['refused']} refused"
     )
 
     t = Table(title="terminals")

@@ -470,12 +470,17 @@ class Store:
         "NOT EXISTS (SELECT 1 FROM taps v WHERE v.terminal = t.terminal AND v.kind = 'void' "
         "AND v.amount = t.seq)"
     )
+    # A POS refund (kind 'refund', amount = what was given back) is negative revenue.
+    _MONEY = (
+        f"CASE WHEN t.kind = 'charge' AND {_NOT_VOIDED} THEN t.amount "
+        f"WHEN t.kind = 'refund' AND {_NOT_VOIDED} THEN -t.amount ELSE 0 END"
+    )
 
     def card_totals(self):
         """[(uid, taps, charged, refused, last_balance)] for every card seen (uid order)."""
         rows = self._all(
             "SELECT t.uid, COUNT(*), "
-            f"SUM(CASE WHEN t.kind = 'charge' AND {self._NOT_VOIDED} THEN t.amount ELSE 0 END), "
+            f"SUM({self._MONEY}), "
             "SUM(CASE WHEN t.kind IN ('refused', 'denied') THEN 1 ELSE 0 END) "
             "FROM taps t WHERE t.uid <> ? GROUP BY t.uid ORDER BY t.uid",
             (NO_UID,),
@@ -495,7 +500,16 @@ class Store:
 
     def revenue(self):
         r = self._one(
-            f"SELECT SUM(t.amount), COUNT(*) FROM taps t WHERE t.kind = 'charge' AND {self._NOT_VOIDED}"
+            f"SELECT SUM({self._MONEY}), SUM(CASE WHEN t.kind = 'charge' THEN 1 ELSE 0 END) "
+            f"FROM taps t WHERE t.kind IN ('charge', 'refund') AND {self._NOT_VOIDED}"
+        )
+        return int(r[0] or 0), int(r[1] or 0)
+
+    def refunds(self):
+        """(count, Rial) of the not-voided POS refunds."""
+        r = self._one(
+            "SELECT COUNT(*), SUM(t.amount) FROM taps t WHERE t.kind = 'refund' AND "
+            + self._NOT_VOIDED
         )
         return int(r[0] or 0), int(r[1] or 0)
 
@@ -510,7 +524,7 @@ class Store:
         rows = self._all(
             "SELECT t.terminal, COUNT(*), "
             f"SUM(CASE WHEN t.kind = 'charge' AND {self._NOT_VOIDED} THEN 1 ELSE 0 END), "
-            f"SUM(CASE WHEN t.kind = 'charge' AND {self._NOT_VOIDED} THEN t.amount ELSE 0 END), "
+            f"SUM({self._MONEY}), "
             "SUM(CASE WHEN t.kind IN ('refused', 'denied') THEN 1 ELSE 0 END), "
             "SUM(CASE WHEN t.kind = 'void' THEN 1 ELSE 0 END), "
             "SUM(CASE WHEN t.kind = 'error' THEN 1 ELSE 0 END), "
@@ -529,17 +543,21 @@ class Store:
         else:
             raise ValueError(column)
         rows = self._all(
-            f"SELECT {key} AS k, COUNT(*), SUM(t.amount) FROM taps t WHERE t.kind = 'charge' AND "
+            f"SELECT {key} AS k, SUM(CASE WHEN t.kind = 'charge' THEN 1 ELSE 0 END), "
+            f"SUM({self._MONEY}) FROM taps t WHERE t.kind IN ('charge', 'refund') AND "
             f"{self._NOT_VOIDED} GROUP BY k ORDER BY k"
         )
         return [(k if column == "profile" else int(k), int(n), int(a or 0)) for k, n, a in rows]
 
     def card_charges(self):
-        """[(uid, counter, terminal, seq, time, amount, balance)] of every not-voided charge, by card
-        and counter: what the counter and balance checks of the report walk through."""
+        """[(uid, counter, terminal, seq, time, amount, balance)] of every not-voided charge (and
+        refund, its amount negative), by card and counter: what the counter and balance checks of
+        the report walk through."""
         rows = self._all(
-            "SELECT t.uid, t.counter, t.terminal, t.seq, t.time, t.amount, t.balance FROM taps t "
-            f"WHERE t.kind = 'charge' AND t.uid <> ? AND t.counter > 0 AND {self._NOT_VOIDED} "
+            "SELECT t.uid, t.counter, t.terminal, t.seq, t.time, "
+            "CASE WHEN t.kind = 'refund' THEN -t.amount ELSE t.amount END, t.balance FROM taps t "
+            "WHERE t.kind IN ('charge', 'refund') AND t.uid <> ? AND t.counter > 0 AND "
+            f"{self._NOT_VOIDED} "
             "ORDER BY t.uid, t.counter, t.time, t.terminal, t.seq",
             (NO_UID,),
         )

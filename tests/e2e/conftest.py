@@ -32,9 +32,9 @@ def virtual_bus(tmp_path, keystore_path):
     from host_tools import keystore, provision
 
     state = tmp_path / "bus"
-    fs = state / "fs"
-    fs.mkdir(parents=True)
-    provision.deploy_virtual(str(fs), keystore.load(str(keystore_path)), 1001, fare=25000, line=7)
+    state.mkdir()
+    img = str(state / "fs.img")  # the board's littlefs filesystem
+    provision.deploy_virtual(img, keystore.load(str(keystore_path)), 1001, fare=25000, line=7)
     vb = VirtualBoard(str(state))
     vb.start()
     try:

@@ -7,8 +7,9 @@ import time
 import pytest
 from e2e_helpers import run_cli
 
+from emulator import lfsimage
 from emulator.vboard import VirtualBoard
-from host_tools import flash
+from host_tools import flash, keystore
 
 BOARD = "unix-virtual"
 
@@ -47,8 +48,15 @@ def test_flash_fresh_board_then_diag_then_nothing_to_copy(capsys, keystore_path,
     assert r["copied"] == r["files"] and "/lib/firmware/app.mpy" in r["changed"]
     assert "/lib/card_schema/desfire_admin.mpy" not in r["changed"]  # host-only code stays home
     assert vb.alive  # rebooted into the firmware
-    fs = os.listdir(os.path.join(vb.state, "fs"))
+    fs = lfsimage.listdir(vb.image)  # the board's littlefs image: what the firmware booted from
     assert {"manifest.json", "config.json", "keys.json", "board.json", "main.py"} <= set(fs)
+    assert not os.path.exists(os.path.join(vb.state, "fs"))
+    assert (
+        lfsimage.read_file(vb.image, "/lib/firmware/app.mpy")
+        == flash.local_files(BOARD, keystore.load(str(keystore_path)), 4711, {"line": 9})[0][
+            "/lib/firmware/app.mpy"
+        ]
+    )
 
     rc, d, err = run_cli(capsys, "diag", "--port", vb.port, "--json")
     assert rc == 0, err
@@ -92,11 +100,16 @@ def test_flash_keeps_unsynced_taps_and_guards_identity(
 def test_flash_all_three_boards_one_unplugged_mid_way(capsys, keystore_path, blank_boards):
     boards = blank_boards(3)
     victim = boards[1]
-    lib = os.path.join(victim.state, "fs", "lib", "firmware")
+
+    def copying():  # /lib/firmware is in the image (read while the board writes it)
+        try:
+            return lfsimage.exists(victim.image, "/lib/firmware")
+        except lfsimage.ImageError:
+            return False
 
     def unplug():  # the cable of the second board is pulled while its files are copied
         deadline = time.monotonic() + 60
-        while not os.path.isdir(lib) and time.monotonic() < deadline:
+        while not copying() and time.monotonic() < deadline:
             time.sleep(0.01)
         victim.stop()
 

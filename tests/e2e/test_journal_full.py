@@ -74,11 +74,11 @@ def test_full_journal_refuses_before_debit_then_sync_frees_space(
     vb.start()
     try:
         # a small journal region (2 sectors), filled with 119 taps by the terminal's own key
-        with open(fs / "board.json") as f:
-            board = json.load(f)
+        from emulator import lfsimage
+
+        board = json.loads(lfsimage.read_file(vb.image, "/board.json"))
         board["journal"]["size"] = 2 * 4096
-        with open(fs / "board.json", "w") as f:
-            json.dump(board, f)
+        lfsimage.write_files(vb.image, {"/board.json": json.dumps(board)})  # read at the restart
         flash = str(state / "flash.bin")
         os.remove(flash)
         script = tmp_path / "fill.py"

@@ -161,9 +161,12 @@ def test_forged_fare_table_is_never_used(tmp_path, capsys, keystore_path, cards)
     fs = state / "fs"
     fs.mkdir(parents=True)
     provision.deploy_virtual(str(fs), ks, 1003, line=7, fares=FARES)
-    blob = bytearray((fs / "fares.bin").read_bytes())
+    from emulator import lfsimage
+
+    img = str(state / "fs.img")
+    blob = bytearray(lfsimage.read_file(img, "/fares.bin"))
     blob[20] ^= 0x01  # one bit of the table changed after signing
-    (fs / "fares.bin").write_bytes(bytes(blob))
+    lfsimage.write_files(img, {"/fares.bin": bytes(blob)})
     from emulator.vboard import VirtualBoard
 
     vb = VirtualBoard(str(state))

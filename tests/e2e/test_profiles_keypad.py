@@ -8,6 +8,7 @@ import pytest
 from card_schema import citizen_host
 from host_tools import keystore
 
+from e2e_helpers import run_cli
 from test_profiles_bus import _board, _issue, _journal, _show
 
 
@@ -94,3 +95,76 @@ def test_taxi_fare_split_over_three_cards(tmp_path, capsys, keystore_path, ks):
         (cards[2][1], "taxi", 33334, 31),
     ]
     assert sum(r["amount"] for r in recs) == 100000
+
+
+def test_pos_refund_of_the_last_sale(tmp_path, capsys, keystore_path, ks):
+    """The cashier sells, then refunds that sale on the same card ("R", "#" to confirm, tap): the card
+    gets the amount back (LimitedCredit, a refund trip record), once; the journal says refund and the
+    report counts it as negative revenue."""
+    alice, alice_uid = _issue(tmp_path, ks, "alice", citizen_host.HOLDER_ADULT, 100000)
+    bob, bob_uid = _issue(tmp_path, ks, "bob", citizen_host.HOLDER_ADULT, 100000)
+    vb = _board(tmp_path, ks, 3101, 0, profile="pos", fares={"max": 500000, "refund": 600})
+    try:
+        assert "Amount 15,000 Rial" in vb.press("15000#")[-1]
+        assert vb.tap(alice)["buzzer"] == "ok"
+        assert "Amount 4,000 Rial" in vb.press("4000#")[-1]
+        assert vb.tap(bob)["buzzer"] == "ok"
+        assert "Refund last sale? | #=OK *=cancel" in vb.press("R")[-1]
+        assert "Amount | " in vb.press("*")[-1]  # the merchant changed their mind
+        shown = vb.tap(alice)  # no refund asked: nothing armed
+        assert shown["buzzer"] == "refused" and "Enter amount first" in shown["display"]
+        assert "Refund | Tap your card" in vb.press("R#")[-1]
+        shown = vb.tap(alice)
+        assert shown["buzzer"] == "ok", shown
+        assert "Refund  +15,000 Rial" in shown["display"] and "100,000 Rial" in shown["display"]
+        vb.press("R#")
+        shown = vb.tap(alice)  # once: the newest record is the refund now
+        assert shown["buzzer"] == "refused" and "No sale to refund" in shown["display"]
+        shown = vb.tap(bob)  # the refund is still asked: bob's sale goes back
+        assert shown["buzzer"] == "ok" and "+4,000 Rial" in shown["display"]
+        recs = _journal(capsys, vb, keystore_path, tmp_path)
+    finally:
+        vb.stop()
+    a = _show(ks, alice)
+    assert a["balance"] == 100000
+    assert [
+        (t["kind"], t["amount"], t["balance_after"], t["profile"]) for t in a["trips"][:2]
+    ] == [
+        ("refund", 15000, 100000, 4),
+        ("debit", 15000, 85000, 4),
+    ]
+    assert a["trips"][0]["counter"] == a["trips"][1]["counter"] + 1
+    assert _show(ks, bob)["balance"] == 100000
+    assert [(r["uid"], r["kind"], r["amount"], r["balance"], r["counter"]) for r in recs] == [
+        (alice_uid, "charge", 15000, 85000, a["trips"][1]["counter"]),
+        (bob_uid, "charge", 4000, 96000, recs[1]["counter"]),
+        (alice_uid, "refund", 15000, 100000, a["trips"][0]["counter"]),
+        (bob_uid, "refund", 4000, 100000, recs[1]["counter"] + 1),
+    ]
+    db = "sqlite:///%s" % (tmp_path / "taps.db")
+    rc, rep, err = run_cli(capsys, "report", "--db", db, "--json")
+    assert rc == 0, err
+    assert (rep["revenue"], rep["charges"], rep["refunds"], rep["refunded"]) == (0, 2, 2, 19000)
+    assert rep["reconciliation"]["balance_breaks"] == []
+    assert [c["charged"] for c in rep["cards"]] == [0, 0]
+
+
+def test_taxi_fare_from_the_taximeter_line(tmp_path, capsys, keystore_path, ks):
+    """The taximeter sends `FARE 123000` over its line (the virtual board: the key channel); the
+    driver splits it over two cards on the keypad."""
+    cards = [_issue(tmp_path, ks, "m%d" % i, citizen_host.HOLDER_ADULT, 100000) for i in range(2)]
+    vb = _board(tmp_path, ks, 4101, 5, profile="taxi")
+    try:
+        assert "Fare 123,000 Rial" in vb.press("FARE 123000\n")[-1]
+        assert "Fare 123,000 Rial 1/2" in vb.press("B2")[-1]
+        shown = [vb.tap(c) for c, _ in cards]
+        assert all(s["buzzer"] == "ok" for s in shown), shown
+        assert "-61,500 Rial" in shown[0]["display"] and "-61,500 Rial" in shown[1]["display"]
+        recs = _journal(capsys, vb, keystore_path, tmp_path)
+    finally:
+        vb.stop()
+    assert [_show(ks, c)["balance"] for c, _ in cards] == [38500, 38500]
+    assert [(r["uid"], r["profile"], r["amount"]) for r in recs] == [
+        (cards[0][1], "taxi", 61500),
+        (cards[1][1], "taxi", 61500),
+    ]

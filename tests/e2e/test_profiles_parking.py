@@ -55,3 +55,40 @@ def test_parking_tap_in_tap_out_and_other_zone(tmp_path, capsys, keystore_path):
         (uid, "parking", 1, 120000, recs[2]["duration"]),
     ]
     assert recs[2]["counter"] == after["counter"] and recs[2]["balance"] == 330000
+
+
+def test_parking_prepaid_hour_then_overstay(tmp_path, capsys, keystore_path):
+    """Prepaid minutes: tap in pays the prepaid hour up front; leaving early refunds nothing, an
+    overstay pays the rest of the session's charge."""
+    ks = keystore.load(str(keystore_path))
+    car, uid = _issue(tmp_path, ks, "car", citizen_host.HOLDER_ADULT, 100000)
+    early, early_uid = _issue(tmp_path, ks, "early", citizen_host.HOLDER_ADULT, 100000)
+    table = {"zones": {"1": dict(RULE, prepaid=60)}, "repeat": 30}
+    meter = _board(tmp_path, ks, 7011, 0, profile="parking", zone=1, fares=table)
+    try:
+        t0 = int(time.time())
+        with SerialLink(meter.port) as link:
+            link.set_clock(t0)
+        shown = meter.tap(car)
+        assert shown["buzzer"] == "ok" and "Parking started  -20,000 Rial" in shown["display"]
+        assert "80,000" in shown["display"]
+        assert "Parking started  -20,000 Rial" in meter.tap(early)["display"]
+        with SerialLink(meter.port) as link:
+            link.set_clock(t0 + 20 * 60 + 5)
+        shown = meter.tap(early)  # left after 20 minutes: nothing back, nothing more
+        assert shown["buzzer"] == "ok" and "Parked 20 min  -0 Rial" in shown["display"]
+        with SerialLink(meter.port) as link:
+            link.set_clock(t0 + 95 * 60 + 5)
+        shown = meter.tap(car)  # 95 minutes: 50,000 by the rule, 20,000 of it prepaid
+        assert "Parked 95 min  -30,000 Rial" in shown["display"] and "50,000" in shown["display"]
+        recs = _journal(capsys, meter, keystore_path, tmp_path)
+    finally:
+        meter.stop()
+    assert _show(ks, car)["balance"] == 50000
+    assert _show(ks, early)["balance"] == 80000
+    assert [(r["uid"], r["amount"], r["duration"]) for r in recs] == [
+        (uid, 20000, 0),
+        (early_uid, 20000, 0),
+        (early_uid, 0, 20),
+        (uid, 30000, 95),
+    ]

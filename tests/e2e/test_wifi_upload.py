@@ -82,7 +82,9 @@ def test_wifi_upload_with_server_down_then_up(tmp_path, keystore_path):
                     )
                 )
             assert info["unsynced"] == 0
-            assert (fs / "deny.bin").exists()
+            from emulator import lfsimage
+
+            assert lfsimage.exists(vb.image, "/deny.bin")
             # a server restart in between: the next tap still arrives once
             srv.close()
             srv = None

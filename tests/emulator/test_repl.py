@@ -7,6 +7,7 @@ import time
 import pytest
 import serial
 
+from emulator import lfsimage
 from emulator.vboard import VirtualBoard
 from host_tools import keystore, provision
 
@@ -39,8 +40,8 @@ def running_board(tmp_path):
     ks_path = str(tmp_path / "issuer.keys")
     assert main(["keys", "init", "--keystore", ks_path, "--json"]) == 0
     state = tmp_path / "bus"
-    (state / "fs").mkdir(parents=True)
-    provision.deploy_virtual(str(state / "fs"), keystore.load(ks_path), 1001, fare=25000)
+    state.mkdir()
+    provision.deploy_virtual(str(state / "fs.img"), keystore.load(ks_path), 1001, fare=25000)
     vb = VirtualBoard(str(state))
     vb.start()
     try:
@@ -61,8 +62,10 @@ def test_mpremote_copy_list_read_back_exec_soft_reset(blank_board, tmp_path):
     mpremote(port, "fs", "cp", ":lib/hello.py", str(back))
     assert back.read_text() == src.read_text()
     assert mpremote(port, "fs", "cat", ":lib/hello.py").startswith("GREETING = 'salaam'")
-    # the file is on the board's filesystem, where the firmware runs from
-    assert (tmp_path / "blank" / "fs" / "lib" / "hello.py").read_text() == src.read_text()
+    # the file is in the board's littlefs image, where the firmware runs from
+    img = str(tmp_path / "blank" / "fs.img")
+    assert lfsimage.read_file(img, "/lib/hello.py") == src.read_bytes()
+    assert lfsimage.listdir(img) == ["lib"]
     out = mpremote(port, "exec", "import hello; print(hello.GREETING, 6 * 7)")
     assert out.strip() == "salaam 42"
     # names survive between executions until a soft reset clears them
@@ -131,3 +134,22 @@ def _read_until(s, end, timeout=10.0):
         buf += s.read(256)
         assert time.monotonic() < deadline, "no %r in %r" % (end, buf)
     return buf
+
+
+def test_firmware_boots_from_the_littlefs_image(running_board, tmp_path):
+    """What mpremote writes lands in the board's image, and the next boot runs it."""
+    vb = running_board
+    listing = mpremote(vb.port, "fs", "ls", ":")
+    assert "main.py" in listing and "board.json" in listing and "_host" not in listing
+    boot = tmp_path / "boot.py"
+    boot.write_text("import sys\nsys.stderr.write('LOG| boot.py from the image\\n')\n")
+    mpremote(vb.port, "fs", "cp", str(boot), ":boot.py")
+    assert lfsimage.read_file(vb.image, "/boot.py") == boot.read_bytes()
+    mark = vb.mark()
+    mpremote(vb.port, "reset")
+    vb.wait_for("LOG| boot.py from the image", timeout=30, since=mark)
+    vb.wait_for("DISPLAY|", timeout=30, since=mark)
+    assert vb.alive
+    # the board's files are in the image; what the host watches stays a host file
+    assert not (tmp_path / "bus" / "fs").exists()
+    assert (tmp_path / "bus" / "flash.bin").stat().st_size == 262144
