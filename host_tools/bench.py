@@ -27,30 +27,24 @@ CARD_MS_COMMIT = 10.0  # CommitTransaction writes EEPROM (tearing-proof): a long
 
 def bench_bus_tap(taps=10, heap="112K"):
     from card_schema import citizen_host
-    from card_schema.desfire_admin import DESFireAdmin
-    from emulator.card import DESFireCard
     from emulator.vboard import VirtualBoard
     from host_tools import cardops, keystore, provision
-    from host_tools.readers import EmulatorReader
 
     with tempfile.TemporaryDirectory() as d:
         ks = keystore.init(os.path.join(d, "k.keys"))
         card = os.path.join(d, "c.card")
-        DESFireCard.blank().save(card)
         now = int(time.time())
-        with EmulatorReader(card) as r:
-            cardops.issue(
-                DESFireAdmin(r.transceive),
-                ks,
-                r.uid,
-                holder=citizen_host.HOLDER_ADULT,
-                card_no=1,
-                expiry=now + 86400 * 365,
-                balance=25000 * (taps + 1),
-                now=now,
-            )
-        fs = os.path.join(d, "vb", "fs")
-        os.makedirs(fs)
+        cardops.new_emulated_card(
+            card,
+            ks,
+            holder=citizen_host.HOLDER_ADULT,
+            card_no=1,
+            expiry=now + 86400 * 365,
+            balance=25000 * (taps + 1),
+            now=now,
+        )
+        fs = os.path.join(d, "vb", "fs.img")
+        os.makedirs(os.path.dirname(fs))
         # the bus profile with a signed fare table (every rule on, no repeat window: the bench taps
         # one card again and again) and a 500-entry deny list the card is not on
         fares = {

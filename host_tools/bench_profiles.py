@@ -33,33 +33,27 @@ PROFILES = {
 
 
 def measure(taps=5, heap="112K"):
-    from card_schema.desfire_admin import DESFireAdmin
-    from emulator.card import DESFireCard
     from emulator.vboard import VirtualBoard
     from host_tools import cardops, keystore, provision
-    from host_tools.readers import EmulatorReader
 
     out = {}
     with tempfile.TemporaryDirectory() as d:
         ks = keystore.init(os.path.join(d, "k.keys"))
         for n, (profile, (table, keys)) in enumerate(PROFILES.items()):
             card = os.path.join(d, profile + ".card")
-            DESFireCard.blank().save(card)
             now = int(time.time())
-            with EmulatorReader(card) as r:
-                cardops.issue(
-                    DESFireAdmin(r.transceive),
-                    ks,
-                    r.uid,
-                    holder=0,
-                    card_no=1,
-                    expiry=now + 86400,
-                    balance=50000 * (taps + 1),
-                    now=now,
-                )
+            cardops.new_emulated_card(
+                card,
+                ks,
+                holder=0,
+                card_no=1,
+                expiry=now + 86400,
+                balance=50000 * (taps + 1),
+                now=now,
+            )
             state = os.path.join(d, profile)
-            fs = os.path.join(state, "fs")
-            os.makedirs(fs)
+            fs = os.path.join(state, "fs.img")
+            os.makedirs(state)
             provision.deploy_virtual(fs, ks, 100 + n, line=1, zone=1, profile=profile, fares=table)
             rows = []
             with VirtualBoard(state, heap=heap) as vb:

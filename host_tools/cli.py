@@ -330,8 +330,8 @@ def cmd_emulate_board(a):
         cli_tariff.fares_payload(fares)
     if deny is not None:
         cli_tariff.deny_payload(deny)
-    fs = os.path.join(a.state, "fs")
-    os.makedirs(fs, exist_ok=True)
+    fs = os.path.join(a.state, "fs.img")
+    os.makedirs(a.state, exist_ok=True)
     provision.deploy_virtual(fs, ks, a.terminal_id, fares=fares, deny=deny, **over)
     vb = VirtualBoard(a.state, heap=a.heap, echo=lambda ln: print(ln, flush=True))
     vb.start()

@@ -29,7 +29,6 @@ def run(workdir="demo-run", json_out=False, heap="112K"):
 
     from card_schema import citizen_host
     from card_schema.desfire_admin import DESFireAdmin
-    from emulator.card import DESFireCard
     from emulator.vboard import BoardError, VirtualBoard
     from host_tools import cardops, keystore, provision, report, store
     from host_tools.cli import main as cli_main
@@ -52,18 +51,15 @@ def run(workdir="demo-run", json_out=False, heap="112K"):
     now = int(time.time())
     for i, (name, holder, balance, _) in enumerate(CARDS):
         path = os.path.join(workdir, name + ".card")
-        DESFireCard.blank().save(path)
-        with EmulatorReader(path) as r:
-            cardops.issue(
-                DESFireAdmin(r.transceive),
-                ks,
-                r.uid,
-                holder=citizen_host.HOLDER_NAMES.index(holder),
-                card_no=100 + i,
-                expiry=now + 365 * 86400,
-                balance=balance,
-                now=now,
-            )
+        cardops.new_emulated_card(
+            path,
+            ks,
+            holder=citizen_host.HOLDER_NAMES.index(holder),
+            card_no=100 + i,
+            expiry=now + 365 * 86400,
+            balance=balance,
+            now=now,
+        )
         cards.append((name, holder, balance, path))
         con.print(
             "      card %-7s %-8s %9s Rial  (%s)" % (name, holder, format(balance, ","), path)
@@ -74,8 +70,8 @@ def run(workdir="demo-run", json_out=False, heap="112K"):
         % (TERMINAL_ID, LINE, format(FARE, ","), heap)
     )
     state = os.path.join(workdir, "bus-%d" % TERMINAL_ID)
-    fs = os.path.join(state, "fs")
-    os.makedirs(fs)
+    fs = os.path.join(state, "fs.img")
+    os.makedirs(state)
     provision.deploy_virtual(fs, ks, TERMINAL_ID, fare=FARE, line=LINE)
     vb = VirtualBoard(state, heap=heap)
     try:

@@ -387,7 +387,7 @@ def cmd_serve(a):
 KIND_NAMES = {
     "fares": signed.KIND_FARES,
     "deny": signed.KIND_DENY,
-    "deny_delta": signed.KIND_DENY_DELTA,
+    "deny-delta": signed.KIND_DENY_DELTA,  # spelled as in `tapkit tariff sign --kind`
 }
 
 

@@ -8,29 +8,24 @@ import sys
 import time
 
 from card_schema import citizen_host
-from card_schema.desfire_admin import DESFireAdmin
 from e2e_helpers import run_cli
 from emulator.card import DESFireCard
 from host_tools import cardops, keystore
-from host_tools.readers import EmulatorReader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _issued_card(path, ks, balance):
-    DESFireCard.blank().save(str(path))
     now = int(time.time())
-    with EmulatorReader(str(path)) as r:
-        cardops.issue(
-            DESFireAdmin(r.transceive),
-            ks,
-            r.uid,
-            holder=citizen_host.HOLDER_ADULT,
-            card_no=7,
-            expiry=now + 86400,
-            balance=balance,
-            now=now,
-        )
+    cardops.new_emulated_card(
+        str(path),
+        ks,
+        holder=citizen_host.HOLDER_ADULT,
+        card_no=7,
+        expiry=now + 86400,
+        balance=balance,
+        now=now,
+    )
 
 
 def test_emulate_board_then_tap_then_sync(tmp_path, capsys, keystore_path):

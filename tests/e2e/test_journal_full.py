@@ -16,7 +16,6 @@ import time
 from card_schema import citizen_host
 from card_schema.desfire_admin import DESFireAdmin
 from e2e_helpers import run_cli
-from emulator.card import DESFireCard
 from host_tools import cardops, keystore, provision
 from host_tools.readers import EmulatorReader
 
@@ -39,19 +38,16 @@ print(j.head_seq, j.fill)
 
 
 def _card(path, ks, balance):
-    DESFireCard.blank().save(str(path))
     now = int(time.time())
-    with EmulatorReader(str(path)) as r:
-        cardops.issue(
-            DESFireAdmin(r.transceive),
-            ks,
-            r.uid,
-            holder=citizen_host.HOLDER_ADULT,
-            card_no=1,
-            expiry=now + 86400,
-            balance=balance,
-            now=now,
-        )
+    cardops.new_emulated_card(
+        str(path),
+        ks,
+        holder=citizen_host.HOLDER_ADULT,
+        card_no=1,
+        expiry=now + 86400,
+        balance=balance,
+        now=now,
+    )
     return str(path)
 
 

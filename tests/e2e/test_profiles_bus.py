@@ -8,7 +8,6 @@ import pytest
 
 from card_schema import citizen_host
 from card_schema.desfire_admin import DESFireAdmin
-from emulator.card import DESFireCard
 from host_tools import cardops, keystore, provision
 from host_tools.readers import EmulatorReader
 from host_tools.store import open_store
@@ -25,21 +24,11 @@ FARES = {
 
 def _issue(tmp_path, ks, name, holder, balance):
     path = str(tmp_path / (name + ".card"))
-    DESFireCard.blank().save(path)
     now = int(time.time())
-    with EmulatorReader(path) as r:
-        cardops.issue(
-            DESFireAdmin(r.transceive),
-            ks,
-            r.uid,
-            holder=holder,
-            card_no=1,
-            expiry=now + 86400 * 365,
-            balance=balance,
-            now=now,
-        )
-        uid = bytes(r.uid).hex()
-    return path, uid
+    uid = cardops.new_emulated_card(
+        path, ks, holder=holder, card_no=1, expiry=now + 86400 * 365, balance=balance, now=now
+    )
+    return path, bytes(uid).hex()
 
 
 def _show(ks, path):

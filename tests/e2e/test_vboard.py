@@ -5,28 +5,22 @@ import signal
 import time
 
 from card_schema import citizen_host
-from card_schema.desfire_admin import DESFireAdmin
 from e2e_helpers import run_cli
-from emulator.card import DESFireCard
 from host_tools import cardops, keystore
-from host_tools.readers import EmulatorReader
 
 
 def _card(path, keystore_path, balance):
     ks = keystore.load(str(keystore_path))
-    DESFireCard.blank().save(str(path))
     now = int(time.time())
-    with EmulatorReader(str(path)) as r:
-        cardops.issue(
-            DESFireAdmin(r.transceive),
-            ks,
-            r.uid,
-            holder=citizen_host.HOLDER_ADULT,
-            card_no=1,
-            expiry=now + 86400,
-            balance=balance,
-            now=now,
-        )
+    cardops.new_emulated_card(
+        str(path),
+        ks,
+        holder=citizen_host.HOLDER_ADULT,
+        card_no=1,
+        expiry=now + 86400,
+        balance=balance,
+        now=now,
+    )
     return str(path)
 
 
