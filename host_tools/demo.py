@@ -97,7 +97,7 @@ def run(workdir="demo-run", json_out=False, heap="112K"):
     con.print("[5/5] report and balances")
     db = store.open_store(db_url)
     try:
-        rep = report.report(db)
+        rep = report.report(db, ks=ks)  # also re-verifies every MAC chain
     finally:
         db.close()
     report.render_table(rep, con)
