@@ -8,6 +8,8 @@
 - watchdog: machine.WDT (cannot be stopped once started; the main loop feeds it).
 - display: the text line (hal.Board); buzzer: PWM on a pin; LED: an RGB LED on three pins (the
   board's sound and drive hooks).
+- keypad (board.json ui.keypad: matrix or buttons) and ui.taximeter: firmware.keys_esp32.Keys,
+  imported only on a board that has them (a bus validator does not pay its RAM).
 - net: network.WLAN(STA_IF).
 
 The same module runs on the unix port in CI with tests/fakes (machine, esp32, network) on the path.
@@ -186,5 +188,9 @@ def build(spec, base=""):
     b.sound = b.part("buzzer", _buzzer, ui.get("buzzer", {}))
     b.drive = b.part("led", _led, ui.get("led", {}))
     b.net = b.part("net", Net)
+    if "keypad" in ui or "taximeter" in ui:
+        from firmware import keys_esp32
+
+        b.keypad = b.part("keypad", keys_esp32.Keys, ui.get("keypad"), ui.get("taximeter"))
     b.reset_cause = _RESET_NAMES.get(machine.reset_cause(), "unknown")
     return b

@@ -5,7 +5,10 @@ micropython-esp32-stubs) to run firmware.hal_esp32 in CI.
   $TAPKIT_FAKE_UART<id> or $TAPKIT_FAKE_UART ("127.0.0.1:40123"), e.g. the PN532 emulator or a test
   server. read/readinto wait up to `timeout` ms for the first byte and `timeout_char` ms between bytes.
 - WDT(id=0, timeout=5000): feed() records the time; `expired()` says whether a real one would have fired.
-- Pin, PWM: remember their state (tests read it back).
+- Pin, PWM: remember their state (tests read it back). A test drives inputs with the module-level
+  `levels` ({pin id: 0/1}, e.g. a button held low) and `pressed` ({(row pin, col pin)}: closed matrix
+  switches; an input reads 0 while a pin it is switched to is an output driven low); otherwise an
+  input reads its pull (up 1, down 0).
 - reset_cause(): $TAPKIT_FAKE_RESET_CAUSE or PWRON_RESET.
 """
 
@@ -46,6 +49,11 @@ def soft_reset():
     raise SystemExit("machine.soft_reset()")
 
 
+levels = {}  # pin id -> level driven from outside (a test sets it)
+pressed = set()  # (pin id, pin id): switches closed between two pins (matrix keys held down)
+_pins = {}  # pin id -> the newest Pin made on it
+
+
 class Pin:
     IN = 1
     OUT = 3
@@ -60,10 +68,20 @@ class Pin:
         self.mode = mode
         self.pull = pull
         self._v = 0 if value is None else int(bool(value))
+        _pins[id] = self
+
+    def _level(self):
+        if self.id in levels:
+            return levels[self.id]
+        for a, b in pressed:
+            o = _pins.get(b if a == self.id else a if b == self.id else None)
+            if o is not None and o.mode in (Pin.OUT, Pin.OPEN_DRAIN) and not o._v:
+                return 0
+        return 1 if self.pull == Pin.PULL_UP else 0 if self.pull == Pin.PULL_DOWN else self._v
 
     def value(self, x=None):
         if x is None:
-            return self._v
+            return self._level() if self.mode == Pin.IN else self._v
         self._v = int(bool(x))
         return None
 
