@@ -20,7 +20,7 @@ Imported lazily (serialsync, wifi): it costs heap only on a terminal that is bei
 import os
 import struct
 
-from card_schema import frames, signed
+from card_schema import frames, signed, tariff
 from card_schema.compat import const
 
 NAMES = ("", "fares", "deny", "deny_delta")  # by signed.KIND_*
@@ -55,7 +55,7 @@ def versions(info):
 def apply(key, blob, info=None):
     """Verify `blob` with the config key and install it; returns (kind, version). ValueError if not."""
     try:
-        kind, version, _ = signed.verify(key, blob)
+        kind, version, payload = signed.verify(key, blob)
     except ValueError as e:
         raise frames.FrameError("config blob refused: %s" % e)
     if not 0 < kind < len(NAMES):
@@ -66,6 +66,12 @@ def apply(key, blob, info=None):
             "config %s %d is older than the installed %d" % (NAMES[kind], version, have)
         )
     if version > have:
+        try:
+            # A signed table the terminal cannot use must not replace a good one (it would then
+            # refuse every paid tap): check the content too before the rename.
+            tariff.check(kind, payload)
+        except ValueError as e:
+            raise frames.FrameError("config %s %d refused: %s" % (NAMES[kind], version, e))
         path = NAMES[kind] + ".bin"
         with open(path + ".new", "wb") as f:
             f.write(blob)

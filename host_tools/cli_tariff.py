@@ -140,6 +140,18 @@ def _load_json(path):
         raise TariffError("%s is not JSON: %s" % (path, e))
 
 
+def payload_from_file(kind, path):
+    """The checked payload of a fare table or deny list JSON file (`tariff sign`, `publish`)."""
+    data = _load_json(path)
+    if kind == "fares":
+        if not isinstance(data, dict):
+            raise TariffError("%s: a fare table is a JSON object" % path)
+        return fares_payload(data)
+    if not isinstance(data, dict):
+        raise TariffError("%s: a deny list is a JSON object {uid hex: action}" % path)
+    return deny_payload(data, delta=kind == "deny-delta")
+
+
 def cmd_sign(a):
     from host_tools import keystore
 

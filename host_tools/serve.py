@@ -394,11 +394,11 @@ KIND_NAMES = {
 def cmd_publish(a):
     from host_tools.cli import _print_json
 
-    try:
-        with open(a.file, "rb") as f:
-            payload = f.read()
-    except OSError as e:
-        raise ServeError(f"cannot read {a.file}: {e.strerror}") from None
+    from host_tools.cli_tariff import payload_from_file
+
+    # the same JSON files as `tapkit tariff sign`, checked the same way: a table the terminals
+    # would refuse is refused here, with the reason
+    payload = payload_from_file(a.kind, a.file)
     with store_mod.open_store(a.db) as db:
         new = db.put_config(KIND_NAMES[a.kind], a.version, payload)
     r = {"kind": a.kind, "version": a.version, "bytes": len(payload), "new": new}

@@ -162,16 +162,24 @@ def _install_reqs(blob, req_id, chunk=frames_host.INSTALL_CHUNK, offsets=None):
 def test_install_signed_blobs(mp_run, tmp_path):
     from card_schema import signed
 
-    fares = signed.seal(CONFIG_KEY, signed.KIND_FARES, 7, bytes(range(256)) * 8)  # 2 KB: 3 chunks
-    deny = signed.seal(CONFIG_KEY, signed.KIND_DENY, 3, b"\x04\x11\x22\x33\x44\x55\x66")
+    from card_schema import tariff
+
+    table = {"fares": {str(n): 20000 + n for n in range(150)}, "default": 25000}  # ~2 KB
+    fares = signed.seal(CONFIG_KEY, signed.KIND_FARES, 7, json.dumps(table).encode())  # 3 chunks
+    assert 2 * frames_host.INSTALL_CHUNK < len(fares) <= 3 * frames_host.INSTALL_CHUNK
+    deny = signed.seal(
+        CONFIG_KEY, signed.KIND_DENY, 3, tariff.pack_deny({b"\x04\x11\x22\x33\x44\x55\x66": 1})
+    )
     forged = signed.seal(bytes(16), signed.KIND_DENY, 9, b"x")
     old = signed.seal(CONFIG_KEY, signed.KIND_FARES, 6, b"old")
+    # signed with the right key but not a fare table: must not replace the good one
+    broken = signed.seal(CONFIG_KEY, signed.KIND_FARES, 8, b'{"fares": {"1": -5}}')
     c = frames_host.INSTALL_CHUNK
     reqs = [frames.encode(frames.IDENTIFY, 1)]
     # chunk 2 retransmitted (its answer was lost), then the rest
     reqs += _install_reqs(fares, 10, offsets=[0, c, c, 2 * c])
     reqs += _install_reqs(deny, 20) + _install_reqs(deny, 30)  # the same blob twice: no-op
-    reqs += _install_reqs(forged, 40) + _install_reqs(old, 50)
+    reqs += _install_reqs(forged, 40) + _install_reqs(old, 50) + _install_reqs(broken, 70)
     reqs += [frames.encode(frames.INSTALL, 60, frames_host.install_body(900, 1000, b"x"))]
     reqs += [frames.encode(frames.IDENTIFY, 2)]
     env = {"TAPKIT_CONFIG_KEY": CONFIG_KEY.hex()}
@@ -190,6 +198,14 @@ def test_install_signed_blobs(mp_run, tmp_path):
         (0x86, 30, (len(deny), 2, 3)),
         (0xFF, 40, (frames.ERR_BAD_REQUEST, "config blob refused: bad signature")),
         (0xFF, 50, (frames.ERR_BAD_REQUEST, "config fares 6 is older than the installed 7")),
+        (
+            0xFF,
+            70,
+            (
+                frames.ERR_BAD_REQUEST,
+                "config fares 8 refused: fare table: amounts are integer Rial >= 0",
+            ),
+        ),
         (0xFF, 60, (frames.ERR_BAD_REQUEST, "chunk at 900 but 0 bytes received")),
     ]
     ident = json.loads(resp[-1][2])

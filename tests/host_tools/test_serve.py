@@ -301,13 +301,20 @@ def test_cli_serve_and_publish_errors_are_one_line(ks_path, tmp_path):
     )
     code, _, err = run("serve", "--db", url, "--keystore", ks_path, "--terminals", "9-1")
     assert code == 1 and err == "tapkit: error: bad terminal range '9-1': 9 > 1\n"
-    payload = tmp_path / "fares.payload"
-    payload.write_bytes(b"v7 table")
+    payload = tmp_path / "fares.json"
+    payload.write_text('{"default": 25000}')
     code, out, _ = run("publish", "--kind", "fares", "--version", "7", "--db", url, str(payload))
-    assert code == 0 and out == "fares version 7 (8 bytes) published\n"
-    payload.write_bytes(b"other")
+    assert code == 0 and out == "fares version 7 (17 bytes) published\n"
+    payload.write_text('{"default": 30000}')
     code, _, err = run("publish", "--kind", "fares", "--version", "7", "--db", url, str(payload))
     assert code == 1 and "already published with other content" in err
+    # a table the terminals would refuse is refused here, with the reason, and nothing is published
+    payload.write_text('{"default": -5}')
+    code, _, err = run("publish", "--kind", "fares", "--version", "8", "--db", url, str(payload))
+    assert code == 1 and "integer Rial" in err and "Traceback" not in err
+    payload.write_text("not json")
+    code, _, err = run("publish", "--kind", "deny", "--version", "1", "--db", url, str(payload))
+    assert code == 1 and "is not JSON" in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_gap_needs_the_anchor_record(server_factory, store_url, ks):

@@ -381,12 +381,14 @@ def test_line_faults_still_store_every_tap_once(terminal_factory, db, ks, fault,
 
 # ---- config push ---------------------------------------------------------------------------------
 def test_sync_installs_missing_config_signed_for_the_terminal(terminal_factory, db, ks):
-    from card_schema import signed
+    from card_schema import frames_host, signed, tariff
 
-    fares = bytes(range(200)) * 5  # two INSTALL chunks
+    table = {"fares": {str(n): 20000 + n for n in range(60)}, "default": 25000}
+    fares = json.dumps(table).encode()
+    assert frames_host.INSTALL_CHUNK < len(fares) + 29 <= 2 * frames_host.INSTALL_CHUNK  # 2 chunks
     db.put_config(signed.KIND_FARES, 4, fares)
-    db.put_config(signed.KIND_DENY, 2, b"deny v2")
-    db.put_config(signed.KIND_FARES, 3, b"older")
+    db.put_config(signed.KIND_DENY, 2, tariff.pack_deny({b"\x04\x01\x02\x03\x04\x05\x06": 0}))
+    db.put_config(signed.KIND_FARES, 3, json.dumps({"default": 1}).encode())
     term = terminal_factory(n_records=3)
     # the answer to the last fares chunk is lost: the retransmission finds it applied
     term.drop_responses = {4}
@@ -398,7 +400,7 @@ def test_sync_installs_missing_config_signed_for_the_terminal(terminal_factory, 
     assert signed.verify(keystore.config_key(ks, TID), blob) == (signed.KIND_FARES, 4, fares)
     with open_link(term) as link:
         assert sync.sync_terminal(link, db, ks)["config_installed"] == []
-    db.put_config(signed.KIND_DENY, 3, b"deny v3")
+    db.put_config(signed.KIND_DENY, 3, tariff.pack_deny({b"\x04\x09\x02\x03\x04\x05\x06": 1}))
     with open_link(term) as link:
         assert sync.sync_terminal(link, db, ks)["config_installed"] == ["deny 3"]
 
