@@ -52,22 +52,24 @@ from card_schema.crypto_host import (
     xor,
 )
 
-# status codes
-OK = 0x00
-ILLEGAL_COMMAND = 0x1C
-INTEGRITY_ERROR = 0x1E
-NO_SUCH_KEY = 0x40
-LENGTH_ERROR = 0x7E
-PERMISSION_DENIED = 0x9D
-PARAMETER_ERROR = 0x9E
-APPLICATION_NOT_FOUND = 0xA0
-AUTHENTICATION_ERROR = 0xAE
-ADDITIONAL_FRAME = 0xAF
-BOUNDARY_ERROR = 0xBE
-COMMAND_ABORTED = 0xCA
-COUNT_ERROR = 0xCE
-DUPLICATE_ERROR = 0xDE
-FILE_NOT_FOUND = 0xF0
+# status codes: the same table the client reads (one definition of the card's answers)
+from card_schema.desfire_admin import (  # noqa: E402
+    ADDITIONAL_FRAME,
+    APPLICATION_NOT_FOUND,
+    AUTHENTICATION_ERROR,
+    BOUNDARY_ERROR,
+    COMMAND_ABORTED,
+    COUNT_ERROR,
+    DUPLICATE_ERROR,
+    FILE_NOT_FOUND,
+    ILLEGAL_COMMAND,
+    INTEGRITY_ERROR,
+    LENGTH_ERROR,
+    NO_SUCH_KEY,
+    OK,
+    PARAMETER_ERROR,
+    PERMISSION_DENIED,
+)
 
 PLAIN = 0
 MAC = 1

@@ -376,16 +376,7 @@ class Terminal:
         if fare:
             card.debit(citizen.FILE_PURSE, fare, desfire.MODE_ENC)
         self._write_trip(counter, now, fare, new_balance, flags)
-        # Durable first: the charge is in the journal before the card commits (see module doc).
-        seq = self._journal(
-            uid, now, taprecord.KIND_CHARGE, taprecord.RESULT_OK, counter, fare, new_balance
-        )
-        try:
-            card.commit_transaction()
-        except pn532.CardGone:
-            self.pending = (uid, seq, counter, now)
-            raise
-        self.pending = None
+        self._commit(uid, now, taprecord.KIND_CHARGE, counter, fare, new_balance)
         ok = getattr(prof, "ok", None)
         self.show(
             ok(fare, flags) if ok else _t(msg.OK) + "  -" + _money(fare),
@@ -448,6 +439,18 @@ class Terminal:
         self._write_trip(counter, now, 0, balance, _FLAG_BLOCKED)
         self._journal(uid, now, taprecord.KIND_DENIED, _RESULT_DENYLIST, counter, 0, balance)
         card.commit_transaction()
+
+    def _commit(self, uid, now, kind, counter, amount, balance):
+        """Journal the staged card change (durable), then commit it on the card. Durable first:
+        a cut in between leaves a record the host can see (module doc). A lost commit answer leaves
+        the change pending until the same card comes back (_resolve_pending)."""
+        seq = self._journal(uid, now, kind, taprecord.RESULT_OK, counter, amount, balance)
+        try:
+            self.card.commit_transaction()
+        except pn532.CardGone:
+            self.pending = (uid, seq, counter, now)
+            raise
+        self.pending = None
 
     def _journal(self, uid, now, kind, result, counter, amount, balance):
         return self.journal.append_tap(

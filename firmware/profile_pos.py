@@ -21,7 +21,7 @@ Fare table (optional): {"max": Rial, "refund": seconds}.
 from micropython import const
 
 from card_schema import citizen, desfire, taprecord
-from firmware import journal, msg, pn532
+from firmware import journal, msg
 
 PROFILE = const(4)  # taprecord profile: pos
 HISTORY = const(1)
@@ -102,16 +102,7 @@ def own(term, uid, last, counter, now):
     card.debit(citizen.FILE_PURSE, amount, desfire.MODE_ENC, _LIMITED_CREDIT)
     counter += 1
     term._write_trip(counter, now, amount, balance, 0, _TRIP_REFUND)
-    # Durable first, as for a charge (firmware/app.py): then the card commits.
-    seq = term._journal(
-        uid, now, taprecord.KIND_REFUND, taprecord.RESULT_OK, counter, amount, balance
-    )
-    try:
-        card.commit_transaction()
-    except pn532.CardGone:
-        term.pending = (uid, seq, counter, now)
-        raise
-    term.pending = None
+    term._commit(uid, now, taprecord.KIND_REFUND, counter, amount, balance)
     done(term, amount)
     term.show(
         msg.text(msg.REFUND) + "  +" + msg.money(amount),

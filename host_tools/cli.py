@@ -356,17 +356,23 @@ def cmd_emulate_board(a):
         vb.stop()
 
 
-def cmd_emulate_tap(a):
+def _board_control(board, req):
+    """One request to a running virtual board's control socket; errors become one line."""
     from emulator.vboard import BoardError, control
 
     try:
-        r = control(
-            a.board, {"cmd": "tap", "card": os.path.abspath(a.cardfile), "timeout": a.timeout}
-        )
+        r = control(board, req)
     except BoardError as e:
         raise TapkitError(str(e))
     if not r.get("ok"):
-        raise TapkitError("tap failed: %s" % r.get("error"))
+        raise TapkitError("%s failed: %s" % (req["cmd"], r.get("error")))
+    return r
+
+
+def cmd_emulate_tap(a):
+    r = _board_control(
+        a.board, {"cmd": "tap", "card": os.path.abspath(a.cardfile), "timeout": a.timeout}
+    )
     if a.json:
         _print_json(r)
     else:
@@ -375,8 +381,6 @@ def cmd_emulate_tap(a):
 
 
 def cmd_emulate_press(a):
-    from emulator.vboard import BoardError, control
-
     keys = a.keys or ""
     if a.meter is not None:
         if a.meter <= 0:
@@ -384,12 +388,7 @@ def cmd_emulate_press(a):
         keys += "FARE %d\n" % a.meter  # the taximeter's line (firmware/profile_taxi.py)
     if not keys:
         raise TapkitError("nothing to press: give KEYS or --meter RIAL")
-    try:
-        r = control(a.board, {"cmd": "press", "keys": keys})
-    except BoardError as e:
-        raise TapkitError(str(e))
-    if not r.get("ok"):
-        raise TapkitError("press failed: %s" % r.get("error"))
+    r = _board_control(a.board, {"cmd": "press", "keys": keys})
     if a.json:
         _print_json(r)
     else:

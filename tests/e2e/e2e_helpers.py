@@ -48,3 +48,25 @@ def run_cli(capsys, *argv):
         return rc, json.loads(out), err
     except ValueError:
         return rc, out, err
+
+
+def rider_card(path, keystore, balance, card_no=1, valid=86400):
+    """An issued emulated adult card with `balance` Rial; `keystore` is a loaded keystore or a path."""
+    from card_schema import citizen_host
+    from host_tools import cardops
+    from host_tools import keystore as keystore_mod
+
+    ks = keystore if isinstance(keystore, dict) else keystore_mod.load(str(keystore))
+    now = int(time.time())
+    cardops.new_emulated_card(
+        str(path), ks, holder=citizen_host.HOLDER_ADULT, card_no=card_no, expiry=now + valid,
+        balance=balance, now=now,
+    )  # fmt: skip
+    return str(path)
+
+
+def sync_json(capsys, port, keystore_path, db):
+    """`tapkit sync --port PORT --db DB --json`: returns (exit code, summary or text, stderr)."""
+    return run_cli(
+        capsys, "sync", "--port", port, "--db", db, "--keystore", keystore_path, "--json"
+    )

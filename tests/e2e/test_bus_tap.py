@@ -5,7 +5,7 @@ import pytest
 
 from emulator.card import DESFireCard
 
-from e2e_helpers import run_cli, served_card
+from e2e_helpers import run_cli, served_card, sync_json
 
 pytestmark = pytest.mark.pcsc
 READER = "pcsc:Virtual PCD 00 00"
@@ -44,9 +44,7 @@ def _show(capsys, card, keystore_path):
 
 def _sync_and_report(capsys, vb, keystore_path, tmp_path):
     db = "sqlite:///%s" % (tmp_path / "taps.db")
-    rc, summary, err = run_cli(
-        capsys, "sync", "--port", vb.port, "--db", db, "--keystore", keystore_path, "--json"
-    )
+    rc, summary, err = sync_json(capsys, vb.port, keystore_path, db)
     assert rc == 0, err
     rc, rep, err = run_cli(capsys, "report", "--db", db, "--json")
     assert rc == 0, err

@@ -7,31 +7,17 @@ import subprocess
 import sys
 import time
 
-from card_schema import citizen_host
-from e2e_helpers import run_cli
+from e2e_helpers import rider_card, run_cli, sync_json
 from emulator.card import DESFireCard
-from host_tools import cardops, keystore
+from host_tools import keystore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _issued_card(path, ks, balance):
-    now = int(time.time())
-    cardops.new_emulated_card(
-        str(path),
-        ks,
-        holder=citizen_host.HOLDER_ADULT,
-        card_no=7,
-        expiry=now + 86400,
-        balance=balance,
-        now=now,
-    )
 
 
 def test_emulate_board_then_tap_then_sync(tmp_path, capsys, keystore_path):
     ks = keystore.load(str(keystore_path))
     card = tmp_path / "rider.card"
-    _issued_card(card, ks, 60000)
+    rider_card(card, ks, 60000, card_no=7)
     state = tmp_path / "bus-9"
     proc = subprocess.Popen(
         [
@@ -69,9 +55,7 @@ def test_emulate_board_then_tap_then_sync(tmp_path, capsys, keystore_path):
         assert "OK" in out and "40,000" in out  # what the rider saw: new balance
 
         db = "sqlite:///%s" % (tmp_path / "t.db")
-        rc, summary, err = run_cli(
-            capsys, "sync", "--port", port, "--db", db, "--keystore", keystore_path, "--json"
-        )
+        rc, summary, err = sync_json(capsys, port, keystore_path, db)
         assert rc == 0, err
         assert summary["stored"] == 1 and summary["terminal"] == 9
     finally:

@@ -9,9 +9,8 @@ import sys
 
 import pytest
 
-from e2e_helpers import run_cli
+from e2e_helpers import rider_card, run_cli
 from host_tools import keystore
-from test_cli_emulate import _issued_card
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -43,7 +42,7 @@ def _stop(proc):
 def test_pos_terminal_sale_and_refund_from_the_command_line(tmp_path, capsys, keystore_path):
     ks = keystore.load(str(keystore_path))
     card = tmp_path / "customer.card"
-    _issued_card(card, ks, 50000)
+    rider_card(card, ks, 50000, card_no=7)
     (tmp_path / "pos.json").write_text(json.dumps({"max": 1000000, "refund": 300}))
     (tmp_path / "cfg.json").write_text(json.dumps({"unit": "toman", "stop": 4}))
     state = tmp_path / "pos-1"
@@ -72,7 +71,7 @@ def test_pos_terminal_sale_and_refund_from_the_command_line(tmp_path, capsys, ke
 def test_taxi_terminal_takes_the_taximeter_line(tmp_path, capsys, keystore_path):
     ks = keystore.load(str(keystore_path))
     card = tmp_path / "rider.card"
-    _issued_card(card, ks, 200000)
+    rider_card(card, ks, 200000, card_no=7)
     state = tmp_path / "taxi-1"
     proc, _ = _start(state, keystore_path, 4001, "--profile", "taxi", "--line", 31)
     try:

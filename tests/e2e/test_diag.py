@@ -4,8 +4,7 @@ import subprocess
 import sys
 import time
 
-from e2e_helpers import run_cli
-from test_vboard import _card
+from e2e_helpers import rider_card, run_cli, sync_json
 
 from host_tools import diag
 
@@ -28,20 +27,10 @@ def test_diag_screen_of_a_running_terminal(capsys, virtual_bus):
 
 
 def test_diag_after_sync_and_from_the_raw_repl(tmp_path, capsys, keystore_path, virtual_bus):
-    card = _card(tmp_path / "c.card", keystore_path, 100000)
+    card = rider_card(tmp_path / "c.card", keystore_path, 100000)
     assert virtual_bus.tap(card)["buzzer"] == "ok"
     db = "sqlite:///%s" % (tmp_path / "t.db")
-    rc, _, err = run_cli(
-        capsys,
-        "sync",
-        "--port",
-        virtual_bus.port,
-        "--db",
-        db,
-        "--keystore",
-        keystore_path,
-        "--json",
-    )
+    rc, _, err = sync_json(capsys, virtual_bus.port, keystore_path, db)
     assert rc == 0, err
     rc, d, err = run_cli(capsys, "diag", "--port", virtual_bus.port, "--json")
     assert rc == 0, err
@@ -60,7 +49,7 @@ def test_diag_after_sync_and_from_the_raw_repl(tmp_path, capsys, keystore_path, 
 
 
 def test_diag_watch_sees_a_tap(tmp_path, keystore_path, virtual_bus):
-    card = _card(tmp_path / "w.card", keystore_path, 100000)
+    card = rider_card(tmp_path / "w.card", keystore_path, 100000)
     p = subprocess.Popen(
         [sys.executable, "-m", "host_tools.cli", "diag", "--port", virtual_bus.port, "--watch",
          "--count", "1", "--timeout", "60"],

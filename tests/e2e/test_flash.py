@@ -5,7 +5,7 @@ import threading
 import time
 
 import pytest
-from e2e_helpers import run_cli
+from e2e_helpers import rider_card, run_cli
 
 from emulator import lfsimage
 from emulator.vboard import VirtualBoard
@@ -28,12 +28,6 @@ def blank_boards(tmp_path):
     yield make
     for vb in boards:
         vb.stop()
-
-
-def _card(tmp_path, keystore_path, balance=100000):
-    from test_vboard import _card as make_card
-
-    return make_card(tmp_path / "rider.card", keystore_path, balance)
 
 
 def test_flash_fresh_board_then_diag_then_nothing_to_copy(capsys, keystore_path, blank_boards):
@@ -76,7 +70,7 @@ def test_flash_fresh_board_then_diag_then_nothing_to_copy(capsys, keystore_path,
 def test_flash_keeps_unsynced_taps_and_guards_identity(
     tmp_path, capsys, keystore_path, virtual_bus
 ):
-    card = _card(tmp_path, keystore_path)
+    card = rider_card(tmp_path / "rider.card", keystore_path, 100000)
     assert virtual_bus.tap(card)["buzzer"] == "ok"
     rc, r, err = run_cli(
         capsys, "flash", "--port", virtual_bus.port, "--board", BOARD, "--fare", 30000,

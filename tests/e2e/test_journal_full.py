@@ -11,11 +11,9 @@ charged again with the next sequence numbers.
 
 import json
 import os
-import time
 
-from card_schema import citizen_host
 from card_schema.desfire_admin import DESFireAdmin
-from e2e_helpers import run_cli
+from e2e_helpers import rider_card, sync_json
 from host_tools import cardops, keystore, provision
 from host_tools.readers import EmulatorReader
 
@@ -35,20 +33,6 @@ for i in range(n):
                  amount=25000, balance=1000000 - 25000 * (i + 1), counter=i + 1, line=7)
 print(j.head_seq, j.fill)
 """
-
-
-def _card(path, ks, balance):
-    now = int(time.time())
-    cardops.new_emulated_card(
-        str(path),
-        ks,
-        holder=citizen_host.HOLDER_ADULT,
-        card_no=1,
-        expiry=now + 86400,
-        balance=balance,
-        now=now,
-    )
-    return str(path)
 
 
 def _balance(path, ks):
@@ -88,7 +72,7 @@ def test_full_journal_refuses_before_debit_then_sync_frees_space(
             "Sync soon: journal 99% full" in ln for ln in vb.lines(mark) if "DISPLAY|" in ln
         )
 
-        card = _card(tmp_path / "rider.card", ks, 100000)
+        card = rider_card(tmp_path / "rider.card", ks, 100000)
         shown = vb.tap(card)  # slot 120 of 120: charged, the journal is now full
         assert shown["buzzer"] == "ok" and "75,000" in shown["display"]
         shown = vb.tap(card)
@@ -97,17 +81,13 @@ def test_full_journal_refuses_before_debit_then_sync_frees_space(
         assert _balance(card, ks) == 75000  # refused before the debit: the card kept its money
 
         db = "sqlite:///%s" % (tmp_path / "taps.db")
-        rc, summary, err = run_cli(
-            capsys, "sync", "--port", vb.port, "--db", db, "--keystore", keystore_path, "--json"
-        )
+        rc, summary, err = sync_json(capsys, vb.port, keystore_path, db)
         assert rc == 0, err
         assert summary["stored"] == 120 and summary["head_seq"] == 120  # nothing lost
         shown = vb.tap(card)  # the acked sector is reclaimed: taps are charged again
         assert shown["buzzer"] == "ok" and "50,000" in shown["display"]
         assert _balance(card, ks) == 50000
-        rc, summary, err = run_cli(
-            capsys, "sync", "--port", vb.port, "--db", db, "--keystore", keystore_path, "--json"
-        )
+        rc, summary, err = sync_json(capsys, vb.port, keystore_path, db)
         assert rc == 0, err
         assert summary["stored"] == 1 and summary["head_seq"] == 121  # the next seq, no repeat
         log = open(state / "display.log").read()

@@ -12,7 +12,7 @@ from host_tools import cardops, keystore, provision
 from host_tools.readers import EmulatorReader
 from host_tools.store import open_store
 
-from e2e_helpers import run_cli
+from e2e_helpers import sync_json
 
 FARES = {
     "fares": {"7": 25000, "12": 30000},
@@ -50,9 +50,7 @@ def _board(tmp_path, ks, tid, line, **over):
 
 def _journal(capsys, vb, keystore_path, tmp_path):
     db = "sqlite:///%s" % (tmp_path / "taps.db")
-    rc, _, err = run_cli(
-        capsys, "sync", "--port", vb.port, "--db", db, "--keystore", keystore_path, "--json"
-    )
+    rc, _, err = sync_json(capsys, vb.port, keystore_path, db)
     assert rc == 0, err
     with open_store(db) as st:
         return st.taps()

@@ -2,51 +2,23 @@
 resets a firmware whose main loop stops."""
 
 import signal
-import time
 
-from card_schema import citizen_host
-from e2e_helpers import run_cli
-from host_tools import cardops, keystore
-
-
-def _card(path, keystore_path, balance):
-    ks = keystore.load(str(keystore_path))
-    now = int(time.time())
-    cardops.new_emulated_card(
-        str(path),
-        ks,
-        holder=citizen_host.HOLDER_ADULT,
-        card_no=1,
-        expiry=now + 86400,
-        balance=balance,
-        now=now,
-    )
-    return str(path)
+from e2e_helpers import rider_card, sync_json
 
 
 def test_power_cycle_keeps_taps_and_sequence(tmp_path, capsys, keystore_path, virtual_bus):
-    card = _card(tmp_path / "a.card", keystore_path, 100000)
+    card = rider_card(tmp_path / "a.card", keystore_path, 100000)
     assert virtual_bus.tap(card)["buzzer"] == "ok"
     virtual_bus.restart("ignition off")
     assert virtual_bus.tap(card)["buzzer"] == "ok"
     db = "sqlite:///%s" % (tmp_path / "t.db")
-    rc, summary, err = run_cli(
-        capsys,
-        "sync",
-        "--port",
-        virtual_bus.port,
-        "--db",
-        db,
-        "--keystore",
-        keystore_path,
-        "--json",
-    )
+    rc, summary, err = sync_json(capsys, virtual_bus.port, keystore_path, db)
     assert rc == 0, err
     assert summary["stored"] == 2 and summary["head_seq"] == 2  # both taps, seq 1 and 2
 
 
 def test_watchdog_resets_a_hung_firmware(tmp_path, keystore_path, virtual_bus):
-    card = _card(tmp_path / "b.card", keystore_path, 100000)
+    card = rider_card(tmp_path / "b.card", keystore_path, 100000)
     hung = virtual_bus.proc
     mark = virtual_bus.mark()
     hung.send_signal(signal.SIGSTOP)  # the main loop stops feeding the watchdog

@@ -10,7 +10,7 @@ from emulator.vboard import VirtualBoard
 from host_tools import keystore, provision, serve
 from host_tools import store as store_mod
 from host_tools.link import SerialLink
-from test_vboard import _card
+from e2e_helpers import rider_card
 
 TID = 1001
 
@@ -62,7 +62,7 @@ def test_wifi_upload_with_server_down_then_up(tmp_path, keystore_path):
         upload_backoff_max_ms=3000,
         upload_idle_ms=2000,
     )
-    card = _card(tmp_path / "a.card", keystore_path, 100000)
+    card = rider_card(tmp_path / "a.card", keystore_path, 100000)
     with VirtualBoard(str(state), wifi=True) as vb:
         # nobody listens yet: the uploader backs off, taps go on
         vb.wait_for("LOG| wifi: OSError", timeout=20, since=0)
@@ -127,7 +127,7 @@ def test_wifi_stalled_server_never_blocks_taps_and_anchor_after_usb_sync(tmp_pat
         upload_backoff_max_ms=3000,
         upload_idle_ms=2000,
     )
-    card = _card(tmp_path / "a.card", keystore_path, 100000)
+    card = rider_card(tmp_path / "a.card", keystore_path, 100000)
     srv = None
     with VirtualBoard(str(state), wifi=True) as vb:
         assert vb.tap(card)["buzzer"] == "ok"  # seq 1, while an upload hangs
