@@ -21,5 +21,5 @@ bench: setup
 	$(PY) -m host_tools.bench
 
 lint: setup
-	$(PY) -m ruff check card_schema firmware emulator host_tools tests
-	$(PY) -m ruff format --check card_schema firmware emulator host_tools tests
+	$(PY) -m ruff check card_schema firmware emulator host_tools mpybuild boards tests
+	$(PY) -m ruff format --check card_schema firmware emulator host_tools mpybuild boards tests

@@ -29,6 +29,7 @@ What stands for what:
   `tapkit emulate tap`.
 """
 
+import importlib.resources
 import json
 import os
 import re
@@ -40,12 +41,12 @@ import threading
 import time
 import tty
 
+import boards
 from emulator import lfsimage
 from emulator.card import DESFireCard
 from emulator.pn532 import PN532Emulator, RFField
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+HERE = str(importlib.resources.files("emulator"))  # repl.py and the board's own modules
 DEFAULT_HEAP = "112K"
 _TAGGED = re.compile(r"^[A-Z]+\|")  # DISPLAY|, BUZZER|, LOG|, STAT|...: the board's own lines
 
@@ -123,7 +124,7 @@ class VirtualBoard:
     def _deploy_vlib(self):
         """The board's own modules (its "frozen" code): the NOR chip model and the storage mount,
         as .mpy (compiling source on the board would cost the firmware's heap a parse tree)."""
-        from host_tools.build import compile_file
+        from mpybuild.cross import compile_file
 
         os.makedirs(self.vlib, exist_ok=True)
         for mod in ("norflash", "lfsmount"):
@@ -138,7 +139,7 @@ class VirtualBoard:
             except OSError:
                 fresh = False
             if not fresh:
-                compile_file(src, dst)
+                compile_file(src, dst, name="emulator/%s.py" % mod)
 
     def _env(self):
         env = dict(os.environ)
@@ -460,9 +461,7 @@ class VirtualBoard:
                 return
         except (OSError, ValueError, KeyError, TypeError, lfsimage.ImageError):
             pass
-        path = os.path.join(ROOT, "boards", self.board, "board.json")
-        with open(path) as f:
-            board = json.load(f)
+        board = boards.spec(self.board)
         board.setdefault("reader", {})["port"] = self.chip.port
         board["reader"]["host"] = "127.0.0.1"
         if self.wifi:

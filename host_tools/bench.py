@@ -79,18 +79,19 @@ def firmware_heap():
     import shutil
     import subprocess
 
-    from host_tools.build import ROOT, build
+    from mpybuild import cross, manifest
 
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # a source checkout (bench)
     with tempfile.TemporaryDirectory() as d:
-        build(d)
-        shutil.copy(os.path.join(ROOT, "emulator", "norflash.py"), d)
+        cross.build(d, manifest.every_module("card_schema", "firmware"))
+        shutil.copy(os.path.join(root, "emulator", "norflash.py"), d)
         env = dict(os.environ, MICROPYPATH=os.pathsep.join([os.path.join(d, "lib"), d]))
         p = subprocess.run(
             [
                 "micropython",
                 "-X",
                 "heapsize=1M",
-                os.path.join(ROOT, "tests", "firmware", "mp_heap_probe.py"),
+                os.path.join(root, "tests", "firmware", "mp_heap_probe.py"),
             ],
             capture_output=True,
             text=True,

@@ -344,10 +344,10 @@ main(sys.argv[1:])
 
 def vm_env(build_dir):
     """Build the .mpy into build_dir (once) and return the MICROPYPATH env for the VM scripts."""
-    from host_tools.build import build
+    from mpybuild import cross, manifest
 
     if not os.path.isdir(os.path.join(build_dir, "lib")):
-        build(build_dir)
+        cross.build(build_dir, manifest.every_module("card_schema", "firmware"))
         shutil.copy(os.path.join(ROOT, "emulator", "norflash.py"), build_dir)
     return dict(
         os.environ, MICROPYPATH=os.pathsep.join([os.path.join(build_dir, "lib"), build_dir])

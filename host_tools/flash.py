@@ -8,8 +8,9 @@ One board (flash_board):
   2. interrupt it and enter the raw REPL; read its identity file when the firmware did not answer;
      refuse to change the identity of a terminal that holds unsynced taps (or whose journal cannot be
      read) unless forced;
-  3. build the .mpy for the board's architecture (host_tools/build.py), add the board file, the
-     terminal's config.json and keys.json (provision.terminal_files: keys for this terminal only);
+  3. build the .mpy of the modules the board's manifest names (mpybuild, boards/manifests), add the
+     board file, the terminal's config.json and keys.json (provision.terminal_files: keys for this
+     terminal only);
   4. hash every file on the board (hashlib, on the board) and copy only what differs, each file
      written under a temporary name and renamed; read the hashes back to verify; write
      manifest.json (file hashes, versions) last;
@@ -31,8 +32,8 @@ import sys
 import threading
 
 from host_tools import TapkitError
+from mpybuild import BuildError, cross, manifest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_KEYSTORE = os.environ.get("TAPKIT_KEYSTORE", "issuer.keys")
 
 # USB bridges and the native USB of ESP32 boards: (vendor id, product id or None for any)
@@ -46,7 +47,6 @@ USB_IDS = (
     (0x0403, 0x6015),  # FT231X
     (0x303A, None),  # Espressif native USB (ESP32-S2/S3/C3 USB-Serial-JTAG)
 )
-ARCH = {"esp32": "xtensawin", "unix": None}  # board platform -> mpy-cross -march
 FILES_OF_RECORD = ("config.json", "keys.json")  # the terminal's identity: changes are guarded
 
 
@@ -71,13 +71,12 @@ def find_ports():
 
 
 def board_spec(board):
-    path = os.path.join(ROOT, "boards", board, "board.json")
+    import boards
+
     try:
-        with open(path) as f:
-            return json.load(f)
-    except OSError:
-        names = sorted(os.listdir(os.path.join(ROOT, "boards")))
-        raise FlashError("unknown board %r (known: %s)" % (board, ", ".join(names))) from None
+        return boards.spec(board)
+    except boards.UnknownBoard as e:
+        raise FlashError(str(e)) from None
 
 
 _PT_TYPES = {"app": 0x00, "data": 0x01}
@@ -145,8 +144,12 @@ def esptool_command(port, board, image, baud=460800, out_dir=None):
         raise FlashError("board %s is not an ESP32: nothing to write with esptool" % board)
     if not os.path.exists(image):
         raise FlashError("no firmware image %s" % image)
-    parts = os.path.join(ROOT, "boards", board, spec.get("partitions", "partitions.csv"))
-    out_dir = out_dir or os.path.join(ROOT, "build", board)
+    import tempfile
+
+    import boards
+
+    parts = boards.path(board, spec.get("partitions", "partitions.csv"))
+    out_dir = out_dir or tempfile.mkdtemp(prefix="tapkit-%s-" % board)
     os.makedirs(out_dir, exist_ok=True)
     table = os.path.join(out_dir, "partitions.bin")
     with open(table, "wb") as f:
@@ -160,29 +163,43 @@ def esptool_command(port, board, image, baud=460800, out_dir=None):
 
 def local_files(board, ks, terminal_id, config_over):
     """{device path: bytes} of everything a terminal gets, and the manifest's versions."""
-    import firmware
-    from host_tools import build, provision
+    import boards
+    from host_tools import provision
 
-    spec = board_spec(board)
-    out = os.path.join(ROOT, "build", board)
-    files = {}
-    with _BUILD_LOCK:  # --all: one build for every board
-        manifest = build.build(out, arch=ARCH.get(spec.get("platform")), device=True)
-        for rel in manifest:
-            with open(os.path.join(out, rel), "rb") as f:
-                files["/" + rel] = f.read()
-    with open(os.path.join(ROOT, "boards", board, "board.json"), "rb") as f:
+    files = dict(firmware_files(board))
+    with open(boards.path(board), "rb") as f:
         files["/board.json"] = f.read()
     for name, text in provision.terminal_files(ks, terminal_id, **config_over).items():
         files["/" + name] = text.encode()
     cfg = json.loads(files["/config.json"])
     info = {
-        "fw": firmware.VERSION,
+        "fw": cross.version("firmware"),
         "board": board,
         "terminal_id": int(terminal_id),
         "config_ver": cfg.get("config_ver", 0),
     }
     return files, info
+
+
+_BUILT = {}  # board -> {device path: bytes}: one build per process (--all flashes many boards)
+
+
+def firmware_files(board):
+    """{device path: bytes} of the firmware `board` gets: the modules its manifest names, compiled
+    for its platform (mpybuild), with main.py and boot.py."""
+    import tempfile
+
+    with _BUILD_LOCK:
+        if board not in _BUILT:
+            spec = board_spec(board)
+            try:
+                entries = manifest.for_board(board)
+                with tempfile.TemporaryDirectory() as out:
+                    arch = cross.ARCH.get(spec.get("platform"))
+                    _BUILT[board] = cross.read_built(out, cross.build(out, entries, arch))
+            except BuildError as e:
+                raise FlashError(str(e)) from None
+        return _BUILT[board]
 
 
 def _sha(b):

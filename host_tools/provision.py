@@ -76,15 +76,11 @@ def deploy_virtual(fs, ks, terminal_id, **over):
     import tempfile
 
     from emulator import lfsimage
-    from host_tools.build import build
+    from mpybuild import cross, manifest
 
     img = fs if fs.endswith(".img") else fs.rstrip("/" + os.sep) + ".img"
     with tempfile.TemporaryDirectory() as out:
-        manifest = build(out)
-        files = {}
-        for rel in manifest:
-            with open(os.path.join(out, rel), "rb") as f:
-                files["/" + rel] = f.read()
+        files = cross.read_built(out, cross.build(out, manifest.for_board("unix-virtual")))
     for name, data in terminal_files(ks, terminal_id, **over).items():
         files["/" + name] = data.encode() if isinstance(data, str) else data
     lfsimage.write_files(img, files)

@@ -31,17 +31,20 @@ def micropython_exe():
 @pytest.fixture(scope="session")
 def mpy_build(tmp_path_factory):
     """Build firmware + card_schema to .mpy once per session; return the build dir (has lib/)."""
-    from host_tools.build import build
+    from mpybuild import cross, manifest
 
     out = str(tmp_path_factory.mktemp("mpy"))
-    build(out)
+    cross.build(out, manifest.every_module("card_schema", "firmware"))
     return out
 
 
 @pytest.fixture(scope="session")
 def mp_run(mpy_build):
-    def run(script, *args, path=(), timeout=120, heap=HEAP, env=None, cwd=None, check=False):
-        mp_path = [os.path.join(mpy_build, "lib")] + [str(p) for p in path]
+    def run(
+        script, *args, path=(), timeout=120, heap=HEAP, env=None, cwd=None, check=False, lib=None
+    ):
+        # lib: another build's lib/ instead of the full one (a board's own manifest build)
+        mp_path = [lib or os.path.join(mpy_build, "lib")] + [str(p) for p in path]
         e = dict(os.environ)
         e["MICROPYPATH"] = os.pathsep.join(mp_path + [".frozen"])
         if env:

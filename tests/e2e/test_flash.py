@@ -150,6 +150,15 @@ def test_flash_errors_are_one_line(capsys, keystore_path, tmp_path, blank_boards
     assert rc == 1 and len(err.strip().splitlines()) == 1
 
 
+def test_an_esp32_is_flashed_with_the_esp32_manifest(keystore_path):
+    files, info = flash.local_files("taxi-unit", keystore.load(str(keystore_path)), 7, {})
+    assert {"/lib/firmware/hal_esp32.mpy", "/lib/firmware/keys_esp32.mpy"} <= set(files)
+    assert "/lib/firmware/hal_unix.mpy" not in files  # the unix port's adapter stays home
+    assert "/lib/firmware/uart_socket.mpy" not in files
+    assert files["/lib/firmware/app.mpy"][:2] == b"M\x06"  # .mpy v6
+    assert info["fw"] == "0.1.0" and info["board"] == "taxi-unit"
+
+
 def test_esptool_command_for_a_blank_esp32(tmp_path):
     import struct
 
@@ -206,10 +215,10 @@ def test_board_not_answering_and_reset_on_connect():
 
 def test_firmware_version_mismatch(capsys, keystore_path, blank_boards, monkeypatch):
     """The board keeps running another firmware than the one flashed (a frozen copy shadows it)."""
-    import firmware
+    from mpybuild import cross
 
     (vb,) = blank_boards(1)
-    monkeypatch.setattr(firmware, "VERSION", "9.9.9")
+    monkeypatch.setattr(cross, "version", lambda package="firmware": "9.9.9")
     rc, _, err = run_cli(
         capsys, "flash", "--port", vb.port, "--board", BOARD, "--terminal-id", 5,
         "--keystore", keystore_path,

@@ -1,12 +1,16 @@
 """Every board definition under boards/ loads with firmware.hal on the real MicroPython VM (ESP32 boards
-with the ESP32 modules faked, tests/fakes, as tests/firmware/test_hal_esp32.py does), names a profile
-the firmware has, and maps its parts onto pins without using one twice."""
+with the ESP32 modules faked, tests/fakes, as tests/firmware/test_hal_esp32.py does) from only the
+modules its manifest gives it, names a profile the firmware has, and maps its parts onto pins without
+using one twice."""
 
 import json
 import os
 import socket
 
 import pytest
+
+import boards
+from mpybuild import cross, manifest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKES = os.path.join(ROOT, "tests", "fakes")
@@ -26,6 +30,22 @@ LOAD = (
 )
 
 
+@pytest.fixture(scope="module")
+def manifest_build(tmp_path_factory):
+    """board -> lib/ of a build of only what the board's manifest names (one build per manifest)."""
+    built = {}
+
+    def lib(board):
+        path = boards.manifest(board)
+        if path not in built:
+            out = str(tmp_path_factory.mktemp("board"))
+            cross.build(out, manifest.load(path))
+            built[path] = os.path.join(out, "lib")
+        return built[path]
+
+    return lib
+
+
 def _spec(name):
     with open(os.path.join(ROOT, "boards", name, "board.json")) as f:
         return json.load(f)
@@ -38,7 +58,7 @@ def test_the_kinds_of_terminal_have_boards():
 
 
 @pytest.mark.parametrize("name", BOARDS)
-def test_board_loads_on_the_vm(mp_run, tmp_path, name):
+def test_board_loads_on_the_vm(mp_run, manifest_build, tmp_path, name):
     spec = _spec(name)
     (tmp_path / "board.json").write_text(json.dumps(spec))
     srv = socket.socket()  # the reader's wire: a listening socket is enough to open it
@@ -56,7 +76,14 @@ def test_board_loads_on_the_vm(mp_run, tmp_path, name):
         else:
             env = {"TAPKIT_PN532_PORT": str(srv.getsockname()[1])}
             path = [EMU]
-        p = mp_run(LOAD, str(tmp_path / "board.json"), path=path, env=env, cwd=str(tmp_path))
+        p = mp_run(
+            LOAD,
+            str(tmp_path / "board.json"),
+            path=path,
+            env=env,
+            cwd=str(tmp_path),
+            lib=manifest_build(name),
+        )
     finally:
         srv.close()
     assert p.returncode == 0, p.stdout + p.stderr
