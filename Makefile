@@ -9,7 +9,7 @@ setup:
 
 typecheck: setup
 	bash scripts/typings.sh
-	$(PY) -m mypy --config-file mypy.ini firmware
+	$(PY) -m mypy --config-file mypy.ini firmware harness/mp
 
 test: setup typecheck lint
 	$(PY) -m pytest -q -ra
@@ -21,5 +21,5 @@ bench: setup
 	$(PY) -m host_tools.bench
 
 lint: setup
-	$(PY) -m ruff check card_schema firmware emulator host_tools mpybuild boards tests
-	$(PY) -m ruff format --check card_schema firmware emulator host_tools mpybuild boards tests
+	$(PY) -m ruff check card_schema firmware emulator host_tools mpybuild boards harness tests
+	$(PY) -m ruff format --check card_schema firmware emulator host_tools mpybuild boards harness tests

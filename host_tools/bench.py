@@ -91,7 +91,7 @@ def firmware_heap():
                 "micropython",
                 "-X",
                 "heapsize=1M",
-                os.path.join(root, "tests", "firmware", "mp_heap_probe.py"),
+                os.path.join(root, "harness", "mp", "heap_probe.py"),
             ],
             capture_output=True,
             text=True,

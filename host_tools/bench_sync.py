@@ -179,8 +179,7 @@ def bench_rows(vehicles=40, taps=500):
         ]
         pg = None
         try:
-            sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "tests"))
-            import pgserver
+            from harness import pgserver
 
             pg = pgserver.PGServer.start()
             targets.append(("PostgreSQL", pg.create_database(), pg.create_database()))

@@ -16,23 +16,13 @@ from card_schema.desfire_admin import DESFireAdmin
 from e2e_helpers import rider_card, sync_json
 from host_tools import cardops, keystore, provision
 from host_tools.readers import EmulatorReader
+from harness import vm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TID = 1001
 FARE = 25000
 
-FILL_VM = r"""
-import sys, binascii
-from norflash import NORFlash
-from firmware.journal import Journal
-from card_schema import taprecord
-path, size, key, tid, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-j = Journal(NORFlash(path, size), binascii.unhexlify(key), tid)
-for i in range(n):
-    j.append_tap(time=1700000000 + i, uid=bytes([4, 9, 9, 9, 9, 9, i & 255]), kind=1,
-                 amount=25000, balance=1000000 - 25000 * (i + 1), counter=i + 1, line=7)
-print(j.head_seq, j.fill)
-"""
+FILL_VM = vm.script("journal_fill")  # harness/mp/journal_fill.py
 
 
 def _balance(path, ks):
@@ -61,10 +51,8 @@ def test_full_journal_refuses_before_debit_then_sync_frees_space(
         lfsimage.write_files(vb.image, {"/board.json": json.dumps(board)})  # read at the restart
         flash = str(state / "flash.bin")
         os.remove(flash)
-        script = tmp_path / "fill.py"
-        script.write_text(FILL_VM)
         key = provision.terminal_keys(ks, TID)["journal"]
-        p = mp_run(str(script), flash, 8192, key, TID, 119, path=[os.path.join(ROOT, "emulator")])
+        p = mp_run(FILL_VM, flash, 8192, key, TID, 119, path=[os.path.join(ROOT, "emulator")])
         assert p.returncode == 0 and p.stdout.split() == ["119", "99"], p.stderr
         mark = vb.mark()
         vb.restart("journal resized")

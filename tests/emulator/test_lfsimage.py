@@ -6,21 +6,12 @@ import os
 import pytest
 
 from emulator import lfsimage
+from harness import vm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EMULATOR = os.path.join(os.path.dirname(os.path.dirname(HERE)), "emulator")
 
-BOARD_SIDE = """
-import lfsmount, os
-print(open("/lib/pkg/mod.py").read().strip())
-print(sorted(os.listdir("/lib")))
-with open("/board.txt", "w") as f:
-    f.write("written on the board")
-os.rename("/lib/pkg/mod.py", "/lib/pkg/moved.py")
-os.mkdir("/logs")
-with open("/_host/beside.txt", "w") as f:
-    f.write("host file")
-"""
+BOARD_SIDE = vm.script("lfsimage_board")  # harness/mp/lfsimage_board.py
 
 
 def test_host_and_board_share_the_image(tmp_path, mp_run):

@@ -13,44 +13,14 @@ import socket
 import threading
 
 import pytest
+from harness import vm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKES = os.path.join(ROOT, "tests", "fakes")
 EMU = os.path.join(ROOT, "emulator")
 BOARD = os.path.join(ROOT, "boards", "esp32-devkitc")
 
-VM = r"""
-import sys, json
-from firmware import hal, journal
-from card_schema import taprecord
-
-board = hal.load(sys.argv[1])
-out = {"name": board.name, "platform": board.platform, "errors": board.errors,
-       "reset": board.reset_cause}
-u = board.uart
-out["uart"] = [u.id, u.baudrate, u.tx, u.rx, u.timeout]
-u.write(b"\x00\x00\xff\x02\xfe\xd4\x02\x2a\x00")  # PN532 GetFirmwareVersion frame
-got = bytearray(16)
-n = u.readinto(got, 16)
-out["uart_reply"] = bytes(got[:n]).hex() if n else None
-out["flash"] = [board.flash.size, board.flash.SECTOR, board.flash.PAGE]
-board.wdt.feed()
-out["wdt"] = [board.wdt.timeout, board.wdt.feeds]
-out["wifi"] = [board.net.connect("depot", "wrong"), board.net.connect("depot", "s3cret"),
-               board.net.isconnected()]
-board.display.show("Tap your card", "3,000 Rial")
-board.buzzer.beep("ok")
-board.led.set("green")
-j = journal.Journal(board.flash, bytes(16), 7)
-out["recovered_head"] = j.head_seq
-for i in range(int(sys.argv[2])):
-    j.append_tap(time=1700000000, uid=b"\x04" * 7, kind=taprecord.KIND_CHARGE, amount=300)
-out["head"] = j.head_seq
-out["capacity"] = j.capacity
-f = board.flash
-out["flash_stats"] = {"programs": f.programs, "bytes_programmed": f.bytes_programmed, "erases": f.erases}
-print(json.dumps(out))
-"""
+VM = vm.script("hal_esp32_board")  # harness/mp/hal_esp32_board.py
 
 
 class EchoPN532:
@@ -98,10 +68,8 @@ def esp32_env(tmp_path):
 
 
 def run_board(mp_run, env, tmp_path, taps):
-    script = tmp_path / "esp32_vm.py"
-    script.write_text(VM)
     p = mp_run(
-        str(script),
+        VM,
         str(tmp_path / "board.json"),
         taps,
         path=[FAKES, EMU],

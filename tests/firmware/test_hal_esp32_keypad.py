@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import threading
+from harness import vm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKES = os.path.join(ROOT, "tests", "fakes")
@@ -20,41 +21,7 @@ EMU = os.path.join(ROOT, "emulator")
 
 # steps: [wait ms, polls, closed matrix switches [[row pin, col pin]], button levels {pin: level}];
 # per step: the keys poll() gave. With "taxi", the keys also go to firmware.profile_taxi.key.
-VM = r"""
-import sys, json, time, machine
-from firmware import hal
-b = hal.load(sys.argv[1])
-steps = json.loads(sys.argv[2])
-taxi = None
-if sys.argv[3] == "taxi":
-    from firmware import msg, profile_taxi as taxi
-    msg.setup({})
-
-class Term:
-    def show(self, l1, l2=""):
-        pass
-
-out = {"errors": b.errors, "keys": [], "fare": None}
-for wait, polls, closed, levels in steps:
-    machine.pressed.clear()
-    machine.levels.clear()
-    for r, c in closed:
-        machine.pressed.add((r, c))
-    for p in levels:
-        machine.levels[int(p)] = levels[p]
-    time.sleep_ms(wait)
-    got = ""
-    for i in range(polls):
-        k = b.keypad.poll()
-        if k:
-            got += k
-            if taxi:
-                taxi.key(Term(), k)
-    out["keys"].append(got)
-if taxi:
-    out["fare"] = [taxi.remaining, taxi.shares]
-print(json.dumps(out))
-"""
+VM = vm.script("hal_esp32_keys")  # harness/mp/hal_esp32_keys.py
 
 
 def _server(send=b""):
@@ -86,10 +53,8 @@ def _run(mp_run, tmp_path, board, steps, mode="", meter=b""):
             "TAPKIT_FAKE_UART1": "127.0.0.1:%d" % taximeter.getsockname()[1],
             "TAPKIT_FAKE_WIFI": "depot:s3cret",
         }
-        script = tmp_path / "keys_vm.py"
-        script.write_text(VM)
         p = mp_run(
-            str(script),
+            VM,
             os.path.join(ROOT, "boards", board, "board.json"),
             json.dumps(steps),
             mode or "-",

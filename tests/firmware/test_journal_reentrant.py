@@ -7,40 +7,32 @@ writes, the terminal reboots (a new chip object and Journal on the same file) an
 After every reboot: each tap whose append returned (the rider's OK) is in the journal exactly once with
 its amount, until the host stored it; seqs run strictly increasing and never repeat; no corrupt record
 is returned; the MAC chain verifies from genesis across reclaimed sectors; an ack that was made durable
-is not forgotten. The driver is host_tools/bench_journal.REENTRANT_VM (`make bench` runs >= 10,000 cuts).
-A failure names its seed and step; `python -m host_tools.bench_journal --replay SEED --mode MODE`
-replays it exactly (the stream and the cut points come from the seed alone).
+is not forgotten. The driver is harness/mp/journal_reentrant.py (`make bench` runs >= 10,000 cuts). A failure names its
+seed and step; `python -m bench journal --replay SEED --mode MODE` replays it exactly (the stream and the cut points come from the seed alone).
 """
-
-import json
-import os
 
 import pytest
 
-from host_tools.bench_journal import REENTRANT_VM
-
-EMU = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "emulator")
+from harness import vm
 
 
 @pytest.mark.parametrize(
     "mode,seeds", [("linear", (1, 9)), ("random", (1, 9)), ("random", (9, 17))]
 )
 def test_power_cut_reentrant(mp_run, tmp_path, mode, seeds):
-    script = tmp_path / "reentrant.py"
-    script.write_text(REENTRANT_VM)
     p = mp_run(
-        str(script),
+        vm.script("journal_reentrant"),
         str(tmp_path),
         seeds[0],
         seeds[1],
         mode,
         400,
-        path=[EMU],
+        path=[vm.EMULATOR],
         heap="512K",
         timeout=300,
     )
     assert p.returncode == 0, p.stderr
-    out = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    out = vm.json_lines(p)
     fails = [x["fail"] for x in out if "fail" in x]
     assert not fails, "replay with the seed/step:\n" + "\n".join(fails)
     per_seed = [x for x in out if "cuts" in x]

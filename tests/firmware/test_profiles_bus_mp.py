@@ -8,6 +8,7 @@ import json
 import pytest
 
 from card_schema import signed, tariff
+from harness import vm
 
 TERMINAL = 1001
 TZ = 12600  # Tehran, +3:30
@@ -84,31 +85,12 @@ CASES = [
     ("line not in the table", 99, ADULT, MON_NOON, [], -2, 0),
 ]
 
-SCRIPT = (
-    r"""
-import json, sys
-from card_schema import citizen
-from firmware import profile_bus
-table, cases = json.loads(open(sys.argv[1]).read())
-for name, line, holder, now, trips, _, _ in cases:
-    raw = None
-    if trips:
-        raw = bytearray(citizen.TRIP_SIZE * len(trips))
-        buf = bytearray(citizen.TRIP_SIZE)
-        for i, t in enumerate(trips):
-            citizen.pack_trip_into(buf, *(t[:9] + [t[9], t[10]]))
-            raw[i * 32:(i + 1) * 32] = buf
-        raw = bytes(raw)
-    print(json.dumps([name] + list(profile_bus.price(table, line, holder, now, raw, %d))))
-"""
-    % TERMINAL
-)
+SCRIPT = vm.script("bus_fares")  # harness/mp/bus_fares.py
 
 
 def _run(mp_run, tmp_path, table, cases):
     (tmp_path / "cases.json").write_text(json.dumps([table, cases]))
-    (tmp_path / "fares_mp.py").write_text(SCRIPT)
-    p = mp_run(tmp_path / "fares_mp.py", tmp_path / "cases.json", check=True)
+    p = mp_run(SCRIPT, tmp_path / "cases.json", TERMINAL, check=True)
     return {r[0]: (r[1], r[2]) for r in map(json.loads, p.stdout.splitlines())}
 
 
@@ -139,22 +121,7 @@ def test_flat_fare_without_table_options(mp_run, tmp_path):
 
 
 KEY = bytes(range(16))
-DENY_SCRIPT = r"""
-import sys
-from card_schema import signed, tariff
-key = bytes(range(16))
-try:
-    print("load", tariff.load(key, sys.argv[1], signed.KIND_DENY)[0])
-except ValueError as e:
-    print("refused", e)
-    raise SystemExit
-v, payload = tariff.load(key, sys.argv[1], signed.KIND_DENY)
-n = tariff.deny_count(payload)
-buf = bytearray(8)
-f = open(sys.argv[1], "rb")
-for uid in sys.argv[2:]:
-    print(uid, tariff.deny_lookup(f, signed.HEADER + 4, n, bytes.fromhex(uid), buf))
-"""
+DENY_SCRIPT = vm.script("deny_lookup")  # harness/mp/deny_lookup.py
 
 
 def _uid(i):
@@ -166,10 +133,9 @@ def test_deny_list_lookup(mp_run, tmp_path, n):
     entries = {_uid(i): i % 2 for i in range(1, n + 1)}
     blob = signed.seal(KEY, signed.KIND_DENY, 4, tariff.pack_deny(entries))
     (tmp_path / "deny.bin").write_bytes(blob)
-    (tmp_path / "deny_mp.py").write_text(DENY_SCRIPT)
     probes = [_uid(i) for i in range(0, n + 2)] + [b"\xff" * 7, b"\x00" * 7]
     p = mp_run(
-        tmp_path / "deny_mp.py",
+        DENY_SCRIPT,
         tmp_path / "deny.bin",
         *[binascii.hexlify(u).decode() for u in probes],
         check=True,
@@ -185,8 +151,7 @@ def test_tampered_deny_list_is_refused(mp_run, tmp_path):
     blob = bytearray(signed.seal(KEY, signed.KIND_DENY, 4, tariff.pack_deny({_uid(1): 1})))
     blob[signed.HEADER + 10] ^= 1  # flip one action bit: "block" becomes "refuse"
     (tmp_path / "deny.bin").write_bytes(bytes(blob))
-    (tmp_path / "deny_mp.py").write_text(DENY_SCRIPT)
-    p = mp_run(tmp_path / "deny_mp.py", tmp_path / "deny.bin", check=True)
+    p = mp_run(DENY_SCRIPT, tmp_path / "deny.bin", check=True)
     assert p.stdout.strip() == "refused bad signature"
 
 

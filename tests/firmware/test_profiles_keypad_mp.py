@@ -7,6 +7,7 @@ is asked for (the end-to-end tests run the same path on emulated cards: tests/e2
 """
 
 import json
+from harness import vm
 
 NOW = 1795000000
 POS = 3001
@@ -35,82 +36,7 @@ REFUNDS = [
     ("a clock behind the sale", "R#", [SALE, -5, POS, 15000, 4], {}, "none"),
 ]
 
-POS_SCRIPT = r"""
-import json, sys
-from card_schema import citizen
-from firmware import msg
-from firmware import profile_pos as p
-from firmware.app import Terminal
-msg.setup({})
-cases, now, tid = json.loads(open(sys.argv[1]).read())
-
-class Card:
-    def __init__(self, log):
-        self.log = log
-    def get_value(self, f, mode):
-        self.log.append(["get_value", f])
-        return 40000
-    def debit(self, f, amount, mode, cmd=0xDC):
-        self.log.append(["credit" if cmd == 0x1C else "debit", f, amount])
-    def commit_transaction(self):
-        self.log.append(["commit"])
-
-class J:
-    full = False
-
-class Term:
-    def __init__(self, table):
-        self.table = table
-        self.terminal_id = tid
-        self.log = []
-        self.card = Card(self.log)
-        self.journal = J()
-        self.pending = None
-        self.shown = []
-    def show(self, a, b="", sound=None):
-        self.shown.append([a, b, sound])
-    def _write_trip(self, counter, now, amount, balance, flags, kind=1):
-        self.log.append(["trip", counter, amount, balance, kind])
-    def _journal(self, uid, now, kind, result, counter, amount, balance):
-        self.log.append(["journal", kind, counter, amount, balance])
-        return 77
-    # the terminal's real journal-then-commit step (firmware/app.py), on this fake terminal
-    _commit = Terminal._commit
-
-for name, keys, rec, table, _ in cases:
-    p.done(None, 0)
-    t = Term(table)
-    for k in keys:
-        p.key(t, k)
-    raw = last = None
-    if rec:
-        kind, ago, term, amount, prof = rec
-        raw = bytearray(32)
-        citizen.pack_trip_into(raw, 5, now - ago, term, amount, 25000, 0, 0, kind, prof, 0, 0)
-        last = citizen.unpack_trip(raw)
-    fare, flags = p.price(table, 0, 0, now, raw, tid)
-    if fare == -4:
-        p.own(t, b"\x04" * 7, last, 5 if last else 0, now)
-    print(json.dumps([name, fare, t.log, t.shown[-1:], p.refund]))
-
-# the card leaves as the refund commits (its answer is lost): the terminal remembers the pending
-# refund (the card's trip log tells next time whether it committed), the refund stays asked
-from firmware import pn532
-class GoneCard(Card):
-    def commit_transaction(self):
-        raise pn532.CardGone("gone", 1)
-p.done(None, 0)
-t = Term({})
-t.card = GoneCard(t.log)
-for k in "R#":
-    p.key(t, k)
-raw = bytearray(32)
-citizen.pack_trip_into(raw, 5, now - 60, tid, 15000, 25000, 0, 0, 1, 4, 0, 0)
-try:
-    p.own(t, b"\x04" * 7, citizen.unpack_trip(raw), 5, now)
-except pn532.CardGone:
-    print(json.dumps(["#lost", [t.pending[0] == b"\x04" * 7] + list(t.pending[1:]), p.refund]))
-"""
+POS_SCRIPT = vm.script("pos_cases")  # harness/mp/pos_cases.py
 
 
 def _expected(want):
@@ -132,8 +58,7 @@ def _expected(want):
 
 def test_pos_refund_table_driven(mp_run, tmp_path):
     (tmp_path / "cases.json").write_text(json.dumps([REFUNDS, NOW, POS]))
-    (tmp_path / "pos_mp.py").write_text(POS_SCRIPT)
-    p = mp_run(tmp_path / "pos_mp.py", tmp_path / "cases.json", check=True)
+    p = mp_run(POS_SCRIPT, tmp_path / "cases.json", check=True)
     got = {r[0]: r[1:] for r in map(json.loads, p.stdout.splitlines())}
     assert got["#lost"] == [[True, 77, 6, NOW], 2]
     wrong = []
@@ -182,36 +107,12 @@ METER = [
     ("digits after a line are the keypad's", "FARE 100\n7#", [7, 1, 1]),
 ]
 
-TAXI_SCRIPT = r"""
-import json, sys
-from firmware import msg
-from firmware import profile_taxi as p
-msg.setup({})
-class T:
-    table = None
-    def show(self, a, b="", s=None):
-        pass
-t = T()
-for name, keys, _ in json.loads(open(sys.argv[1]).read()):
-    if keys == "PAID":  # 90,000 split in 3, one share paid, then the meter sends a new fare
-        p.key(t, "*")
-        for k in "FARE 90000\nB3":
-            p.key(t, k)
-        p.done(t, 30000)
-        keys = "FARE 555\n"
-    else:
-        p.key(t, "*")
-    for k in keys:
-        p.key(t, k)
-    amount = p.price(None, 0, 0, 0, None, 0)[0]
-    print(json.dumps([name, [amount, p.shares, p.total]]))
-"""
+TAXI_SCRIPT = vm.script("taxi_cases")  # harness/mp/taxi_cases.py
 
 
 def test_taximeter_line_table_driven(mp_run, tmp_path):
     (tmp_path / "cases.json").write_text(json.dumps(METER))
-    (tmp_path / "taxi_mp.py").write_text(TAXI_SCRIPT)
-    p = mp_run(tmp_path / "taxi_mp.py", tmp_path / "cases.json", check=True)
+    p = mp_run(TAXI_SCRIPT, tmp_path / "cases.json", check=True)
     got = dict(map(json.loads, p.stdout.splitlines()))
     wrong = [(n, got[n], want) for n, _, want in METER if got[n] != want]
     assert not wrong, wrong
@@ -234,26 +135,12 @@ PREPAID_CASES = [
     ("other zone's cap less the prepaid", 2, [30 * 60, 7001, 20000, 1, OPEN], [180000, 0], 30),
 ]
 
-PARK_SCRIPT = r"""
-import json, sys
-from card_schema import citizen
-from firmware import profile_parking as p
-table, cases, now = json.loads(open(sys.argv[1]).read())
-for name, zone, rec, _, _ in cases:
-    p.zone = zone
-    raw = None
-    if rec:
-        ago, term, amount, z, fl = rec
-        raw = bytearray(32)
-        citizen.pack_trip_into(raw, 5, now - ago, term, amount, 1000, 0, 0, 1, 3, z, fl)
-    print(json.dumps([name, list(p.price(table, 0, 0, now, raw, 7002)), p.duration]))
-"""
+PARK_SCRIPT = vm.script("parking_prepaid")  # harness/mp/parking_prepaid.py
 
 
 def test_parking_prepaid_table_driven(mp_run, tmp_path):
     (tmp_path / "cases.json").write_text(json.dumps([PREPAID, PREPAID_CASES, NOW]))
-    (tmp_path / "park_mp.py").write_text(PARK_SCRIPT)
-    p = mp_run(tmp_path / "park_mp.py", tmp_path / "cases.json", check=True)
+    p = mp_run(PARK_SCRIPT, tmp_path / "cases.json", check=True)
     got = {r[0]: r[1:] for r in map(json.loads, p.stdout.splitlines())}
     wrong = [(n, got[n], [w, d]) for n, _, _, w, d in PREPAID_CASES if got[n] != [w, d]]
     assert not wrong, wrong

@@ -2,6 +2,7 @@
 same and in another zone, a repeat tap at the meter that opened the session."""
 
 import json
+from harness import vm
 
 RULE = {"grace": 10, "steps": [[60, 20000], [120, 50000]], "hourly": 30000, "cap": 200000}
 TABLE = {"zones": {"1": RULE, "2": dict(RULE, cap=120000)}, "repeat": 60}
@@ -38,28 +39,12 @@ SESSIONS = [
     ("other zone: its cap", 1, [1, 30 * 60, 7100, 0, 3, 2, OPEN], [120000, 0], 30),
 ]
 
-SCRIPT = r"""
-import json, sys
-from card_schema import citizen
-from firmware import profile_parking as p
-table, charges, sessions, now, meter = json.loads(open(sys.argv[1]).read())
-for name, minutes, _ in charges:
-    print(json.dumps([name, p.charge(table["zones"]["1"], minutes)]))
-for name, zone, rec, _, _ in sessions:
-    p.zone = zone
-    raw = None
-    if rec:
-        kind, ago, term, amount, prof, z, fl = rec
-        raw = bytearray(32)
-        citizen.pack_trip_into(raw, 5, now - ago, term, amount, 1000, 0, 0, kind, prof, z, fl)
-    print(json.dumps([name, list(p.price(table, 0, 0, now, raw, meter)), p.duration]))
-"""
+SCRIPT = vm.script("parking_cases")  # harness/mp/parking_cases.py
 
 
 def test_parking_tariff_table_driven(mp_run, tmp_path):
     (tmp_path / "cases.json").write_text(json.dumps([TABLE, CHARGES, SESSIONS, NOW, METER]))
-    (tmp_path / "park_mp.py").write_text(SCRIPT)
-    p = mp_run(tmp_path / "park_mp.py", tmp_path / "cases.json", check=True)
+    p = mp_run(SCRIPT, tmp_path / "cases.json", check=True)
     got = {r[0]: r[1:] for r in map(json.loads, p.stdout.splitlines())}
     wrong = [(n, got[n], [want]) for n, _, want in CHARGES if got[n] != [want]]
     wrong += [(n, got[n], [w, d]) for n, _, _, w, d in SESSIONS if got[n] != [w, d]]
@@ -70,6 +55,5 @@ def test_other_zone_by_duration(mp_run, tmp_path):
     table = dict(TABLE, other_zone="duration")
     sessions = [("other zone by its rule", 1, [1, 95 * 60, 7100, 0, 3, 2, OPEN], [50000, 0], 95)]
     (tmp_path / "cases.json").write_text(json.dumps([table, [], sessions, NOW, METER]))
-    (tmp_path / "park_mp.py").write_text(SCRIPT)
-    p = mp_run(tmp_path / "park_mp.py", tmp_path / "cases.json", check=True)
+    p = mp_run(SCRIPT, tmp_path / "cases.json", check=True)
     assert json.loads(p.stdout) == ["other zone by its rule", [50000, 0], 95]

@@ -1,15 +1,10 @@
 """Store fixtures: `store_url` runs a test on SQLite and on a throwaway PostgreSQL server."""
 
 import os
-import sys
 
 import pytest
 
-TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if TESTS not in sys.path:
-    sys.path.insert(0, TESTS)
-
-import pgserver  # noqa: E402  (tests/ was just put on sys.path)
+from harness import pgserver
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,9 @@
-# Heap cost of each firmware module on the MicroPython VM, in boot order (run with the built .mpy on
-# MICROPYPATH): prints "module bytes" per import (after a collect) and the total. Used by make bench
-# and when trimming RAM: python3 -m host_tools.bench --heap-probe
+"""Heap cost of each firmware module on the MicroPython VM, in boot order (run with the built .mpy on
+MICROPYPATH): prints "module bytes" per import (after a collect) and the total.
+
+    python -m bench heap          (the `heap` section of `make bench`; also when trimming RAM)
+"""
+
 import gc
 
 MODULES = (

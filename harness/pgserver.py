@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for tests (no system service, no network beyond 127.0.0.1).
+"""A throwaway PostgreSQL server for the tests and `make bench` (no system service, 127.0.0.1 only).
 
     srv = PGServer.start()           # initdb in a temp dir, postgres on a free port
     url = srv.create_database()      # a fresh database per test: postgresql://postgres@127.0.0.1:P/db

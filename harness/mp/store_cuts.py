@@ -1,0 +1,120 @@
+"""firmware/store.py on littlefs over the NOR flash model, a power cut at every flash write of a save
+(tests/firmware/test_store_lfs.py).
+
+    micropython store_cuts.py DIR SEED
+"""
+
+import sys
+import json
+import gc
+import vfs
+from norflash import NORFlash, PowerCut
+from firmware import store
+
+SIZE = 16 * 4096
+MP = "/st"
+
+
+class NORBlockDev:
+    # littlefs's extended block-device protocol over the NOR model: 4 KB blocks = sectors,
+    # programs split at 256-byte pages (the chip's rule), erase = ioctl 6. After a cut the chip
+    # raises PowerCut for everything, also when the file the cut left open is finalised later (its
+    # MemoryError "heap is locked" on stderr is that: harmless, a real board has no RAM left over).
+    def __init__(self, flash):
+        self.f = flash
+
+    def readblocks(self, n, buf, off=0):
+        self.f.read(n * 4096 + off, buf)
+
+    def writeblocks(self, n, buf, off=0):
+        a = n * 4096 + off
+        mv = memoryview(buf)
+        i = 0
+        while i < len(buf):
+            k = min(256 - (a + i) % 256, len(buf) - i)
+            self.f.program(a + i, mv[i : i + k])
+            i += k
+
+    def ioctl(self, op, arg):
+        if op == 4:
+            return self.f.size // 4096
+        if op == 5:
+            return 4096
+        if op == 6:
+            self.f.erase(arg * 4096)
+            return 0
+
+
+def mount(path):
+    fl = NORFlash(path, SIZE)
+    vfs.mount(vfs.VfsLfs2(NORBlockDev(fl)), MP)  # type: ignore[abstract, arg-type]
+    return fl
+
+
+def umount(fl):
+    try:
+        vfs.umount(MP)
+    except Exception:
+        pass
+    fl.close()
+
+
+def config(v):
+    # about 1 KB: a fare table's worth, so a save takes several programs
+    return {"ver": v, "fare": 25000 + v, "fares": {str(i): 1000 * i + v for i in range(60)}}
+
+
+def copy(src, dst):
+    buf = bytearray(4096)
+    with open(src, "rb") as f, open(dst, "wb") as g:
+        while f.readinto(buf):
+            g.write(buf)
+
+
+def main(argv):
+    d, seed = argv[0], int(argv[1])
+    base, work = d + "/base.bin", d + "/work.bin"
+    fl = NORFlash(base, SIZE)
+    vfs.VfsLfs2.mkfs(NORBlockDev(fl))  # type: ignore[arg-type]  # a duck-typed block device
+    fl.close()
+    fl = mount(base)
+    store.save(MP + "/keys.json", {"journal": "00" * 16})
+    store.save(MP + "/config.json", config(1))
+    umount(fl)
+    old = new = 0
+    for step in range(1, 500):
+        gc.collect()
+        copy(base, work)
+        fl = NORFlash(work, SIZE)
+        fl.cut_after(step, seed * 1000 + step)
+        cut = False
+        try:
+            vfs.mount(vfs.VfsLfs2(NORBlockDev(fl)), MP)  # type: ignore[abstract, arg-type]
+            store.save(MP + "/config.json", config(2))
+        except PowerCut:
+            cut = True
+        umount(fl)
+        fl = mount(work)  # the reboot: must mount, never needs a format
+        got = store.load(MP + "/config.json")
+        tag = "seed=%d step=%d" % (seed, step)
+        if got == config(1) and cut:
+            old += 1
+        elif got == config(2):
+            new += 1
+        else:
+            print(json.dumps({"fail": "%s: read %r" % (tag, got)}))
+            return
+        if store.load(MP + "/keys.json") != {"journal": "00" * 16}:
+            print(json.dumps({"fail": "%s: keys.json changed" % tag}))
+            return
+        store.save(MP + "/config.json", config(3))  # the filesystem goes on
+        if store.load(MP + "/config.json") != config(3):
+            print(json.dumps({"fail": "%s: the save after the cut did not land" % tag}))
+            return
+        umount(fl)
+        if not cut:
+            break  # the save completed before the cut point: every write of it was cut once
+    print(json.dumps({"steps": step, "old": old, "new": new}))
+
+
+main(sys.argv[1:])
