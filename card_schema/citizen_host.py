@@ -93,6 +93,11 @@ TR_FLAGS = 10
 
 TRIP_CREDIT = 2
 TRIP_REFUND = 3
+
+# TripRecord flags
+FLAG_TRANSFER = 0x01  # a bus ride discounted as a transfer (firmware/profile_bus.py)
+FLAG_OPEN = 0x02  # a parking session is open (firmware/profile_parking.py)
+FLAG_BLOCKED = 0x80  # blocked by a deny-list entry (firmware/app.py)
 TRIP_KIND_NAMES = ("", "debit", "credit", "refund")
 
 

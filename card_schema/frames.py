@@ -16,7 +16,9 @@ interpreters accept exactly the same lines.
     from_seq, max_n = unpack("<IH", body)
 
 This module holds only what both ends need (the terminal imports it, so every name here costs RAM).
-Body builders, name tables and the derived constants the host uses live in card_schema/frames_host.py.
+Body formats, builders, name tables and the derived constants the host uses live in
+card_schema/frames_host.py (the terminal copies the body formats as private consts, checked by
+tests/firmware/test_const_owners.py).
 """
 
 import binascii
@@ -34,7 +36,8 @@ SET_CLOCK = const(0x04)
 DIAG_LOG = const(0x05)
 INSTALL = const(
     0x06
-)  # a chunk of a signed config blob (card_schema/signed.py), see firmware/install.py
+)  # a chunk of a signed config blob (card_schema/signed.py): firmware/install.py
+DIAG = const(0x10)  # diagnostics (firmware/diag.py, answered through the Responder's `extra`)
 RESPONSE = const(0x80)
 ERROR = const(0xFF)
 

@@ -11,8 +11,14 @@ what only the host and the tests need lives here, built on frames.py's one encod
 
 import struct
 
-from card_schema import frames
+from card_schema import frames, taprecord
 from card_schema.frames import FrameError
+
+# request and response bodies (struct formats)
+PULL_FMT = "<IH"  # PULL: from_seq, max
+U32_FMT = "<I"  # ACK upto, SET_CLOCK unix, and both answers
+INSTALL_FMT = "<II"  # INSTALL: offset, total, then a chunk of the signed blob
+INSTALL_ANSWER_FMT = "<IBI"  # received, kind, version (kind 0 until the blob is applied)
 
 # response types: request | RESPONSE, same req_id
 IDENTIFY_R = frames.IDENTIFY | frames.RESPONSE
@@ -21,11 +27,23 @@ ACK_R = frames.ACK | frames.RESPONSE
 SET_CLOCK_R = frames.SET_CLOCK | frames.RESPONSE
 DIAG_LOG_R = frames.DIAG_LOG | frames.RESPONSE
 INSTALL_R = frames.INSTALL | frames.RESPONSE
+DIAG_R = frames.DIAG | frames.RESPONSE
+
+# request names for traces and error messages
+REQUEST_NAMES = {
+    frames.IDENTIFY: "IDENTIFY",
+    frames.PULL: "PULL",
+    frames.ACK: "ACK",
+    frames.SET_CLOCK: "SET_CLOCK",
+    frames.DIAG_LOG: "DIAG_LOG",
+    frames.INSTALL: "INSTALL",
+    frames.DIAG: "DIAG",
+}
 
 ERROR_NAMES = ("", "unknown request", "bad request", "out of range", "internal error")
 
 TRAILER = frames.OVERHEAD - frames.HEADER  # crc32
-RECORD_SIZE = 64
+RECORD_SIZE = taprecord.SIZE
 MAX_PAYLOAD = (frames.MAX_LINE - 2) // 4 * 3
 
 
@@ -36,16 +54,16 @@ def line_length(payload_len):
 
 def u32_body(value):
     """ACK and SET_CLOCK requests, their responses: one u32."""
-    return struct.pack("<I", value)
+    return struct.pack(U32_FMT, value)
 
 
 def parse_u32(body):
-    return frames.unpack("<I", body)[0]
+    return frames.unpack(U32_FMT, body)[0]
 
 
 def pull_body(from_seq, max_n):
     """PULL request: from_seq u32, max u16."""
-    return struct.pack("<IH", from_seq, max_n)
+    return struct.pack(PULL_FMT, from_seq, max_n)
 
 
 def records_body(records):
@@ -73,22 +91,18 @@ def parse_records(body):
     return [bytes(body[1 + i * RECORD_SIZE : 1 + (i + 1) * RECORD_SIZE]) for i in range(n)]
 
 
-# config kinds (card_schema/signed.KIND_*) by name, as IDENTIFY reports them ("fares_ver"...) and as
-# firmware/install.py stores them ("fares.bin"...)
-CONFIG_NAMES = ("", "fares", "deny", "deny_delta")
-
 # INSTALL request: offset u32, total u32, then a chunk of the signed blob
-INSTALL_HEAD = 8
+INSTALL_HEAD = struct.calcsize(INSTALL_FMT)
 INSTALL_CHUNK = frames.MAX_BODY - INSTALL_HEAD
 
 
 def install_body(offset, total, chunk):
-    return struct.pack("<II", offset, total) + bytes(chunk)
+    return struct.pack(INSTALL_FMT, offset, total) + bytes(chunk)
 
 
 def parse_install(body):
     """INSTALL answer: (received, kind, version); kind 0 until the blob is complete and applied."""
-    return frames.unpack("<IBI", body)
+    return frames.unpack(INSTALL_ANSWER_FMT, body)
 
 
 def parse_error(body):

@@ -7,6 +7,10 @@ Layout: magic "TKS1" | kind u8 | version u32 | length u32 | payload | CMAC-AES(k
 The key is the terminal's own config key (keystore.config_key: diversified from the operator's config
 master key by terminal id), so a key pulled out of one terminal cannot sign tables for the others.
 A terminal applies a blob only after verify() succeeded, and keeps the version in every tap record.
+
+Config kinds: `NAMES[kind]` is the one name of each kind. On the terminal the blob is stored as
+`<name>.bin` (firmware/install.py) and its version is reported as `<name>_ver` (IDENTIFY, the Wi-Fi
+batch head, the terminal's info); the CLI spells it with "-" for "_" (card_schema.signed_host).
 """
 
 import struct
@@ -17,12 +21,13 @@ MAGIC = b"TKS1"
 KIND_FARES = 1
 KIND_DENY = 2  # full deny list
 KIND_DENY_DELTA = 3  # entries to add/remove on top of the current list
-_HDR = "<4sBII"
+NAMES = ("", "fares", "deny", "deny_delta")  # by KIND_*
+FMT = "<4sBII"  # magic, kind, version, length
 HEADER = 13
 
 
 def seal(key, kind, version, payload):
-    head = struct.pack(_HDR, MAGIC, kind, version, len(payload))
+    head = struct.pack(FMT, MAGIC, kind, version, len(payload))
     body = head + bytes(payload)
     return body + cmac(key, body)
 
@@ -31,7 +36,7 @@ def verify(key, blob):
     """Check the blob's form and MAC; return (kind, version, payload) or raise ValueError."""
     if len(blob) < HEADER + 16:
         raise ValueError("signed blob too short")
-    magic, kind, version, n = struct.unpack_from(_HDR, blob, 0)
+    magic, kind, version, n = struct.unpack_from(FMT, blob, 0)
     if magic != MAGIC or len(blob) != HEADER + n + 16:
         raise ValueError("not a signed blob")
     mv = memoryview(blob)

@@ -6,7 +6,7 @@ Layout (little endian, `_FMT`):
       0     1  version (1)
       1     1  kind      1 charge, 2 refused, 3 denied, 4 void, 5 error, 6 refund
       2     1  result    reason code (RESULT_*)
-      3     1  profile   terminal profile (PROFILE_*)
+      3     1  profile   terminal profile (card_schema.profile)
       4     4  seq       terminal sequence number, never repeats
       8     4  time      unix seconds, terminal clock
      12     4  terminal  terminal id
@@ -61,8 +61,7 @@ RESULT_BLOCKED = const(3)
 RESULT_EXPIRED = const(4)
 RESULT_REMOVED = const(5)
 
-# profile (2 taxi, 3 parking, 4 pos, 5 charity)
-PROFILE_BUS = const(1)
+_PROFILE_BUS = const(1)  # = card_schema.profile.BUS
 
 
 def pack_into(
@@ -75,7 +74,7 @@ def pack_into(
     uid,
     kind,
     result=0,
-    profile=PROFILE_BUS,
+    profile=_PROFILE_BUS,
     zone=0,
     counter=0,
     amount=0,

@@ -11,6 +11,7 @@ adds what the host (store, report, sync) and the tests need.
 import binascii
 import struct
 
+from card_schema.profile_host import NAMES as PROFILE_NAMES
 from card_schema.taprecord import BODY, FMT, GENESIS_MAC, VERSION, crc_ok, mac_ok
 
 # codes the terminal firmware does not write itself (the others are in card_schema.taprecord)
@@ -30,12 +31,6 @@ RESULT_NAMES = (
     "card-error",
     "foreign",
 )
-
-PROFILE_TAXI = 2
-PROFILE_PARKING = 3
-PROFILE_POS = 4
-PROFILE_CHARITY = 5
-PROFILE_NAMES = ("", "bus", "taxi", "parking", "pos", "charity")
 
 # tuple indexes of unpack()
 F_VERSION = 0

@@ -53,7 +53,7 @@ import time
 
 from micropython import const
 
-from card_schema import citizen, desfire, signed, tariff, taprecord
+from card_schema import citizen, desfire, frames, signed, tariff, taprecord
 from card_schema.crypto import diversify_aes128
 
 import firmware
@@ -61,21 +61,15 @@ from firmware import hal, journal, msg, pn532, serialsync
 
 _t = msg.text
 _money = msg.money
-_RESULT_DENYLIST = const(2)
-_REPEAT = const(-1)  # profile price(): a repeat tap, already paid
-_WAIT = const(-3)  # profile price(): nothing to pay yet (no amount entered or chosen)
-_OWN = const(
-    -4
-)  # profile price(): the profile runs this tap itself (`own(term, uid, last, counter, now)`)
-_FLAG_BLOCKED = const(0x80)  # TripRecord flags: blocked by a deny-list entry
-_TR_KIND = const(7)
-_TR_FLAGS = const(10)
-_CI_HOLDER = const(1)
-_TABLES = (
-    ("fares.bin", "fares_ver"),
-    ("deny.bin", "deny_ver"),
-    ("deny_delta.bin", "deny_delta_ver"),
-)  # by signed.KIND_* - 1
+# Codes owned by card_schema, copied as private consts (no heap: tests/firmware/test_const_owners.py)
+_REPEAT = const(-1)  # = card_schema.profile.REPEAT
+_WAIT = const(-3)  # = card_schema.profile.WAIT
+_OWN = const(-4)  # = card_schema.profile.OWN
+_RESULT_DENYLIST = const(2)  # = card_schema.taprecord_host.RESULT_DENYLIST
+_FLAG_BLOCKED = const(0x80)  # = card_schema.citizen_host.FLAG_BLOCKED
+_TR_KIND = const(7)  # = card_schema.citizen_host.TR_KIND
+_TR_FLAGS = const(10)  # = card_schema.citizen_host.TR_FLAGS
+_CI_HOLDER = const(1)  # = card_schema.citizen_host.CI_HOLDER
 
 
 class Terminal:
@@ -151,7 +145,8 @@ class Terminal:
         info = self.info
         key = self.config_key
         for kind in (signed.KIND_FARES, signed.KIND_DENY, signed.KIND_DENY_DELTA):
-            name, ver = _TABLES[kind - 1]
+            name = signed.NAMES[kind] + ".bin"
+            ver = signed.NAMES[kind] + "_ver"
             info[ver] = 0
             try:
                 if key is None:
@@ -517,7 +512,7 @@ class Terminal:
 
 def _diag(term, ftype, body):
     """Requests of firmware/diag.py (`tapkit diag`); imported only while it answers (RAM)."""
-    if ftype != 0x10:
+    if ftype != frames.DIAG:
         return None
     from firmware import diag
 

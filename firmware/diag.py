@@ -1,4 +1,4 @@
-"""Diagnostics for `tapkit diag`: the DIAG request (type 0x10) of the sync protocol.
+"""Diagnostics for `tapkit diag`: the DIAG request (card_schema.frames.DIAG) of the sync protocol.
 
 app.py hands it the requests serialsync does not know (Responder `extra`), importing this module only
 while it answers (the bytecode leaves the heap again). The answer is one JSON object (identity,
@@ -18,9 +18,7 @@ import gc
 import json
 import time
 
-from micropython import const
-
-_RESP = const(0x90)  # DIAG | RESPONSE
+from card_schema import frames
 
 
 def answer(term, body):
@@ -62,4 +60,4 @@ def answer(term, body):
             d["wifi"] = "up" if n.isconnected() else "down"
         except Exception:  # noqa: BLE001
             d["wifi"] = "down"
-    return _RESP, json.dumps(d).encode()
+    return frames.DIAG | frames.RESPONSE, json.dumps(d).encode()

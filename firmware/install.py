@@ -23,7 +23,8 @@ import struct
 from card_schema import frames, signed, tariff
 from card_schema.compat import const
 
-NAMES = ("", "fares", "deny", "deny_delta")  # by signed.KIND_*
+_INSTALL_FMT = const("<II")  # = card_schema.frames_host.INSTALL_FMT
+_ANSWER_FMT = const("<IBI")  # = card_schema.frames_host.INSTALL_ANSWER_FMT
 _PART = "install.part"
 _MAX_BLOB = const(8192)  # verified in RAM: keep it well inside the free heap
 
@@ -38,17 +39,17 @@ def _size(path):
 def installed(kind):
     """Version of the installed blob of this kind (0: none)."""
     try:
-        with open(NAMES[kind] + ".bin", "rb") as f:
+        with open(signed.NAMES[kind] + ".bin", "rb") as f:
             head = f.read(signed.HEADER)
-        return struct.unpack_from("<I", head, 5)[0] if len(head) == signed.HEADER else 0
+        return struct.unpack(signed.FMT, head)[2] if len(head) == signed.HEADER else 0
     except OSError:
         return 0
 
 
 def versions(info):
     """Put the installed version of every kind into `info` ("fares_ver", "deny_ver"...)."""
-    for kind in range(1, len(NAMES)):
-        info[NAMES[kind] + "_ver"] = installed(kind)
+    for kind in range(1, len(signed.NAMES)):
+        info[signed.NAMES[kind] + "_ver"] = installed(kind)
     return info
 
 
@@ -58,12 +59,13 @@ def apply(key, blob, info=None):
         kind, version, payload = signed.verify(key, blob)
     except ValueError as e:
         raise frames.FrameError("config blob refused: %s" % e)
-    if not 0 < kind < len(NAMES):
+    names = signed.NAMES
+    if not 0 < kind < len(names):
         raise frames.FrameError("unknown config kind %d" % kind)
     have = installed(kind)
     if version < have:
         raise frames.FrameError(
-            "config %s %d is older than the installed %d" % (NAMES[kind], version, have)
+            "config %s %d is older than the installed %d" % (names[kind], version, have)
         )
     if version > have:
         try:
@@ -71,19 +73,19 @@ def apply(key, blob, info=None):
             # refuse every paid tap): check the content too before the rename.
             tariff.check(kind, payload)
         except ValueError as e:
-            raise frames.FrameError("config %s %d refused: %s" % (NAMES[kind], version, e))
-        path = NAMES[kind] + ".bin"
+            raise frames.FrameError("config %s %d refused: %s" % (names[kind], version, e))
+        path = names[kind] + ".bin"
         with open(path + ".new", "wb") as f:
             f.write(blob)
         os.rename(path + ".new", path)
     if info is not None:
-        info[NAMES[kind] + "_ver"] = version
+        info[names[kind] + "_ver"] = version
     return kind, version
 
 
 def chunk(key, body, info=None):
     """One INSTALL request body; returns the answer body (see the module doc)."""
-    off, total = frames.unpack("<II", body[:8])
+    off, total = frames.unpack(_INSTALL_FMT, body[:8])
     if total > _MAX_BLOB or not total:
         raise frames.FrameError("config blob of %d bytes (at most %d)" % (total, _MAX_BLOB))
     n = len(body) - 8
@@ -103,4 +105,4 @@ def chunk(key, body, info=None):
         except OSError:
             pass
         kind, version = apply(key, blob, info)
-    return struct.pack("<IBI", have, kind, version)
+    return struct.pack(_ANSWER_FMT, have, kind, version)

@@ -4,13 +4,13 @@ card's own trip log.
     from firmware import profile_bus
     amount, flags = profile_bus.price(table, line, holder, now, trips, terminal_id)
 
-- fare per line (`fares`, else `default`; neither: NO_FARE);
+- fare per line (`fares`, else `default`; neither: NO_FARE, card_schema.profile);
 - peak: `peak.pct` percent on `peak.days` (0 = Monday) inside `peak.spans` ([from, to) local minutes,
   local = unix + `tz`);
 - concession: `conc[holder]` percent (CardInfo holder: 0 adult, 1 student, 2 senior, 3 staff);
 - transfer: the newest debit on the card was on another line of a bus, within `transfer.window`
   seconds, and was not itself a transfer: `transfer.pct` percent off, the new trip record carries
-  FLAG_TRANSFER (so a journey has one discounted change, not a chain of them);
+  _FLAG_TRANSFER (so a journey has one discounted change, not a chain of them);
 - repeat: the newest trip record is a debit by this terminal less than `repeat` seconds ago: REPEAT
   (already paid, nothing is charged or journalled);
 - `round`: the fare is rounded down to a multiple of it.
@@ -23,22 +23,20 @@ from micropython import const
 
 from card_schema import citizen
 
-PROFILE = const(1)  # taprecord.PROFILE_BUS
+PROFILE = const(1)  # = card_schema.profile.BUS
 HISTORY = const(3)  # trip records the tap reads: the newest debit behind a top-up or two
 
-REPEAT = const(-1)
-NO_FARE = const(-2)
-
-FLAG_TRANSFER = const(0x01)  # TripRecord flags
-
-_TR_LINE = const(5)
-_TR_KIND = const(7)
-_TR_PROFILE = const(8)
-_TR_FLAGS = const(10)
+_REPEAT = const(-1)  # = card_schema.profile.REPEAT
+_NO_FARE = const(-2)  # = card_schema.profile.NO_FARE
+_FLAG_TRANSFER = const(0x01)  # = card_schema.citizen_host.FLAG_TRANSFER
+_TR_LINE = const(5)  # = card_schema.citizen_host.TR_LINE
+_TR_KIND = const(7)  # = card_schema.citizen_host.TR_KIND
+_TR_PROFILE = const(8)  # = card_schema.citizen_host.TR_PROFILE
+_TR_FLAGS = const(10)  # = card_schema.citizen_host.TR_FLAGS
 
 
 def price(t, line, holder, now, trips, terminal_id):
-    """(amount in Rial, trip flags), or (REPEAT | NO_FARE, 0)."""
+    """(amount in Rial, trip flags), or (_REPEAT | _NO_FARE, 0)."""
     last = None
     if trips:
         last = citizen.unpack_trip(trips, 0)
@@ -47,10 +45,10 @@ def price(t, line, holder, now, trips, terminal_id):
             and last[citizen.TR_TERMINAL] == terminal_id
             and 0 <= now - last[citizen.TR_TIME] < t.get("repeat", 0)
         ):
-            return REPEAT, 0
+            return _REPEAT, 0
     fare = t.get("fares", {}).get(str(line), t.get("default"))
     if fare is None:
-        return NO_FARE, 0
+        return _NO_FARE, 0
     peak = t.get("peak")
     if peak:
         local = now + t.get("tz", 0)
@@ -73,11 +71,11 @@ def price(t, line, holder, now, trips, terminal_id):
             if (
                 r[_TR_PROFILE] == PROFILE
                 and r[_TR_LINE] != line
-                and not r[_TR_FLAGS] & FLAG_TRANSFER
+                and not r[_TR_FLAGS] & _FLAG_TRANSFER
                 and 0 <= now - r[citizen.TR_TIME] <= tr.get("window", 0)
             ):
                 fare = fare * (100 - tr.get("pct", 0)) // 100
-                flags = FLAG_TRANSFER
+                flags = _FLAG_TRANSFER
             break  # only the newest ride counts
     r = t.get("round", 0)
     if r:

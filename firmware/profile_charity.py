@@ -9,8 +9,9 @@ from micropython import const
 
 from firmware import msg
 
-PROFILE = const(5)  # taprecord profile: charity
+PROFILE = const(5)  # = card_schema.profile.CHARITY
 HISTORY = const(1)
+_WAIT = const(-3)  # = card_schema.profile.WAIT
 WAIT_MSG = msg.CHOOSE  # what a tap with nothing chosen shows
 
 chosen = 0  # Rial
@@ -41,7 +42,7 @@ def idle(term):
 
 
 def price(t, line, holder, now, trips, terminal_id):
-    return (chosen, 0) if chosen else (-3, 0)
+    return (chosen, 0) if chosen else (_WAIT, 0)
 
 
 def done(term, amount):

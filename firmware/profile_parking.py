@@ -1,8 +1,8 @@
 """Parking meter: tap in starts a session written to the card, tap out pays by duration.
 
-The session is a trip record (profile 3) with FLAG_OPEN, the meter's zone (config.json "zone") and the
-start time, amount 0, written in the same transaction as every trip record (counter + 1). The next tap
-at a meter closes it: a record without FLAG_OPEN carries the charge, the journal record the duration.
+The session is a trip record (profile PARKING) with FLAG_OPEN (card_schema.citizen_host), the meter's
+zone (config.json "zone") and the start time, amount 0, written in the same transaction as every trip record (counter + 1). The next tap
+at a meter closes it: a record without it carries the charge, the journal record the duration.
 
 Fare table (per zone in "zones", or one rule for all):
     {"zones": {"1": {"grace": 10, "steps": [[60, 20000], [120, 50000]], "hourly": 30000,
@@ -26,14 +26,15 @@ from micropython import const
 from card_schema import citizen
 from firmware import msg
 
-PROFILE = const(3)  # taprecord profile: parking
+PROFILE = const(3)  # = card_schema.profile.PARKING
 HISTORY = const(1)
-FLAG_OPEN = const(0x02)  # TripRecord flags: a parking session is open
 
-_TR_KIND = const(7)
-_TR_PROFILE = const(8)
-_TR_ZONE = const(9)
-_TR_FLAGS = const(10)
+_REPEAT = const(-1)  # = card_schema.profile.REPEAT
+_FLAG_OPEN = const(0x02)  # = card_schema.citizen_host.FLAG_OPEN
+_TR_KIND = const(7)  # = card_schema.citizen_host.TR_KIND
+_TR_PROFILE = const(8)  # = card_schema.citizen_host.TR_PROFILE
+_TR_ZONE = const(9)  # = card_schema.citizen_host.TR_ZONE
+_TR_FLAGS = const(10)  # = card_schema.citizen_host.TR_FLAGS
 
 zone = 0  # this meter's zone (set up from the terminal's config)
 duration = 0  # minutes of the session the last tap closed (the journal's duration field)
@@ -80,10 +81,10 @@ def price(t, line, holder, now, trips, terminal_id):
         last
         and last[_TR_KIND] == citizen.TRIP_DEBIT
         and last[_TR_PROFILE] == PROFILE
-        and last[_TR_FLAGS] & FLAG_OPEN
+        and last[_TR_FLAGS] & _FLAG_OPEN
     ):
         p = _rule(t, zone).get("prepaid", 0)
-        return (charge(_rule(t, zone), p) if p else 0), FLAG_OPEN  # tap in
+        return (charge(_rule(t, zone), p) if p else 0), _FLAG_OPEN  # tap in
     start = last[citizen.TR_TIME]
     z = last[_TR_ZONE]
     if (
@@ -91,7 +92,7 @@ def price(t, line, holder, now, trips, terminal_id):
         and last[citizen.TR_TERMINAL] == terminal_id
         and 0 <= now - start < t.get("repeat", 0)
     ):
-        return -1, 0  # the same driver again at once: already parked
+        return _REPEAT, 0  # the same driver again at once: already parked
     duration = max(now - start, 0) // 60
     rule = _rule(t, z)
     paid = last[citizen.TR_AMOUNT]  # prepaid at tap in (0 without prepaid minutes)
@@ -101,6 +102,6 @@ def price(t, line, holder, now, trips, terminal_id):
 
 
 def ok(fare, flags):
-    if flags & FLAG_OPEN:
+    if flags & _FLAG_OPEN:
         return msg.text(msg.PARK_START) + ("  -" + msg.money(fare) if fare else "")
     return "%s %d min  -%s" % (msg.text(msg.PARKED), duration, msg.money(fare))

@@ -23,15 +23,16 @@ from micropython import const
 from card_schema import citizen, desfire, taprecord
 from firmware import journal, msg
 
-PROFILE = const(4)  # taprecord profile: pos
+PROFILE = const(4)  # = card_schema.profile.POS
 HISTORY = const(1)
 _MAX_TYPED = const(99999999)
-_OWN = const(-4)  # app: price() hands the tap to own()
-_LIMITED_CREDIT = const(0x1C)
-_TRIP_REFUND = const(3)  # citizen TripRecord kind
-_TR_KIND = const(7)
-_TR_PROFILE = const(8)
 _WINDOW = const(600)
+_WAIT = const(-3)  # = card_schema.profile.WAIT
+_OWN = const(-4)  # = card_schema.profile.OWN
+_LIMITED_CREDIT = const(0x1C)  # = card_schema.desfire_admin.CMD_LIMITED_CREDIT
+_TRIP_REFUND = const(3)  # = card_schema.citizen_host.TRIP_REFUND
+_TR_KIND = const(7)  # = card_schema.citizen_host.TR_KIND
+_TR_PROFILE = const(8)  # = card_schema.citizen_host.TR_PROFILE
 
 typed = 0  # in the display unit, as typed
 armed = 0  # Rial
@@ -79,7 +80,7 @@ def idle(term):
 def price(t, line, holder, now, trips, terminal_id):
     if refund == 2:
         return _OWN, 0
-    return (armed, 0) if armed else (-3, 0)
+    return (armed, 0) if armed else (_WAIT, 0)
 
 
 def own(term, uid, last, counter, now):

@@ -17,9 +17,10 @@ from micropython import const
 
 from firmware import msg
 
-PROFILE = const(2)  # taprecord profile: taxi
+PROFILE = const(2)  # = card_schema.profile.TAXI
 HISTORY = const(1)
 _MAX_TYPED = const(99999999)
+_WAIT = const(-3)  # = card_schema.profile.WAIT
 
 typed = 0  # display unit
 remaining = 0  # Rial still to pay
@@ -80,7 +81,7 @@ def idle(term):
 
 def price(t, line, holder, now, trips, terminal_id):
     if not shares:
-        return -3, 0
+        return _WAIT, 0
     return (remaining if shares == 1 else remaining // shares), 0
 
 

@@ -26,8 +26,11 @@ would cost a function object per request type plus a dict of bound methods per R
 import json
 import struct
 
-from card_schema import frames
+from card_schema import frames, taprecord
 from card_schema.compat import const
+
+_PULL_FMT = const("<IH")  # = card_schema.frames_host.PULL_FMT
+_U32_FMT = const("<I")  # = card_schema.frames_host.U32_FMT
 
 _LOG_LINES = const(20)  # newest diagnostics lines offered to DIAG_LOG
 _MIN_TIME = const(1577836800)  # 2020-01-01: SET_CLOCK refuses anything older (an unset host clock)
@@ -43,7 +46,7 @@ class Responder:
         self.write = write
         self.log = log
         # one response buffer for RECORDS, reused: the biggest frame the terminal sends
-        self._out = bytearray(frames.OVERHEAD + 1 + 64 * frames.MAX_RECORDS)
+        self._out = bytearray(frames.OVERHEAD + 1 + taprecord.SIZE * frames.MAX_RECORDS)
         self.requests = 0  # requests answered, ERROR answers included (diagnostics)
         self.dropped = 0  # lines that were not frames
 
@@ -76,35 +79,38 @@ class Responder:
                     d.update(self.info)
                 body = json.dumps(d).encode()
             elif ftype == frames.PULL:
-                from_seq, max_n = frames.unpack("<IH", body)
+                from_seq, max_n = frames.unpack(_PULL_FMT, body)
                 if not from_seq:
                     raise frames.FrameError("sequence numbers start at 1")
                 max_n = min(max_n, frames.MAX_RECORDS)
                 buf = self._out
                 count = 0
+                size = taprecord.SIZE
                 if max_n and from_seq <= j.head_seq:
                     for rec in j.records(from_seq, max_n):
-                        pos = frames.HEADER + 1 + count * 64
-                        buf[pos : pos + 64] = rec
+                        pos = frames.HEADER + 1 + count * size
+                        buf[pos : pos + size] = rec
                         count += 1
                         if count >= max_n:
                             break
                 buf[frames.HEADER] = count
                 body = None  # built in place: no copy of up to 704 bytes of records
-                line = frames.seal(buf, rtype, req_id, 1 + count * 64)
+                line = frames.seal(buf, rtype, req_id, 1 + count * size)
             elif ftype == frames.ACK:
-                upto = frames.unpack("<I", body)[0]
+                upto = frames.unpack(_U32_FMT, body)[0]
                 if upto > j.head_seq:
                     code = frames.ERR_RANGE
                     raise ValueError(f"ack {upto} beyond head {j.head_seq}")
                 if upto > j.acked_seq:
                     j.ack(upto)  # an ACK at or below acked_seq changes nothing
-                body = struct.pack("<I", j.acked_seq)
+                body = struct.pack(_U32_FMT, j.acked_seq)
             elif ftype == frames.SET_CLOCK:
-                unix = frames.unpack("<I", body)[0]
+                unix = frames.unpack(_U32_FMT, body)[0]
                 if unix < _MIN_TIME:
                     raise frames.FrameError(f"clock value {unix} is before 2020")
-                body = struct.pack("<I", int(self.clock.time()) & 0xFFFFFFFF)  # the clock before
+                body = struct.pack(
+                    _U32_FMT, int(self.clock.time()) & 0xFFFFFFFF
+                )  # the clock before
                 self.clock.set(unix)
             elif ftype == frames.DIAG_LOG and self.log:
                 lines = list(self.log())[-_LOG_LINES:]

@@ -5,10 +5,10 @@ with a network part, so a USB-only terminal never pays its heap). Every call doe
 non-blocking step and returns at once: the socket is non-blocking, readiness is asked with
 select.poll(0), and a whole exchange has a deadline. A tap is never kept waiting by the upload.
 
-One exchange (host_tools/serve.py has the format):
-    POST /v1/batch HTTP/1.0   body "TKB1" | terminal | fares_ver | deny_ver | deny_delta_ver | count |
-                              [the record acked_seq, the anchor] up to _BATCH records from acked_seq + 1
-    200                       "TKA1" | acked | server time | blobs
+One exchange (the format is card_schema/upload.py, the server host_tools/serve.py):
+    POST /v1/batch HTTP/1.0   body: batch head | [the record acked_seq, the anchor] up to _BATCH
+                              records from acked_seq + 1
+    200                       answer head (acked, server time) | signed config blobs
 then: journal.ack(acked) (the records are durable in the store), the clock set when it drifts more
 than _DRIFT s, and every signed blob verified and installed (firmware/install.py, imported lazily).
 On any failure (no network, refused connection, timeout, a non-200 answer) the uploader backs off
@@ -31,17 +31,25 @@ import time
 
 import select
 
+from card_schema import taprecord
 from card_schema.compat import const
 
+# The format is card_schema.upload's, copied as private consts (no heap; tests/firmware/test_const_owners.py)
+_BATCH_MAGIC = const(b"TKB1")  # = card_schema.upload.BATCH_MAGIC
+_BATCH_FMT = const("<4sIIIIH")  # = card_schema.upload.BATCH_FMT
+_HEAD = const(22)  # = card_schema.upload.BATCH_HEAD
+_ANCHOR = const(0x8000)  # = card_schema.upload.ANCHOR
+_ANSWER_MAGIC = const(b"TKA1")  # = card_schema.upload.ANSWER_MAGIC
+_ANSWER_FMT = const("<4sIIB")  # = card_schema.upload.ANSWER_FMT
+_ANSWER_HEAD = const(13)  # = card_schema.upload.ANSWER_HEAD
+_BLOB_LEN_FMT = const("<H")  # = card_schema.upload.BLOB_LEN_FMT
 _BATCH = const(8)  # records per POST: 22 + 8 * 64 = 534 bytes of body
-_HEAD = const(22)
 _TIMEOUT_MS = const(10000)  # one whole exchange
 _MIN_BACKOFF = const(2000)
 _MAX_BACKOFF = const(300000)
 _IDLE_MS = const(60000)
 _MAX_ANSWER = const(12288)
 _DRIFT = const(5)
-_ANCHOR = const(0x8000)  # count flag: the first record is the anchor (see host_tools/serve.py)
 _MIN_TIME = const(1577836800)
 _EINPROGRESS = const(115)
 _POLLOUT = const(4)
@@ -83,7 +91,7 @@ class Uploader:
         self.last_error = ""
         self.max_backoff = int(term.config.get("upload_backoff_max_ms", _MAX_BACKOFF))
         self.idle = int(term.config.get("upload_idle_ms", _IDLE_MS))
-        self._req = bytearray(_HEAD + 64 * (_BATCH + 1))
+        self._req = bytearray(_HEAD + taprecord.SIZE * (_BATCH + 1))
 
     def poll(self):
         try:
@@ -113,28 +121,29 @@ class Uploader:
         buf = self._req
         a = j.acked_seq
         n = flag = 0
+        rs = taprecord.SIZE
         # the last acknowledged record goes first, as the chain's anchor, while it is on flash
         for rec in j.records(a or 1, _BATCH + 1):
-            if not n and a and struct.unpack_from("<I", rec, 4)[0] == a:
+            if not n and a and taprecord.seq_of(rec) == a:
                 flag = _ANCHOR
             elif n - (flag and 1) >= _BATCH:
                 break
-            buf[_HEAD + n * 64 : _HEAD + n * 64 + 64] = rec
+            buf[_HEAD + n * rs : _HEAD + n * rs + rs] = rec
             n += 1
         self.sent_to = a + n - (flag and 1)
         i = self.term.info
         struct.pack_into(
-            "<4sIIIIH",
+            _BATCH_FMT,
             buf,
             0,
-            b"TKB1",
+            _BATCH_MAGIC,
             self.term.terminal_id,
             i.get("fares_ver", 0),
             i.get("deny_ver", 0),
             i.get("deny_delta_ver", 0),
             n | flag,
         )
-        size = _HEAD + n * 64
+        size = _HEAD + n * rs
         self.out = (
             b"POST /v1/batch HTTP/1.0\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
             b"Content-Length: %d\r\n\r\n" % (self.host.encode(), size)
@@ -207,8 +216,8 @@ class Uploader:
             body = bytes(ans[i + 4 : i + 84]).strip()
             raise ValueError("server: %s %s" % (line, body.decode()))
         i += 4
-        magic, acked, t, n = struct.unpack_from("<4sIIB", ans, i)
-        if magic != b"TKA1":
+        magic, acked, t, n = struct.unpack_from(_ANSWER_FMT, ans, i)
+        if magic != _ANSWER_MAGIC:
             raise ValueError("not a tapkit answer")
         term = self.term
         j = term.journal
@@ -218,7 +227,7 @@ class Uploader:
         if t > _MIN_TIME and abs(clock.time() - t) > _DRIFT:
             clock.set(t)
         if n:
-            self._install(ans, i + 13, n)
+            self._install(ans, i + _ANSWER_HEAD, n)
         self.uploads += 1
         self.backoff = _MIN_BACKOFF
         now = time.ticks_ms()
@@ -230,7 +239,7 @@ class Uploader:
         key = getattr(self.term, "config_key", None)
         try:
             for _ in range(n):
-                ln = struct.unpack_from("<H", ans, pos)[0]
+                ln = struct.unpack_from(_BLOB_LEN_FMT, ans, pos)[0]
                 blob = bytes(ans[pos + 2 : pos + 2 + ln])
                 pos += 2 + ln
                 try:

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 
-from card_schema import frames, frames_host, taprecord, taprecord_host
+from card_schema import frames, frames_host, taprecord, taprecord_host, upload_host
 from host_tools import keystore, serve
 from host_tools import store as store_mod
 
@@ -100,7 +100,7 @@ def http_ingest(url, ks, fleet, threads=8):
             for i in range(0, len(recs), WIFI_BATCH):
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                 c.request(
-                    "POST", "/v1/batch", body=serve.batch_body(tid, recs[i : i + WIFI_BATCH])
+                    "POST", "/v1/batch", body=upload_host.batch_body(tid, recs[i : i + WIFI_BATCH])
                 )
                 r = c.getresponse()
                 r.read()

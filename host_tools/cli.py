@@ -20,6 +20,7 @@ import os
 import sys
 import time
 
+from card_schema import profile_host
 from host_tools import TapkitError
 
 DEFAULT_KEYSTORE = os.environ.get("TAPKIT_KEYSTORE", "issuer.keys")
@@ -283,8 +284,7 @@ def _emulate_card_udp(a, card):
     return 0
 
 
-PROFILES = ("bus", "taxi", "parking", "pos", "charity")  # firmware/profile_<name>.py
-_KEYPAD = ("taxi", "pos", "charity")
+PROFILES = profile_host.PROFILES  # firmware/profile_<name>.py
 
 
 def _json_file(path, what):
@@ -341,7 +341,7 @@ def cmd_emulate_board(a):
         flush=True,
     )
     print("tap a card:  tapkit emulate tap --board %s CARDFILE" % a.state, flush=True)
-    if over["profile"] in _KEYPAD:
+    if over["profile"] in profile_host.KEYPAD:
         print("press keys:  tapkit emulate press --board %s KEYS" % a.state, flush=True)
     try:
         while vb.alive:

@@ -17,16 +17,11 @@ import binascii
 import json
 import os
 
-from card_schema import signed, tariff
+from card_schema import signed, signed_host, tariff
 from host_tools import TapkitError
 
 ACTIONS = {"refuse": tariff.ACTION_REFUSE, "block": tariff.ACTION_BLOCK}
-KINDS = {
-    "fares": signed.KIND_FARES,
-    "deny": signed.KIND_DENY,
-    "deny-delta": signed.KIND_DENY_DELTA,
-}
-KIND_NAMES = {v: k for k, v in KINDS.items()}
+KINDS = signed_host.KINDS  # --kind spelling -> signed.KIND_*
 
 
 class TariffError(TapkitError):
@@ -114,7 +109,11 @@ def read_blob(ks, terminal_id, blob):
         tariff.check(kind, payload)
     except ValueError as e:
         raise TariffError("not a valid blob for terminal %s: %s" % (terminal_id, e))
-    d = {"kind": KIND_NAMES.get(kind, kind), "version": version, "terminal_id": int(terminal_id)}
+    d = {
+        "kind": signed_host.CLI_NAMES.get(kind, kind),
+        "version": version,
+        "terminal_id": int(terminal_id),
+    }
     if kind == signed.KIND_FARES:
         d["table"] = json.loads(payload)
     else:

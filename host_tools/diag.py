@@ -15,9 +15,10 @@ import json
 import sys
 import time
 
+from card_schema import frames
 from host_tools import TapkitError
 
-DIAG = 0x10  # request type of firmware/diag.py
+DIAG = frames.DIAG  # request type of firmware/diag.py
 
 
 class DiagError(TapkitError):

@@ -35,16 +35,6 @@ class TerminalError(LinkError):
         self.code = code
 
 
-_REQUEST_NAMES = {
-    frames.IDENTIFY: "IDENTIFY",
-    frames.PULL: "PULL",
-    frames.ACK: "ACK",
-    frames.SET_CLOCK: "SET_CLOCK",
-    frames.DIAG_LOG: "DIAG_LOG",
-    frames.INSTALL: "INSTALL",
-}
-
-
 def _open_error(port, e):
     code = getattr(e, "errno", None)
     text = str(e)
@@ -166,7 +156,7 @@ class SerialLink:
                     raise TerminalError(
                         "terminal on {} refused {}: {} ({})".format(
                             self.port,
-                            _REQUEST_NAMES.get(ftype, f"0x{ftype:02x}"),
+                            frames_host.REQUEST_NAMES.get(ftype, f"0x{ftype:02x}"),
                             msg,
                             frames_host.error_name(code),
                         ),
@@ -225,12 +215,14 @@ class SerialLink:
                 if off + len(chunk) < total:
                     raise
                 # the retransmitted last chunk after the terminal applied it: did it?
-                from card_schema import signed
+                from card_schema import signed_host
 
-                kind, version = blob[4], int.from_bytes(blob[5:9], "little")
-                names = frames_host.CONFIG_NAMES
-                name = names[kind] if kind < len(names) else "?"
-                if signed.MAGIC == blob[:4] and self.identify().get(name + "_ver") == version:
+                try:
+                    kind, version = signed_host.peek(blob)
+                    key = signed_host.version_key(kind)
+                except ValueError:
+                    key = None
+                if key and self.identify().get(key) == version:
                     return kind, version
                 raise
             try:

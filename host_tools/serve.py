@@ -13,16 +13,15 @@ Endpoints:
   GET /healthz     200 "ok" when the store answers, else 503.
   GET /metrics     Prometheus text: taps received/stored, batches, terminals seen, rejects by reason.
 
-Batch (request body, application/octet-stream, little endian):
-    "TKB1" | terminal u32 | fares_ver u32 | deny_ver u32 | deny_delta_ver u32 | count u16 |
-    count x 64-byte journal records (consecutive seqs)
-  count bit 15 (ANCHOR): the first record is the terminal's last acknowledged one, sent only as the
+Batch (request body, application/octet-stream; the format is card_schema/upload.py):
+    batch head (terminal, its config versions, count) | count x 64-byte journal records
+  (consecutive seqs); count bit 15 (ANCHOR): the first record is the terminal's last acknowledged one, sent only as the
   chain's anchor (not stored again). It lets the server verify the batch's first record when its
   predecessor is not in this store (acknowledged into another store, e.g. over USB): the record's
   MAC covers the anchor's MAC, so nothing in the batch goes unauthenticated. A batch that neither
   continues the stored chain nor carries an anchor is refused (409), never stored unverified.
 Answer (200, application/octet-stream):
-    "TKA1" | acked u32 | server_time u32 | nblobs u8 | nblobs x (length u16 | signed blob)
+    answer head (acked, server_time, nblobs) | nblobs x (length u16 | signed blob)
   `acked`: the last seq of the batch, now durable in the store (0 for an empty batch: a terminal asks
   for time and config only). The blobs are the newest published config the terminal lacks (by the
   versions it sent), signed with its config key (keystore.config_key).
@@ -37,88 +36,19 @@ inserts with ON CONFLICT DO NOTHING, so two servers given the same batch store i
 
 import http.server
 import queue
-import struct
 import sys
 import threading
 import time
 
-from card_schema import signed, taprecord
+from card_schema import signed, signed_host, taprecord, upload
+from card_schema.upload_host import MAX_RECORDS, answer_body, parse_batch
 from host_tools import TapkitError, keystore
 from host_tools import store as store_mod
 from host_tools import sync as sync_mod
 
-REQ_MAGIC = b"TKB1"
-ANS_MAGIC = b"TKA1"
-REQ_HEAD = "<4sIIIIH"
-REQ_HEAD_SIZE = struct.calcsize(REQ_HEAD)  # 22
-ANS_HEAD = "<4sIIB"
-MAX_RECORDS = 256  # per batch; the firmware sends far fewer (its heap)
-ANCHOR = 0x8000
-VERSION_KEYS = ("fares_ver", "deny_ver", "deny_delta_ver")
-
 
 class ServeError(TapkitError):
     pass
-
-
-# ---- wire format (host side; firmware/wifi.py has its own few lines) ------------------------------
-def batch_body(terminal_id, records, versions=None, anchor=None):
-    versions = versions or {}
-    records = ([anchor] if anchor is not None else []) + list(records)
-    head = struct.pack(
-        REQ_HEAD,
-        REQ_MAGIC,
-        terminal_id,
-        *(int(versions.get(k, 0)) for k in VERSION_KEYS),
-        len(records) | (ANCHOR if anchor is not None else 0),
-    )
-    return head + b"".join(bytes(r) for r in records)
-
-
-def parse_batch(body):
-    """(terminal, versions dict, [records], anchor record or None) or ValueError."""
-    if len(body) < REQ_HEAD_SIZE:
-        raise ValueError("batch too short")
-    magic, tid, fv, dv, ddv, n = struct.unpack_from(REQ_HEAD, body, 0)
-    if magic != REQ_MAGIC:
-        raise ValueError("not a tapkit batch")
-    anchored = bool(n & ANCHOR)
-    n &= ~ANCHOR
-    if n > MAX_RECORDS or (anchored and not n):
-        raise ValueError(f"{n} records in one batch (at most {MAX_RECORDS})")
-    if len(body) != REQ_HEAD_SIZE + n * taprecord.SIZE:
-        raise ValueError("batch length does not match its record count")
-    recs = [
-        bytes(body[REQ_HEAD_SIZE + i * taprecord.SIZE : REQ_HEAD_SIZE + (i + 1) * taprecord.SIZE])
-        for i in range(n)
-    ]
-    anchor = recs.pop(0) if anchored else None
-    if anchor is not None and recs and taprecord.seq_of(anchor) + 1 != taprecord.seq_of(recs[0]):
-        raise ValueError("the anchor is not the record before the batch")
-    return tid, dict(zip(VERSION_KEYS, (fv, dv, ddv), strict=True)), recs, anchor
-
-
-def answer_body(acked, server_time, blobs):
-    out = struct.pack(ANS_HEAD, ANS_MAGIC, acked, server_time, len(blobs))
-    for b in blobs:
-        out += struct.pack("<H", len(b)) + b
-    return out
-
-
-def parse_answer(body):
-    """(acked, server_time, [blobs]) or ValueError."""
-    magic, acked, t, n = struct.unpack_from(ANS_HEAD, body, 0)
-    if magic != ANS_MAGIC:
-        raise ValueError("not a tapkit answer")
-    pos = struct.calcsize(ANS_HEAD)
-    blobs = []
-    for _ in range(n):
-        (ln,) = struct.unpack_from("<H", body, pos)
-        blobs.append(bytes(body[pos + 2 : pos + 2 + ln]))
-        pos += 2 + ln
-    if pos != len(body):
-        raise ValueError("answer length does not match its blobs")
-    return acked, t, blobs
 
 
 def parse_ranges(text):
@@ -290,7 +220,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server_version = "tapkit"
     protocol_version = "HTTP/1.0"  # one request per connection: what the terminal speaks
     ingest = None  # type: Ingest  # set on the class made by make_server
-    max_body = REQ_HEAD_SIZE + MAX_RECORDS * taprecord.SIZE
+    max_body = upload.BATCH_HEAD + MAX_RECORDS * taprecord.SIZE
     timeout = 30  # seconds per socket read: a stalled terminal does not hold a thread forever
 
     def log_message(self, fmt, *args):  # access log off: rejects are logged by Ingest
@@ -384,13 +314,6 @@ def cmd_serve(a):
     return 0
 
 
-KIND_NAMES = {
-    "fares": signed.KIND_FARES,
-    "deny": signed.KIND_DENY,
-    "deny-delta": signed.KIND_DENY_DELTA,  # spelled as in `tapkit tariff sign --kind`
-}
-
-
 def cmd_publish(a):
     from host_tools.cli import _print_json
 
@@ -400,7 +323,7 @@ def cmd_publish(a):
     # would refuse is refused here, with the reason
     payload = payload_from_file(a.kind, a.file)
     with store_mod.open_store(a.db) as db:
-        new = db.put_config(KIND_NAMES[a.kind], a.version, payload)
+        new = db.put_config(signed_host.KINDS[a.kind], a.version, payload)
     r = {"kind": a.kind, "version": a.version, "bytes": len(payload), "new": new}
     if a.json:
         _print_json(r)
@@ -425,7 +348,7 @@ def register(sub, add):
         help="terminal ids accepted, e.g. 1001-1999,2005 (terminals in the store always are)",
     )
     sp = add(sub, "publish", cmd_publish, "publish a fare table or deny list for sync and serve")
-    sp.add_argument("--kind", choices=sorted(KIND_NAMES), required=True)
+    sp.add_argument("--kind", choices=sorted(signed_host.KINDS), required=True)
     sp.add_argument("--version", type=int, required=True)
     sp.add_argument("--db", default=DEFAULT_DB)
     sp.add_argument("file", help="the payload (card_schema/tariff.py format)")

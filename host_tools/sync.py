@@ -13,7 +13,7 @@ the next run resumes from what is stored (ingest is idempotent by (terminal, seq
 
 import time
 
-from card_schema import frames, frames_host, signed, taprecord
+from card_schema import frames, signed, signed_host, taprecord
 from host_tools import TapkitError, keystore
 from host_tools.store import ChainError
 
@@ -28,8 +28,8 @@ def missing_config(store, info):
     """[(kind, version, payload)] the store has newer than the terminal says it holds."""
     out = []
     for kind, (version, payload) in sorted(store.latest_configs().items()):
-        if 0 < kind < len(frames_host.CONFIG_NAMES):
-            have = int(info.get(frames_host.CONFIG_NAMES[kind] + "_ver", 0) or 0)
+        if signed_host.known(kind):
+            have = int(info.get(signed_host.version_key(kind), 0) or 0)
             if version > have:
                 out.append((kind, version, payload))
     return out
@@ -41,8 +41,8 @@ def push_config(link, store, ks, tid, info):
     key = keystore.config_key(ks, tid)
     for kind, version, payload in missing_config(store, info):
         kind, version = link.install(signed.seal(key, kind, version, payload))
-        info[frames_host.CONFIG_NAMES[kind] + "_ver"] = version
-        done.append(f"{frames_host.CONFIG_NAMES[kind]} {version}")
+        info[signed_host.version_key(kind)] = version
+        done.append(f"{signed.NAMES[kind]} {version}")
     return done
 
 

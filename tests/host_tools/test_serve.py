@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from card_schema import signed, taprecord
+from card_schema import signed, taprecord, upload_host
 from host_tools import keystore, serve
 from host_tools import store as store_mod
 
@@ -120,13 +120,19 @@ def metric(port, name):
 def test_batch_stored_once_answered_with_ack_time_and_config(server_factory, store_url, ks):
     srv = server_factory(store_url)
     recs = records(ks, 15)
-    status, body = post(srv.port, serve.batch_body(TID, recs[:10]))
+    status, body = post(srv.port, upload_host.batch_body(TID, recs[:10]))
     assert status == 200
-    acked, t, blobs = serve.parse_answer(body)
+    acked, t, blobs = upload_host.parse_answer(body)
     assert acked == 10 and abs(t - time.time()) < 5 and blobs == []
     # the same batch again (its answer was lost), then one overlapping it
-    assert serve.parse_answer(post(srv.port, serve.batch_body(TID, recs[:10]))[1])[0] == 10
-    assert serve.parse_answer(post(srv.port, serve.batch_body(TID, recs[5:15]))[1])[0] == 15
+    assert (
+        upload_host.parse_answer(post(srv.port, upload_host.batch_body(TID, recs[:10]))[1])[0]
+        == 10
+    )
+    assert (
+        upload_host.parse_answer(post(srv.port, upload_host.batch_body(TID, recs[5:15]))[1])[0]
+        == 15
+    )
     with store_mod.open_store(store_url) as db:
         assert [taprecord.seq_of(r) for r in db.raw_records(TID)] == list(range(1, 16))
         db.put_config(signed.KIND_FARES, 5, b"fare table v5")
@@ -135,8 +141,8 @@ def test_batch_stored_once_answered_with_ack_time_and_config(server_factory, sto
     assert metric(srv.port, "tapkit_taps_stored_total") == 15
     assert metric(srv.port, "tapkit_terminals_seen") == 1
     # an empty batch asks for time and config: the blobs are signed for this terminal only
-    status, body = post(srv.port, serve.batch_body(TID, [], {"fares_ver": 5, "deny_ver": 1}))
-    acked, _, blobs = serve.parse_answer(body)
+    status, body = post(srv.port, upload_host.batch_body(TID, [], {"fares_ver": 5, "deny_ver": 1}))
+    acked, _, blobs = upload_host.parse_answer(body)
     assert status == 200 and acked == 0 and len(blobs) == 1
     assert signed.verify(keystore.config_key(ks, TID), blobs[0]) == (
         signed.KIND_DENY,
@@ -150,16 +156,16 @@ def test_batch_stored_once_answered_with_ack_time_and_config(server_factory, sto
 
 def test_unknown_terminal_and_altered_record_are_refused_and_logged(server_factory, store_url, ks):
     srv = server_factory(store_url, terminals="1001")
-    status, text = post(srv.port, serve.batch_body(2002, records(ks, 3, tid=2002)))
+    status, text = post(srv.port, upload_host.batch_body(2002, records(ks, 3, tid=2002)))
     assert (status, text) == (403, b"unknown terminal 2002\n")
     recs = records(ks, 6)
     bad = bytearray(recs[3])
     bad[28] ^= 0x01  # seq 4's amount, by someone who fixes the CRC too (not the MAC: no key)
     bad[60:64] = (binascii.crc32(bytes(bad[:60])) & 0xFFFFFFFF).to_bytes(4, "little")
-    status, text = post(srv.port, serve.batch_body(TID, recs[:3] + [bytes(bad)] + recs[4:]))
+    status, text = post(srv.port, upload_host.batch_body(TID, recs[:3] + [bytes(bad)] + recs[4:]))
     assert status == 422 and b"MAC chain broken at seq 4" in text
     # records of terminal 1001 signed with another terminal's key
-    status, _ = post(srv.port, serve.batch_body(TID, [records(ks, 1, tid=1002)[0]]))
+    status, _ = post(srv.port, upload_host.batch_body(TID, [records(ks, 1, tid=1002)[0]]))
     assert status == 422
     status, _ = post(srv.port, b"TKB1 garbage")
     assert status == 400
@@ -171,13 +177,13 @@ def test_unknown_terminal_and_altered_record_are_refused_and_logged(server_facto
     assert metric(srv.port, 'tapkit_rejects_total{reason="bad_mac"}') == 2
     assert metric(srv.port, 'tapkit_rejects_total{reason="unknown_terminal"}') == 1
     # the honest batch still goes in
-    assert post(srv.port, serve.batch_body(TID, recs))[0] == 200
+    assert post(srv.port, upload_host.batch_body(TID, recs))[0] == 200
 
 
 def test_connection_dropped_mid_request_stores_nothing(server_factory, tmp_path, ks):
     url = "sqlite:///%s" % (tmp_path / "taps.db")
     srv = server_factory(url)
-    body = serve.batch_body(TID, records(ks, 8))
+    body = upload_host.batch_body(TID, records(ks, 8))
     s = socket.create_connection(("127.0.0.1", srv.port))
     s.sendall(
         b"POST /v1/batch HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(body)
@@ -188,7 +194,7 @@ def test_connection_dropped_mid_request_stores_nothing(server_factory, tmp_path,
     assert get(srv.port, "/healthz")[0] == 200
     with store_mod.open_store(url) as db:
         assert db.count() == 0
-    assert serve.parse_answer(post(srv.port, body)[1])[0] == 8
+    assert upload_host.parse_answer(post(srv.port, body)[1])[0] == 8
 
 
 def test_two_servers_one_postgresql_store_a_batch_once(server_factory, pg_server, ks):
@@ -198,7 +204,7 @@ def test_two_servers_one_postgresql_store_a_batch_once(server_factory, pg_server
     results = []
 
     def send(srv, batch):
-        results.append(post(srv.port, serve.batch_body(TID, batch)))
+        results.append(post(srv.port, upload_host.batch_body(TID, batch)))
 
     for chunk in (recs[:20], recs[20:]):
         threads = [threading.Thread(target=send, args=(s, chunk)) for s in (a, b, a, b)]
@@ -252,8 +258,8 @@ def test_cli_server_killed_mid_batch_and_restarted(ks, ks_path, tmp_path):
     p = _serve_proc(url, ks_path, port)
     recs = records(ks, 30)
     try:
-        assert post(port, serve.batch_body(TID, recs[:10]))[0] == 200
-        body = serve.batch_body(TID, recs[10:20])
+        assert post(port, upload_host.batch_body(TID, recs[:10]))[0] == 200
+        body = upload_host.batch_body(TID, recs[10:20])
         s = socket.create_connection(("127.0.0.1", port))
         s.sendall(
             b"POST /v1/batch HTTP/1.0\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:300]
@@ -268,9 +274,15 @@ def test_cli_server_killed_mid_batch_and_restarted(ks, ks_path, tmp_path):
         p.wait()
     p = _serve_proc(url, ks_path, port)
     try:
-        assert serve.parse_answer(post(port, body)[1])[0] == 20
-        assert serve.parse_answer(post(port, serve.batch_body(TID, recs[:20]))[1])[0] == 20
-        assert serve.parse_answer(post(port, serve.batch_body(TID, recs[20:]))[1])[0] == 30
+        assert upload_host.parse_answer(post(port, body)[1])[0] == 20
+        assert (
+            upload_host.parse_answer(post(port, upload_host.batch_body(TID, recs[:20]))[1])[0]
+            == 20
+        )
+        assert (
+            upload_host.parse_answer(post(port, upload_host.batch_body(TID, recs[20:]))[1])[0]
+            == 30
+        )
         assert get(port, "/healthz")[0] == 200
         text = get(port, "/metrics")[1]
         assert "tapkit_taps_received_total 40" in text and "tapkit_taps_stored_total 20" in text
@@ -322,18 +334,18 @@ def test_a_gap_needs_the_anchor_record(server_factory, store_url, ks):
     verifiable only with the anchor (seq 10); without it nothing is stored unverified."""
     srv = server_factory(store_url)
     recs = records(ks, 15)
-    status, text = post(srv.port, serve.batch_body(TID, recs[10:]))
+    status, text = post(srv.port, upload_host.batch_body(TID, recs[10:]))
     assert status == 409 and b"seq 10 is missing" in text and b"send the anchor record" in text
     forged = bytearray(recs[10])
     forged[28] ^= 0x40  # the amount of seq 11, CRC fixed: only the MAC can tell
     forged[60:64] = (binascii.crc32(bytes(forged[:60])) & 0xFFFFFFFF).to_bytes(4, "little")
-    body = serve.batch_body(TID, [bytes(forged)] + recs[11:], anchor=recs[9])
+    body = upload_host.batch_body(TID, [bytes(forged)] + recs[11:], anchor=recs[9])
     assert post(srv.port, body)[0] == 422
-    status, body = post(srv.port, serve.batch_body(TID, recs[10:], anchor=recs[9]))
-    assert status == 200 and serve.parse_answer(body)[0] == 15
+    status, body = post(srv.port, upload_host.batch_body(TID, recs[10:], anchor=recs[9]))
+    assert status == 200 and upload_host.parse_answer(body)[0] == 15
     # the anchor alone: a terminal with nothing new checks in
-    status, body = post(srv.port, serve.batch_body(TID, [], anchor=recs[14]))
-    assert status == 200 and serve.parse_answer(body)[0] == 15
+    status, body = post(srv.port, upload_host.batch_body(TID, [], anchor=recs[14]))
+    assert status == 200 and upload_host.parse_answer(body)[0] == 15
     with store_mod.open_store(store_url) as db:
         assert [taprecord.seq_of(r) for r in db.raw_records(TID)] == list(range(11, 16))
         assert [r["reason"].split(":")[0] for r in db.rejects()] == ["gap", "bad_mac"]
