@@ -69,7 +69,7 @@ _ACK_AT = const(32)
 _ACK_SIZE = const(8)
 _ACK_N = const(28)  # (256 - 32) / 8 entries in page 0
 _SECTOR = const(4096)
-_SLOT = const(64)
+_SLOT = const(64)  # = card_schema.taprecord.SIZE: one tap record per slot
 _SLOTS = const(60)  # tap slots per sector
 _SLOT0 = const(256)  # first slot: page 1
 _ACK_SLOT = const(0xA1)  # byte 0 of an ack slot (tap records have version 1)
