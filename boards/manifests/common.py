@@ -24,5 +24,7 @@ for name in (
     module(name + ".py", package="firmware")
 
 # every fare profile: config.json picks one, and `tapkit flash --profile` may change it
-for name in ("bus", "taxi", "parking", "pos", "charity"):
+from card_schema.profile_host import PROFILES  # noqa: E402
+
+for name in PROFILES:
     module("profile_%s.py" % name, package="firmware")
