@@ -17,9 +17,10 @@ test: setup typecheck lint
 demo: setup
 	$(PY) -m host_tools.cli demo
 
+# make bench [SECTIONS="journal tearing"]: the whole table, or only those sections (bench/)
 bench: setup
-	$(PY) -m host_tools.bench
+	$(PY) -m bench $(SECTIONS)
 
 lint: setup
-	$(PY) -m ruff check card_schema firmware emulator host_tools mpybuild boards harness tests
-	$(PY) -m ruff format --check card_schema firmware emulator host_tools mpybuild boards harness tests
+	$(PY) -m ruff check card_schema firmware emulator host_tools mpybuild boards harness bench tests
+	$(PY) -m ruff format --check card_schema firmware emulator host_tools mpybuild boards harness bench tests

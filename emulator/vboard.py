@@ -342,8 +342,11 @@ class VirtualBoard:
         return os.path.join(self.state, "control.sock")
 
     # --- the RF field ---------------------------------------------------------------------------
-    def place(self, card_path):
-        card = DESFireCard.load(card_path)
+    def place(self, card):
+        """Put a card in front of the antenna: a card file (its path) or a card model in memory
+        (an emulator.card.DESFireCard, or anything that answers like one)."""
+        if isinstance(card, (str, os.PathLike)):
+            card = DESFireCard.load(card)
         self.card = card
         self.field.place(card)
         return card
@@ -389,10 +392,11 @@ class VirtualBoard:
                     return int(ln.rsplit(" ", 1)[1])
         return 0
 
-    def tap(self, card_path, timeout=15.0, hold=0.0):
-        """Put a card on the reader until the terminal beeps; return what the display showed."""
+    def tap(self, card, timeout=15.0, hold=0.0):
+        """Put a card (a path or a card model, see place) on the reader until the terminal beeps;
+        return what the display showed."""
         mark = self.mark()
-        self.place(card_path)
+        self.place(card)
         try:
             beep = self.wait_for("BUZZER|", timeout=timeout, since=mark)
             at_beep = self.lines(mark)

@@ -52,7 +52,7 @@ sector_seq back from the newest, then reads the newest sector's ack area (one 22
 its 60 slots (a slot a failed program left erased may sit between used ones, so the scan does not stop
 at the first free one). Bound: exactly S + 1 + 60 reads (S * 32 + 224 + 3840 bytes), however full the
 journal is, plus one program per torn slot found; 125 reads (6 KB) for the 256 KB virtual board, 317
-(12 KB) for 1 MB. Measured by `make bench` (host_tools/bench_journal.py).
+(12 KB) for 1 MB. Measured by `make bench` (bench/journal.py).
 """
 
 import binascii

@@ -29,13 +29,11 @@ def keystore_path(tmp_path, capsys):
 def virtual_bus(tmp_path, keystore_path):
     """A deployed, running virtual bus terminal (id 1001, fare 25,000 Rial)."""
     from emulator.vboard import VirtualBoard
-    from host_tools import keystore, provision
+    from harness.boards import deploy
+    from host_tools import keystore
 
-    state = tmp_path / "bus"
-    state.mkdir()
-    img = str(state / "fs.img")  # the board's littlefs filesystem
-    provision.deploy_virtual(img, keystore.load(str(keystore_path)), 1001, fare=25000, line=7)
-    vb = VirtualBoard(str(state))
+    state = deploy(tmp_path / "bus", keystore.load(str(keystore_path)), 1001, fare=25000, line=7)
+    vb = VirtualBoard(state)  # its filesystem: state/fs.img (littlefs)
     vb.start()
     try:
         yield vb

@@ -4,6 +4,7 @@ import contextlib
 import json
 import time
 
+from harness.boards import rider_card  # noqa: F401  (the e2e tests import it from here)
 from host_tools.cli import main
 
 
@@ -48,21 +49,6 @@ def run_cli(capsys, *argv):
         return rc, json.loads(out), err
     except ValueError:
         return rc, out, err
-
-
-def rider_card(path, keystore, balance, card_no=1, valid=86400):
-    """An issued emulated adult card with `balance` Rial; `keystore` is a loaded keystore or a path."""
-    from card_schema import citizen_host
-    from host_tools import cardops
-    from host_tools import keystore as keystore_mod
-
-    ks = keystore if isinstance(keystore, dict) else keystore_mod.load(str(keystore))
-    now = int(time.time())
-    cardops.new_emulated_card(
-        str(path), ks, holder=citizen_host.HOLDER_ADULT, card_no=card_no, expiry=now + valid,
-        balance=balance, now=now,
-    )  # fmt: skip
-    return str(path)
 
 
 def sync_json(capsys, port, keystore_path, db):

@@ -1,6 +1,4 @@
-"""Sync bench (part of `make bench`): the serial line's cost per tap record, and HTTP ingest rates.
-
-    rows, data = bench_rows(vehicles=40, taps=500)
+"""Sync: the serial line's cost per tap record, and HTTP ingest rates into SQLite and PostgreSQL.
 
 Serial: exact line lengths of the frames a `tapkit sync` of 10,000 records exchanges (PULL + RECORDS,
 ACK + its answer, per batch of frames.MAX_RECORDS), modelled at 115,200 baud 8N1 (11,520 bytes/s, the
@@ -11,13 +9,14 @@ HTTP: `tapkit serve`'s ingest (in-process ThreadingHTTPServer, 8 client threads 
 terminals, batches of firmware/wifi.py's size) into SQLite and into PostgreSQL, beside a plain bulk
 insert of the same rows (executemany in one transaction, no chain check) into a bare table. A fleet
 day is 3,000 vehicles x 500 taps = 1.5 M records; the bench runs `vehicles` x `taps` and extrapolates.
-The PostgreSQL is tests/pgserver.py's throwaway server (fsync off: a lower bound for a real disk).
+The PostgreSQL is harness/pgserver.py's throwaway server (fsync off: a lower bound for a real disk).
+
+data: {"serial": {...}, "SQLite": {records, ingest_per_s, bulk_per_s}, "PostgreSQL": {...}}.
 """
 
 import http.client
 import os
 import queue
-import sys
 import tempfile
 import threading
 import time
@@ -25,6 +24,10 @@ import time
 from card_schema import frames, frames_host, taprecord, taprecord_host, upload_host
 from host_tools import keystore, serve
 from host_tools import store as store_mod
+
+from bench import row
+
+SECTION = "sync"
 
 BAUD = 115200
 LINE_BPS = BAUD // 10  # 8N1: 11,520 bytes/s
@@ -149,18 +152,22 @@ def bulk_insert(url, fleet):
         return len(rows) / (time.perf_counter() - t0)
 
 
-def bench_rows(vehicles=40, taps=500):
-    """(data, table rows) for bench.py."""
+def run(opts, taps=500):
+    vehicles = opts.sync_vehicles
     m = serial_model()
     rows = [
-        (
+        row(
+            SECTION,
             "serial sync: bytes on the wire per tap record",
-            "%.1f B" % m["bytes_per_record"],
+            round(m["bytes_per_record"], 1),
+            "B",
             "64 B record, base64 lines, PULL/ACK per %d records" % frames.MAX_RECORDS,
         ),
-        (
+        row(
+            SECTION,
             "serial sync: 10,000 records at 115,200 baud",
-            "%.1f s" % m["seconds"],
+            round(m["seconds"], 1),
+            "s",
             "line limit 11,520 B/s: the bare records need %.1f s; + %.1f s turnaround"
             % (m["raw_seconds"], m["turnaround_seconds"]),
         ),
@@ -183,25 +190,31 @@ def bench_rows(vehicles=40, taps=500):
 
             pg = pgserver.PGServer.start()
             targets.append(("PostgreSQL", pg.create_database(), pg.create_database()))
-        except Exception as e:  # noqa: BLE001 - no PostgreSQL here: say so in the table
-            rows.append(("HTTP ingest into PostgreSQL", "-", f"not measured: {e}"))
+        except pgserver.PGUnavailable as e:  # no PostgreSQL here: say so in the table
+            rows.append(
+                row(SECTION, "HTTP ingest into PostgreSQL", None, "", f"not measured: {e}")
+            )
         try:
             for name, url, url2 in targets:
                 rate = http_ingest(url, ks, fleet)
                 bulk = bulk_insert(url2, fleet)
                 data[name] = {"records": n, "ingest_per_s": rate, "bulk_per_s": bulk}
                 rows.append(
-                    (
+                    row(
+                        SECTION,
                         f"HTTP ingest into {name}",
-                        "%.0f rec/s" % rate,
+                        round(rate),
+                        "rec/s",
                         "%d vehicles x %d taps (of 3,000 x 500), batches of %d: a fleet day "
                         "%.0f min" % (vehicles, taps, WIFI_BATCH, FLEET_DAY / rate / 60),
                     )
                 )
                 rows.append(
-                    (
+                    row(
+                        SECTION,
                         f"plain bulk insert into {name}",
-                        "%.0f rec/s" % bulk,
+                        round(bulk),
+                        "rec/s",
                         "same rows, one executemany: a fleet day %.1f min"
                         % (FLEET_DAY / bulk / 60),
                     )
@@ -209,13 +222,4 @@ def bench_rows(vehicles=40, taps=500):
         finally:
             if pg is not None:
                 pg.stop()
-    return data, rows
-
-
-if __name__ == "__main__":
-    import json
-
-    data, rows = bench_rows(*(int(x) for x in sys.argv[1:3]))
-    for r in rows:
-        print(" | ".join(r))
-    print(json.dumps(data, indent=1))
+    return rows, data
