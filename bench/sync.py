@@ -22,8 +22,10 @@ import threading
 import time
 
 from card_schema import frames, frames_host, taprecord, taprecord_host, upload_host
-from host_tools import keystore, serve
-from host_tools import store as store_mod
+from host_tools import keystore
+from host_tools.backoffice import ingest
+from host_tools.backoffice import server as serve
+from host_tools.backoffice import store as store_mod
 
 from bench import row
 
@@ -85,7 +87,7 @@ def _records(ks, tid, n):
 
 
 def http_ingest(url, ks, fleet, threads=8):
-    ing = serve.Ingest(url, ks, [(1, 10**6)], pool=threads, log=lambda m: None)
+    ing = ingest.Ingest(url, ks, [(1, 10**6)], pool=threads, log=lambda m: None)
     srv = serve.make_server(ing, "127.0.0.1", 0)
     port = srv.server_address[1]
     threading.Thread(target=srv.serve_forever, daemon=True).start()

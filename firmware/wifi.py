@@ -5,7 +5,7 @@ with a network part, so a USB-only terminal never pays its heap). Every call doe
 non-blocking step and returns at once: the socket is non-blocking, readiness is asked with
 select.poll(0), and a whole exchange has a deadline. A tap is never kept waiting by the upload.
 
-One exchange (the format is card_schema/upload.py, the server host_tools/serve.py):
+One exchange (the format is card_schema/upload.py, the server host_tools/backoffice/server.py):
     POST /v1/batch HTTP/1.0   body: batch head | [the record acked_seq, the anchor] up to _BATCH
                               records from acked_seq + 1
     200                       answer head (acked, server time) | signed config blobs

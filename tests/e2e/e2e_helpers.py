@@ -5,7 +5,7 @@ import json
 import time
 
 from harness.boards import rider_card  # noqa: F401  (the e2e tests import it from here)
-from host_tools.cli import main
+from host_tools.cli.app import main
 
 
 @contextlib.contextmanager

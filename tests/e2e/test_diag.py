@@ -6,7 +6,7 @@ import time
 
 from e2e_helpers import rider_card, run_cli, sync_json
 
-from host_tools import diag
+from host_tools.fleet import ports
 
 
 def test_diag_screen_of_a_running_terminal(capsys, virtual_bus):
@@ -69,10 +69,12 @@ def test_diag_watch_sees_a_tap(tmp_path, keystore_path, virtual_bus):
 
 
 def test_diag_port_auto_without_readers(capsys, monkeypatch):
-    monkeypatch.setattr("host_tools.flash.find_ports", lambda: [])
+    monkeypatch.setattr("host_tools.fleet.ports.find_ports", lambda: [])
     rc, _, err = run_cli(capsys, "diag", "--port", "auto")
     assert rc == 1 and "no terminal connected" in err
-    monkeypatch.setattr("host_tools.flash.find_ports", lambda: ["/dev/ttyUSB0", "/dev/ttyUSB1"])
+    monkeypatch.setattr(
+        "host_tools.fleet.ports.find_ports", lambda: ["/dev/ttyUSB0", "/dev/ttyUSB1"]
+    )
     rc, _, err = run_cli(capsys, "diag", "--port", "auto")
     assert rc == 1 and "2 terminals connected" in err
-    assert diag.resolve_port("/dev/ttyACM0") == "/dev/ttyACM0"
+    assert ports.resolve_port("/dev/ttyACM0") == "/dev/ttyACM0"

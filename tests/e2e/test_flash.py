@@ -9,7 +9,8 @@ from e2e_helpers import rider_card, run_cli
 
 from emulator import lfsimage
 from emulator.vboard import VirtualBoard
-from host_tools import flash, keystore
+from host_tools import keystore
+from host_tools.fleet import esp32, flash
 
 BOARD = "unix-virtual"
 
@@ -164,7 +165,7 @@ def test_esptool_command_for_a_blank_esp32(tmp_path):
 
     image = tmp_path / "ESP32_GENERIC-v1.24.bin"
     image.write_bytes(b"\xe9" + bytes(100))
-    erase, write = flash.esptool_command(
+    erase, write = esp32.esptool_command(
         "/dev/ttyUSB0", "esp32-devkitc", str(image), out_dir=str(tmp_path)
     )
     assert erase[-3:] == ["--port", "/dev/ttyUSB0", "erase_flash"]
@@ -178,8 +179,8 @@ def test_esptool_command_for_a_blank_esp32(tmp_path):
     journal = [r for r in rows if r[5].rstrip(b"\0") == b"journal"][0]
     assert journal[1:5] == (1, 0x40, 0x300000, 0x100000)  # data, custom subtype, 1 MB at 3 MB
     assert rows[5][0] == b"\xeb\xeb"  # the MD5 entry closes the table
-    with pytest.raises(flash.FlashError, match="not an ESP32"):
-        flash.esptool_command("/dev/ttyUSB0", BOARD, str(image))
+    with pytest.raises(esp32.ImageError, match="not an ESP32"):
+        esp32.esptool_command("/dev/ttyUSB0", BOARD, str(image))
 
 
 def _silent_pty(banner=b""):
@@ -193,7 +194,7 @@ def _silent_pty(banner=b""):
 
 
 def test_board_not_answering_and_reset_on_connect():
-    from host_tools.rawrepl import DeviceError, RawREPL
+    from host_tools.fleet.rawrepl import DeviceError, RawREPL
 
     master, slave, port = _silent_pty()
     try:

@@ -14,9 +14,12 @@ import os
 
 from card_schema.desfire_admin import DESFireAdmin
 from e2e_helpers import rider_card, sync_json
-from host_tools import cardops, keystore, provision
-from host_tools.readers import EmulatorReader
 from harness import vm
+from host_tools import keystore
+from host_tools.cardoffice import cardops
+from host_tools.cardoffice.readers import EmulatorReader
+from host_tools.fleet import provision
+from host_tools.sim.virtual import deploy_virtual
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TID = 1001
@@ -39,7 +42,7 @@ def test_full_journal_refuses_before_debit_then_sync_frees_space(
     state = tmp_path / "bus"
     fs = state / "fs"
     fs.mkdir(parents=True)
-    provision.deploy_virtual(str(fs), ks, TID, fare=FARE, line=7)
+    deploy_virtual(str(fs), ks, TID, fare=FARE, line=7)
     vb = VirtualBoard(str(state))
     vb.start()
     try:

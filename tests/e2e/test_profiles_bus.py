@@ -8,9 +8,11 @@ import pytest
 
 from card_schema import citizen_host
 from card_schema.desfire_admin import DESFireAdmin
-from host_tools import cardops, keystore, provision
-from host_tools.readers import EmulatorReader
-from host_tools.store import open_store
+from host_tools import keystore
+from host_tools.backoffice.store import open_store
+from host_tools.cardoffice import cardops
+from host_tools.cardoffice.readers import EmulatorReader
+from host_tools.sim.virtual import deploy_virtual, new_emulated_card
 
 from e2e_helpers import sync_json
 
@@ -25,7 +27,7 @@ FARES = {
 def _issue(tmp_path, ks, name, holder, balance):
     path = str(tmp_path / (name + ".card"))
     now = int(time.time())
-    uid = cardops.new_emulated_card(
+    uid = new_emulated_card(
         path, ks, holder=holder, card_no=1, expiry=now + 86400 * 365, balance=balance, now=now
     )
     return path, bytes(uid).hex()
@@ -42,7 +44,7 @@ def _board(tmp_path, ks, tid, line, **over):
     state = tmp_path / ("t%d" % tid)
     fs = state / "fs"
     fs.mkdir(parents=True)
-    provision.deploy_virtual(str(fs), ks, tid, line=line, **over)
+    deploy_virtual(str(fs), ks, tid, line=line, **over)
     vb = VirtualBoard(str(state))
     vb.start()
     return vb
@@ -147,7 +149,7 @@ def test_forged_fare_table_is_never_used(tmp_path, capsys, keystore_path, cards)
     state = tmp_path / "forged"
     fs = state / "fs"
     fs.mkdir(parents=True)
-    provision.deploy_virtual(str(fs), ks, 1003, line=7, fares=FARES)
+    deploy_virtual(str(fs), ks, 1003, line=7, fares=FARES)
     from emulator import lfsimage
 
     img = str(state / "fs.img")
@@ -172,25 +174,25 @@ def test_forged_fare_table_is_never_used(tmp_path, capsys, keystore_path, cards)
 def test_tables_installed_over_serial_apply_from_the_next_tap(
     tmp_path, capsys, keystore_path, cards
 ):
-    from host_tools import cli_tariff
-    from host_tools.link import LinkError, SerialLink
+    from host_tools.fleet import tables
+    from host_tools.fleet.link import LinkError, SerialLink
 
     ks, c = cards
     vb = _board(tmp_path, ks, 1004, 7, fares=FARES, tariff_ver=3)
     try:
         assert "-25,000 Rial" in vb.tap(c["adult"][0])["display"]
         with SerialLink(vb.port) as link:
-            assert link.install(cli_tariff.fares_blob(ks, 1004, 4, dict(FARES, default=1))) == (
+            assert link.install(tables.fares_blob(ks, 1004, 4, dict(FARES, default=1))) == (
                 1,
                 4,
             )
             cheaper = dict(FARES, fares={"7": 20000})
-            forged = bytearray(cli_tariff.fares_blob(ks, 1004, 5, cheaper))
+            forged = bytearray(tables.fares_blob(ks, 1004, 5, cheaper))
             forged[-1] ^= 1
             with pytest.raises(LinkError, match="bad signature"):
                 link.install(bytes(forged))
-            assert link.install(cli_tariff.deny_blob(ks, 1004, 2, {c["listed"][1]: "refuse"}))
-            assert link.install(cli_tariff.fares_blob(ks, 1004, 6, cheaper)) == (1, 6)
+            assert link.install(tables.deny_blob(ks, 1004, 2, {c["listed"][1]: "refuse"}))
+            assert link.install(tables.fares_blob(ks, 1004, 6, cheaper)) == (1, 6)
         shown = vb.tap(c["student"][0])
         assert "-10,000 Rial" in shown["display"]  # table 6: 20,000, student half
         assert "Card not allowed" in vb.tap(c["listed"][0])["display"]

@@ -6,7 +6,7 @@ import time
 
 from card_schema import citizen_host
 from host_tools import keystore
-from host_tools.link import SerialLink
+from host_tools.fleet.link import SerialLink
 
 from test_profiles_bus import _board, _issue, _journal, _show
 

@@ -7,9 +7,11 @@ import time
 
 from card_schema import signed, tariff
 from emulator.vboard import VirtualBoard
-from host_tools import keystore, provision, serve
-from host_tools import store as store_mod
-from host_tools.link import SerialLink
+from host_tools import keystore
+from host_tools.backoffice import ingest, server
+from host_tools.backoffice import store as store_mod
+from host_tools.fleet.link import SerialLink
+from host_tools.sim.virtual import deploy_virtual
 from e2e_helpers import rider_card
 
 TID = 1001
@@ -23,8 +25,8 @@ def _free_port():
 
 class Server:
     def __init__(self, url, ks, port):
-        self.ingest = serve.Ingest(url, ks, [(TID, TID)], log=lambda m: None)
-        self.srv = serve.make_server(self.ingest, "127.0.0.1", port)
+        self.ingest = ingest.Ingest(url, ks, [(TID, TID)], log=lambda m: None)
+        self.srv = server.make_server(self.ingest, "127.0.0.1", port)
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
     def close(self):
@@ -52,7 +54,7 @@ def test_wifi_upload_with_server_down_then_up(tmp_path, keystore_path):
     state = tmp_path / "bus"
     fs = state / "fs"
     fs.mkdir(parents=True)
-    provision.deploy_virtual(
+    deploy_virtual(
         str(fs),
         ks,
         TID,
@@ -105,7 +107,7 @@ def test_wifi_stalled_server_never_blocks_taps_and_anchor_after_usb_sync(tmp_pat
     """A server that accepts the connection and never answers: taps go on, the exchange times out.
     Then seq 1 is synced over USB into another store; the Wi-Fi batch of seq 2 carries seq 1 as
     its anchor, so the Wi-Fi store verifies and takes it (no gap refusal)."""
-    from host_tools import sync as sync_mod
+    from host_tools.fleet import sync as sync_mod
 
     ks = keystore.load(str(keystore_path))
     url = "sqlite:///%s" % (tmp_path / "wifi.db")
@@ -117,7 +119,7 @@ def test_wifi_stalled_server_never_blocks_taps_and_anchor_after_usb_sync(tmp_pat
     state = tmp_path / "bus"
     fs = state / "fs"
     fs.mkdir(parents=True)
-    provision.deploy_virtual(
+    deploy_virtual(
         str(fs),
         ks,
         TID,

@@ -12,7 +12,8 @@ from card_schema.crypto import rotl
 from card_schema.desfire import MODE_ENC, MODE_MAC, CardError
 from card_schema.desfire_admin import DESFireAdmin
 from emulator.card import DESFireCard
-from host_tools import TapkitError, cardops
+from host_tools import TapkitError
+from host_tools.cardoffice import cardops
 from host_tools.keystore import card_key
 
 AID = citizen.AID

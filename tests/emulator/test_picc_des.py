@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from card_schema.desfire import CardError
 from card_schema.desfire_admin import DESFireAdmin
 from emulator.card import DESFireCard
-from host_tools import TapkitError, cardops
+from host_tools import TapkitError
+from host_tools.cardoffice import cardops
 
 ZERO = bytes(16)
 RND_A = bytes.fromhex("0102030405060708")

@@ -9,7 +9,8 @@ import serial
 
 from emulator import lfsimage
 from emulator.vboard import VirtualBoard
-from host_tools import keystore, provision
+from host_tools import keystore
+from host_tools.sim.virtual import deploy_virtual
 
 
 def mpremote(port, *args, timeout=60):
@@ -35,13 +36,13 @@ def blank_board(tmp_path):
 
 @pytest.fixture
 def running_board(tmp_path):
-    from host_tools.cli import main
+    from host_tools.cli.app import main
 
     ks_path = str(tmp_path / "issuer.keys")
     assert main(["keys", "init", "--keystore", ks_path, "--json"]) == 0
     state = tmp_path / "bus"
     state.mkdir()
-    provision.deploy_virtual(str(state / "fs.img"), keystore.load(ks_path), 1001, fare=25000)
+    deploy_virtual(str(state / "fs.img"), keystore.load(ks_path), 1001, fare=25000)
     vb = VirtualBoard(str(state))
     vb.start()
     try:

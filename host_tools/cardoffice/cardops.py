@@ -31,7 +31,7 @@ from card_schema.desfire_admin import (
 )
 from host_tools import TapkitError
 from host_tools.keystore import card_key
-from host_tools.readers import CardRemoved
+from host_tools.cardoffice.readers import CardRemoved
 
 # Application key settings: ChangeKey needs the master key (0x0_), configuration changeable (0x08),
 # create/delete files needs the master key (no 0x04), free directory listing (0x02) so GetFileIDs and
@@ -458,29 +458,3 @@ def refund(df, ks, uid, terminal_id=0, now=None):
             raise _fail(e, step)
         res["counter"] = counter + 1
         return res
-
-
-def new_emulated_card(path, ks, holder=0, card_no=1, expiry=None, balance=0, now=None):
-    """Create a blank emulated card file and issue it, as the card office would (demo, bench, tests).
-
-    Returns the card's UID. The card file is the card's EEPROM: tap it on a virtual terminal, serve it
-    with `tapkit emulate card`, or open it with `--reader emulator:PATH`.
-    """
-    from card_schema.desfire_admin import DESFireAdmin
-    from emulator.card import DESFireCard
-    from host_tools.readers import EmulatorReader
-
-    now = int(time.time()) if now is None else now
-    DESFireCard.blank().save(str(path))
-    with EmulatorReader(str(path)) as r:
-        issue(
-            DESFireAdmin(r.transceive),
-            ks,
-            r.uid,
-            holder=holder,
-            card_no=card_no,
-            expiry=now + 365 * 86400 if expiry is None else expiry,
-            balance=balance,
-            now=now,
-        )
-        return bytes(r.uid)

@@ -8,8 +8,9 @@ import pytest
 from rich.console import Console
 
 from card_schema import taprecord
-from host_tools import report as report_mod
-from host_tools import store as store_mod
+from host_tools.backoffice import report as report_mod
+from host_tools.backoffice import store as store_mod
+from host_tools.cli.backoffice import render_report
 
 from test_store import KEY7, chain, uid
 
@@ -79,5 +80,5 @@ def test_refund_is_negative_revenue(store):
     assert rec["balance_breaks"] == [] and rec["counter_jumps"] == []
     assert rec["repeated_counters"] == []
     out = io.StringIO()
-    report_mod.render_table(rep, Console(file=out, width=140, color_system=None))
+    render_report(rep, Console(file=out, width=140, color_system=None))
     assert "revenue 6,000 Rial from 3 charges less 1 refunds (15,000 Rial)" in out.getvalue()

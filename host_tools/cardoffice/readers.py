@@ -19,7 +19,7 @@ class ReaderError(TapkitError):
 class CardRemoved(ReaderError):
     """The card stopped answering in the middle of an operation (taken away, field lost).
 
-    host_tools.cardops turns it into a line that says what state the card was left in."""
+    host_tools.cardoffice.cardops turns it into a line that says what state the card was left in."""
 
 
 class _Reader:

@@ -19,7 +19,7 @@ import re
 import sqlite3
 import time
 
-from card_schema import taprecord, taprecord_host
+from card_schema import signed_host, taprecord, taprecord_host
 from host_tools import TapkitError
 
 DEFAULT_URL = "sqlite:///tapkit.db"
@@ -400,6 +400,17 @@ class Store:
             "(SELECT MAX(version) FROM configs d WHERE d.kind = c.kind)"
         )
         return {int(k): (int(v), bytes(p)) for k, v, p in rows}
+
+    def missing_configs(self, versions):
+        """[(kind, version, payload)] published newer than a terminal says it holds (`versions`:
+        {"fares_ver": n, "deny_ver": n, ...}, as IDENTIFY and the Wi-Fi batch carry them)."""
+        out = []
+        for kind, (version, payload) in sorted(self.latest_configs().items()):
+            if signed_host.known(kind):
+                have = int(versions.get(signed_host.version_key(kind), 0) or 0)
+                if version > have:
+                    out.append((kind, version, payload))
+        return out
 
     def note_reject(self, terminal_id, source, reason):
         with self._tx():

@@ -1,4 +1,4 @@
-"""The tap store (host_tools/store.py) and the report, on SQLite and on PostgreSQL."""
+"""The tap store (host_tools/backoffice/store.py) and the report, on SQLite and on PostgreSQL."""
 
 import io
 import json
@@ -7,8 +7,9 @@ import pytest
 from rich.console import Console
 
 from card_schema import taprecord, taprecord_host
-from host_tools import report as report_mod
-from host_tools import store as store_mod
+from host_tools.backoffice import report as report_mod
+from host_tools.backoffice import store as store_mod
+from host_tools.cli.backoffice import render_report
 
 KEY7 = bytes(range(16))
 KEY8 = bytes(range(16, 32))
@@ -255,7 +256,7 @@ def test_report(store):
     ]
 
     out = io.StringIO()
-    report_mod.render_table(rep, Console(file=out, width=140, color_system=None))
+    render_report(rep, Console(file=out, width=140, color_system=None))
     text = out.getvalue()
     assert "revenue 2,000 Rial from 5 charges" in text
     assert "seq 3..4 missing (2)" in text
@@ -266,7 +267,7 @@ def test_empty_report(store):
     rep = report_mod.report(store)
     assert (rep["revenue"], rep["taps"], rep["cards"], rep["terminals"]) == (0, 0, [], [])
     out = io.StringIO()
-    report_mod.render_table(rep, Console(file=out, width=100, color_system=None))
+    render_report(rep, Console(file=out, width=100, color_system=None))
     assert "no sequence gaps" in out.getvalue()
 
 
@@ -353,7 +354,7 @@ def test_report_revenue_by_and_card_checks(store_url, tmp_path):
     assert rep2["reconciliation"]["mac_chain_breaks"] == [{"terminal": 7, "seq": 2}]
     assert rep_no_ks["reconciliation"]["mac_chain_breaks"] is None
     out = io.StringIO()
-    report_mod.render_table(rep2, Console(file=out, width=160, color_system=None))
+    render_report(rep2, Console(file=out, width=160, color_system=None))
     text = out.getvalue()
     assert "counter 2 -> 5 (2 taps missing) at terminal 7 seq 3" in text
     assert "balance 900, expected 750 (+150) at terminal 7 seq 7" in text

@@ -28,12 +28,12 @@ def open_serial(port, baud=115200):
     """Open the port exclusively; the usual trouble (busy, dialout, unplugged) as one line."""
     import serial
 
-    from host_tools.link import _open_error
+    from host_tools.fleet.link import open_error
 
     try:
         return serial.Serial(port, baud, timeout=0.1, exclusive=True)
     except (OSError, serial.SerialException) as e:
-        raise DeviceError(str(_open_error(port, e))) from None
+        raise DeviceError(str(open_error(port, e))) from None
 
 
 class RawREPL:

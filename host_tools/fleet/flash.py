@@ -1,7 +1,8 @@
-"""`tapkit flash`: put the firmware, the board file and a terminal's identity onto readers over USB.
+"""Flashing: put the firmware, the board file and a terminal's identity onto readers over USB (the
+library of `tapkit flash`; esp32.py writes MicroPython itself onto blank boards).
 
-    tapkit flash --port /dev/ttyUSB0 --board esp32-devkitc --terminal-id 1001 --keystore issuer.keys
-    tapkit flash --all --board esp32-devkitc --keystore issuer.keys     # every connected reader
+    report = flash_board("/dev/ttyUSB0", "esp32-devkitc", ks, terminal_id=1001, progress=say)
+    reports = flash_many(ports.find_ports(), "esp32-devkitc", ks, first_id=1001)
 
 One board (flash_board):
   1. ask the running firmware who it is (IDENTIFY over the sync protocol: id, unsynced taps);
@@ -18,35 +19,24 @@ One board (flash_board):
 The journal is never touched (it is a flash partition, not a file the tool writes), so flashing keeps
 every unsynced tap. Re-flashing an up-to-date board copies nothing.
 
---all: every port whose USB vendor/product id is an ESP32 bridge (CP210x, CH340/CH9102, FTDI) or the
-ESP32's native USB, in parallel; one progress line per port, a summary table; one failing board does
-not stop the others. --firmware-image: write MicroPython and the partition table with esptool first
-(blank boards; needs the hardware, see esptool_command).
+flash_many: several boards in parallel (`--all`: every port ports.find_ports sees); one failing
+board does not stop the others. `progress(port)` gives each board's `say(msg, done, total)`.
 """
 
 import concurrent.futures
 import hashlib
 import json
-import os
-import sys
+import tempfile
 import threading
+import time
 
+import boards
 from host_tools import TapkitError
+from host_tools.fleet import provision
+from host_tools.fleet.link import LinkError, SerialLink
+from host_tools.fleet.rawrepl import RawREPL
 from mpybuild import BuildError, cross, manifest
 
-DEFAULT_KEYSTORE = os.environ.get("TAPKIT_KEYSTORE", "issuer.keys")
-
-# USB bridges and the native USB of ESP32 boards: (vendor id, product id or None for any)
-USB_IDS = (
-    (0x10C4, 0xEA60),  # Silicon Labs CP210x
-    (0x10C4, 0xEA70),
-    (0x1A86, 0x7523),  # WCH CH340
-    (0x1A86, 0x55D4),  # WCH CH9102
-    (0x0403, 0x6001),  # FTDI FT232R
-    (0x0403, 0x6010),  # FT2232
-    (0x0403, 0x6015),  # FT231X
-    (0x303A, None),  # Espressif native USB (ESP32-S2/S3/C3 USB-Serial-JTAG)
-)
 FILES_OF_RECORD = ("config.json", "keys.json")  # the terminal's identity: changes are guarded
 
 
@@ -57,115 +47,15 @@ class FlashError(TapkitError):
     pass
 
 
-def find_ports():
-    """Serial ports of connected readers, by USB vendor/product id."""
-    from serial.tools import list_ports
-
-    out = []
-    for p in list_ports.comports():
-        for vid, pid in USB_IDS:
-            if p.vid == vid and (pid is None or p.pid == pid):
-                out.append(p.device)
-                break
-    return sorted(out)
-
-
 def board_spec(board):
-    import boards
-
     try:
         return boards.spec(board)
     except boards.UnknownBoard as e:
         raise FlashError(str(e)) from None
 
 
-_PT_TYPES = {"app": 0x00, "data": 0x01}
-_PT_SUBTYPES = {
-    "factory": 0x00,
-    "test": 0x20,
-    "ota": 0x00,
-    "phy": 0x01,
-    "nvs": 0x02,
-    "coredump": 0x03,
-    "nvs_keys": 0x04,
-    "efuse": 0x05,
-    "fat": 0x81,
-    "spiffs": 0x82,
-    "littlefs": 0x83,
-}
-
-
-def _pt_int(text):
-    text = text.strip()
-    mult = {"K": 1024, "M": 1024 * 1024}.get(text[-1:].upper(), 1)
-    return int(text[:-1] if mult > 1 else text, 0) * mult
-
-
-def partition_table(csv_path):
-    """The binary ESP32 partition table (what gen_esp32part.py makes) of a partitions.csv."""
-    import struct
-
-    entries = b""
-    with open(csv_path) as f:
-        for n, line in enumerate(f, 1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            cols = [c.strip() for c in line.split(",")] + [""] * 6
-            name, ptype, sub, offset, size, flags = cols[:6]
-            try:
-                t = _PT_TYPES[ptype] if ptype in _PT_TYPES else int(ptype, 0)
-                st = _PT_SUBTYPES[sub] if sub in _PT_SUBTYPES else int(sub, 0)
-                if ptype == "app" and sub.startswith("ota_"):
-                    st = 0x10 + int(sub[4:])
-                entries += struct.pack(
-                    "<2sBBLL16sL",
-                    b"\xaa\x50",
-                    t,
-                    st,
-                    _pt_int(offset),
-                    _pt_int(size),
-                    name.encode()[:16],
-                    1 if "encrypted" in flags else 0,
-                )
-            except (KeyError, ValueError):
-                raise FlashError(
-                    "%s line %d: bad partition entry %r" % (csv_path, n, line)
-                ) from None
-    table = entries + b"\xeb\xeb" + b"\xff" * 14 + hashlib.md5(entries).digest()
-    return table + b"\xff" * (0xC00 - len(table))
-
-
-def esptool_command(port, board, image, baud=460800, out_dir=None):
-    """The esptool command line that writes a MicroPython image and the board's partition table
-    (boards/<board>/partitions.csv, converted to its binary form next to the build)."""
-    spec = board_spec(board)
-    if spec.get("platform") != "esp32":
-        raise FlashError("board %s is not an ESP32: nothing to write with esptool" % board)
-    if not os.path.exists(image):
-        raise FlashError("no firmware image %s" % image)
-    import tempfile
-
-    import boards
-
-    parts = boards.path(board, spec.get("partitions", "partitions.csv"))
-    out_dir = out_dir or tempfile.mkdtemp(prefix="tapkit-%s-" % board)
-    os.makedirs(out_dir, exist_ok=True)
-    table = os.path.join(out_dir, "partitions.bin")
-    with open(table, "wb") as f:
-        f.write(partition_table(parts))
-    esptool = [sys.executable, "-m", "esptool", "--chip", "esp32", "--port", port]
-    return [
-        esptool + ["erase_flash"],
-        esptool + ["--baud", str(baud), "write_flash", "-z", "0x1000", image, "0x8000", table],
-    ]
-
-
 def local_files(board, ks, terminal_id, config_over):
     """{device path: bytes} of everything a terminal gets, and the manifest's versions."""
-    import boards
-    from host_tools import provision
-
     files = dict(firmware_files(board))
     with open(boards.path(board), "rb") as f:
         files["/board.json"] = f.read()
@@ -187,8 +77,6 @@ _BUILT = {}  # board -> {device path: bytes}: one build per process (--all flash
 def firmware_files(board):
     """{device path: bytes} of the firmware `board` gets: the modules its manifest names, compiled
     for its platform (mpybuild), with main.py and boot.py."""
-    import tempfile
-
     with _BUILD_LOCK:
         if board not in _BUILT:
             spec = board_spec(board)
@@ -208,8 +96,6 @@ def _sha(b):
 
 def _identify(port, timeout=1.0):
     """IDENTIFY from a running firmware, or None when nothing answers the sync protocol."""
-    from host_tools.link import LinkError, SerialLink
-
     try:
         with SerialLink(port, timeout=timeout, retries=1) as link:
             return link.identify()
@@ -221,8 +107,6 @@ def _identify(port, timeout=1.0):
 
 
 def _wait_healthy(port, timeout=30.0):
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = _identify(port, timeout=1.0)
@@ -238,8 +122,6 @@ def flash_board(
     port, board, ks, terminal_id=None, config_over=None, force=False, progress=None, reboot=True
 ):
     """Flash one board; returns the report dict. Raises FlashError/DeviceError (one line)."""
-    from host_tools.rawrepl import RawREPL
-
     say = progress or (lambda msg, done=None, total=None: None)
     say("identify")
     ident = _identify(port)
@@ -342,53 +224,10 @@ def _guard(port, current, wanted, unsynced, force):
         )
 
 
-class Progress:
-    """One progress line per port: a live bar on a terminal, plain lines in a log."""
-
-    def __init__(self, ports, out=None, quiet=False):
-        self.out = out or sys.stderr
-        self.quiet = quiet
-        self.lock = threading.Lock()
-        self.bars = None
-        if not quiet and self.out.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress as Bars, TextColumn
-
-            self.bars = Bars(
-                TextColumn("{task.fields[port]}"),
-                BarColumn(),
-                TextColumn("{task.description}"),
-                console=Console(file=self.out),
-            )
-            self.tasks = {p: self.bars.add_task("waiting", port=p, total=None) for p in ports}
-
-    def __enter__(self):
-        if self.bars:
-            self.bars.start()
-        return self
-
-    def __exit__(self, *exc):
-        if self.bars:
-            self.bars.stop()
-
-    def __call__(self, port):
-        def say(msg, done=None, total=None):
-            if self.bars:
-                kw = {"completed": done, "total": total} if total else {}
-                self.bars.update(self.tasks[port], description=msg, **kw)
-            elif not self.quiet and (total is None or done == 0):
-                with self.lock:
-                    text = msg if total is None else "copy %d files" % total
-                    self.out.write("%s: %s\n" % (port, text))
-                    self.out.flush()
-
-        return say
-
-
 def flash_many(ports, board, ks, first_id=None, config_over=None, force=False, progress=None):
     """Flash every port in parallel. Boards that have an identity keep it; blank boards get the next
     free ids from first_id. Returns [report or {"port", "error"}] in port order."""
-    progress = progress or Progress(ports, quiet=True)
+    progress = progress or (lambda port: lambda msg, done=None, total=None: None)
 
     idents = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(ports))) as ex:
@@ -433,88 +272,3 @@ def _safe_identify(port):
         return _identify(port)
     except TapkitError:
         return None
-
-
-# --- CLI -------------------------------------------------------------------------------------------
-def cmd_flash(a):
-    from host_tools import keystore
-    from host_tools.cli import _console, _print_json, _table
-
-    over = {
-        k: v
-        for k, v in (("profile", a.profile), ("fare", a.fare), ("line", a.line), ("stop", a.stop))
-        if v is not None
-    }
-    ports = list(a.port or [])
-    if a.all and not ports:
-        ports = find_ports()
-        if not ports:
-            raise FlashError("no reader connected (no CP210x/CH340/FTDI/ESP32 USB serial port)")
-    if not ports:
-        raise FlashError("give --port PORT (or --all)")
-    if a.firmware_image:
-        import importlib.util
-        import subprocess
-
-        if importlib.util.find_spec("esptool") is None:
-            raise FlashError("--firmware-image needs esptool: pip install esptool")
-
-        for port in ports:
-            for cmd in esptool_command(port, a.board, a.firmware_image):
-                if not a.json:
-                    print("$ " + " ".join(cmd))
-                if subprocess.run(cmd).returncode != 0:
-                    raise FlashError("esptool failed on %s (see its output above)" % port)
-    ks = keystore.load(a.keystore)
-    if len(ports) == 1 and not a.all:
-        with Progress(ports, quiet=not sys.stderr.isatty()) as progress:
-            r = flash_board(
-                ports[0], a.board, ks, a.terminal_id, over, a.force, progress=progress(ports[0])
-            )
-        if a.json:
-            _print_json(r)
-        else:
-            rows = [(k, str(r[k])) for k in ("port", "terminal_id", "board", "fw", "config_ver")]
-            rows += [("files copied", "%d of %d" % (r["copied"], r["files"]))]
-            rows += [("unsynced taps", str(r.get("unsynced", 0)))]
-            _console().print(_table("flash %s" % ports[0], ["item", "value"], rows))
-        return 0
-    with Progress(ports) as progress:
-        results = flash_many(ports, a.board, ks, a.terminal_id, over, a.force, progress)
-    failed = [r for r in results if "error" in r]
-    if a.json:
-        _print_json({"boards": results, "ok": len(results) - len(failed), "failed": len(failed)})
-    else:
-        rows = [
-            (
-                r["port"],
-                str(r.get("terminal_id", "-")),
-                r.get("fw", "-"),
-                str(r.get("copied", "-")),
-                "FAILED: " + r["error"] if "error" in r else "ok",
-            )
-            for r in results
-        ]
-        _console().print(
-            _table(
-                "flash: %d ok, %d failed" % (len(results) - len(failed), len(failed)),
-                ["port", "terminal", "fw", "copied", "result"],
-                rows,
-            )
-        )
-    return 1 if failed else 0
-
-
-def register(sub, add):
-    sp = add(sub, "flash", cmd_flash, "write firmware and a terminal's identity over USB")
-    sp.add_argument("--port", action="append", help="serial port (repeat for several)")
-    sp.add_argument("--all", action="store_true", help="every connected reader, in parallel")
-    sp.add_argument("--board", default="esp32-devkitc", help="board file under boards/")
-    sp.add_argument("--terminal-id", type=int, help="identity (first free id with --all)")
-    sp.add_argument("--profile")
-    sp.add_argument("--fare", type=int, help="flat fare in Rial")
-    sp.add_argument("--line", type=int)
-    sp.add_argument("--stop", type=int)
-    sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
-    sp.add_argument("--force", action="store_true", help="change identity despite unsynced taps")
-    sp.add_argument("--firmware-image", help="write this MicroPython image with esptool first")

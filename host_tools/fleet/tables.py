@@ -1,8 +1,5 @@
-"""Fare tables and deny lists for terminals: sign them for one terminal, check a signed blob.
-
-    tapkit tariff sign --terminal-id 1001 --kind fares --version 3 fares.json -o fares.bin
-    tapkit tariff sign --terminal-id 1001 --kind deny --version 12 deny.json -o deny.bin
-    tapkit tariff show fares.bin --terminal-id 1001          # verify and print what it holds
+"""Fare tables and deny lists for terminals: sign them for one terminal, check a signed blob (the
+library of `tapkit tariff sign|show`, `tapkit publish` and provisioning).
 
 Inputs are JSON. A fare table is the object described in card_schema/tariff.py (checked the way the
 firmware reads it). A deny list is an object {UID hex (7 bytes): "refuse" | "block"} ("remove" too in a
@@ -15,10 +12,9 @@ delta=False)`, `read_blob(ks, terminal_id, blob)`.
 
 import binascii
 import json
-import os
 
 from card_schema import signed, signed_host, tariff
-from host_tools import TapkitError
+from host_tools import TapkitError, keystore
 
 ACTIONS = {"refuse": tariff.ACTION_REFUSE, "block": tariff.ACTION_BLOCK}
 KINDS = signed_host.KINDS  # --kind spelling -> signed.KIND_*
@@ -29,8 +25,6 @@ class TariffError(TapkitError):
 
 
 def _key(ks, terminal_id):
-    from host_tools import keystore
-
     if "config" not in ks.get("keys", {}):
         raise TariffError(
             "the keystore has no config key: create it with a newer `tapkit keys init`"
@@ -128,8 +122,7 @@ def read_blob(ks, terminal_id, blob):
     return d
 
 
-# --- CLI ------------------------------------------------------------------------------------------
-def _load_json(path):
+def load_json(path):
     try:
         with open(path) as f:
             return json.load(f)
@@ -139,93 +132,36 @@ def _load_json(path):
         raise TariffError("%s is not JSON: %s" % (path, e))
 
 
+def check_shape(kind, data, path):
+    """A fare table or deny list file holds a JSON object (what `kind` says it is)."""
+    if not isinstance(data, dict):
+        if kind == "fares":
+            raise TariffError("%s: a fare table is a JSON object" % path)
+        raise TariffError("%s: a deny list is a JSON object {uid hex: action}" % path)
+    return data
+
+
 def payload_from_file(kind, path):
     """The checked payload of a fare table or deny list JSON file (`tariff sign`, `publish`)."""
-    data = _load_json(path)
+    data = check_shape(kind, load_json(path), path)
     if kind == "fares":
-        if not isinstance(data, dict):
-            raise TariffError("%s: a fare table is a JSON object" % path)
         return fares_payload(data)
-    if not isinstance(data, dict):
-        raise TariffError("%s: a deny list is a JSON object {uid hex: action}" % path)
     return deny_payload(data, delta=kind == "deny-delta")
 
 
-def cmd_sign(a):
-    from host_tools import keystore
-
-    ks = keystore.load(a.keystore)
-    data = _load_json(a.input)
-    if a.kind == "fares":
-        if not isinstance(data, dict):
-            raise TariffError("%s: a fare table is a JSON object" % a.input)
-        blob = fares_blob(ks, a.terminal_id, a.version, data)
-    else:
-        if not isinstance(data, dict):
-            raise TariffError("%s: a deny list is a JSON object {uid hex: action}" % a.input)
-        blob = deny_blob(ks, a.terminal_id, a.version, data, delta=a.kind == "deny-delta")
-    out = a.output or "%s.bin" % a.kind.replace("-", "_")
-    with open(out + ".new", "wb") as f:
-        f.write(blob)
-    os.replace(out + ".new", out)
-    res = {
-        "kind": a.kind,
-        "version": a.version,
-        "terminal_id": a.terminal_id,
-        "bytes": len(blob),
-        "output": out,
-    }
-    if a.json:
-        print(json.dumps(res, indent=1, sort_keys=True))
-    else:
-        print(
-            "signed %s version %d for terminal %d: %s (%d bytes)"
-            % (a.kind, a.version, a.terminal_id, out, len(blob))
-        )
-    return 0
+def blob_from_file(ks, terminal_id, kind, version, path):
+    """A fare table or deny list JSON file, checked and signed for one terminal (`tariff sign`)."""
+    data = check_shape(kind, load_json(path), path)
+    if kind == "fares":
+        return fares_blob(ks, terminal_id, version, data)
+    return deny_blob(ks, terminal_id, version, data, delta=kind == "deny-delta")
 
 
-def cmd_show(a):
-    from host_tools import keystore
-
-    ks = keystore.load(a.keystore)
+def read_blob_file(ks, terminal_id, path):
+    """read_blob of a blob file (`tariff show`)."""
     try:
-        with open(a.blob, "rb") as f:
+        with open(path, "rb") as f:
             blob = f.read()
     except OSError as e:
-        raise TariffError("cannot read %s: %s" % (a.blob, e.strerror or e))
-    d = read_blob(ks, a.terminal_id, blob)
-    if a.json:
-        print(json.dumps(d, indent=1, sort_keys=True))
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title="%s version %d, terminal %d" % (d["kind"], d["version"], d["terminal_id"]))
-    t.add_column("key")
-    t.add_column("value")
-    for k, v in sorted((d.get("table") or d.get("entries")).items()):
-        t.add_row(str(k), json.dumps(v) if not isinstance(v, str) else v)
-    Console(width=120).print(t)
-    return 0
-
-
-def register(sub, add):
-    from host_tools.cli import DEFAULT_KEYSTORE
-
-    p = sub.add_parser("tariff", help="fare tables and deny lists: sign, show").add_subparsers(
-        dest="sub", required=True
-    )
-    sp = add(p, "sign", cmd_sign, "sign a fare table or deny list (JSON) for one terminal")
-    sp.add_argument("input", help="JSON file")
-    sp.add_argument("--kind", choices=sorted(KINDS), required=True)
-    sp.add_argument("--version", type=int, required=True)
-    sp.add_argument("--terminal-id", type=int, required=True)
-    sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
-    sp.add_argument(
-        "-o", "--output", help="the blob (default: fares.bin, deny.bin, deny_delta.bin)"
-    )
-    sp = add(p, "show", cmd_show, "verify a signed blob for a terminal and print it")
-    sp.add_argument("blob")
-    sp.add_argument("--terminal-id", type=int, required=True)
-    sp.add_argument("--keystore", default=DEFAULT_KEYSTORE)
+        raise TariffError("cannot read %s: %s" % (path, e.strerror or e))
+    return read_blob(ks, terminal_id, blob)

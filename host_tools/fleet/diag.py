@@ -1,8 +1,8 @@
-"""`tapkit diag`: one screen about a terminal on the USB cable, for the technician at the roadside.
+"""Diagnostics of a terminal on the USB cable, for the technician at the roadside (`tapkit diag`).
 
-    tapkit diag --port /dev/ttyUSB0          # or --port auto: the only connected reader
-    tapkit diag --port auto --watch          # then every tap as it happens (Ctrl-C stops)
-    tapkit diag --port auto --json
+    d = diagnose("/dev/ttyUSB0")           # a JSON-ready dict
+    rows(d)                                # [(item, value)]: the lines of the screen
+    for event, data in watch(port, count=1): ...   # ("start", {...}), then ("tap", record dict)
 
 While the firmware runs, everything comes over the sync protocol: IDENTIFY (identity, versions,
 clock, journal), DIAG (firmware/diag.py: uptime, reset cause, heap, reader chip and its line test,
@@ -12,11 +12,12 @@ versions) and MicroPython's own numbers; the screen says which way it was read.
 """
 
 import json
-import sys
 import time
 
-from card_schema import frames
+from card_schema import frames, taprecord_host
 from host_tools import TapkitError
+from host_tools.fleet.link import LinkError, SerialLink, TerminalError
+from host_tools.fleet.rawrepl import RawREPL
 
 DIAG = frames.DIAG  # request type of firmware/diag.py
 
@@ -25,25 +26,8 @@ class DiagError(TapkitError):
     pass
 
 
-def resolve_port(port):
-    if port != "auto":
-        return port
-    from host_tools.flash import find_ports
-
-    ports = find_ports()
-    if not ports:
-        raise DiagError("no terminal connected (no CP210x/CH340/FTDI/ESP32 USB serial port found)")
-    if len(ports) > 1:
-        raise DiagError(
-            "%d terminals connected (%s): give --port" % (len(ports), ", ".join(ports))
-        )
-    return ports[0]
-
-
 def read_running(link, self_test=True):
     """Diagnostics from a running firmware (raises LinkError when it does not answer)."""
-    from host_tools.link import TerminalError
-
     sent = time.time()
     info = link.identify()
     info["drift"] = int(info.get("clock", 0)) - int(round(sent))
@@ -78,8 +62,6 @@ print(json.dumps(d))
 
 def read_repl(port):
     """What the raw REPL can tell when the firmware is not running."""
-    from host_tools.rawrepl import RawREPL
-
     with RawREPL(port) as dev:
         d = json.loads(dev.exec(_REPL_PROBE))
     cfg = d.pop("config.json") or {}
@@ -99,8 +81,6 @@ def read_repl(port):
 
 
 def diagnose(port, self_test=True):
-    from host_tools.link import LinkError, SerialLink
-
     try:
         with SerialLink(port, timeout=1.5, retries=1) as link:
             return read_running(link, self_test)
@@ -196,18 +176,15 @@ def rows(d):
     return out
 
 
-def watch(port, out=None, count=0, timeout=0.0, interval=0.3):
-    """Print each new tap as it is journalled (records are read, never acknowledged)."""
-    from card_schema import taprecord_host
-    from host_tools.link import SerialLink
-
-    out = out or sys.stdout
+def watch(port, count=0, timeout=0.0, interval=0.3):
+    """Each new tap as it is journalled (records are read, never acknowledged): yields
+    ("start", {"port", "head"}) once, then ("tap", taprecord_host.to_dict(record)) per tap. Stops after
+    `count` taps or `timeout` seconds (0: never)."""
     seen = 0
     deadline = time.monotonic() + timeout if timeout else None
     with SerialLink(port, timeout=1.5, retries=2) as link:
         head = link.identify()["head_seq"]
-        out.write("watching terminal on %s (journal head %d); Ctrl-C stops\n" % (port, head))
-        out.flush()
+        yield "start", {"port": port, "head": head}
         while True:
             info = link.identify()
             while info["head_seq"] > head:
@@ -217,51 +194,10 @@ def watch(port, out=None, count=0, timeout=0.0, interval=0.3):
                 for raw in recs:
                     t = taprecord_host.to_dict(raw)
                     head = max(head, t["seq"])
-                    out.write(
-                        "%s  seq %d  %s %s  card %s  amount %d  balance %d Rial\n"
-                        % (
-                            time.strftime("%H:%M:%S", time.localtime(t["time"])),
-                            t["seq"],
-                            t["kind"],
-                            t["result"],
-                            t["uid"],
-                            t["amount"],
-                            t["balance"],
-                        )
-                    )
-                    out.flush()
+                    yield "tap", t
                     seen += 1
                     if count and seen >= count:
-                        return seen
+                        return
             if deadline and time.monotonic() > deadline:
-                return seen
+                return
             time.sleep(interval)
-
-
-def cmd_diag(a):
-    from host_tools.cli import _console, _print_json, _table
-
-    port = resolve_port(a.port)
-    if a.watch:
-        try:
-            n = watch(port, count=a.count, timeout=a.timeout)
-        except KeyboardInterrupt:
-            return 0
-        if a.count and n < a.count:
-            raise DiagError("saw %d of %d taps in %.0f s" % (n, a.count, a.timeout))
-        return 0
-    d = diagnose(port)
-    d["port"] = port
-    if a.json:
-        _print_json(d)
-        return 0
-    _console().print(_table("diag %s" % port, ["item", "value"], rows(d)))
-    return 0
-
-
-def register(sub, add):
-    sp = add(sub, "diag", cmd_diag, "one screen about a terminal on the USB cable")
-    sp.add_argument("--port", default="auto", help="serial port, or auto (the only reader)")
-    sp.add_argument("--watch", action="store_true", help="show taps live as they happen")
-    sp.add_argument("--count", type=int, default=0, help="--watch: stop after N taps")
-    sp.add_argument("--timeout", type=float, default=0.0, help="--watch: stop after N seconds")

@@ -21,11 +21,15 @@ import pytest
 import serial
 
 from card_schema import frames, frames_host, taprecord
-from host_tools import keystore, report, sync
-from host_tools import link as link_mod
-from host_tools import store as store_mod
+from host_tools import keystore
+from host_tools.backoffice import report
+from host_tools.backoffice import store as store_mod
+from host_tools.fleet import link as link_mod
+from host_tools.fleet import sync
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+)
 SCRIPT = os.path.join(ROOT, "tests", "firmware", "fake_terminal_mp.py")
 TID = 1001
 
@@ -330,11 +334,11 @@ def test_open_errors_are_one_clear_line(tmp_path):
         errno.EACCES,
         "could not open port /dev/ttyUSB0: [Errno 13] Permission denied: '/dev/ttyUSB0'",
     )
-    assert str(link_mod._open_error("/dev/ttyUSB0", e)) == (
+    assert str(link_mod.open_error("/dev/ttyUSB0", e)) == (
         "permission denied on /dev/ttyUSB0: add yourself to the dialout group"
     )
     e = serial.SerialException(errno.EBUSY, "could not open port: Device or resource busy")
-    assert "is busy" in str(link_mod._open_error("/dev/ttyUSB0", e))
+    assert "is busy" in str(link_mod.open_error("/dev/ttyUSB0", e))
     # a second opener of the same port is refused (exclusive lock), like a busy USB port
     master, slave = os.openpty()
     try:

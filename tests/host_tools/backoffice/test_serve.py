@@ -17,10 +17,13 @@ import time
 import pytest
 
 from card_schema import signed, taprecord, upload_host
-from host_tools import keystore, serve
-from host_tools import store as store_mod
+from host_tools import keystore
+from host_tools.backoffice import ingest, server
+from host_tools.backoffice import store as store_mod
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+)
 TID = 1001
 T0 = 1700000000
 
@@ -64,8 +67,10 @@ def records(ks, n, tid=TID, first=1, prev=taprecord.GENESIS_MAC):
 class Server:
     def __init__(self, url, ks, terminals="1001-1099"):
         self.logged = []
-        self.ingest = serve.Ingest(url, ks, serve.parse_ranges(terminals), log=self.logged.append)
-        self.srv = serve.make_server(self.ingest, "127.0.0.1", 0)
+        self.ingest = ingest.Ingest(
+            url, ks, server.parse_ranges(terminals), log=self.logged.append
+        )
+        self.srv = server.make_server(self.ingest, "127.0.0.1", 0)
         self.port = self.srv.server_address[1]
         self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
         self.thread.start()

@@ -15,7 +15,7 @@ import time
 
 from card_schema import frames, signed, signed_host, taprecord
 from host_tools import TapkitError, keystore
-from host_tools.store import ChainError
+from host_tools.backoffice.store import ChainError
 
 CLOCK_TOLERANCE = 5  # seconds of terminal clock drift before the host sets it
 
@@ -24,22 +24,11 @@ class SyncError(TapkitError):
     pass
 
 
-def missing_config(store, info):
-    """[(kind, version, payload)] the store has newer than the terminal says it holds."""
-    out = []
-    for kind, (version, payload) in sorted(store.latest_configs().items()):
-        if signed_host.known(kind):
-            have = int(info.get(signed_host.version_key(kind), 0) or 0)
-            if version > have:
-                out.append((kind, version, payload))
-    return out
-
-
 def push_config(link, store, ks, tid, info):
     """Install what the terminal lacks, signed with its own config key; returns ["fares 7", ...]."""
     done = []
     key = keystore.config_key(ks, tid)
-    for kind, version, payload in missing_config(store, info):
+    for kind, version, payload in store.missing_configs(info):
         kind, version = link.install(signed.seal(key, kind, version, payload))
         info[signed_host.version_key(kind)] = version
         done.append(f"{signed.NAMES[kind]} {version}")

@@ -35,7 +35,7 @@ class TerminalError(LinkError):
         self.code = code
 
 
-def _open_error(port, e):
+def open_error(port, e):
     code = getattr(e, "errno", None)
     text = str(e)
     if code == errno.EACCES or "Permission denied" in text:
@@ -66,9 +66,9 @@ class SerialLink:
             kw = {"exclusive": True} if not str(port).startswith(("socket:", "loop:")) else {}
             self._ser = serial.serial_for_url(port, baudrate=baud, timeout=0.05, **kw)
         except serial.SerialException as e:
-            raise _open_error(port, e) from None
+            raise open_error(port, e) from None
         except OSError as e:
-            raise _open_error(port, e) from None
+            raise open_error(port, e) from None
 
     # ---- plumbing ------------------------------------------------------------------------------
 

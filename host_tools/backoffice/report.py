@@ -1,7 +1,8 @@
 """Revenue and reconciliation report over the tap store.
 
     rep = report(store, ks=keystore.load(path))   # a JSON-ready dict; ks: also check the MAC chains
-    render_table(rep, rich.console.Console())
+
+Data only: `tapkit report` renders it (host_tools/cli/backoffice.py).
 
 Revenue per terminal, line, profile and day (UTC days, or shifted by `tz` seconds). Reconciliation:
 - sequence gaps: holes in a terminal's stored sequence (records not synced here, or lost);
@@ -23,6 +24,7 @@ terminal journalled it) counts as no money. "Refused" means kind refused (insuff
 import time
 
 from card_schema import taprecord
+from host_tools import keystore
 
 
 def _day(n):
@@ -65,8 +67,6 @@ def card_checks(charges):
 
 def chain_breaks(store, ks):
     """[{terminal, seq}]: stored records whose MAC does not follow from the stored predecessor."""
-    from host_tools import keystore
-
     out = []
     for t in store.terminals():
         tid = t["id"]
@@ -150,145 +150,3 @@ def report(store, ks=None, tz=0):
             "refused_uploads": uploads,
         },
     }
-
-
-def _money(v):
-    return "-" if v is None else f"{v:,}"
-
-
-def render_table(rep, console):
-    """Print the report as rich tables on `console`."""
-    from rich.table import Table
-
-    console.print(
-        f"[bold]revenue[/bold] {_money(rep['revenue'])} Rial from {rep['charges']} charges"
-        + (
-            f" less {rep['refunds']} refunds ({_money(rep['refunded'])} Rial)"
-            if rep.get("refunds")
-            else ""
-        )
-        + f"; {rep['taps']} taps, {rep['refused']} refused"
-    )
-
-    t = Table(title="terminals")
-    for c in (
-        "terminal",
-        "taps",
-        "charges",
-        "revenue",
-        "refused",
-        "voids",
-        "errors",
-        "seq",
-        "last sync",
-    ):
-        t.add_column(c, justify="right" if c not in ("seq", "last sync") else "left")
-    for r in rep["terminals"]:
-        sync = (
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_sync"]))
-            if r.get("last_sync")
-            else "-"
-        )
-        t.add_row(
-            str(r["terminal"]),
-            str(r["taps"]),
-            str(r["charges"]),
-            _money(r["revenue"]),
-            str(r["refused"]),
-            str(r["voids"]),
-            str(r["errors"]),
-            f"{r['first_seq']}..{r['last_seq']}",
-            sync,
-        )
-    console.print(t)
-
-    t = Table(title="cards")
-    for c in ("uid", "taps", "charged", "refused", "last balance"):
-        t.add_column(c, justify="left" if c == "uid" else "right")
-    for r in rep["cards"]:
-        t.add_row(
-            r["uid"],
-            str(r["taps"]),
-            _money(r["charged"]),
-            str(r["refused"]),
-            _money(r["last_balance"]),
-        )
-    console.print(t)
-
-    if rep["refused_by_reason"]:
-        t = Table(title="refused taps by reason")
-        t.add_column("reason")
-        t.add_column("taps", justify="right")
-        for reason, n in sorted(rep["refused_by_reason"].items()):
-            t.add_row(reason, str(n))
-        console.print(t)
-
-    by = rep.get("revenue_by", {})
-    for col in ("line", "profile", "day"):
-        if not by.get(col):
-            continue
-        t = Table(title="revenue by " + col)
-        t.add_column(col, justify="right" if col == "line" else "left")
-        t.add_column("charges", justify="right")
-        t.add_column("revenue", justify="right")
-        for r in by[col]:
-            t.add_row(str(r[col]), str(r["charges"]), _money(r["revenue"]))
-        console.print(t)
-
-    rec = rep["reconciliation"]
-    chains = rec.get("mac_chain_breaks")
-    if chains is None:
-        console.print("MAC chains: not checked (give --keystore)")
-    problems = (
-        rec["sequence_gaps"]
-        + (chains or [])
-        + rec["repeated_counters"]
-        + rec.get("counter_jumps", [])
-        + rec.get("balance_breaks", [])
-    )
-    if rec.get("refused_uploads"):
-        console.print(
-            "refused uploads: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(rec["refused_uploads"].items()))
-        )
-    if not problems:
-        console.print(
-            "reconciliation: no sequence gaps, no repeated card counters, no counter jumps, "
-            "no balance breaks" + ("" if chains is None else ", MAC chains intact")
-        )
-        return
-    t = Table(title="reconciliation")
-    t.add_column("problem")
-    t.add_column("where")
-    t.add_column("detail")
-    for g in rec["sequence_gaps"]:
-        t.add_row(
-            "sequence gap",
-            f"terminal {g['terminal']}",
-            f"seq {g['from_seq']}..{g['to_seq']} missing ({g['missing']})",
-        )
-    for r in rec["repeated_counters"]:
-        t.add_row(
-            "repeated card counter",
-            "card {}".format(r["uid"]),
-            f"counter {r['counter']} charged {len(r['taps'])} times: "
-            + ", ".join(f"terminal {x['terminal']} seq {x['seq']}" for x in r["taps"]),
-        )
-    for b in chains or []:
-        t.add_row("MAC chain broken", f"terminal {b['terminal']}", f"seq {b['seq']} altered")
-    for j in rec.get("counter_jumps", []):
-        t.add_row(
-            "card counter jump",
-            "card {}".format(j["uid"]),
-            f"counter {j['from_counter']} -> {j['to_counter']} ({j['missing']} taps missing) "
-            f"at terminal {j['terminal']} seq {j['seq']}",
-        )
-    for b in rec.get("balance_breaks", []):
-        t.add_row(
-            "balance break",
-            "card {}".format(b["uid"]),
-            f"counter {b['counter']}: balance {_money(b['balance'])}, expected "
-            f"{_money(b['expected_balance'])} ({b['difference']:+,}) at terminal {b['terminal']} "
-            f"seq {b['seq']}",
-        )
-    console.print(t)

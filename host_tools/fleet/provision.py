@@ -19,6 +19,7 @@ import binascii
 import json
 
 from host_tools import keystore
+from host_tools.fleet import tables
 
 DEFAULTS = {
     "profile": "bus",
@@ -49,8 +50,6 @@ def terminal_keys(ks, terminal_id):
 def terminal_files(ks, terminal_id, fares=None, deny=None, **over):
     """The files of one terminal; `fares` (a fare table dict) and `deny` ({uid hex: action}) become
     signed blobs fares.bin / deny.bin with the versions tariff_ver / deny_ver (default 1)."""
-    from host_tools import cli_tariff
-
     if fares is not None:
         over["tariff_ver"] = over.get("tariff_ver") or 1
     if deny is not None:
@@ -61,27 +60,7 @@ def terminal_files(ks, terminal_id, fares=None, deny=None, **over):
         "keys.json": json.dumps(terminal_keys(ks, terminal_id)),
     }
     if fares is not None:
-        files["fares.bin"] = cli_tariff.fares_blob(ks, terminal_id, cfg["tariff_ver"], fares)
+        files["fares.bin"] = tables.fares_blob(ks, terminal_id, cfg["tariff_ver"], fares)
     if deny is not None:
-        files["deny.bin"] = cli_tariff.deny_blob(ks, terminal_id, cfg["deny_ver"], deny)
+        files["deny.bin"] = tables.deny_blob(ks, terminal_id, cfg["deny_ver"], deny)
     return files
-
-
-def deploy_virtual(fs, ks, terminal_id, **over):
-    """Build the firmware into a virtual board's filesystem and provision it (the board is off).
-
-    fs is the board's littlefs image (`<state>/fs.img`); `<state>/fs` (the name of older tapkit's
-    filesystem directory) means `<state>/fs.img`. Returns the image's path."""
-    import os
-    import tempfile
-
-    from emulator import lfsimage
-    from mpybuild import cross, manifest
-
-    img = fs if fs.endswith(".img") else fs.rstrip("/" + os.sep) + ".img"
-    with tempfile.TemporaryDirectory() as out:
-        files = cross.read_built(out, cross.build(out, manifest.for_board("unix-virtual")))
-    for name, data in terminal_files(ks, terminal_id, **over).items():
-        files["/" + name] = data.encode() if isinstance(data, str) else data
-    lfsimage.write_files(img, files)
-    return img

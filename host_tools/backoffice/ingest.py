@@ -1,0 +1,187 @@
+"""Ingest of Wi-Fi batches: what the HTTP server (server.py) calls for each POST /v1/batch, and its
+metrics. Independent of HTTP, so it is easy to test and to bench.
+
+    ingest = Ingest("sqlite:///taps.db", keystore.load("issuer.keys"), terminals=[(1001, 1999)])
+    status, answer = ingest.batch(body)     # (200, answer bytes) or (4xx, one line of text)
+
+A batch is authenticated by the MAC chain made with that terminal's own journal key
+(keystore.terminal_key): it must continue the chain stored for the terminal, so a forged or altered
+record is refused (422, nothing of the batch stored). A terminal outside `terminals` and never seen in
+the store is refused (403). Both are logged (`log` and the store's `rejects` table). Idempotent by
+(terminal, seq): the same batch twice is stored once.
+
+Batch (request body, application/octet-stream; the format is card_schema/upload.py):
+    batch head (terminal, its config versions, count) | count x 64-byte journal records
+  (consecutive seqs); count bit 15 (ANCHOR): the first record is the terminal's last acknowledged
+  one, sent only as the chain's anchor (not stored again). It lets the server verify the batch's first
+  record when its predecessor is not in this store (acknowledged into another store, e.g. over USB):
+  the record's MAC covers the anchor's MAC, so nothing in the batch goes unauthenticated. A batch that
+  neither continues the stored chain nor carries an anchor is refused (409), never stored unverified.
+Answer (200, application/octet-stream):
+    answer head (acked, server_time, nblobs) | nblobs x (length u16 | signed blob)
+  `acked`: the last seq of the batch, now durable in the store (0 for an empty batch: a terminal asks
+  for time and config only). The blobs are the newest published config the terminal lacks (by the
+  versions it sent), signed with its config key (keystore.config_key).
+
+Binary rather than JSON: the terminal copies its 64-byte records into one preallocated buffer; JSON
+would need hex or base64 text of every record in its small heap.
+
+Several serve processes may share one PostgreSQL database: store.ingest locks the terminal's row and
+inserts with ON CONFLICT DO NOTHING, so two servers given the same batch store it once.
+"""
+
+import queue
+import sys
+import threading
+import time
+
+from card_schema import signed, taprecord
+from card_schema.upload_host import answer_body, parse_batch
+from host_tools import keystore
+from host_tools.backoffice import store as store_mod
+
+
+class Ingest:
+    """What the HTTP handler calls; independent of HTTP so it is easy to test and to bench."""
+
+    def __init__(self, db_url, ks, terminals=(), pool=4, log=None):
+        self.db_url = db_url
+        self.ks = ks
+        self.ranges = list(terminals)
+        self.log = log or (lambda msg: sys.stderr.write(msg + "\n"))
+        self.pool = queue.LifoQueue()
+        self.lock = threading.Lock()
+        self.metrics = {
+            "batches": 0,
+            "taps_received": 0,
+            "taps_stored": 0,
+            "duplicates": 0,
+            "config_sent": 0,
+        }
+        self.rejects = {}
+        self.seen = set()
+        self._known = set()
+        s = store_mod.open_store(db_url)  # fails early: bad URL, server down
+        self.pool.put(s)
+        for _ in range(pool - 1):
+            self.pool.put(None)  # opened when first needed
+
+    def close(self):
+        while not self.pool.empty():
+            s = self.pool.get_nowait()
+            if s is not None:
+                s.close()
+
+    def _store(self):
+        s = self.pool.get()
+        return s if s is not None else store_mod.open_store(self.db_url)
+
+    def _count(self, key, n=1):
+        with self.lock:
+            self.metrics[key] += n
+
+    def _reject(self, store, tid, reason, message):
+        with self.lock:
+            self.rejects[reason] = self.rejects.get(reason, 0) + 1
+        self.log(f"tapkit serve: refused batch from terminal {tid}: {message}")
+        try:
+            store.note_reject(tid, "wifi", f"{reason}: {message}")
+        except Exception:  # noqa: BLE001 - the log line above is the record then
+            pass
+
+    def known(self, store, tid):
+        if tid in self._known or any(lo <= tid <= hi for lo, hi in self.ranges):
+            return True
+        if store.terminal(tid) is not None:  # synced before (USB or another server)
+            self._known.add(tid)
+            return True
+        return False
+
+    def batch(self, body):
+        """(HTTP status, answer bytes or one line of text) for one POST /v1/batch."""
+        store = self._store()
+        try:
+            try:
+                tid, versions, recs, anchor = parse_batch(body)
+            except ValueError as e:
+                self._reject(store, None, "malformed", str(e))
+                return 400, f"bad batch: {e}"
+            self._count("batches")
+            if not self.known(store, tid):
+                self._reject(store, tid, "unknown_terminal", "not a terminal of this operator")
+                return 403, f"unknown terminal {tid}"
+            self._count("taps_received", len(recs))
+            acked = 0
+            if anchor is not None and not recs:
+                acked = taprecord.seq_of(anchor)  # nothing new: the terminal checks in
+            if recs:
+                key = keystore.terminal_key(self.ks, tid)
+                prev = anchor[taprecord.BODY : taprecord.BODY + 8] if anchor else None
+                try:
+                    inserted, dups = store.ingest(tid, recs, key, prev_mac=prev)
+                except store_mod.ChainError as e:
+                    if "is missing" in str(e):  # no stored predecessor, no anchor
+                        self._reject(store, tid, "gap", str(e))
+                        return 409, str(e) + " (send the anchor record)"
+                    self._reject(store, tid, "bad_mac", str(e))
+                    return 422, str(e)
+                self._count("taps_stored", inserted)
+                self._count("duplicates", dups)
+                acked = taprecord.seq_of(recs[-1])
+                store.note_sync(tid, dict(versions, via="wifi"), acked)
+            with self.lock:
+                self.seen.add(tid)
+            blobs = []
+            key = keystore.config_key(self.ks, tid)
+            for kind, version, payload in store.missing_configs(versions):
+                blobs.append(signed.seal(key, kind, version, payload))
+            self._count("config_sent", len(blobs))
+            return 200, answer_body(acked, int(time.time()), blobs)
+        finally:
+            self.pool.put(store)
+
+    def healthy(self):
+        store = self._store()
+        try:
+            store.schema_version()
+            return True
+        except Exception:  # noqa: BLE001 - any store trouble: not healthy
+            try:
+                store.close()
+            except Exception:  # noqa: BLE001
+                pass
+            store = None
+            return False
+        finally:
+            self.pool.put(store)
+
+    def prometheus(self):
+        with self.lock:
+            m = dict(self.metrics)
+            rejects = dict(self.rejects)
+            seen = len(self.seen)
+        lines = [
+            "# HELP tapkit_batches_total Batches received (well-formed).",
+            "# TYPE tapkit_batches_total counter",
+            f"tapkit_batches_total {m['batches']}",
+            "# HELP tapkit_taps_received_total Tap records received, duplicates included.",
+            "# TYPE tapkit_taps_received_total counter",
+            f"tapkit_taps_received_total {m['taps_received']}",
+            "# HELP tapkit_taps_stored_total Tap records newly stored.",
+            "# TYPE tapkit_taps_stored_total counter",
+            f"tapkit_taps_stored_total {m['taps_stored']}",
+            "# HELP tapkit_taps_duplicate_total Tap records received again (already stored).",
+            "# TYPE tapkit_taps_duplicate_total counter",
+            f"tapkit_taps_duplicate_total {m['duplicates']}",
+            "# HELP tapkit_config_sent_total Signed config blobs sent to terminals.",
+            "# TYPE tapkit_config_sent_total counter",
+            f"tapkit_config_sent_total {m['config_sent']}",
+            "# HELP tapkit_terminals_seen Terminals whose batches this process accepted.",
+            "# TYPE tapkit_terminals_seen gauge",
+            f"tapkit_terminals_seen {seen}",
+            "# HELP tapkit_rejects_total Batches refused, by reason.",
+            "# TYPE tapkit_rejects_total counter",
+        ]
+        for reason in ("malformed", "unknown_terminal", "bad_mac", "gap"):
+            lines.append(f'tapkit_rejects_total{{reason="{reason}"}} {rejects.get(reason, 0)}')
+        return "\n".join(lines) + "\n"

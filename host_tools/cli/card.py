@@ -1,0 +1,196 @@
+"""`tapkit card`: the card office on a desk reader (issue, top up, show, block, unblock, refund)."""
+
+import sys
+import time
+
+from host_tools import TapkitError, keystore
+from host_tools.cardoffice import cardops
+from host_tools.cli.output import console, print_json, table, when
+from host_tools.cli.spec import KEYSTORE, Command, arg
+
+
+def _session(a):
+    from card_schema.desfire_admin import DESFireAdmin
+    from host_tools.cardoffice.readers import open_reader
+
+    ks = keystore.load(a.keystore)
+    reader = open_reader(a.reader)
+    trace = None
+    if getattr(a, "trace", False):
+        from card_schema.desfire_admin import status_name
+
+        def trace(direction, data, name=""):
+            # frames only: keys never travel in clear (authentication and ChangeKey are enciphered)
+            note = name or ""
+            if direction == "<" and len(data) >= 2 and data[-2] == 0x91:
+                note += ": " + status_name(data[-1])
+            sys.stderr.write("%s %s  %s\n" % (direction, data.hex(" ").upper(), note))
+            sys.stderr.flush()
+
+    return ks, reader, DESFireAdmin(reader.transceive, wrapped=True, trace=trace)
+
+
+def _holder(name):
+    from card_schema import citizen_host
+
+    try:
+        return citizen_host.HOLDER_NAMES.index(name)
+    except ValueError:
+        raise TapkitError(
+            "unknown holder type %r: use one of %s" % (name, ", ".join(citizen_host.HOLDER_NAMES))
+        )
+
+
+def issue(a):
+    ks, reader, df = _session(a)
+    with reader:
+        now = int(time.time())
+        cardops.issue(
+            df,
+            ks,
+            reader.uid,
+            holder=_holder(a.holder),
+            card_no=a.card_no,
+            expiry=now + a.valid_days * 86400,
+            balance=a.balance,
+            now=now,
+        )
+        info = cardops.show(df, ks, reader.uid)
+    return _show_card(a, info, "issued card")
+
+
+def topup(a):
+    if a.amount <= 0:
+        raise TapkitError("--amount must be a positive number of Rial")
+    ks, reader, df = _session(a)
+    with reader:
+        cardops.topup(df, ks, reader.uid, a.amount, now=int(time.time()))
+        info = cardops.show(df, ks, reader.uid)
+    return _show_card(a, info, "topped up %d Rial" % a.amount)
+
+
+def show(a):
+    ks, reader, df = _session(a)
+    with reader:
+        info = cardops.show(df, ks, reader.uid)
+    return _show_card(a, info, None)
+
+
+def block(a):
+    ks, reader, df = _session(a)
+    with reader:
+        res = cardops.block(df, ks, reader.uid, blocked=a.sub == "block")
+    if a.json:
+        print_json(res)
+    else:
+        print(
+            "card %s (UID %s) %s %s"
+            % (
+                res["card_no"],
+                res["uid"].upper(),
+                "is" if res["changed"] else "was already",
+                res["status"],
+            )
+        )
+    return 0
+
+
+def refund(a):
+    ks, reader, df = _session(a)
+    with reader:
+        res = cardops.refund(df, ks, reader.uid, now=int(time.time()))
+    if a.json:
+        print_json(res)
+    else:
+        print(
+            "card %s (UID %s) closed: blocked, %s Rial refunded%s"
+            % (
+                res["card_no"],
+                res["uid"].upper(),
+                format(res["refunded"], ","),
+                " (refunded earlier)" if res["already"] else "",
+            )
+        )
+    return 0
+
+
+def _show_card(a, info, headline):
+    if a.json:
+        print_json(info)
+        return 0
+    con = console()
+    if headline:
+        con.print(headline)
+    shown = dict(info)
+    for k in ("expiry", "issued"):
+        if k in shown:
+            shown[k] = when(shown[k])
+    if "balance" in shown:
+        shown["balance"] = "%s Rial" % format(shown["balance"], ",")
+    rows = [
+        (k, shown[k])
+        for k in ("uid", "card_no", "holder", "status", "issued", "expiry", "balance", "counter")
+        if k in shown
+    ]
+    con.print(table("card", ["field", "value"], rows))
+    trips = info.get("trips") or []
+    if trips:
+        con.print(
+            table(
+                "last trips (newest first)",
+                ["counter", "time", "kind", "terminal", "amount (Rial)", "balance (Rial)"],
+                [
+                    (
+                        t["counter"],
+                        when(t["time"]),
+                        t["kind"],
+                        t["terminal"],
+                        format(t["amount"], ","),
+                        format(t["balance_after"], ","),
+                    )
+                    for t in trips
+                ],
+            )
+        )
+    return 0
+
+
+_ON_A_READER = (
+    arg(
+        "--reader",
+        default="pcsc",
+        help="pcsc[:NAME] | nfc:usb | nfc:udp[:HOST:PORT] | emulator:CARDFILE",
+    ),
+    KEYSTORE,
+    arg("--trace", action="store_true", help="print every APDU"),
+)
+
+GROUPS = {"card": "card office: issue, top up, show, block, refund"}
+COMMANDS = (
+    Command(
+        ("card", "issue"),
+        issue,
+        "personalise a blank card",
+        _ON_A_READER
+        + (
+            arg("--holder", default="adult"),
+            arg("--balance", type=int, default=0, help="initial balance in Rial"),
+            arg("--card-no", type=int, default=0),
+            arg("--valid-days", type=int, default=5 * 365),
+        ),
+    ),
+    Command(
+        ("card", "topup"),
+        topup,
+        "credit a card (credit key)",
+        _ON_A_READER + (arg("--amount", type=int, required=True, help="Rial"),),
+    ),
+    Command(("card", "show"), show, "holder, balance, last trips", _ON_A_READER),
+    Command(
+        ("card", "block"), block, "block a card (master key): terminals refuse it", _ON_A_READER
+    ),
+    Command(("card", "unblock"), block, "unblock a blocked card (master key)", _ON_A_READER),
+    Command(
+        ("card", "refund"), refund, "close a card: block it and pay out its balance", _ON_A_READER
+    ),
+)

@@ -1,0 +1,213 @@
+"""`tapkit emulate`: emulated cards (to pcscd through vpcd, or to nfcpy's udp driver) and virtual
+terminals (the firmware on MicroPython), and tapping cards and pressing keys on them."""
+
+import json
+import os
+import time
+
+from card_schema import profile_host
+from host_tools import TapkitError, keystore
+from host_tools.cli.output import print_json
+from host_tools.cli.spec import KEYSTORE, Command, arg
+from host_tools.sim import virtual
+
+PROFILES = profile_host.PROFILES  # firmware/profile_<name>.py
+
+
+def card(a):
+    from emulator.card import DESFireCard
+    from emulator.vpcd import VPCDBridge
+
+    if a.new:
+        if os.path.exists(a.cardfile):
+            raise TapkitError(
+                "%s exists: refusing to replace a card (drop --new to serve it)" % a.cardfile
+            )
+        c = DESFireCard.blank()
+        c.save(a.cardfile)
+    c = DESFireCard.load(a.cardfile)
+    if a.udp is not None:
+        return _card_udp(a, c)
+    host, _, port = a.vpcd.partition(":")
+    bridge = VPCDBridge(c, host or "127.0.0.1", int(port or 35963))
+    bridge.connect()
+    print(
+        "serving card %s (UID %s) to vpcd at %s; Ctrl-C to take it away"
+        % (a.cardfile, c.uid.hex().upper(), a.vpcd),
+        flush=True,
+    )
+    try:
+        bridge.serve_forever()
+    finally:
+        bridge.stop()
+    return 0
+
+
+def _card_udp(a, c):
+    from emulator.nfc_udp import NFCUDPCard
+
+    host, _, port = a.udp.rpartition(":")
+    try:
+        srv = NFCUDPCard(c, host or "127.0.0.1", int(port))
+    except (OSError, ValueError) as e:
+        raise TapkitError("cannot serve on UDP %s: %s" % (a.udp, e))
+    print(
+        "serving card %s (UID %s) to nfcpy on udp:%s:%d (--reader nfc:udp:%s:%d); Ctrl-C to take "
+        "it away" % (a.cardfile, c.uid.hex().upper(), srv.host, srv.port, srv.host, srv.port),
+        flush=True,
+    )
+    try:
+        srv.serve_forever()
+    finally:
+        srv.stop()
+    return 0
+
+
+def _json_file(path, what):
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except OSError as e:
+        raise TapkitError("cannot read %s %s: %s" % (what, path, e.strerror or e))
+    except ValueError as e:
+        raise TapkitError("%s %s is not JSON: %s" % (what, path, e))
+    if not isinstance(obj, dict):
+        raise TapkitError("%s %s: a JSON object is expected" % (what, path))
+    return obj
+
+
+def _board_config(a):
+    """config.json overrides for `emulate board`: --config FILE first, then the options given."""
+    over = _json_file(a.config, "config") if a.config else {}
+    over.pop("terminal_id", None)  # --terminal-id names the terminal
+    for k in ("profile", "fare", "line", "stop", "zone", "lang", "unit"):
+        v = getattr(a, k)
+        if v is not None:
+            over[k] = v
+    over.setdefault("profile", "bus")
+    if over["profile"] not in PROFILES:
+        raise TapkitError("unknown profile %r: one of %s" % (over["profile"], ", ".join(PROFILES)))
+    over.setdefault("fare", 25000)
+    over.setdefault("line", 1)
+    return over
+
+
+def board(a):
+    from emulator.vboard import VirtualBoard
+    from host_tools.fleet import tables
+
+    ks = keystore.load(a.keystore)
+    over = _board_config(a)
+    fares = _json_file(a.fares, "fare table") if a.fares else None
+    deny = _json_file(a.deny, "deny list") if a.deny else None
+    if fares is not None:  # checked before anything is written
+        tables.fares_payload(fares)
+    if deny is not None:
+        tables.deny_payload(deny)
+    fs = os.path.join(a.state, "fs.img")
+    os.makedirs(a.state, exist_ok=True)
+    virtual.deploy_virtual(fs, ks, a.terminal_id, fares=fares, deny=deny, **over)
+    vb = VirtualBoard(a.state, heap=a.heap, echo=lambda ln: print(ln, flush=True))
+    vb.start()
+    print(
+        "virtual terminal %d (%s) running: serial port %s  (state %s)"
+        % (a.terminal_id, over["profile"], vb.port, a.state),
+        flush=True,
+    )
+    print("tap a card:  tapkit emulate tap --board %s CARDFILE" % a.state, flush=True)
+    if over["profile"] in profile_host.KEYPAD:
+        print("press keys:  tapkit emulate press --board %s KEYS" % a.state, flush=True)
+    try:
+        while vb.alive:
+            time.sleep(0.5)
+        raise TapkitError(
+            "the firmware exited (code %s); see %s/display.log" % (vb.proc.poll(), a.state)
+        )
+    except KeyboardInterrupt:
+        print("stopping virtual terminal %d" % a.terminal_id, flush=True)
+        return 0
+    finally:
+        vb.stop()
+
+
+def tap(a):
+    r = virtual.tap(a.board, a.cardfile, timeout=a.timeout)
+    if a.json:
+        print_json(r)
+    else:
+        print(r["display"].replace("DISPLAY|", "display:").strip())
+    return 0
+
+
+def press(a):
+    keys = a.keys or ""
+    if a.meter is not None:
+        if a.meter <= 0:
+            raise TapkitError("--meter: the taximeter's fare in Rial, > 0")
+        keys += "FARE %d\n" % a.meter  # the taximeter's line (firmware/profile_taxi.py)
+    if not keys:
+        raise TapkitError("nothing to press: give KEYS or --meter RIAL")
+    r = virtual.press(a.board, keys)
+    if a.json:
+        print_json(r)
+    else:
+        for ln in r.get("display") or []:
+            print(ln.replace("DISPLAY|", "display:").strip())
+    return 0
+
+
+_BOARD = arg("--board", required=True, help="the board's state directory")
+
+GROUPS = {"emulate": "emulated cards and virtual terminals"}
+COMMANDS = (
+    Command(
+        ("emulate", "card"),
+        card,
+        "serve a card file to pcscd through vpcd",
+        (
+            arg("cardfile"),
+            arg("--new", action="store_true", help="create a blank card file first"),
+            arg("--vpcd", default="127.0.0.1:35963"),
+            arg(
+                "--udp", metavar="[HOST:]PORT", help="serve to nfcpy's udp driver instead of vpcd"
+            ),
+        ),
+    ),
+    Command(
+        ("emulate", "board"),
+        board,
+        "start a virtual terminal (firmware on MicroPython)",
+        (
+            arg("--state", default="run/bus-1", help="the board's state directory"),
+            KEYSTORE,
+            arg("--terminal-id", type=int, default=1001),
+            arg("--profile", help="bus (default), taxi, parking, pos or charity"),
+            arg("--config", metavar="FILE.json", help="more config.json keys (zone, amounts...)"),
+            arg("--fares", metavar="FILE.json", help="fare table, signed for this terminal"),
+            arg("--deny", metavar="FILE.json", help="deny list {UID hex: refuse|block}"),
+            arg("--fare", type=int, help="flat fare in Rial (no fare table; default 25000)"),
+            arg("--line", type=int, help="line number (taxi: the car's number)"),
+            arg("--stop", type=int),
+            arg("--zone", type=int, help="parking zone"),
+            arg("--lang", choices=("en", "fa")),
+            arg("--unit", choices=("rial", "toman"), help="display unit"),
+            arg("--heap", default="112K"),
+        ),
+    ),
+    Command(
+        ("emulate", "tap"),
+        tap,
+        "tap a card file on a running virtual terminal",
+        (_BOARD, arg("cardfile"), arg("--timeout", type=float, default=15.0)),
+    ),
+    Command(
+        ("emulate", "press"),
+        press,
+        "press keys on a running virtual terminal's keypad",
+        (
+            _BOARD,
+            arg("keys", nargs="?", help='keys in order, e.g. "15000#", "R#", "B2"'),
+            arg("--meter", type=int, metavar="RIAL", help="a taximeter line: FARE RIAL"),
+        ),
+    ),
+)

@@ -1,0 +1,189 @@
+"""`tapkit sync`, `tapkit flash`, `tapkit diag`: the terminals on the USB cable."""
+
+import sys
+import time
+
+from host_tools import keystore
+from host_tools.cli.output import FlashProgress, console, print_json, sync_progress, table
+from host_tools.cli.spec import DB, KEYSTORE, PORT, Command, arg
+from host_tools.fleet import diag as diag_mod
+from host_tools.fleet import esp32, ports
+from host_tools.fleet.flash import FlashError, flash_board, flash_many
+
+
+# --- sync ---------------------------------------------------------------------------------------
+def sync(a):
+    from host_tools.backoffice import store
+    from host_tools.fleet.link import SerialLink
+    from host_tools.fleet.sync import sync_terminal
+
+    ks = keystore.load(a.keystore)
+    db = store.open_store(a.db)
+    try:
+        with SerialLink(a.port, baud=a.baud) as link:
+            summary = sync_terminal(link, db, ks, progress=None if a.json else sync_progress())
+    finally:
+        db.close()
+    if a.json:
+        print_json(summary)
+    else:
+        console().print(sync_table(a.port, summary))
+    return 0
+
+
+def sync_table(port, summary):
+    return table("sync %s" % port, ["item", "value"], sorted(summary.items()))
+
+
+# --- flash --------------------------------------------------------------------------------------
+def flash(a):
+    over = {
+        k: v
+        for k, v in (("profile", a.profile), ("fare", a.fare), ("line", a.line), ("stop", a.stop))
+        if v is not None
+    }
+    found = list(a.port or [])
+    if a.all and not found:
+        found = ports.find_ports()
+        if not found:
+            raise FlashError("no reader connected (no CP210x/CH340/FTDI/ESP32 USB serial port)")
+    if not found:
+        raise FlashError("give --port PORT (or --all)")
+    if a.firmware_image:
+        import importlib.util
+        import subprocess
+
+        if importlib.util.find_spec("esptool") is None:
+            raise FlashError("--firmware-image needs esptool: pip install esptool")
+
+        for port in found:
+            for cmd in esp32.esptool_command(port, a.board, a.firmware_image):
+                if not a.json:
+                    print("$ " + " ".join(cmd))
+                if subprocess.run(cmd).returncode != 0:
+                    raise FlashError("esptool failed on %s (see its output above)" % port)
+    ks = keystore.load(a.keystore)
+    if len(found) == 1 and not a.all:
+        with FlashProgress(found, quiet=not sys.stderr.isatty()) as progress:
+            r = flash_board(
+                found[0], a.board, ks, a.terminal_id, over, a.force, progress=progress(found[0])
+            )
+        if a.json:
+            print_json(r)
+        else:
+            rows = [(k, str(r[k])) for k in ("port", "terminal_id", "board", "fw", "config_ver")]
+            rows += [("files copied", "%d of %d" % (r["copied"], r["files"]))]
+            rows += [("unsynced taps", str(r.get("unsynced", 0)))]
+            console().print(table("flash %s" % found[0], ["item", "value"], rows))
+        return 0
+    with FlashProgress(found) as progress:
+        results = flash_many(found, a.board, ks, a.terminal_id, over, a.force, progress)
+    failed = [r for r in results if "error" in r]
+    if a.json:
+        print_json({"boards": results, "ok": len(results) - len(failed), "failed": len(failed)})
+    else:
+        rows = [
+            (
+                r["port"],
+                str(r.get("terminal_id", "-")),
+                r.get("fw", "-"),
+                str(r.get("copied", "-")),
+                "FAILED: " + r["error"] if "error" in r else "ok",
+            )
+            for r in results
+        ]
+        console().print(
+            table(
+                "flash: %d ok, %d failed" % (len(results) - len(failed), len(failed)),
+                ["port", "terminal", "fw", "copied", "result"],
+                rows,
+            )
+        )
+    return 1 if failed else 0
+
+
+# --- diag ---------------------------------------------------------------------------------------
+def diag(a):
+    port = ports.resolve_port(a.port)
+    if a.watch:
+        try:
+            n = _watch(port, a.count, a.timeout)
+        except KeyboardInterrupt:
+            return 0
+        if a.count and n < a.count:
+            raise diag_mod.DiagError("saw %d of %d taps in %.0f s" % (n, a.count, a.timeout))
+        return 0
+    d = diag_mod.diagnose(port)
+    d["port"] = port
+    if a.json:
+        print_json(d)
+        return 0
+    console().print(table("diag %s" % port, ["item", "value"], diag_mod.rows(d)))
+    return 0
+
+
+def _watch(port, count, timeout, out=None):
+    """Print each tap as the terminal journals it; returns how many were seen."""
+    out = out or sys.stdout
+    seen = 0
+    for event, d in diag_mod.watch(port, count=count, timeout=timeout):
+        if event == "start":
+            out.write(
+                "watching terminal on %s (journal head %d); Ctrl-C stops\n" % (port, d["head"])
+            )
+        else:
+            seen += 1
+            out.write(
+                "%s  seq %d  %s %s  card %s  amount %d  balance %d Rial\n"
+                % (
+                    time.strftime("%H:%M:%S", time.localtime(d["time"])),
+                    d["seq"],
+                    d["kind"],
+                    d["result"],
+                    d["uid"],
+                    d["amount"],
+                    d["balance"],
+                )
+            )
+        out.flush()
+    return seen
+
+
+COMMANDS = (
+    Command(
+        ("sync",),
+        sync,
+        "pull taps from a terminal over USB serial",
+        (PORT, DB, KEYSTORE, arg("--baud", type=int, default=115200)),
+    ),
+    Command(
+        ("flash",),
+        flash,
+        "write firmware and a terminal's identity over USB",
+        (
+            arg("--port", action="append", help="serial port (repeat for several)"),
+            arg("--all", action="store_true", help="every connected reader, in parallel"),
+            arg("--board", default="esp32-devkitc", help="board file under boards/"),
+            arg("--terminal-id", type=int, help="identity (first free id with --all)"),
+            arg("--profile"),
+            arg("--fare", type=int, help="flat fare in Rial"),
+            arg("--line", type=int),
+            arg("--stop", type=int),
+            KEYSTORE,
+            arg("--force", action="store_true", help="change identity despite unsynced taps"),
+            arg("--firmware-image", help="write this MicroPython image with esptool first"),
+        ),
+    ),
+    Command(
+        ("diag",),
+        diag,
+        "one screen about a terminal on the USB cable",
+        (
+            arg("--port", default="auto", help="serial port, or auto (the only reader)"),
+            arg("--watch", action="store_true", help="show taps live as they happen"),
+            arg("--count", type=int, default=0, help="--watch: stop after N taps"),
+            arg("--timeout", type=float, default=0.0, help="--watch: stop after N seconds"),
+        ),
+    ),
+)
+GROUPS = {}

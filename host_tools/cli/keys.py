@@ -1,0 +1,35 @@
+"""`tapkit keys`: the issuer key ceremony."""
+
+import os
+
+from host_tools import keystore
+from host_tools.cli.output import print_json
+from host_tools.cli.spec import KEYSTORE, Command, arg
+
+
+def init(a):
+    ks = keystore.init(a.keystore, issuer_id=a.issuer_id)
+    res = {
+        "keystore": os.path.abspath(a.keystore),
+        "issuer_id": ks["issuer_id"],
+        "roles": list(keystore.ROLES),
+    }
+    if a.json:
+        print_json(res)
+    else:
+        print(
+            "created keystore %s (issuer %d; roles %s; file mode 0600)"
+            % (a.keystore, ks["issuer_id"], ", ".join(keystore.ROLES))
+        )
+    return 0
+
+
+GROUPS = {"keys": "issuer key ceremony"}
+COMMANDS = (
+    Command(
+        ("keys", "init"),
+        init,
+        "create issuer master keys (file 0600, never overwritten)",
+        (KEYSTORE, arg("--issuer-id", type=int, default=1)),
+    ),
+)

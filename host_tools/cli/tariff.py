@@ -1,0 +1,81 @@
+"""`tapkit tariff`: fare tables and deny lists signed for one terminal, and checking a signed blob.
+
+    tapkit tariff sign --terminal-id 1001 --kind fares --version 3 fares.json -o fares.bin
+    tapkit tariff sign --terminal-id 1001 --kind deny --version 12 deny.json -o deny.bin
+    tapkit tariff show fares.bin --terminal-id 1001          # verify and print what it holds
+
+The formats and the checks are host_tools/fleet/tables.py's.
+"""
+
+import json
+import os
+
+from host_tools import keystore
+from host_tools.cli.output import console, print_json, table
+from host_tools.cli.spec import KEYSTORE, Command, arg
+from host_tools.fleet import tables
+
+
+def sign(a):
+    ks = keystore.load(a.keystore)
+    blob = tables.blob_from_file(ks, a.terminal_id, a.kind, a.version, a.input)
+    out = a.output or "%s.bin" % a.kind.replace("-", "_")
+    with open(out + ".new", "wb") as f:
+        f.write(blob)
+    os.replace(out + ".new", out)
+    res = {
+        "kind": a.kind,
+        "version": a.version,
+        "terminal_id": a.terminal_id,
+        "bytes": len(blob),
+        "output": out,
+    }
+    if a.json:
+        print_json(res)
+    else:
+        print(
+            "signed %s version %d for terminal %d: %s (%d bytes)"
+            % (a.kind, a.version, a.terminal_id, out, len(blob))
+        )
+    return 0
+
+
+def show(a):
+    ks = keystore.load(a.keystore)
+    d = tables.read_blob_file(ks, a.terminal_id, a.blob)
+    if a.json:
+        print_json(d)
+        return 0
+    rows = [
+        (k, json.dumps(v) if not isinstance(v, str) else v)
+        for k, v in sorted((d.get("table") or d.get("entries")).items())
+    ]
+    title = "%s version %d, terminal %d" % (d["kind"], d["version"], d["terminal_id"])
+    console(width=120).print(table(title, ["key", "value"], rows, right=()))
+    return 0
+
+
+_TERMINAL = arg("--terminal-id", type=int, required=True)
+
+GROUPS = {"tariff": "fare tables and deny lists: sign, show"}
+COMMANDS = (
+    Command(
+        ("tariff", "sign"),
+        sign,
+        "sign a fare table or deny list (JSON) for one terminal",
+        (
+            arg("input", help="JSON file"),
+            arg("--kind", choices=sorted(tables.KINDS), required=True),
+            arg("--version", type=int, required=True),
+            _TERMINAL,
+            KEYSTORE,
+            arg("-o", "--output", help="the blob (default: fares.bin, deny.bin, deny_delta.bin)"),
+        ),
+    ),
+    Command(
+        ("tariff", "show"),
+        show,
+        "verify a signed blob for a terminal and print it",
+        (arg("blob"), _TERMINAL, KEYSTORE),
+    ),
+)
