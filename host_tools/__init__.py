@@ -1,4 +1,7 @@
-"""tapkit host tools: the `tapkit` CLI and its library (CPython)."""
+"""tapkit host tools (CPython), in rooms with one job each: cardoffice (desk readers, card
+operations), fleet (terminals on the cable: sync, flash, diag, provisioning, signed tables),
+backoffice (store, Wi-Fi ingest and server, reports), sim (virtual fleet, the demo as data), and cli
+(the `tapkit` command line: the only layer that prints). keystore is shared by all of them."""
 
 
 class TapkitError(Exception):

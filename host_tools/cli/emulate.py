@@ -31,15 +31,16 @@ def card(a):
     host, _, port = a.vpcd.partition(":")
     bridge = VPCDBridge(c, host or "127.0.0.1", int(port or 35963))
     bridge.connect()
-    print(
-        "serving card %s (UID %s) to vpcd at %s; Ctrl-C to take it away"
-        % (a.cardfile, c.uid.hex().upper(), a.vpcd),
-        flush=True,
-    )
+    banner = "serving card %s (UID %s) to vpcd at %s" % (a.cardfile, c.uid.hex().upper(), a.vpcd)
+    return _serve(bridge, banner)
+
+
+def _serve(server, banner):
+    print(banner + "; Ctrl-C to take it away", flush=True)
     try:
-        bridge.serve_forever()
+        server.serve_forever()
     finally:
-        bridge.stop()
+        server.stop()
     return 0
 
 
@@ -51,16 +52,11 @@ def _card_udp(a, c):
         srv = NFCUDPCard(c, host or "127.0.0.1", int(port))
     except (OSError, ValueError) as e:
         raise TapkitError("cannot serve on UDP %s: %s" % (a.udp, e))
-    print(
-        "serving card %s (UID %s) to nfcpy on udp:%s:%d (--reader nfc:udp:%s:%d); Ctrl-C to take "
-        "it away" % (a.cardfile, c.uid.hex().upper(), srv.host, srv.port, srv.host, srv.port),
-        flush=True,
+    return _serve(
+        srv,
+        "serving card %s (UID %s) to nfcpy on udp:%s:%d (--reader nfc:udp:%s:%d)"
+        % (a.cardfile, c.uid.hex().upper(), srv.host, srv.port, srv.host, srv.port),
     )
-    try:
-        srv.serve_forever()
-    finally:
-        srv.stop()
-    return 0
 
 
 def _json_file(path, what):
