@@ -21,7 +21,7 @@ MAY_IMPORT = {
     "host_tools": ("card_schema", "boards", "mpybuild", "emulator"),
 }
 # The benchmarks still live in host_tools until they move to the top-level bench/ (they are harness,
-# not product): they may print with rich themselves.
+# not product): they may print with rich themselves and use the harness.
 NOT_PRODUCT = ("host_tools.bench",)  # host_tools.bench, bench_card, bench_sync...
 
 
@@ -97,6 +97,8 @@ def violations(all_edges, packages=PACKAGES):
     for src, dst, path, line in all_edges:
         where = "%s:%d imports %s: " % (path, line, dst)
         room, target = _top(src), _top(dst)
+        if target in ("harness", "tests") and not src.startswith(NOT_PRODUCT):
+            bad.append(where + "the product never imports the test harness (it is not installed)")
         if target in packages and target != room and target not in MAY_IMPORT[room]:
             allowed = ", ".join(MAY_IMPORT[room]) or "nothing of the project"
             bad.append(where + "%s may import only %s" % (room, allowed))
@@ -173,7 +175,7 @@ def test_the_checker_sees_lazy_imports_and_cycles(tmp_path):
         "firmware/__init__.py": "",
         "firmware/app.py": "def run():\n    from host_tools import keystore\n",
         "host_tools/__init__.py": "",
-        "host_tools/keystore.py": "import rich\nfrom host_tools.cli import app\n",
+        "host_tools/keystore.py": "import rich\nfrom host_tools.cli import app\nimport harness.vm\n",
         "host_tools/cli/__init__.py": "",
         "host_tools/cli/app.py": "from host_tools import keystore\n",
     }
@@ -188,4 +190,7 @@ def test_the_checker_sees_lazy_imports_and_cycles(tmp_path):
     ), bad
     assert any(b.startswith("host_tools/keystore.py:2 imports host_tools.cli.app") for b in bad)
     assert any(b.startswith("host_tools/keystore.py:1 imports rich: only") for b in bad)
+    assert any(
+        b.startswith("host_tools/keystore.py:3 imports harness.vm: the product") for b in bad
+    )
     assert cycles(all_edges) == [["host_tools.cli.app", "host_tools.keystore"]]
