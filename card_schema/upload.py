@@ -22,7 +22,7 @@ Answer head (`ANSWER_FMT`, ANSWER_HEAD bytes), then `nblobs` x (length u16 | sig
      12     1  nblobs          signed config blobs the terminal lacks (by the versions it sent)
 
 The anchor is the terminal's last acknowledged record, sent only so the server can check the MAC chain
-into the batch when that record is not in its store (host_tools/serve.py has the rules).
+into the batch when that record is not in its store (host_tools/backoffice/ingest.py has the rules).
 
 The terminal (firmware/wifi.py) packs the head into its preallocated request buffer and parses the
 answer in place, with these values copied as private consts (a Wi-Fi board's heap is the tightest:
