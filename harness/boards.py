@@ -23,12 +23,12 @@ def rider_card(path, keystore, balance, card_no=1, valid=86400, holder=None, now
     """An issued emulated card with `balance` Rial (adult unless `holder`), valid for `valid` s;
     `keystore` is a loaded keystore or its path. Returns the card file's path."""
     from card_schema import citizen_host
-    from host_tools import cardops
+    from host_tools.sim.virtual import new_emulated_card
     from host_tools import keystore as keystore_mod
 
     ks = keystore if isinstance(keystore, dict) else keystore_mod.load(str(keystore))
     now = int(time.time()) if now is None else now
-    cardops.new_emulated_card(
+    new_emulated_card(
         str(path),
         ks,
         holder=citizen_host.HOLDER_ADULT if holder is None else holder,
@@ -44,11 +44,11 @@ def deploy(state_dir, ks, terminal_id, **config):
     """Build the firmware into a board's filesystem (`state_dir`/fs.img) and provision it as
     terminal `terminal_id` (config: fare, line, profile, fares={...}, deny={...}...). The board is
     off; returns `state_dir`."""
-    from host_tools import provision
+    from host_tools.sim.virtual import deploy_virtual
 
     state_dir = str(state_dir)
     os.makedirs(state_dir, exist_ok=True)
-    provision.deploy_virtual(os.path.join(state_dir, "fs.img"), ks, terminal_id, **config)
+    deploy_virtual(os.path.join(state_dir, "fs.img"), ks, terminal_id, **config)
     return state_dir
 
 

@@ -71,7 +71,8 @@ def _issued_card(rng, balance):
     """A freshly issued card and the issuer keystore, both from `rng` (replayable)."""
     from card_schema.desfire_admin import DESFireAdmin
     from emulator.card import DESFireCard
-    from host_tools import cardops, keystore
+    from host_tools import keystore
+    from host_tools.cardoffice import cardops
 
     keys = {r: bytes(rng.getrandbits(8) for _ in range(16)) for r in keystore.ROLES}
     ks = {"issuer_id": 1, "keys": keys, "path": None}
@@ -124,7 +125,7 @@ def tearing_campaign(seed=1, drops=300, fare=FARE, heap="112K", plan=None):
     tally = {"drops": 0, "committed": 0, "not_committed": 0, "taps": 0, "synced": 0, "voided": 0}
     tally.update({m: 0 for m in MODES})
     with tempfile.TemporaryDirectory() as d:
-        from host_tools import store
+        from host_tools.backoffice import store
 
         state = os.path.join(d, "bus")
         db = store.open_store("sqlite:///" + os.path.join(d, "office.db"))
@@ -149,8 +150,8 @@ def tearing_campaign(seed=1, drops=300, fare=FARE, heap="112K", plan=None):
 def _sync_and_check(vb, db, ks, card, fare, issued, where):
     """Sync the terminal into the store and check the card's charges there (the card was issued
     at counter `issued`); returns the records pulled."""
-    from host_tools.link import SerialLink
-    from host_tools.sync import sync_terminal
+    from host_tools.fleet.link import SerialLink
+    from host_tools.fleet.sync import sync_terminal
 
     try:
         with SerialLink(vb.port) as link:
