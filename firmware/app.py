@@ -12,9 +12,36 @@ Tap, as APDUs to the card through the PN532:
   [journal the charge, durable] -> CommitTransaction -> "OK" on the display.
 
 Profiles: config.json "profile" names a module firmware/profile_<name>.py, imported at boot (only that
-one is in RAM). It prices the ride: `price(table, line, holder, now, trips, terminal_id)` -> (amount,
-trip flags) or (REPEAT | NO_FARE, 0), from the signed fare table and the card's newest trip records
-(`HISTORY` of them when the newest is not a ride: a top-up between two rides).
+one is in RAM). It prices the ride from the signed fare table and the card's newest trip records.
+The contract: the terminal looks the hooks and constants up once, when it starts (Terminal.on_key,
+on_idle, on_ok, on_done, history, wait_msg; a missing one is None or its default), reads `duration`
+at each journal record and calls own() only when price() says OWN:
+
+  required
+    PROFILE                 its code (card_schema.profile), written into trip and tap records
+    price(table, line, holder, now, trips, terminal_id)
+                            -> (amount in Rial >= 0, trip flags), or (code, 0) with a price code of
+                            card_schema.profile: REPEAT, NO_FARE, WAIT, OWN (below)
+  optional
+    HISTORY = 1             trip records a tap may read when the newest is not a ride (a top-up
+                            between two rides): `trips` holds up to that many, newest first
+    WAIT_MSG = msg.ENTER    what a tap shows while price() says WAIT
+    duration = 0            minutes the journal record carries (a module global the profile
+                            updates, read when journalling: parking)
+    setup(term)             once, when the terminal starts
+    key(term, k)            each key of the board's keypad (board.json ui.keypad), from the main loop
+    idle(term)              draws the idle screen (default: the line's fare)
+    ok(fare, flags) -> str  the first line after a charge (default: "OK  -<fare>")
+    done(term, amount)      after a committed charge (also one a lost commit answer left pending
+                            that the card's trip log shows committed)
+    own(term, uid, last, counter, now)
+                            the whole tap, when price() says OWN (after the card checks)
+
+What a profile may use of the terminal (`term`): the attributes config, table (the verified fare
+table or None), terminal_id, line, zone, card (the authenticated card session: card_schema.desfire),
+journal (full, unsynced...), and the methods show(line1, line2, sound), write_trip(...) and
+commit(...): a profile that changes the card stages its writes, then commit() journals and commits
+them in one step, durable first (see `commit`). Nothing else of Terminal is the profile's.
 
 Tables (card_schema/tariff.py): fares.bin, deny.bin, deny_delta.bin, signed blobs installed by
 firmware/install.py. Verified with keys.json "config" at boot and whenever the installed versions
@@ -28,15 +55,11 @@ terminal writes a trip record with FLAG_BLOCKED (amount 0, true balance, counter
 terminal refuses a card whose newest trip record carries it. The card office's next write (top-up or
 `card block`) replaces that mark: unblocking is the card office's decision.
 
-Profiles with a keypad or buttons (board.json ui.keypad) add `key(term, k)` (called for each key from
-the main loop), `idle(term)` (the idle screen) and `done(term, amount)` (after a committed charge, also
-one a lost commit answer left pending that the card's trip log shows committed); their price()
-answers -3 (WAIT) while nothing is entered: the tap is refused, nothing journalled. price() -4 (OWN)
-hands the tap, after the card checks, to the profile's `own(term, uid, last, counter, now)` (the POS
-refund: LimitedCredit + a refund trip record + a KIND_REFUND journal record, one transaction).
-
-A repeat tap (the profile says REPEAT: same card on this terminal within the table's `repeat` seconds)
-shows "Already paid" and the balance, and neither charges nor journals anything.
+Price codes: REPEAT (same card on this terminal within the table's `repeat` seconds) shows "Already
+paid" and the balance, and neither charges nor journals anything; NO_FARE shows "Out of service";
+WAIT (a keypad profile with nothing entered) refuses the tap, nothing journalled; OWN hands the tap,
+after the card checks, to the profile's own() (the POS refund: LimitedCredit + a refund trip record +
+a KIND_REFUND journal record, one transaction).
 
 The charge is journalled *before* the card commits: if power fails between the two, the journal holds a
 charge the card never committed, which the host sees (the card's counter did not advance) and voids;
@@ -73,6 +96,9 @@ _CI_HOLDER = const(1)  # = card_schema.citizen_host.CI_HOLDER
 
 
 class Terminal:
+    """One terminal: its board, config, journal, reader and the loaded profile (`prof`). What a profile
+    may use of it is listed in the module doc (the profile contract)."""
+
     def __init__(self, board, config, keys):
         self.board = board
         self.config = config
@@ -87,10 +113,16 @@ class Terminal:
         self.config_key = _unhex(keys["config"]) if keys.get("config") else None
         msg.setup(config)
         self.profile = config.get("profile", "bus")
-        self.prof = __import__("firmware.profile_" + self.profile, None, None, ("price",))
-        self.on_key = getattr(self.prof, "key", None) if board.keypad else None
+        # the profile, its optional hooks and constants (the contract: module doc), looked up once
+        p = self.prof = __import__("firmware.profile_" + self.profile, None, None, ("price",))
+        self.on_key = getattr(p, "key", None) if board.keypad else None
+        self.on_idle = getattr(p, "idle", None)
+        self.on_ok = getattr(p, "ok", None)
+        self.on_done = getattr(p, "done", None)
+        self.history = getattr(p, "HISTORY", 1)
+        self.wait_msg = getattr(p, "WAIT_MSG", msg.ENTER)
         self.zone = int(config.get("zone", 0))
-        setup = getattr(self.prof, "setup", None)
+        setup = getattr(p, "setup", None)
         if setup:
             setup(self)
         self.table = None
@@ -177,9 +209,8 @@ class Terminal:
         return -1
 
     def _idle(self):
-        idle = getattr(self.prof, "idle", None)
-        if idle:
-            return idle(self)
+        if self.on_idle:
+            return self.on_idle(self)
         t = self.table
         fare = t.get("fares", {}).get(str(self.line), t.get("default")) if t else None
         j = self.journal
@@ -193,6 +224,7 @@ class Terminal:
         self.show(_t(msg.IDLE), "" if fare is None else _money(fare))
 
     def show(self, line1, line2="", sound=None):
+        """Two lines on the display; `sound` "ok", "refused" or "error" also beeps and lights the LED."""
         self.board.display.show(line1, line2)
         if sound:
             self.board.buzzer.beep(sound)
@@ -343,7 +375,7 @@ class Terminal:
             self.show(_t(msg.PAID), _t(msg.BALANCE) + " " + _money(last[citizen.TR_BALANCE]), "ok")
             return
         if fare == _WAIT:
-            self.show(_t(getattr(prof, "WAIT_MSG", msg.ENTER)), "", "refused")
+            self.show(_t(self.wait_msg), "", "refused")
             return
         if fare == _OWN:  # e.g. the POS refund (firmware/profile_pos.py)
             prof.own(self, uid, last, counter, now)
@@ -370,17 +402,15 @@ class Terminal:
         counter += 1
         if fare:
             card.debit(citizen.FILE_PURSE, fare, desfire.MODE_ENC)
-        self._write_trip(counter, now, fare, new_balance, flags)
-        self._commit(uid, now, taprecord.KIND_CHARGE, counter, fare, new_balance)
-        ok = getattr(prof, "ok", None)
+        self.write_trip(counter, now, fare, new_balance, flags)
+        self.commit(uid, now, taprecord.KIND_CHARGE, counter, fare, new_balance)
         self.show(
-            ok(fare, flags) if ok else _t(msg.OK) + "  -" + _money(fare),
+            self.on_ok(fare, flags) if self.on_ok else _t(msg.OK) + "  -" + _money(fare),
             _t(msg.BALANCE) + " " + _money(new_balance),
             "ok",
         )
-        done = getattr(prof, "done", None)
-        if done:
-            done(self, fare)
+        if self.on_done:
+            self.on_done(self, fare)
 
     def _auth(self, uid):
         self.card.authenticate_aes(
@@ -397,7 +427,7 @@ class Terminal:
                 self._auth(uid)  # an error status ends the card's session
                 return None
             raise
-        n = min(getattr(self.prof, "HISTORY", 1), citizen.unpack_trip(raw)[citizen.TR_COUNTER]) - 1
+        n = min(self.history, citizen.unpack_trip(raw)[citizen.TR_COUNTER]) - 1
         if n <= 0 or citizen.unpack_trip(raw)[_TR_KIND] == citizen.TRIP_DEBIT:
             return raw
         try:
@@ -409,7 +439,9 @@ class Terminal:
             return raw
         return raw + more
 
-    def _write_trip(self, counter, now, amount, balance, flags, kind=citizen.TRIP_DEBIT):
+    def write_trip(self, counter, now, amount, balance, flags, kind=citizen.TRIP_DEBIT):
+        """Stage the card's new trip record (this terminal, line, stop, zone and profile; counter is
+        the new card transaction counter). Staged until commit()."""
         citizen.pack_trip_into(
             self._trip,
             counter,
@@ -431,14 +463,15 @@ class Terminal:
         card = self.card
         balance = card.get_value(citizen.FILE_PURSE, desfire.MODE_ENC)
         counter += 1
-        self._write_trip(counter, now, 0, balance, _FLAG_BLOCKED)
+        self.write_trip(counter, now, 0, balance, _FLAG_BLOCKED)
         self._journal(uid, now, taprecord.KIND_DENIED, _RESULT_DENYLIST, counter, 0, balance)
         card.commit_transaction()
 
-    def _commit(self, uid, now, kind, counter, amount, balance):
-        """Journal the staged card change (durable), then commit it on the card. Durable first:
-        a cut in between leaves a record the host can see (module doc). A lost commit answer leaves
-        the change pending until the same card comes back (_resolve_pending)."""
+    def commit(self, uid, now, kind, counter, amount, balance):
+        """Journal the staged card change (a taprecord KIND_* record, result OK; durable), then commit
+        it on the card. Durable first: a cut in between leaves a record the host can see (module
+        doc). A lost commit answer (pn532.CardGone, raised on) leaves the change pending until the
+        same card comes back (_resolve_pending)."""
         seq = self._journal(uid, now, kind, taprecord.RESULT_OK, counter, amount, balance)
         try:
             self.card.commit_transaction()
@@ -488,9 +521,9 @@ class Terminal:
                 _t(msg.BALANCE) + " " + _money(last[citizen.TR_BALANCE]),
                 "ok",
             )
-            done = getattr(self.prof, "done", None)
-            if done:  # the sale, share or refund is complete: the keypad profile clears it
-                done(self, a)
+            # the sale, share or refund is complete: the keypad profile clears it
+            if self.on_done:
+                self.on_done(self, a)
             return True
         # The card never committed: void the journalled charge, then charge afresh.
         self._journal(

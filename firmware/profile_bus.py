@@ -17,6 +17,7 @@ card's own trip log.
 
 `trips` are the card's newest records, newest first (citizen.TRIP_SIZE each; None for a new card).
 Loaded by firmware.app through config.json "profile" ("bus"): only the configured profile is in RAM.
+Contract (firmware/app.py's module doc): PROFILE, HISTORY, price(); no hooks.
 """
 
 from micropython import const

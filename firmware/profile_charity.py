@@ -3,6 +3,9 @@
 Buttons (board.json ui.keypad): "1".."n" choose the amounts of the fare table's "amounts" (Rial; or
 config.json "amounts" while no signed table is installed), "*" cancels. The choice stays until a
 donation commits or "*". A tap with nothing chosen is refused ("Choose an amount"), nothing journalled.
+
+Contract (firmware/app.py's module doc): PROFILE, HISTORY, WAIT_MSG, price() (WAIT while nothing is
+chosen), key(), idle(), done().
 """
 
 from micropython import const

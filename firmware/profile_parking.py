@@ -19,6 +19,9 @@ Fare table (per zone in "zones", or one rule for all):
 - prepaid (optional, per zone): minutes paid up front at tap in (the rule's charge for them, carried
   as the open record's amount); tap out charges the session by the rule minus what was prepaid:
   leaving early refunds nothing, an overstay pays the difference (an other-zone cap likewise).
+
+Contract (firmware/app.py's module doc): PROFILE, HISTORY, duration, setup(), price() (REPEAT for
+the same driver again at once), ok().
 """
 
 from micropython import const

@@ -16,6 +16,9 @@ LimitedCredit only up to its last debit, and once (DESFire value-file semantics)
 ("No sale to refund") changes nothing and journals nothing; the refund stays asked for the next tap.
 
 Fare table (optional): {"max": Rial, "refund": seconds}.
+
+Contract (firmware/app.py's module doc): PROFILE, HISTORY, price() (WAIT while nothing is armed,
+OWN for a confirmed refund), key(), idle(), own() (through term.write_trip and term.commit), done().
 """
 
 from micropython import const
@@ -102,8 +105,8 @@ def own(term, uid, last, counter, now):
     balance = card.get_value(citizen.FILE_PURSE, desfire.MODE_ENC) + amount
     card.debit(citizen.FILE_PURSE, amount, desfire.MODE_ENC, _LIMITED_CREDIT)
     counter += 1
-    term._write_trip(counter, now, amount, balance, 0, _TRIP_REFUND)
-    term._commit(uid, now, taprecord.KIND_REFUND, counter, amount, balance)
+    term.write_trip(counter, now, amount, balance, 0, _TRIP_REFUND)
+    term.commit(uid, now, taprecord.KIND_REFUND, counter, amount, balance)
     done(term, amount)
     term.show(
         msg.text(msg.REFUND) + "  +" + msg.money(amount),

@@ -11,6 +11,9 @@ key channel (the virtual board: `tapkit emulate press --meter 123000`; a taxi un
 the meter's UART under ui.taximeter). "F" starts a line (no key of the keypad sends it), digits up to
 "\n" or "\r" are the fare in Rial, other characters are skipped; a complete line arms the fare as "#"
 would, unless a split fare is partly paid (then it is ignored: the driver clears with "*" first).
+
+Contract (firmware/app.py's module doc): PROFILE, HISTORY, price() (WAIT while nothing is armed),
+key(), idle(), done().
 """
 
 from micropython import const

@@ -46,7 +46,7 @@ class Term:
     def show(self, a, b="", sound=None):
         self.shown.append([a, b, sound])
 
-    def _write_trip(self, counter, now, amount, balance, flags, kind=1):
+    def write_trip(self, counter, now, amount, balance, flags, kind=1):
         self.log.append(["trip", counter, amount, balance, kind])
 
     def _journal(self, uid, now, kind, result, counter, amount, balance):
@@ -54,7 +54,7 @@ class Term:
         return 77
 
     # the terminal's real journal-then-commit step (firmware/app.py), on this fake terminal
-    _commit = Terminal._commit
+    commit = Terminal.commit
 
 
 for name, keys, rec, table, _ in cases:
