@@ -1,6 +1,7 @@
 """`python -m bench [SECTION ...] [--json]`: run the bench sections, print the table or one JSON object.
 
-The table is rendered here and only here (rich); `tapkit bench` runs this same main().
+The table is rendered by the CLI's output module (host_tools/cli/output.py, the one place that imports
+rich); `tapkit bench` runs this from a source checkout.
 """
 
 import json
@@ -9,31 +10,13 @@ import sys
 import bench
 
 
-def _value(r):
-    if r["value"] is None:
-        return "-"
-    v = "%d" % r["value"] if isinstance(r["value"], int) else repr(r["value"])
-    return "%s %s" % (v, r["unit"]) if r["unit"] else v
-
-
-def render(result, console=None):
-    """The bench table of a bench.run() result: one row per measure, a rule between sections."""
-    from rich.console import Console
-    from rich.table import Table
+def render(result):
+    """Print the bench table of a bench.run() result (the CLI's output module renders it)."""
+    from host_tools.cli.output import console, measures_table
 
     taps = result.get("tap", {}).get("taps")
     title = "tapkit bench" + (" (median of %d taps)" % len(taps) if taps else "")
-    t = Table(title=title)
-    t.add_column("measure")
-    t.add_column("value", justify="right")
-    t.add_column("note")
-    section = None
-    for r in result["rows"]:
-        if section is not None and r["section"] != section:
-            t.add_section()
-        section = r["section"]
-        t.add_row(r["name"], _value(r), r["note"])
-    (console or Console()).print(t)
+    console().print(measures_table(title, result["rows"]))
 
 
 def main(argv=None, prog="python -m bench"):

@@ -11,15 +11,25 @@ from it, one error boundary (errors.py), one output module (output.py).
     tapkit sync --port /dev/pts/5 --db sqlite:///taps.db
     tapkit report --db sqlite:///taps.db
     tapkit demo
+    tapkit bench journal                          # from a source checkout: bench/
 
 `main(argv)` returns the exit code and is callable from tests. Errors are one line on stderr.
 """
 
 import argparse
 
-from host_tools.cli import backoffice, card, demo, emulate, errors, fleet, keys, tariff
+from host_tools.cli import backoffice, bench, card, demo, emulate, errors, fleet, keys, tariff
 
-AREAS = (keys, card, emulate, fleet, backoffice, tariff, demo)  # the order of `tapkit --help`
+AREAS = (
+    keys,
+    card,
+    emulate,
+    fleet,
+    backoffice,
+    tariff,
+    demo,
+    bench,
+)  # the order of `tapkit --help`
 
 
 def commands():

@@ -2,6 +2,7 @@
 
 con = console()                         # stdout (stderr=True: stderr), 120 columns off a terminal
 con.print(table("card", ["field", "value"], rows))
+con.print(measures_table("tapkit bench", rows))   # rows {section, name, value, unit, note}
 print_json(obj)                         # what every command prints with --json
 show = sync_progress(); show(done, total)
 with FlashProgress(ports) as bars: say = bars(port); say("copy /main.py", 1, 30)
@@ -46,6 +47,26 @@ def table(title, columns, rows, right=None):
         t.add_column(c, justify="right" if r else "left")
     for r in rows:
         t.add_row(*[str(x) for x in r])
+    return t
+
+
+def measures_table(title, rows):
+    """A table of measure rows {section, name, value, unit, note} (the bench's convention: bench/),
+    a rule between sections; a value of None is "-"."""
+    from rich.table import Table
+
+    t = Table(title=title)
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    t.add_column("note")
+    section = None
+    for r in rows:
+        if section is not None and r["section"] != section:
+            t.add_section()
+        section = r["section"]
+        v = r["value"]
+        v = "-" if v is None else "%d" % v if isinstance(v, int) else repr(v)
+        t.add_row(r["name"], "%s %s" % (v, r["unit"]) if r["unit"] and v != "-" else v, r["note"])
     return t
 
 

@@ -1,0 +1,40 @@
+"""The bench (bench/, not installed) through `tapkit bench`: one row shape, one JSON object, and one
+clear line where there is no source checkout."""
+
+import json
+import subprocess
+import sys
+
+from host_tools.cli import app
+from host_tools.cli import bench as cli_bench
+
+ROW_KEYS = {"section", "name", "value", "unit", "note"}
+
+
+def test_tapkit_bench_runs_a_section_of_the_checkout(capfd):
+    assert app.main(["bench", "heap", "--json"]) == 0
+    out = json.loads(capfd.readouterr().out)
+    assert out["sections"] == ["heap"]
+    assert all(set(r) == ROW_KEYS and r["section"] == "heap" for r in out["rows"])
+    heap = out["heap"]
+    assert heap["total"] == sum(heap["modules"].values())
+    assert out["rows"][0]["value"] == heap["total"] and out["rows"][0]["unit"] == "B"
+    assert "firmware.app" in heap["modules"]
+
+
+def test_tapkit_bench_without_a_checkout_says_so(monkeypatch, capsys):
+    monkeypatch.setattr(cli_bench, "checkout", lambda: None)
+    assert app.main(["bench"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs a source checkout" in err
+
+
+def test_an_unknown_section_is_one_line_and_exit_2():
+    p = subprocess.run(
+        [sys.executable, "-m", "bench", "nonsense"],
+        cwd=cli_bench.checkout(),
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip().endswith("(sections: tap, heap, tearing, sync, journal, profiles)")
