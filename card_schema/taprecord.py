@@ -4,7 +4,7 @@ Layout (little endian, `_FMT`):
 
     off  size  field
       0     1  version (1)
-      1     1  kind      1 charge, 2 refused, 3 denied, 4 void, 5 error, 6 refund
+      1     1  kind      1 charge, 2 refused, 3 denied, 4 void, 5 error, 6 refund, 7 confirm
       2     1  result    reason code (RESULT_*)
       3     1  profile   terminal profile (card_schema.profile)
       4     4  seq       terminal sequence number, never repeats
@@ -13,7 +13,7 @@ Layout (little endian, `_FMT`):
      16     7  uid       card UID (7 bytes; zero when no card was read)
      23     1  zone
      24     4  counter   card transaction counter after this tap (0 when unknown)
-     28     4  amount    Rial charged (void: the seq it voids)
+     28     4  amount    Rial charged (void, confirm: the seq it voids, confirms)
      32     4  balance   balance after, Rial (signed; -1 when unknown)
      36     2  line
      38     2  stop
@@ -47,14 +47,14 @@ GENESIS_MAC = b"\x00" * 8
 
 FMT = "<BBBBIII7sBIIiHHHHH6s"  # the body, bytes 0..51 (card_schema.taprecord_host decodes with it)
 
-# kind (5 error: see card_schema.taprecord_host)
+# kind (5 error, 7 confirm: see card_schema.taprecord_host)
 KIND_CHARGE = const(1)
 KIND_REFUSED = const(2)
 KIND_DENIED = const(3)
 KIND_VOID = const(4)
 KIND_REFUND = const(6)  # a POS refund of the card's last sale: amount given back, new balance
 
-# result (2 deny-list, 6 card error, 7 foreign: see card_schema.taprecord_host)
+# result (2 deny-list, 6 card error, 7 foreign, 8-11: see card_schema.taprecord_host)
 RESULT_OK = const(0)
 RESULT_INSUFFICIENT = const(1)
 RESULT_BLOCKED = const(3)

@@ -16,11 +16,21 @@ from card_schema.taprecord import BODY, FMT, GENESIS_MAC, VERSION, crc_ok, mac_o
 
 # codes the terminal firmware does not write itself (the others are in card_schema.taprecord)
 KIND_ERROR = 5
-KIND_NAMES = ("", "charge", "refused", "denied", "void", "error", "refund")
+# A charge (or refund) journalled before CommitTransaction is *confirmed* by a later record of the
+# same terminal of kind CONFIRM whose `amount` names the confirmed seq (as a VOID names the voided
+# seq); its result says how the terminal knows: RESULT_COMMIT_ANSWER (the card's MACed answer to
+# CommitTransaction) or RESULT_TRIP_LOG (the card's own trip log, read when it came back). A charge
+# neither confirmed nor voided is *unconfirmed* (docs/architecture.md "Pending charges").
+KIND_CONFIRM = 7
+KIND_NAMES = ("", "charge", "refused", "denied", "void", "error", "refund", "confirm")
 
 RESULT_DENYLIST = 2
 RESULT_CARD_ERROR = 6
 RESULT_FOREIGN = 7
+RESULT_COMMIT_ANSWER = 8  # CONFIRM: the card answered CommitTransaction (MAC verified)
+RESULT_TRIP_LOG = 9  # CONFIRM or VOID: the card's trip log says whether the commit happened
+RESULT_NOT_SENT = 10  # VOID: the CommitTransaction frame was never sent (no charge possible)
+RESULT_ROLLBACK = 11  # DENIED: the card's counter/balance went back (a restored image or a clone)
 RESULT_NAMES = (
     "ok",
     "insufficient",
@@ -30,6 +40,10 @@ RESULT_NAMES = (
     "removed",
     "card-error",
     "foreign",
+    "commit-answer",
+    "trip-log",
+    "not-sent",
+    "rollback",
 )
 
 # tuple indexes of unpack()
