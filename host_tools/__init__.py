@@ -8,3 +8,10 @@ class TapkitError(Exception):
     """Any error a user should see as one clear line (the CLI prints str(e) and exits non-zero)."""
 
     exit_code = 1
+
+
+class UsageError(TapkitError):
+    """The command line itself is wrong (a missing or contradictory option): exit code 2, like
+    argparse's own usage errors."""
+
+    exit_code = 2

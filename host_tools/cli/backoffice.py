@@ -3,16 +3,13 @@
 import sys
 import time
 
-from host_tools import keystore
-from host_tools.backoffice import report as report_mod
-from host_tools.backoffice import store as store_mod
-from host_tools.cli.output import console, money, print_json, table
-from host_tools.cli.spec import DB, KEYSTORE, Command, arg
-from host_tools.fleet import tables
+from host_tools.cli.output import console, money, print_json, print_jsonl, table
+from host_tools.cli.spec import DB, KEYSTORE, TABLE_KIND, Command, arg
 
 
 # --- serve / publish ----------------------------------------------------------------------------
 def serve(a):
+    from host_tools import keystore
     from host_tools.backoffice.ingest import Ingest
     from host_tools.backoffice.server import ServeError, make_server, parse_listen, parse_ranges
 
@@ -27,6 +24,8 @@ def serve(a):
     h, p = srv.server_address[:2]
     sys.stderr.write(f"tapkit serve: listening on http://{h}:{p} (store {a.db})\n")
     sys.stderr.flush()
+    if a.json:  # one JSON Lines event, so a supervisor learns the bound port (--listen HOST:0)
+        print_jsonl({"event": "listening", "url": f"http://{h}:{p}", "host": h, "port": p})
     try:
         srv.serve_forever(poll_interval=0.2)
     finally:
@@ -38,6 +37,9 @@ def serve(a):
 def publish(a):
     # the same JSON files as `tapkit tariff sign`, checked the same way: a table the terminals
     # would refuse is refused here, with the reason
+    from host_tools.backoffice import store as store_mod
+    from host_tools.fleet import tables
+
     payload = tables.payload_from_file(a.kind, a.file)
     with store_mod.open_store(a.db) as db:
         new = db.put_config(tables.KINDS[a.kind], a.version, payload)
@@ -54,6 +56,10 @@ def publish(a):
 
 # --- report -------------------------------------------------------------------------------------
 def report(a):
+    from host_tools import keystore
+    from host_tools.backoffice import report as report_mod
+    from host_tools.backoffice import store as store_mod
+
     ks = keystore.load(a.keystore) if a.keystore else None
     db = store_mod.open_store(a.db)
     try:
@@ -206,7 +212,12 @@ COMMANDS = (
         "HTTP ingest for terminals uploading over Wi-Fi",
         (
             DB,
-            arg("--listen", default="127.0.0.1:8080", help="HOST:PORT"),
+            arg(
+                "--listen",
+                default="127.0.0.1:8080",
+                metavar="HOST:PORT",
+                help="address to listen on (0.0.0.0:8080: every interface; port 0: any free one)",
+            ),
             KEYSTORE,
             arg(
                 "--terminals",
@@ -214,14 +225,15 @@ COMMANDS = (
                 help="terminal ids accepted, e.g. 1001-1999,2005 (terminals in the store always are)",
             ),
         ),
+        json="lines",
     ),
     Command(
         ("publish",),
         publish,
         "publish a fare table or deny list for sync and serve",
         (
-            arg("--kind", choices=sorted(tables.KINDS), required=True),
-            arg("--version", type=int, required=True),
+            TABLE_KIND,
+            arg("--version", type=int, required=True, help="the table's version number"),
             DB,
             arg("file", help="the payload (card_schema/tariff.py format)"),
         ),
@@ -232,8 +244,17 @@ COMMANDS = (
         "revenue, refusals and reconciliation",
         (
             DB,
-            arg("--keystore", help="also re-verify every stored MAC chain with it"),
-            arg("--tz", type=int, default=0, help="seconds east of UTC for the days (12600)"),
+            arg(
+                "--keystore",
+                metavar="FILE",
+                help="issuer keystore: also re-verify every stored MAC chain with it",
+            ),
+            arg(
+                "--tz",
+                type=int,
+                default=0,
+                help="seconds east of UTC for the days (Tehran: 12600)",
+            ),
         ),
     ),
 )

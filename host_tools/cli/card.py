@@ -3,14 +3,14 @@
 import sys
 import time
 
-from host_tools import TapkitError, keystore
-from host_tools.cardoffice import cardops
+from host_tools import UsageError
 from host_tools.cli.output import console, print_json, table, when
-from host_tools.cli.spec import KEYSTORE, Command, arg
+from host_tools.cli.spec import KEYSTORE, Command, arg, lazy_choices
 
 
 def _session(a):
     from card_schema.desfire_admin import DESFireAdmin
+    from host_tools import keystore
     from host_tools.cardoffice.readers import open_reader
 
     ks = keystore.load(a.keystore)
@@ -30,18 +30,19 @@ def _session(a):
     return ks, reader, DESFireAdmin(reader.transceive, wrapped=True, trace=trace)
 
 
-def _holder(name):
+def _holders():
     from card_schema import citizen_host
 
-    try:
-        return citizen_host.HOLDER_NAMES.index(name)
-    except ValueError:
-        raise TapkitError(
-            "unknown holder type %r: use one of %s" % (name, ", ".join(citizen_host.HOLDER_NAMES))
-        )
+    return citizen_host.HOLDER_NAMES
+
+
+def _holder(name):
+    return list(_holders()).index(name)  # argparse checked it
 
 
 def issue(a):
+    from host_tools.cardoffice import cardops
+
     ks, reader, df = _session(a)
     with reader:
         now = int(time.time())
@@ -61,7 +62,9 @@ def issue(a):
 
 def topup(a):
     if a.amount <= 0:
-        raise TapkitError("--amount must be a positive number of Rial")
+        raise UsageError("--amount must be a positive number of Rial")
+    from host_tools.cardoffice import cardops
+
     ks, reader, df = _session(a)
     with reader:
         cardops.topup(df, ks, reader.uid, a.amount, now=int(time.time()))
@@ -70,6 +73,8 @@ def topup(a):
 
 
 def show(a):
+    from host_tools.cardoffice import cardops
+
     ks, reader, df = _session(a)
     with reader:
         info = cardops.show(df, ks, reader.uid)
@@ -77,6 +82,8 @@ def show(a):
 
 
 def block(a):
+    from host_tools.cardoffice import cardops
+
     ks, reader, df = _session(a)
     with reader:
         res = cardops.block(df, ks, reader.uid, blocked=a.sub == "block")
@@ -96,6 +103,8 @@ def block(a):
 
 
 def refund(a):
+    from host_tools.cardoffice import cardops
+
     ks, reader, df = _session(a)
     with reader:
         res = cardops.refund(df, ks, reader.uid, now=int(time.time()))
@@ -162,7 +171,7 @@ _ON_A_READER = (
         help="pcsc[:NAME] | nfc:usb | nfc:udp[:HOST:PORT] | emulator:CARDFILE",
     ),
     KEYSTORE,
-    arg("--trace", action="store_true", help="print every APDU"),
+    arg("--trace", action="store_true", help="print every APDU on stderr"),
 )
 
 GROUPS = {"card": "card office: issue, top up, show, block, refund"}
@@ -173,17 +182,24 @@ COMMANDS = (
         "personalise a blank card",
         _ON_A_READER
         + (
-            arg("--holder", default="adult"),
-            arg("--balance", type=int, default=0, help="initial balance in Rial"),
-            arg("--card-no", type=int, default=0),
-            arg("--valid-days", type=int, default=5 * 365),
+            arg(
+                "--holder",
+                default="adult",
+                choices=lazy_choices(_holders),
+                metavar="TYPE",
+                help="%(choices)s",
+            ),
+            arg("--balance", type=int, default=0, metavar="RIAL", help="initial balance in Rial"),
+            arg("--card-no", type=int, default=0, metavar="N", help="the number printed on it"),
+            arg("--valid-days", type=int, default=5 * 365, metavar="DAYS", help="valid for"),
         ),
     ),
     Command(
         ("card", "topup"),
         topup,
         "credit a card (credit key)",
-        _ON_A_READER + (arg("--amount", type=int, required=True, help="Rial"),),
+        _ON_A_READER
+        + (arg("--amount", type=int, required=True, metavar="RIAL", help="Rial to add"),),
     ),
     Command(("card", "show"), show, "holder, balance, last trips", _ON_A_READER),
     Command(

@@ -5,11 +5,12 @@ import json
 from host_tools.cli.backoffice import render_report
 from host_tools.cli.fleet import sync_table
 from host_tools.cli.output import console, sync_progress, table
-from host_tools.cli.spec import Command, arg
-from host_tools.sim import demo as demo_mod
+from host_tools.cli.spec import HEAP, Command, arg
 
 
 def demo(a):
+    from host_tools.sim import demo as demo_mod
+
     # with --json the story goes to stderr and stdout carries only the JSON
     con = console(stderr=a.json)
     rep = None
@@ -82,7 +83,10 @@ COMMANDS = (
         ("demo",),
         demo,
         "the virtual fleet, end to end",
-        (arg("--dir", default="demo-run"), arg("--heap", default="112K")),
+        (
+            arg("--dir", default="demo-run", help="where the run's cards, boards and store go"),
+            HEAP,
+        ),
     ),
 )
 GROUPS = {}

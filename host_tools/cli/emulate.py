@@ -5,13 +5,9 @@ import json
 import os
 import time
 
-from card_schema import profile_host
-from host_tools import TapkitError, keystore
-from host_tools.cli.output import print_json
-from host_tools.cli.spec import KEYSTORE, Command, arg
-from host_tools.sim import virtual
-
-PROFILES = profile_host.PROFILES  # firmware/profile_<name>.py
+from host_tools import TapkitError, UsageError
+from host_tools.cli.output import print_json, print_jsonl
+from host_tools.cli.spec import HEAP, KEYSTORE, Command, arg, profile
 
 
 def card(a):
@@ -32,15 +28,24 @@ def card(a):
     bridge = VPCDBridge(c, host or "127.0.0.1", int(port or 35963))
     bridge.connect()
     banner = "serving card %s (UID %s) to vpcd at %s" % (a.cardfile, c.uid.hex().upper(), a.vpcd)
-    return _serve(bridge, banner)
+    event = {"event": "serving", "card": a.cardfile, "uid": c.uid.hex().upper(), "vpcd": a.vpcd}
+    return _serve(a, bridge, banner, event)
 
 
-def _serve(server, banner):
-    print(banner + "; Ctrl-C to take it away", flush=True)
+def _serve(a, server, banner, event):
+    """Serve until Ctrl-C: a banner, or with --json the JSON Lines events serving and stopped."""
+    if a.json:
+        print_jsonl(event)
+    else:
+        print(banner + "; Ctrl-C to take it away", flush=True)
     try:
         server.serve_forever()
+    except KeyboardInterrupt:  # taking the card away is how this command ends
+        pass
     finally:
         server.stop()
+    if a.json:
+        print_jsonl({"event": "stopped", "card": a.cardfile})
     return 0
 
 
@@ -53,9 +58,16 @@ def _card_udp(a, c):
     except (OSError, ValueError) as e:
         raise TapkitError("cannot serve on UDP %s: %s" % (a.udp, e))
     return _serve(
+        a,
         srv,
         "serving card %s (UID %s) to nfcpy on udp:%s:%d (--reader nfc:udp:%s:%d)"
         % (a.cardfile, c.uid.hex().upper(), srv.host, srv.port, srv.host, srv.port),
+        {
+            "event": "serving",
+            "card": a.cardfile,
+            "uid": c.uid.hex().upper(),
+            "reader": "nfc:udp:%s:%d" % (srv.host, srv.port),
+        },
     )
 
 
@@ -81,16 +93,23 @@ def _board_config(a):
         if v is not None:
             over[k] = v
     over.setdefault("profile", "bus")
-    if over["profile"] not in PROFILES:
-        raise TapkitError("unknown profile %r: one of %s" % (over["profile"], ", ".join(PROFILES)))
+    from card_schema import profile_host
+
+    if over["profile"] not in profile_host.PROFILES:
+        raise TapkitError(  # --profile is checked by argparse: this one came from --config
+            "unknown profile %r: one of %s" % (over["profile"], ", ".join(profile_host.PROFILES))
+        )
     over.setdefault("fare", 25000)
     over.setdefault("line", 1)
     return over
 
 
 def board(a):
+    from card_schema import profile_host
     from emulator.vboard import VirtualBoard
+    from host_tools import keystore
     from host_tools.fleet import tables
+    from host_tools.sim import virtual
 
     ks = keystore.load(a.keystore)
     over = _board_config(a)
@@ -103,30 +122,57 @@ def board(a):
     fs = os.path.join(a.state, "fs.img")
     os.makedirs(a.state, exist_ok=True)
     virtual.deploy_virtual(fs, ks, a.terminal_id, fares=fares, deny=deny, **over)
-    vb = VirtualBoard(a.state, heap=a.heap, echo=lambda ln: print(ln, flush=True))
+    if a.json:  # JSON Lines: running, then every line the terminal shows, then stopped
+
+        def echo(ln):
+            print_jsonl({"event": "display", "line": ln})
+
+    else:
+
+        def echo(ln):
+            print(ln, flush=True)
+
+    vb = VirtualBoard(a.state, heap=a.heap, echo=echo)
     vb.start()
-    print(
-        "virtual terminal %d (%s) running: serial port %s  (state %s)"
-        % (a.terminal_id, over["profile"], vb.port, a.state),
-        flush=True,
-    )
-    print("tap a card:  tapkit emulate tap --board %s CARDFILE" % a.state, flush=True)
-    if over["profile"] in profile_host.KEYPAD:
-        print("press keys:  tapkit emulate press --board %s KEYS" % a.state, flush=True)
+    if a.json:
+        print_jsonl(
+            {
+                "event": "running",
+                "terminal_id": a.terminal_id,
+                "profile": over["profile"],
+                "port": vb.port,
+                "state": a.state,
+            }
+        )
+    else:
+        print(
+            "virtual terminal %d (%s) running: serial port %s  (state %s)"
+            % (a.terminal_id, over["profile"], vb.port, a.state),
+            flush=True,
+        )
+        print("tap a card:  tapkit emulate tap --board %s CARDFILE" % a.state, flush=True)
+        if over["profile"] in profile_host.KEYPAD:
+            print("press keys:  tapkit emulate press --board %s KEYS" % a.state, flush=True)
     try:
         while vb.alive:
             time.sleep(0.5)
         raise TapkitError(
             "the firmware exited (code %s); see %s/display.log" % (vb.proc.poll(), a.state)
         )
-    except KeyboardInterrupt:
-        print("stopping virtual terminal %d" % a.terminal_id, flush=True)
-        return 0
+    except KeyboardInterrupt:  # stopping the terminal is how this command ends
+        pass
     finally:
         vb.stop()
+    if a.json:
+        print_jsonl({"event": "stopped", "terminal_id": a.terminal_id})
+    else:
+        print("stopped virtual terminal %d" % a.terminal_id, flush=True)
+    return 0
 
 
 def tap(a):
+    from host_tools.sim import virtual
+
     r = virtual.tap(a.board, a.cardfile, timeout=a.timeout)
     if a.json:
         print_json(r)
@@ -139,10 +185,12 @@ def press(a):
     keys = a.keys or ""
     if a.meter is not None:
         if a.meter <= 0:
-            raise TapkitError("--meter: the taximeter's fare in Rial, > 0")
+            raise UsageError("--meter: the taximeter's fare in Rial, > 0")
         keys += "FARE %d\n" % a.meter  # the taximeter's line (firmware/profile_taxi.py)
     if not keys:
-        raise TapkitError("nothing to press: give KEYS or --meter RIAL")
+        raise UsageError("nothing to press: give KEYS or --meter RIAL")
+    from host_tools.sim import virtual
+
     r = virtual.press(a.board, keys)
     if a.json:
         print_json(r)
@@ -152,7 +200,8 @@ def press(a):
     return 0
 
 
-_BOARD = arg("--board", required=True, help="the board's state directory")
+_BOARD = arg("--board", required=True, metavar="STATE", help="the running board's state directory")
+CARDFILE = arg("cardfile", help="an emulated card's file (tapkit emulate card FILE --new)")
 
 GROUPS = {"emulate": "emulated cards and virtual terminals"}
 COMMANDS = (
@@ -161,13 +210,19 @@ COMMANDS = (
         card,
         "serve a card file to pcscd through vpcd",
         (
-            arg("cardfile"),
+            CARDFILE,
             arg("--new", action="store_true", help="create a blank card file first"),
-            arg("--vpcd", default="127.0.0.1:35963"),
+            arg(
+                "--vpcd",
+                default="127.0.0.1:35963",
+                metavar="HOST:PORT",
+                help="where pcscd's vpcd driver listens",
+            ),
             arg(
                 "--udp", metavar="[HOST:]PORT", help="serve to nfcpy's udp driver instead of vpcd"
             ),
         ),
+        json="lines",
     ),
     Command(
         ("emulate", "board"),
@@ -176,25 +231,35 @@ COMMANDS = (
         (
             arg("--state", default="run/bus-1", help="the board's state directory"),
             KEYSTORE,
-            arg("--terminal-id", type=int, default=1001),
-            arg("--profile", help="bus (default), taxi, parking, pos or charity"),
+            arg("--terminal-id", type=int, default=1001, metavar="ID", help="its identity"),
+            profile("%(choices)s (default: bus)"),
             arg("--config", metavar="FILE.json", help="more config.json keys (zone, amounts...)"),
             arg("--fares", metavar="FILE.json", help="fare table, signed for this terminal"),
             arg("--deny", metavar="FILE.json", help="deny list {UID hex: refuse|block}"),
-            arg("--fare", type=int, help="flat fare in Rial (no fare table; default 25000)"),
-            arg("--line", type=int, help="line number (taxi: the car's number)"),
-            arg("--stop", type=int),
+            arg(
+                "--fare",
+                type=int,
+                metavar="RIAL",
+                help="flat fare in Rial, when there is no fare table (default: 25000)",
+            ),
+            arg("--line", type=int, help="line number (taxi: the car's number; default: 1)"),
+            arg("--stop", type=int, help="stop number"),
             arg("--zone", type=int, help="parking zone"),
-            arg("--lang", choices=("en", "fa")),
-            arg("--unit", choices=("rial", "toman"), help="display unit"),
-            arg("--heap", default="112K"),
+            arg("--lang", choices=("en", "fa"), help="display language (default: en)"),
+            arg("--unit", choices=("rial", "toman"), help="display unit (default: rial)"),
+            HEAP,
         ),
+        json="lines",
     ),
     Command(
         ("emulate", "tap"),
         tap,
         "tap a card file on a running virtual terminal",
-        (_BOARD, arg("cardfile"), arg("--timeout", type=float, default=15.0)),
+        (
+            _BOARD,
+            CARDFILE,
+            arg("--timeout", type=float, default=15.0, help="seconds to wait for the terminal"),
+        ),
     ),
     Command(
         ("emulate", "press"),

@@ -3,31 +3,31 @@
 import sys
 import time
 
-from host_tools import keystore
+from host_tools import UsageError
 from host_tools.cli.output import FlashProgress, console, print_json, sync_progress, table
-from host_tools.cli.spec import DB, KEYSTORE, PORT, Command, arg
-from host_tools.fleet import diag as diag_mod
-from host_tools.fleet import esp32, ports
-from host_tools.fleet.flash import FlashError, flash_board, flash_many
+from host_tools.cli.spec import DB, KEYSTORE, Command, arg, port, port_list, profile
 
 
 # --- sync ---------------------------------------------------------------------------------------
 def sync(a):
+    from host_tools import keystore
     from host_tools.backoffice import store
+    from host_tools.fleet import ports
     from host_tools.fleet.link import SerialLink
     from host_tools.fleet.sync import sync_terminal
 
+    where = ports.resolve_port(a.port)
     ks = keystore.load(a.keystore)
     db = store.open_store(a.db)
     try:
-        with SerialLink(a.port, baud=a.baud) as link:
+        with SerialLink(where, baud=a.baud) as link:
             summary = sync_terminal(link, db, ks, progress=None if a.json else sync_progress())
     finally:
         db.close()
     if a.json:
         print_json(summary)
     else:
-        console().print(sync_table(a.port, summary))
+        console().print(sync_table(where, summary))
     return 0
 
 
@@ -37,18 +37,23 @@ def sync_table(port, summary):
 
 # --- flash --------------------------------------------------------------------------------------
 def flash(a):
+    from host_tools import keystore
+    from host_tools.fleet import esp32, ports
+    from host_tools.fleet.flash import FlashError, flash_board, flash_many
+
     over = {
         k: v
         for k, v in (("profile", a.profile), ("fare", a.fare), ("line", a.line), ("stop", a.stop))
         if v is not None
     }
-    found = list(a.port or [])
-    if a.all and not found:
+    if a.all:
+        if a.port:
+            raise UsageError("give --port or --all, not both")
         found = ports.find_ports()
         if not found:
             raise FlashError("no reader connected (no CP210x/CH340/FTDI/ESP32 USB serial port)")
-    if not found:
-        raise FlashError("give --port PORT (or --all)")
+    else:
+        found = [ports.resolve_port(p) for p in port_list(a)]
     if a.firmware_image:
         import importlib.util
         import subprocess
@@ -104,6 +109,9 @@ def flash(a):
 
 # --- diag ---------------------------------------------------------------------------------------
 def diag(a):
+    from host_tools.fleet import diag as diag_mod
+    from host_tools.fleet import ports
+
     port = ports.resolve_port(a.port)
     if a.watch:
         try:
@@ -124,6 +132,8 @@ def diag(a):
 
 def _watch(port, count, timeout, out=None):
     """Print each tap as the terminal journals it; returns how many were seen."""
+    from host_tools.fleet import diag as diag_mod
+
     out = out or sys.stdout
     seen = 0
     for event, d in diag_mod.watch(port, count=count, timeout=timeout):
@@ -149,29 +159,40 @@ def _watch(port, count, timeout, out=None):
     return seen
 
 
+BAUD = arg("--baud", type=int, default=115200, help="serial speed (a USB CDC port ignores it)")
+
 COMMANDS = (
     Command(
         ("sync",),
         sync,
         "pull taps from a terminal over USB serial",
-        (PORT, DB, KEYSTORE, arg("--baud", type=int, default=115200)),
+        (port(), DB, KEYSTORE, BAUD),
     ),
     Command(
         ("flash",),
         flash,
         "write firmware and a terminal's identity over USB",
         (
-            arg("--port", action="append", help="serial port (repeat for several)"),
+            port(many=True),
             arg("--all", action="store_true", help="every connected reader, in parallel"),
-            arg("--board", default="esp32-devkitc", help="board file under boards/"),
-            arg("--terminal-id", type=int, help="identity (first free id with --all)"),
-            arg("--profile"),
-            arg("--fare", type=int, help="flat fare in Rial"),
-            arg("--line", type=int),
-            arg("--stop", type=int),
+            arg("--board", default="esp32-devkitc", help="board definition (boards/NAME)"),
+            arg(
+                "--terminal-id",
+                type=int,
+                metavar="ID",
+                help="the terminal's identity (with --all: the first id, counting up)",
+            ),
+            profile("%(choices)s (default: the board's)"),
+            arg("--fare", type=int, metavar="RIAL", help="flat fare in Rial"),
+            arg("--line", type=int, help="line number (taxi: the car's number)"),
+            arg("--stop", type=int, help="stop number"),
             KEYSTORE,
             arg("--force", action="store_true", help="change identity despite unsynced taps"),
-            arg("--firmware-image", help="write this MicroPython image with esptool first"),
+            arg(
+                "--firmware-image",
+                metavar="FILE.bin",
+                help="write this MicroPython image with esptool first",
+            ),
         ),
     ),
     Command(
@@ -179,11 +200,12 @@ COMMANDS = (
         diag,
         "one screen about a terminal on the USB cable",
         (
-            arg("--port", default="auto", help="serial port, or auto (the only reader)"),
+            port(),
             arg("--watch", action="store_true", help="show taps live as they happen"),
             arg("--count", type=int, default=0, help="--watch: stop after N taps"),
             arg("--timeout", type=float, default=0.0, help="--watch: stop after N seconds"),
         ),
+        json="watch",
     ),
 )
 GROUPS = {}

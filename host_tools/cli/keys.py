@@ -2,12 +2,13 @@
 
 import os
 
-from host_tools import keystore
 from host_tools.cli.output import print_json
 from host_tools.cli.spec import KEYSTORE, Command, arg
 
 
 def init(a):
+    from host_tools import keystore
+
     ks = keystore.init(a.keystore, issuer_id=a.issuer_id)
     res = {
         "keystore": os.path.abspath(a.keystore),
@@ -30,6 +31,9 @@ COMMANDS = (
         ("keys", "init"),
         init,
         "create issuer master keys (file 0600, never overwritten)",
-        (KEYSTORE, arg("--issuer-id", type=int, default=1)),
+        (
+            KEYSTORE,
+            arg("--issuer-id", type=int, default=1, metavar="N", help="the card issuer's id"),
+        ),
     ),
 )

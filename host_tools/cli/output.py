@@ -3,8 +3,10 @@
 con = console()                         # stdout (stderr=True: stderr), 120 columns off a terminal
 con.print(table("card", ["field", "value"], rows))
 con.print(measures_table("tapkit bench", rows))   # rows {section, name, value, unit, note}
-print_json(obj)                         # what every command prints with --json
+print_json(obj)                         # what a json="object" command prints with --json
+print_jsonl(obj)                        # one event of a json="lines" command (--watch, servers)
 show = sync_progress(); show(done, total)
+end_line()                              # Ctrl-C or an error: end an open progress line first
 with FlashProgress(ports) as bars: say = bars(port); say("copy /main.py", 1, 30)
 """
 
@@ -17,13 +19,38 @@ import time
 def console(stderr=False, width=None):
     from rich.console import Console
 
+    class _Console(Console):
+        def on_broken_pipe(self):  # rich would exit 1; errors.py makes a closed pipe a quiet 0
+            self.quiet = True
+            raise BrokenPipeError
+
     out = sys.stderr if stderr else sys.stdout
     # Off a terminal (logs, CI, pipes) rich would assume 80 columns and truncate the tables.
-    return Console(stderr=stderr, width=width or (None if out.isatty() else 120))
+    return _Console(stderr=stderr, width=width or (None if out.isatty() else 120))
 
 
 def print_json(obj):
     print(json.dumps(obj, indent=1, sort_keys=True, default=str))
+
+
+def print_jsonl(obj):
+    """One JSON Lines record: compact, one line, flushed (a reader of a pipe sees it at once)."""
+    sys.stdout.write(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str) + "\n")
+    sys.stdout.flush()
+
+
+_open_line = [False]  # a progress line on stderr ends in "\r...", not yet "\n"
+
+
+def end_line():
+    """End a progress line left open (Ctrl-C, an error) and show the cursor again."""
+    if _open_line[0]:
+        _open_line[0] = False
+        try:
+            sys.stderr.write("\n\x1b[?25h" if sys.stderr.isatty() else "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def when(t):
@@ -80,6 +107,7 @@ def sync_progress():
             sys.stderr.write(
                 "\r[%s%s] pulled %d/%d records" % ("#" * n, "." * (30 - n), done, total)
             )
+            _open_line[0] = done < total
             if done >= total:
                 sys.stderr.write("\n")
         elif done >= total:

@@ -10,13 +10,14 @@ The formats and the checks are host_tools/fleet/tables.py's.
 import json
 import os
 
-from host_tools import keystore
 from host_tools.cli.output import console, print_json, table
-from host_tools.cli.spec import KEYSTORE, Command, arg
-from host_tools.fleet import tables
+from host_tools.cli.spec import KEYSTORE, TABLE_KIND, Command, arg
 
 
 def sign(a):
+    from host_tools import keystore
+    from host_tools.fleet import tables
+
     ks = keystore.load(a.keystore)
     blob = tables.blob_from_file(ks, a.terminal_id, a.kind, a.version, a.input)
     out = a.output or "%s.bin" % a.kind.replace("-", "_")
@@ -41,6 +42,9 @@ def sign(a):
 
 
 def show(a):
+    from host_tools import keystore
+    from host_tools.fleet import tables
+
     ks = keystore.load(a.keystore)
     d = tables.read_blob_file(ks, a.terminal_id, a.blob)
     if a.json:
@@ -55,7 +59,9 @@ def show(a):
     return 0
 
 
-_TERMINAL = arg("--terminal-id", type=int, required=True)
+_TERMINAL = arg(
+    "--terminal-id", type=int, required=True, metavar="ID", help="the terminal it is signed for"
+)
 
 GROUPS = {"tariff": "fare tables and deny lists: sign, show"}
 COMMANDS = (
@@ -64,9 +70,9 @@ COMMANDS = (
         sign,
         "sign a fare table or deny list (JSON) for one terminal",
         (
-            arg("input", help="JSON file"),
-            arg("--kind", choices=sorted(tables.KINDS), required=True),
-            arg("--version", type=int, required=True),
+            arg("input", help="the table as JSON (card_schema/tariff.py format)"),
+            TABLE_KIND,
+            arg("--version", type=int, required=True, help="the table's version number"),
             _TERMINAL,
             KEYSTORE,
             arg("-o", "--output", help="the blob (default: fares.bin, deny.bin, deny_delta.bin)"),
@@ -76,6 +82,6 @@ COMMANDS = (
         ("tariff", "show"),
         show,
         "verify a signed blob for a terminal and print it",
-        (arg("blob"), _TERMINAL, KEYSTORE),
+        (arg("blob", help="a signed blob (fares.bin, deny.bin...)"), _TERMINAL, KEYSTORE),
     ),
 )

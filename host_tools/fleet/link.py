@@ -46,7 +46,7 @@ def open_error(port, e):
         )
     if code == errno.ENOENT or "No such file" in text:
         return LinkError(
-            f"no serial port {port}: is the terminal plugged in? (ls /dev/ttyUSB* /dev/ttyACM*)"
+            f"no serial port {port}: is the terminal plugged in? (tapkit ports lists them)"
         )
     return LinkError(f"cannot open {port}: {text}")
 

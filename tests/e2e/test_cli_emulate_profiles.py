@@ -88,7 +88,10 @@ def test_taxi_terminal_takes_the_taximeter_line(tmp_path, capsys, keystore_path)
 @pytest.mark.parametrize(
     "opts, message",
     [
-        (["--profile", "tram"], "unknown profile 'tram': one of bus, taxi, parking, pos, charity"),
+        (
+            ["--config", "tram.json"],
+            "unknown profile 'tram': one of bus, taxi, parking, pos, charity",
+        ),
         (["--fares", "missing.json"], "cannot read fare table missing.json"),
         (["--config", "bad.json"], "config bad.json is not JSON"),
         (["--fares", "neg.json"], "fare table: amounts are integer Rial >= 0"),
@@ -97,6 +100,7 @@ def test_taxi_terminal_takes_the_taximeter_line(tmp_path, capsys, keystore_path)
 )
 def test_emulate_board_bad_input_is_one_line(tmp_path, capsys, keystore_path, opts, message):
     (tmp_path / "bad.json").write_text("{nope")
+    (tmp_path / "tram.json").write_text(json.dumps({"profile": "tram"}))
     (tmp_path / "neg.json").write_text(json.dumps({"default": -5}))
     (tmp_path / "prepaid.json").write_text(json.dumps({"zones": {"1": {"prepaid": "1h"}}}))
     opts = [str(tmp_path / o) if o.endswith(".json") else o for o in opts]
@@ -109,8 +113,18 @@ def test_emulate_board_bad_input_is_one_line(tmp_path, capsys, keystore_path, op
     assert not os.path.exists(tmp_path / "b")  # nothing deployed
 
 
+def test_emulate_board_bad_option_is_a_usage_error(tmp_path, capsys, keystore_path):
+    rc, out, err = run_cli(
+        capsys, "emulate", "board", "--state", tmp_path / "b", "--profile", "tram"
+    )
+    assert rc == 2 and out == ""
+    assert "argument --profile: invalid choice: 'tram' (choose from 'bus', 'taxi'" in err
+    assert err.startswith("usage: tapkit emulate board") and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "b")
+
+
 def test_press_on_a_board_that_is_not_running_says_so(tmp_path, capsys):
     rc, _, err = run_cli(capsys, "emulate", "press", "--board", tmp_path / "none", "1#")
     assert rc == 1 and "no virtual board running" in err and "Traceback" not in err
     rc, _, err = run_cli(capsys, "emulate", "press", "--board", tmp_path / "none")
-    assert rc == 1 and "nothing to press" in err
+    assert rc == 2 and "nothing to press" in err  # a usage error
