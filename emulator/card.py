@@ -92,6 +92,10 @@ _BATCH = bytes.fromhex("BA7C000000")
 COMMIT_POINT = 0.7  # fraction of a command's processing at which its EEPROM update is done
 
 
+class CardFileError(ValueError):
+    """A card file that is not one (not JSON, or without a card in it): its text is one line."""
+
+
 class FieldLost(Exception):
     """The RF field dropped during a frame (tearing): the card answers nothing."""
 
@@ -191,10 +195,22 @@ class DESFireCard:
 
     @classmethod
     def load(cls, path):
+        """The card in a card file; CardFileError (one line) when the file is not a card file."""
         with open(path) as f:
-            doc = json.load(f)
-        card = cls(binascii.unhexlify(doc["uid"]), path=path)
-        card._restore(doc)
+            text = f.read()
+        try:
+            doc = json.loads(text)
+            card = cls(binascii.unhexlify(doc["uid"]), path=path)
+            card._restore(doc)
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:
+            why = (
+                "not JSON"
+                if isinstance(e, json.JSONDecodeError)
+                else "damaged (%s)" % ("no %s" % e if isinstance(e, KeyError) else e)
+            )
+            raise CardFileError(
+                "%s is not a card file: %s" % (path, "empty" if not text.strip() else why)
+            ) from None
         return card
 
     def _restore(self, doc):

@@ -11,6 +11,10 @@ virtualsmartcard/src/vpcd/vpcd.c):
                      00 01 04     get ATR            -> reply: the ATR
                      LL LL apdu   a command APDU     -> reply: the response APDU
 
+Only the one-byte messages 0 to 4 are control codes (vpcd.c's VPCD_CTRL_*; 3 is unused). Any other
+one-byte message is an APDU: a native DESFire command such as GetVersion `60`, its continuation `AF`
+or GetApplicationIDs `6A` is one byte long.
+
 Card presence is the connection itself: the driver asks for the ATR on every presence poll, and a
 closed socket (or an empty reply) makes it eject the card and wait for the next client. So
 `remove()` closes the connection and `swap(card)` closes it and connects again as the new card.
@@ -36,6 +40,7 @@ CTRL_OFF = 0
 CTRL_ON = 1
 CTRL_RESET = 2
 CTRL_ATR = 4
+CTRL_CODES = range(5)  # one-byte messages 0..4 are control codes; any other byte is an APDU
 
 
 def atr_from_ats(ats):
@@ -165,7 +170,7 @@ class VPCDBridge:
     def _handle(self, card, msg):
         if not msg:
             return None
-        if len(msg) == 1:
+        if len(msg) == 1 and msg[0] in CTRL_CODES:
             ctrl = msg[0]
             if ctrl == CTRL_ATR:
                 return card_atr(card)

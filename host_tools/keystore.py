@@ -48,13 +48,22 @@ def load(path):
         raise KeystoreError(
             "no keystore at %s: create one with `tapkit keys init --keystore %s`" % (path, path)
         )
-    except (OSError, ValueError) as e:
-        raise KeystoreError("cannot read keystore %s: %s" % (path, e))
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise KeystoreError("keystore %s is not a keystore (not JSON: %s)" % (path, e))
+    except OSError as e:
+        raise KeystoreError("cannot read keystore %s: %s" % (path, e.strerror or e))
     try:
         keys = {r: binascii.unhexlify(doc["keys"][r]) for r in ROLES}
-    except (KeyError, ValueError, binascii.Error):
-        raise KeystoreError("keystore %s is damaged or incomplete" % path)
-    return {"issuer_id": int(doc.get("issuer_id", 1)), "keys": keys, "path": path}
+        issuer_id = int(doc.get("issuer_id", 1))
+        short = [r for r in ROLES if len(keys[r]) != 16]
+    except (KeyError, ValueError, TypeError, AttributeError, binascii.Error) as e:
+        what = "no %s key" % e if isinstance(e, KeyError) else "bad content"
+        raise KeystoreError("keystore %s is damaged or incomplete (%s)" % (path, what))
+    if short:
+        raise KeystoreError(
+            "keystore %s is damaged: the %s key is not 16 bytes" % (path, ", ".join(short))
+        )
+    return {"issuer_id": issuer_id, "keys": keys, "path": path}
 
 
 def master_key(ks, role):

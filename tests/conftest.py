@@ -31,3 +31,20 @@ def mp_run(mpy_build):
         return vm.run(mpy_build, script, *args, **kw)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _pcsc_slot(request):
+    """pcscd's vpcd slot 0 is one per machine: a test marked `pcsc` (or using the pcscd fixture)
+    holds /tmp/tapkit-pcsc.lock while it runs, so test runs in other checkouts wait their turn."""
+    if request.node.get_closest_marker("pcsc") is None and "pcscd" not in request.fixturenames:
+        yield
+        return
+    import fcntl
+
+    with open("/tmp/tapkit-pcsc.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -7,6 +7,8 @@ nfc:usb | nfc:udp[:HOST:PORT]   nfcpy (a USB reader nfcpy supports, or nfcpy's U
 with open_reader("pcsc") as r:
     df = DESFireAdmin(r.transceive)       # ISO-wrapped DESFire APDUs
     uid = r.uid
+
+survey()   # every PC/SC and nfcpy USB reader this machine has, and whether a card is on it
 """
 
 from host_tools import TapkitError
@@ -184,6 +186,69 @@ class NFCReader(_Reader):
 
 
 READERS = {"pcsc": PCSCReader, "emulator": EmulatorReader, "nfc": NFCReader}
+
+
+def _pcsc_readers():
+    try:
+        from smartcard.Exceptions import CardConnectionException, NoCardException
+        from smartcard.pcsc.PCSCExceptions import EstablishContextException
+        from smartcard.System import readers
+    except ImportError:
+        return [{"kind": "pcsc", "error": "pyscard is not installed: pip install pyscard"}]
+    try:
+        found = readers()
+    except EstablishContextException:
+        return [{"kind": "pcsc", "error": "pcscd is not running (sudo systemctl start pcscd)"}]
+    except Exception as e:
+        return [{"kind": "pcsc", "error": "cannot list PC/SC readers: %s" % e}]
+    rows = []
+    for r in found:
+        row = {"kind": "pcsc", "reader": "pcsc:%s" % r, "name": str(r), "card": None}
+        conn = r.createConnection()
+        try:
+            conn.connect()
+            row["card"] = "ATR " + bytes(conn.getATR()).hex(" ").upper()
+        except (NoCardException, CardConnectionException):
+            pass
+        finally:
+            try:
+                conn.disconnect()
+            except Exception:
+                pass
+        rows.append(row)
+    return rows
+
+
+def _nfc_usb_readers():
+    try:
+        import nfc.clf.device
+        import nfc.clf.transport
+    except ImportError:
+        return [{"kind": "nfc", "error": "nfcpy is not installed: pip install nfcpy"}]
+    try:
+        found = nfc.clf.transport.USB.find("usb") or []
+    except Exception as e:  # libusb missing or not permitted
+        return [{"kind": "nfc", "error": "cannot list USB devices for nfcpy: %s" % e}]
+    rows = []
+    for vid, pid, bus, dev in found:
+        driver = nfc.clf.device.usb_device_map.get((vid, pid))
+        if driver:
+            rows.append(
+                {
+                    "kind": "nfc",
+                    "reader": "nfc:usb:%03d:%03d" % (bus, dev),
+                    "name": "%s chip (USB %04X:%04X)" % (driver.upper(), vid, pid),
+                    "card": None,  # nfcpy must claim the reader to sense: `tapkit card show`
+                }
+            )
+    return rows
+
+
+def survey():
+    """Every desk reader this machine has: PC/SC readers (through pcscd; with the card's ATR when one
+    is on it) and USB readers nfcpy drives. A backend that cannot be asked gives one row with
+    "error" (pcscd not running, libusb missing) instead of raising."""
+    return _pcsc_readers() + _nfc_usb_readers()
 
 
 def open_reader(spec):

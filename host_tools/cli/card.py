@@ -164,6 +164,35 @@ def _show_card(a, info, headline):
     return 0
 
 
+def readers(a):
+    from host_tools.cardoffice.readers import survey
+
+    rows = survey()
+    if a.json:
+        print_json({"readers": [r for r in rows if "reader" in r], "errors": _errors(rows)})
+        return 0
+    con = console()
+    found = [r for r in rows if "reader" in r]
+    if found:
+        con.print(
+            table(
+                "desk readers",
+                ["--reader", "name", "card"],
+                [(r["reader"], r["name"], r["card"] or "-") for r in found],
+                right=(),
+            )
+        )
+    else:
+        con.print("no desk reader found")
+    for kind, e in _errors(rows).items():
+        con.print("%s: %s" % (kind, e))
+    return 0
+
+
+def _errors(rows):
+    return {r["kind"]: r["error"] for r in rows if "error" in r}
+
+
 _ON_A_READER = (
     arg(
         "--reader",
@@ -176,6 +205,7 @@ _ON_A_READER = (
 
 GROUPS = {"card": "card office: issue, top up, show, block, refund"}
 COMMANDS = (
+    Command(("readers",), readers, "the desk readers (PC/SC and nfcpy) and their cards", ()),
     Command(
         ("card", "issue"),
         issue,

@@ -113,9 +113,14 @@ def board(a):
 
     ks = keystore.load(a.keystore)
     over = _board_config(a)
-    fares = _json_file(a.fares, "fare table") if a.fares else None
-    deny = _json_file(a.deny, "deny list") if a.deny else None
-    if fares is not None:  # checked before anything is written
+    fares = deny = None
+    if a.fares:  # read and checked as tariff sign and publish do, before anything is written
+        fares = tables.load_json(a.fares)
+        tables.check_shape("fares", fares, a.fares)
+    if a.deny:
+        deny = tables.load_json(a.deny)
+        tables.check_shape("deny", deny, a.deny)
+    if fares is not None:
         tables.fares_payload(fares)
     if deny is not None:
         tables.deny_payload(deny)

@@ -75,9 +75,10 @@ def _one_line():
     """The errors of the rooms below host_tools whose text is the message (imported only when
     something went wrong: they are not TapkitErrors, those rooms do not import host_tools)."""
     import boards
+    from emulator.card import CardFileError
     from mpybuild import BuildError
 
-    return (BuildError, boards.UnknownBoard)
+    return (BuildError, boards.UnknownBoard, CardFileError)
 
 
 def _os_error(e):

@@ -35,6 +35,42 @@ def sync_table(port, summary):
     return table("sync %s" % port, ["item", "value"], sorted(summary.items()))
 
 
+# --- ports --------------------------------------------------------------------------------------
+def ports_cmd(a):
+    from host_tools.fleet import ports
+
+    rows = ports.survey(extra=a.extra, probe_ports=not a.no_probe, timeout=a.timeout)
+    if a.json:
+        print_json({"ports": rows})
+        return 0
+    if not rows:
+        console().print("no serial ports")
+        return 0
+    console().print(
+        table(
+            "serial ports",
+            ["port", "usb", "what", "answer"],
+            [
+                (r["port"], r["usb"] or "-", r["bridge"] or r["description"] or "-", _answer(r))
+                for r in rows
+            ],
+            right=(),
+        )
+    )
+    return 0
+
+
+def _answer(r):
+    if r["answer"] == "tapkit":
+        return "tapkit terminal %s (%s, fw %s), %s unsynced" % (
+            r["terminal_id"],
+            r["profile"],
+            r["fw"],
+            r["unsynced"],
+        )
+    return {"none": "no tapkit answer", "not probed": "-"}.get(r["answer"], r.get("note", "?"))
+
+
 # --- flash --------------------------------------------------------------------------------------
 def flash(a):
     from host_tools import keystore
@@ -162,6 +198,21 @@ def _watch(port, count, timeout, out=None):
 BAUD = arg("--baud", type=int, default=115200, help="serial speed (a USB CDC port ignores it)")
 
 COMMANDS = (
+    Command(
+        ("ports",),
+        ports_cmd,
+        "serial ports: USB ids, and whether a tapkit terminal answers",
+        (
+            arg(
+                "extra",
+                nargs="*",
+                metavar="PORT",
+                help="also probe these ports (a virtual board's pty)",
+            ),
+            arg("--no-probe", action="store_true", help="only list, ask no terminal"),
+            arg("--timeout", type=float, default=1.0, help="seconds to wait for each answer"),
+        ),
+    ),
     Command(
         ("sync",),
         sync,

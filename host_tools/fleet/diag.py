@@ -16,7 +16,7 @@ import time
 
 from card_schema import frames, taprecord_host
 from host_tools import TapkitError
-from host_tools.fleet.link import LinkError, SerialLink, TerminalError
+from host_tools.fleet.link import LinkError, PortUnavailable, SerialLink, TerminalError
 from host_tools.fleet.rawrepl import RawREPL
 
 DIAG = frames.DIAG  # request type of firmware/diag.py
@@ -84,10 +84,10 @@ def diagnose(port, self_test=True):
     try:
         with SerialLink(port, timeout=1.5, retries=1) as link:
             return read_running(link, self_test)
-    except LinkError as e:
-        msg = str(e)
-        if "busy" in msg or "permission" in msg or "no serial port" in msg:
-            raise DiagError(msg) from None
+    except PortUnavailable as e:
+        raise DiagError(str(e)) from None
+    except LinkError:  # no answer (the firmware is stopped): its REPL still tells a lot
+        pass
     return read_repl(port)
 
 

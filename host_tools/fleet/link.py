@@ -27,6 +27,14 @@ class LinkError(TapkitError):
     """The terminal could not be reached or did not answer."""
 
 
+class PortUnavailable(LinkError):
+    """The port cannot be opened: missing, busy (another program has it) or not permitted."""
+
+
+class NoAnswer(LinkError):
+    """The port is open but no terminal answered (the firmware is stopped, or it is not tapkit)."""
+
+
 class TerminalError(LinkError):
     """The terminal answered with an ERROR frame."""
 
@@ -39,13 +47,13 @@ def open_error(port, e):
     code = getattr(e, "errno", None)
     text = str(e)
     if code == errno.EACCES or "Permission denied" in text:
-        return LinkError(f"permission denied on {port}: add yourself to the dialout group")
+        return PortUnavailable(f"permission denied on {port}: add yourself to the dialout group")
     if code == errno.EBUSY or "exclusively lock" in text or "busy" in text.lower():
-        return LinkError(
+        return PortUnavailable(
             f"{port} is busy: close the other program using it (mpremote, screen, another tapkit)"
         )
     if code == errno.ENOENT or "No such file" in text:
-        return LinkError(
+        return PortUnavailable(
             f"no serial port {port}: is the terminal plugged in? (tapkit ports lists them)"
         )
     return LinkError(f"cannot open {port}: {text}")
@@ -163,7 +171,7 @@ class SerialLink:
                         code,
                     )
                 return rbody
-        raise LinkError(
+        raise NoAnswer(
             f"no answer from the terminal on {self.port}: is the tapkit firmware running?"
         )
 

@@ -92,7 +92,7 @@ def test_taxi_terminal_takes_the_taximeter_line(tmp_path, capsys, keystore_path)
             ["--config", "tram.json"],
             "unknown profile 'tram': one of bus, taxi, parking, pos, charity",
         ),
-        (["--fares", "missing.json"], "cannot read fare table missing.json"),
+        (["--fares", "missing.json"], "cannot read missing.json: No such file or directory"),
         (["--config", "bad.json"], "config bad.json is not JSON"),
         (["--fares", "neg.json"], "fare table: amounts are integer Rial >= 0"),
         (["--fares", "prepaid.json"], "fare table: prepaid of zone 1 is parking minutes"),

@@ -119,3 +119,42 @@ def test_remove_and_swap_card(pcscd):
             assert (bytes(data), sw1, sw2) == (b"B", 0x91, 0x00)
         finally:
             conn.disconnect()
+
+
+def test_only_bytes_0_to_4_are_vpcd_control():
+    card = FakeCard()
+    bridge = VPCDBridge(card)
+    assert bridge._handle(card, b"\x04") == hx("3B 81 80 01 80 80")  # get ATR
+    assert bridge._handle(card, b"\x01") is None and card.apdus == []  # power on: no reply
+    assert bridge._handle(card, b"\x60") == b"A" + hx("91 00")  # a one-byte APDU
+    assert card.apdus == [b"\x60"]
+
+
+def test_native_one_byte_desfire_commands_through_pcscd(pcscd, tmp_path):
+    """A native DESFire client (GetVersion 60, its continuation AF, GetApplicationIDs 6A: one byte
+    each) through pyscard and real pcscd gets the card's answers; vpcd's control codes are 0..4."""
+    from emulator.card import DESFireCard
+
+    card = DESFireCard.blank()
+    with VPCDBridge(card).serve_in_thread():
+        conn = connect(READER)
+        try:
+            from smartcard import scard
+
+            raw = getattr(conn, "component", conn)  # under pyscard's connection decorator
+
+            def native(*frame):  # SCardTransmit itself: a native answer may be one byte long
+                hresult, resp = scard.SCardTransmit(raw.hcard, raw.getProtocol(), list(frame))
+                assert hresult == scard.SCARD_S_SUCCESS, scard.SCardGetErrorMessage(hresult)
+                return bytes(resp)
+
+            part1 = native(0x60)  # GetVersion: AF (more), then hardware vendor/type/version
+            part2 = native(0xAF)  # software version
+            part3 = native(0xAF)  # UID, batch, production week and year; status 00
+            aids = native(0x6A)  # GetApplicationIDs of a blank card: none, status 00
+        finally:
+            conn.disconnect()
+    assert part1[0] == 0xAF and part1[1:3] == hx("04 01") and len(part1) == 8
+    assert part2[0] == 0xAF and len(part2) == 8
+    assert part3[0] == 0x00 and part3[1:8] == card.uid and len(part3) == 15
+    assert aids == hx("00")
