@@ -13,18 +13,18 @@ Tap, as APDUs to the card through the PN532:
 
 Profiles: config.json "profile" names a module firmware/profile_<name>.py, imported at boot (only that
 one is in RAM). It prices the ride from the signed fare table and the card's newest trip records.
-The contract: the terminal looks the hooks and constants up once, when it starts (Terminal.on_key,
-on_idle, on_ok, on_done, history, wait_msg; a missing one is None or its default), reads `duration`
-at each journal record and calls own() only when price() says OWN:
+The contract: the terminal looks the hooks up once, when it starts (Terminal.on_key, on_idle, on_ok,
+on_done: None for a hook the profile leaves out), calls setup() then and own() only when price() says
+OWN, and reads the constants where they are used (`duration` at each journal record):
 
   required
     PROFILE                 its code (card_schema.profile), written into trip and tap records
+    HISTORY                 trip records a tap may read when the newest is not a ride (a top-up
+                            between two rides): `trips` holds up to that many, newest first
     price(table, line, holder, now, trips, terminal_id)
                             -> (amount in Rial >= 0, trip flags), or (code, 0) with a price code of
                             card_schema.profile: REPEAT, NO_FARE, WAIT, OWN (below)
   optional
-    HISTORY = 1             trip records a tap may read when the newest is not a ride (a top-up
-                            between two rides): `trips` holds up to that many, newest first
     WAIT_MSG = msg.ENTER    what a tap shows while price() says WAIT
     duration = 0            minutes the journal record carries (a module global the profile
                             updates, read when journalling: parking)
@@ -70,7 +70,6 @@ charge); if not, the pending record is voided and the tap runs again.
 """
 
 import gc
-import json
 import sys
 import time
 
@@ -113,14 +112,12 @@ class Terminal:
         self.config_key = _unhex(keys["config"]) if keys.get("config") else None
         msg.setup(config)
         self.profile = config.get("profile", "bus")
-        # the profile, its optional hooks and constants (the contract: module doc), looked up once
+        # the profile and its optional hooks (the contract: module doc), looked up once
         p = self.prof = __import__("firmware.profile_" + self.profile, None, None, ("price",))
         self.on_key = getattr(p, "key", None) if board.keypad else None
         self.on_idle = getattr(p, "idle", None)
         self.on_ok = getattr(p, "ok", None)
         self.on_done = getattr(p, "done", None)
-        self.history = getattr(p, "HISTORY", 1)
-        self.wait_msg = getattr(p, "WAIT_MSG", msg.ENTER)
         self.zone = int(config.get("zone", 0))
         setup = getattr(p, "setup", None)
         if setup:
@@ -375,7 +372,7 @@ class Terminal:
             self.show(_t(msg.PAID), _t(msg.BALANCE) + " " + _money(last[citizen.TR_BALANCE]), "ok")
             return
         if fare == _WAIT:
-            self.show(_t(self.wait_msg), "", "refused")
+            self.show(_t(getattr(prof, "WAIT_MSG", msg.ENTER)), "", "refused")
             return
         if fare == _OWN:  # e.g. the POS refund (firmware/profile_pos.py)
             prof.own(self, uid, last, counter, now)
@@ -427,7 +424,7 @@ class Terminal:
                 self._auth(uid)  # an error status ends the card's session
                 return None
             raise
-        n = min(self.history, citizen.unpack_trip(raw)[citizen.TR_COUNTER]) - 1
+        n = min(self.prof.HISTORY, citizen.unpack_trip(raw)[citizen.TR_COUNTER]) - 1
         if n <= 0 or citizen.unpack_trip(raw)[_TR_KIND] == citizen.TRIP_DEBIT:
             return raw
         try:
@@ -552,8 +549,7 @@ def _diag(term, ftype, body):
     try:
         return diag.answer(term, body)
     finally:
-        sys.modules.pop("firmware.diag", None)
-        firmware.__dict__.pop("diag", None)
+        firmware.forget("diag")
 
 
 def _unhex(s):
@@ -562,17 +558,16 @@ def _unhex(s):
     return binascii.unhexlify(s)
 
 
-def _load_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
 def run(board_path="board.json", config_path="config.json", keys_path="keys.json", max_loops=0):
     """Boot and run the main loop. `max_loops` > 0 stops after that many passes (tests)."""
     board = hal.load(board_path)
+    from firmware import store  # config and keys, read once at boot: forgotten below (RAM)
+
     try:
-        config = _load_json(config_path)
-        keys = _load_json(keys_path)
+        config = store.load(config_path)
+        keys = store.load(keys_path)
+        if config is None or keys is None:
+            raise OSError(2, "no %s" % (keys_path if config else config_path))  # ENOENT
     except (OSError, ValueError) as e:
         # Not provisioned: stay up (sync and REPL still work) and say so.
         board.display.show("Not provisioned", "Run tapkit flash")
@@ -580,6 +575,8 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
         while True:
             board.wdt.feed()
             time.sleep(1)
+    del store
+    firmware.forget("store")
     try:
         term = Terminal(board, config, keys)
     except Exception as e:

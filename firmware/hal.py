@@ -195,9 +195,13 @@ class Clock:
     def set(self, unix):
         self.floor = unix = int(unix)
         self.offset = unix - int(time.time())
+        import firmware
+        from firmware import store  # a clock set is rare (a sync, an upload): loaded for it (RAM)
+
         try:
-            with open(self.path, "w") as f:
-                json.dump({"offset": self.offset, "floor": unix}, f)
+            store.save(self.path, {"offset": self.offset, "floor": unix})  # atomic: old or new
         except OSError:
             pass  # read-only fs: the clock is still right until the next reset
+        finally:
+            firmware.forget("store")
         return unix

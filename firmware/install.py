@@ -4,14 +4,14 @@
     install.versions(info)                              # info["fares_ver"], info["deny_ver"], ...
 
 A blob (card_schema/signed.py) is signed with this terminal's own config key (keys.json "config"). It is
-stored whole, signature included, as `<name>.bin` (fares.bin, deny.bin, deny_delta.bin): written to
-`<name>.bin.new` first, then renamed over the old file, so a power cut leaves either the old or the new
-blob, never half of one. The payload starts at signed.HEADER; what it means is the fare table's and the
+stored whole, signature included, as `<name>.bin` (fares.bin, deny.bin, deny_delta.bin) by
+firmware/store.py: written to `<name>.bin.new` first, then renamed over the old file, so a power cut
+leaves either the old or the new blob, never half of one. The payload starts at signed.HEADER; what it means is the fare table's and the
 deny list's business (their modules read these files). A blob older than the installed one is refused
 (a replayed old deny list must not undo a newer one); the same version again is a no-op (retransmission).
 
 The serial INSTALL request carries a blob in chunks (offset u32, total u32, data), appended to
-`install.part`; the answer is (received u32, kind u8, version u32), kind 0 until the last chunk has been
+`install.part` (a staging file: store.write, then store.append); the answer is (received u32, kind u8, version u32), kind 0 until the last chunk has been
 verified and applied. The Wi-Fi uploader calls `apply` with the blobs of the server's answer.
 
 Imported lazily (serialsync, wifi): it costs heap only on a terminal that is being configured.
@@ -22,6 +22,7 @@ import struct
 
 from card_schema import frames, signed, tariff
 from card_schema.compat import const
+from firmware import store
 
 _INSTALL_FMT = const("<II")  # = card_schema.frames_host.INSTALL_FMT
 _ANSWER_FMT = const("<IBI")  # = card_schema.frames_host.INSTALL_ANSWER_FMT
@@ -74,10 +75,7 @@ def apply(key, blob, info=None):
             tariff.check(kind, payload)
         except ValueError as e:
             raise frames.FrameError("config %s %d refused: %s" % (names[kind], version, e))
-        path = names[kind] + ".bin"
-        with open(path + ".new", "wb") as f:
-            f.write(blob)
-        os.rename(path + ".new", path)
+        store.write(names[kind] + ".bin", blob)
     if info is not None:
         info[names[kind] + "_ver"] = version
     return kind, version
@@ -93,8 +91,10 @@ def chunk(key, body, info=None):
     if off > have or off + n > total:
         raise frames.FrameError("chunk at %d but %d bytes received" % (off, have))
     if off == have and (n or not off):
-        with open(_PART, "wb" if off == 0 else "ab") as f:
-            f.write(memoryview(body)[8:])
+        if off:
+            store.append(_PART, memoryview(body)[8:])
+        else:
+            store.write(_PART, memoryview(body)[8:])  # a new blob: the staging file afresh
         have = off + n
     kind = version = 0
     if have == total:

@@ -153,11 +153,8 @@ def _install():
 
 
 def _unload():
-    """Forget firmware.install again so the GC can reclaim its code (a validator installs rarely)."""
-    import sys
-
+    """Forget firmware.install (and the store it writes with) again so the GC can reclaim their code
+    (a validator installs rarely)."""
     import firmware
 
-    sys.modules.pop("firmware.install", None)
-    if "install" in firmware.__dict__:
-        del firmware.__dict__["install"]
+    firmware.forget("install", "store")
