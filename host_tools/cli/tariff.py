@@ -21,9 +21,15 @@ def sign(a):
     ks = keystore.load(a.keystore)
     blob = tables.blob_from_file(ks, a.terminal_id, a.kind, a.version, a.input)
     out = a.output or "%s.bin" % a.kind.replace("-", "_")
-    with open(out + ".new", "wb") as f:
-        f.write(blob)
-    os.replace(out + ".new", out)
+    if os.path.exists(out) and not os.path.isfile(
+        out
+    ):  # -o /dev/stdout, a fifo: never rename over
+        with open(out, "wb") as f:
+            f.write(blob)
+    else:  # a file: the old blob or the new one, never half of one
+        with open(out + ".new", "wb") as f:
+            f.write(blob)
+        os.replace(out + ".new", out)
     res = {
         "kind": a.kind,
         "version": a.version,

@@ -2,6 +2,8 @@
 and change nothing."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -122,3 +124,24 @@ def test_a_file_that_is_not_a_store(capsys, tmp_path):
     rc, out, err = run(capsys, "report", "--db", "sqlite:///%s" % path)
     assert rc == 1 and out == "" and one_line(err)
     assert err == "tapkit: error: cannot open the store %s: file is not a database\n" % path
+
+
+def test_sign_to_a_device_writes_into_it_and_never_replaces_it(capsys, tmp_path, ks):
+    """`-o /dev/stdout` (or a fifo, /dev/null): written into, never renamed over (as root, a rename
+    would replace the device node)."""
+    (tmp_path / "f.json").write_text('{"default": 25000}')
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    import threading
+
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    rc, out, err = run(
+        capsys, "tariff", "sign", "--kind", "fares", "--version", "1", "--terminal-id", "1",
+        "--keystore", ks, tmp_path / "f.json", "-o", fifo,
+    )  # fmt: skip
+    reader.join(timeout=30)
+    assert rc == 0, err
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and len(got[0]) > 40
+    assert not (tmp_path / "out.fifo.new").exists()
