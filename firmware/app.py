@@ -92,6 +92,7 @@ _FLAG_BLOCKED = const(0x80)  # = card_schema.citizen_host.FLAG_BLOCKED
 _TR_KIND = const(7)  # = card_schema.citizen_host.TR_KIND
 _TR_FLAGS = const(10)  # = card_schema.citizen_host.TR_FLAGS
 _CI_HOLDER = const(1)  # = card_schema.citizen_host.CI_HOLDER
+_SHOWS = const(4)  # displays remembered for `tapkit diag --watch` (firmware/diag.py)
 
 
 class Terminal:
@@ -108,6 +109,12 @@ class Terminal:
         self.tariff_ver = int(config.get("tariff_ver", 0))
         self.deny_ver = int(config.get("deny_ver", 0))
         self.errors = []  # type: list  # diagnostics log: the last errors, bounded
+        self.nerr = 0  # errors logged since boot (the log keeps only the last ones)
+        # the last displays, for `tapkit diag --watch`: a ring of [n, time, line1, line2, sound]
+        # (n counts every show since boot), preallocated and updated in place: a show allocates
+        # nothing; the ring keeps at most _SHOWS texts alive
+        self.shows = [[0, 0, "", "", None] for _ in range(_SHOWS)]
+        self.shown = 0
         self.debit_master = _unhex(keys["debit"])
         self.config_key = _unhex(keys["config"]) if keys.get("config") else None
         msg.setup(config)
@@ -159,6 +166,7 @@ class Terminal:
     def log_error(self, where, exc):
         msg = "%d %s: %s %s" % (self.board.clock.time(), where, type(exc).__name__, exc)
         self.errors.append(msg)
+        self.nerr += 1
         if len(self.errors) > 16:
             self.errors.pop(0)
         self.board.log(msg)
@@ -223,6 +231,13 @@ class Terminal:
     def show(self, line1, line2="", sound=None):
         """Two lines on the display; `sound` "ok", "refused" or "error" also beeps and lights the LED."""
         self.board.display.show(line1, line2)
+        n = self.shown = self.shown + 1
+        s = self.shows[n % _SHOWS]
+        s[0] = n  # one store each: a 5-tuple unpacking would allocate
+        s[1] = self.board.clock.time()
+        s[2] = line1
+        s[3] = line2
+        s[4] = sound
         if sound:
             self.board.buzzer.beep(sound)
             self.board.led.set(

@@ -10,8 +10,13 @@ journal, clock come with IDENTIFY; this adds what a technician needs beyond them
      "card": uid hex of a card in the field or "", "wifi": "none" | "up" | "down",
      "tariff_ver": n, "deny_ver": n, "board": name, "board_errors": [..]}
 
-Request body: empty, or b"t" to skip the reader self-test (--watch polls often; the main loop owns
-the reader between taps and a self-test costs two chip round trips).
+Request body: empty, or b"t" to skip the reader self-test (the main loop owns the reader between
+taps and a self-test costs two chip round trips), or b"w" for what `tapkit diag --watch` polls: only
+what moves, small and without the self-test:
+
+    {"head": journal head seq, "shown": displays since boot, "shows": [[n, unix, line1, line2,
+     sound or null], ...] (the last 4, oldest first), "nerr": errors since boot, "err": [newest
+     lines], "card": uid hex or ""}
 """
 
 import gc
@@ -22,6 +27,8 @@ from card_schema import frames
 
 
 def answer(term, body):
+    if body == b"w":
+        return frames.DIAG | frames.RESPONSE, _watch(term)
     b = term.board
     gc.collect()
     d = {
@@ -61,3 +68,21 @@ def answer(term, body):
         except Exception:  # noqa: BLE001
             d["wifi"] = "down"
     return frames.DIAG | frames.RESPONSE, json.dumps(d).encode()
+
+
+def _watch(term):
+    shows = sorted(s for s in term.shows if s[0])
+    uid = term.present_uid
+    d = {
+        "head": term.journal.head_seq,
+        "shown": term.shown,
+        "shows": shows,
+        "nerr": term.nerr,
+        "err": [e[:80] for e in term.errors[-3:]],
+        "card": "".join("%02x" % x for x in uid) if uid else "",
+    }
+    out = json.dumps(d).encode()
+    while len(out) > frames.MAX_BODY and (d["err"] or d["shows"]):  # one frame, whatever the text
+        (d["err"] or d["shows"]).pop(0)
+        out = json.dumps(d).encode()
+    return out

@@ -4,7 +4,15 @@ import sys
 import time
 
 from host_tools import UsageError
-from host_tools.cli.output import FlashProgress, console, print_json, sync_progress, table
+from host_tools.cli.output import (
+    FlashProgress,
+    console,
+    money,
+    print_json,
+    print_jsonl,
+    sync_progress,
+    table,
+)
 from host_tools.cli.spec import DB, KEYSTORE, Command, arg, port, port_list, profile
 
 
@@ -151,7 +159,7 @@ def diag(a):
     port = ports.resolve_port(a.port)
     if a.watch:
         try:
-            n = _watch(port, a.count, a.timeout)
+            n = _watch(a, port)
         except KeyboardInterrupt:
             return 0
         if a.count and n < a.count:
@@ -166,33 +174,68 @@ def diag(a):
     return 0
 
 
-def _watch(port, count, timeout, out=None):
-    """Print each tap as the terminal journals it; returns how many were seen."""
+def _watch(a, port):
+    """Show what the terminal does as it happens (fleet.diag.watch); with --json one JSON Lines
+    record per event. Returns how many journalled taps were seen."""
     from host_tools.fleet import diag as diag_mod
 
-    out = out or sys.stdout
+    con = None if a.json else console(highlight=False)
     seen = 0
-    for event, d in diag_mod.watch(port, count=count, timeout=timeout):
-        if event == "start":
-            out.write(
-                "watching terminal on %s (journal head %d); Ctrl-C stops\n" % (port, d["head"])
-            )
-        else:
+    for event, d in diag_mod.watch(port, count=a.count, timeout=a.timeout):
+        if event == "tap":
             seen += 1
-            out.write(
-                "%s  seq %d  %s %s  card %s  amount %d  balance %d Rial\n"
-                % (
-                    time.strftime("%H:%M:%S", time.localtime(d["time"])),
-                    d["seq"],
-                    d["kind"],
-                    d["result"],
-                    d["uid"],
-                    d["amount"],
-                    d["balance"],
-                )
-            )
-        out.flush()
+        if a.json:
+            print_jsonl(dict(d, event=event))
+            continue
+        text, style = watch_line(event, d)
+        con.print(text, style=style, markup=False)
     return seen
+
+
+SOUND_STYLE = {"ok": "green", "refused": "red", "error": "yellow"}
+
+
+def watch_line(event, d):
+    """(text, rich style) of one `diag --watch` event: amounts in Rial with thousands separators."""
+    if event == "start":
+        return (
+            "watching terminal %s (%s, fw %s) on %s, journal head %d%s; Ctrl-C stops"
+            % (
+                d["terminal_id"],
+                d["profile"],
+                d["fw"],
+                d["port"],
+                d["head"],
+                "" if d["displays"] else " (this firmware reports taps only)",
+            ),
+            "bold",
+        )
+    if event == "display":
+        text = " / ".join(x for x in (d["line1"], d["line2"]) if x)
+        return "%s  display  %s" % (_clock(d["time"]), text), SOUND_STYLE.get(d["sound"])
+    if event == "card":
+        what = "card %s in the field" % d["uid"].upper() if d["uid"] else "card left the field"
+        return "%s  %s" % (_clock(time.time()), what), "dim"
+    if event == "error":
+        return "%s  error    %s" % (_clock(time.time()), d["line"]), "yellow"
+    ok = d["result"] == "ok"
+    return (
+        "%s  journal  seq %d  %s %s  card %s  amount %s  balance %s Rial"
+        % (
+            _clock(d["time"]),
+            d["seq"],
+            d["kind"],
+            d["result"],
+            d["uid"].upper(),
+            money(d["amount"]),
+            money(d["balance"]),
+        ),
+        "green" if ok else "red",
+    )
+
+
+def _clock(t):
+    return time.strftime("%H:%M:%S", time.localtime(t))
 
 
 BAUD = arg("--baud", type=int, default=115200, help="serial speed (a USB CDC port ignores it)")

@@ -16,7 +16,7 @@ import threading
 import time
 
 
-def console(stderr=False, width=None):
+def console(stderr=False, width=None, highlight=True):
     from rich.console import Console
 
     class _Console(Console):
@@ -26,7 +26,10 @@ def console(stderr=False, width=None):
 
     out = sys.stderr if stderr else sys.stdout
     # Off a terminal (logs, CI, pipes) rich would assume 80 columns and truncate the tables.
-    return _Console(stderr=stderr, width=width or (None if out.isatty() else 120))
+    # Colour only where the terminal supports it (rich: a tty, TERM not dumb, NO_COLOR unset).
+    return _Console(
+        stderr=stderr, width=width or (None if out.isatty() else 120), highlight=highlight
+    )
 
 
 def print_json(obj):

@@ -177,17 +177,59 @@ def rows(d):
 
 
 def watch(port, count=0, timeout=0.0, interval=0.3):
-    """Each new tap as it is journalled (records are read, never acknowledged): yields
-    ("start", {"port", "head"}) once, then ("tap", taprecord_host.to_dict(record)) per tap. Stops after
-    `count` taps or `timeout` seconds (0: never)."""
+    """What the terminal does, as it happens (records are read, never acknowledged). Yields
+    (event, data): "start" {port, head, terminal_id, profile, fw} once, then as they come
+    "display" {n, time, line1, line2, sound} (every text the terminal shows, refusals of foreign
+    cards included), "card" {uid} (a card entered the field; "" when it left), "error" {line}
+    (the diagnostics log: reader and sync errors...) and "tap" (taprecord_host.to_dict: each
+    journalled record). Stops after `count` journalled taps or `timeout` seconds (0: never).
+
+    Each poll is one DIAG "w" request (firmware/diag.py); a firmware without it answers the full
+    DIAG instead, and then only the journal is watched."""
     seen = 0
     deadline = time.monotonic() + timeout if timeout else None
     with SerialLink(port, timeout=1.5, retries=2) as link:
-        head = link.identify()["head_seq"]
-        yield "start", {"port": port, "head": head}
+        info = link.identify()
+        head = info["head_seq"]
+        w = _poll(link)
+        yield (
+            "start",
+            {
+                "port": port,
+                "head": head,
+                "terminal_id": info.get("terminal_id"),
+                "profile": info.get("profile"),
+                "fw": info.get("fw"),
+                "displays": "shows" in w,
+            },
+        )
+        shown, nerr, card = w.get("shown", 0), w.get("nerr", 0), w.get("card", "")
         while True:
-            info = link.identify()
-            while info["head_seq"] > head:
+            if "shows" in w:
+                for n, t, line1, line2, sound in w["shows"]:
+                    if n > shown:
+                        yield (
+                            "display",
+                            {
+                                "n": n,
+                                "time": t,
+                                "line1": line1,
+                                "line2": line2,
+                                "sound": sound,
+                            },
+                        )
+                shown = max(shown, w["shown"])
+                new = w["nerr"] - nerr
+                for line in w["err"][-new:] if new > 0 else []:
+                    yield "error", {"line": line}
+                nerr = w["nerr"]
+                if w["card"] != card:
+                    card = w["card"]
+                    yield "card", {"uid": card}
+                now_head = w["head"]
+            else:
+                now_head = link.identify()["head_seq"]
+            while now_head > head:
                 recs = link.pull(head + 1)
                 if not recs:
                     break
@@ -201,3 +243,13 @@ def watch(port, count=0, timeout=0.0, interval=0.3):
             if deadline and time.monotonic() > deadline:
                 return
             time.sleep(interval)
+            w = _poll(link) if "shows" in w else {}  # an old firmware: IDENTIFY only
+
+
+def _poll(link):
+    """One DIAG "w" answer (a dict with "shows"), or {} from a firmware that does not know it."""
+    try:
+        d = json.loads(bytes(link.request(DIAG, b"w")).decode())
+    except TerminalError:  # no firmware/diag.py at all
+        return {}
+    return d if "shows" in d else {}
