@@ -37,7 +37,8 @@ DIAG_LOG = const(0x05)
 INSTALL = const(
     0x06
 )  # a chunk of a signed config blob (card_schema/signed.py): firmware/install.py
-DIAG = const(0x10)  # diagnostics (firmware/diag.py, via the Responder's `extra`); body "", "t", "w"
+# diagnostics (firmware/diag.py, via the Responder's `extra`); body "" (all), "t" (no self-test), "w"
+DIAG = const(0x10)
 RESPONSE = const(0x80)
 ERROR = const(0xFF)
 
