@@ -49,6 +49,7 @@ ERR_RANGE = const(3)  # a sequence number the journal does not have (ack beyond 
 ERR_INTERNAL = const(4)  # the handler failed (journal I/O...)
 
 HEADER = const(4)  # ver, type, req_id
+_HEADER_FMT = const("<BBH")  # = card_schema.frames_host.HEADER_FMT
 OVERHEAD = const(8)  # HEADER + crc32
 
 # Longest line either side sends or accepts, "~" and "\n" included. Receivers drop longer lines.
@@ -72,7 +73,7 @@ def seal(buf, ftype, req_id, body_len):
     if body_len > MAX_BODY:
         raise ValueError("frame too long")
     n = HEADER + body_len
-    struct.pack_into("<BBH", buf, 0, VERSION, ftype, req_id & 0xFFFF)
+    struct.pack_into(_HEADER_FMT, buf, 0, VERSION, ftype, req_id & 0xFFFF)
     mv = memoryview(buf)
     struct.pack_into("<I", buf, n, binascii.crc32(mv[0:n]) & 0xFFFFFFFF)
     # b2a_base64 takes any buffer on both interpreters; the stub says bytes (a copy would allocate)

@@ -14,6 +14,8 @@ import struct
 from card_schema import frames, taprecord
 from card_schema.frames import FrameError
 
+HEADER_FMT = "<BBH"  # the payload's head: ver, type, req_id (then the body, then crc32 u32)
+
 # request and response bodies (struct formats)
 PULL_FMT = "<IH"  # PULL: from_seq, max
 U32_FMT = "<I"  # ACK upto, SET_CLOCK unix, and both answers
