@@ -22,12 +22,30 @@ try:
     import cryptolib
 
     _MODE_ECB = const(1)
+    # ECB is stateless, so one cipher object serves every block of its key: a tap runs a few keys
+    # (session, journal, diversification) through dozens of blocks, and a fresh object per block
+    # (its key schedule) was most of a tap's garbage. Two encrypt keys, one decrypt key (an object
+    # does one direction only).
+    _enc = [b"", None, b"", None]  # type: list  # key, object, key, object (the newer first)
+    _dec = [b"", None]  # type: list
 
     def aes_ecb_encrypt(key, block):
-        return cryptolib.aes(key, _MODE_ECB).encrypt(block)
+        c = _enc
+        if c[0] != key:
+            if c[2] == key:
+                c[0], c[1], c[2], c[3] = c[2], c[3], c[0], c[1]
+            else:
+                k = bytes(key)
+                c[2], c[3] = c[0], c[1]
+                c[0], c[1] = k, cryptolib.aes(k, _MODE_ECB)
+        return c[1].encrypt(block)
 
     def aes_ecb_decrypt(key, block):
-        return cryptolib.aes(key, _MODE_ECB).decrypt(block)
+        c = _dec
+        if c[0] != key:
+            c[0] = bytes(key)
+            c[1] = cryptolib.aes(c[0], _MODE_ECB)
+        return c[1].decrypt(block)
 
 except ImportError:  # CPython
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes

@@ -17,7 +17,6 @@ from card_schema.compat import aes_ecb_decrypt, aes_ecb_encrypt, const
 
 ZERO16 = b"\x00" * 16
 _RB = const(0x87)  # R_128 of RFC 4493: the constant xored in when the shifted-out bit is 1
-_MASK128 = const((1 << 128) - 1)
 
 
 def _xor_into(buf, data, off):
@@ -34,12 +33,15 @@ def rotl(b):
 def subkeys(key):
     """RFC 4493 subkeys (K1, K2) of `key`: L = E(key, 0), K1 = L<<1, K2 = K1<<1 (each shift xors in
     R_128 when the bit shifted out is 1)."""
-    n = int.from_bytes(aes_ecb_encrypt(key, ZERO16), "big")
-    k = []
-    for _ in range(2):
-        n = ((n << 1) ^ (_RB if n >> 127 else 0)) & _MASK128
-        k.append(n.to_bytes(16, "big"))
-    return k
+    k = bytearray(aes_ecb_encrypt(key, ZERO16))
+    out = []
+    for _ in range(2):  # shift the 128-bit big-endian value left by one, in place (no long ints)
+        msb = k[0] & 0x80
+        for i in range(15):
+            k[i] = ((k[i] << 1) | (k[i + 1] >> 7)) & 0xFF
+        k[15] = ((k[15] << 1) & 0xFF) ^ (_RB if msb else 0)
+        out.append(bytes(k))
+    return out
 
 
 def cbc_encrypt(key, iv, data):
