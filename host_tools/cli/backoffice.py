@@ -22,15 +22,20 @@ def serve(a):
         ingest.close()
         raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     h, p = srv.server_address[:2]
-    sys.stderr.write(f"tapkit serve: listening on http://{h}:{p} (store {a.db})\n")
-    sys.stderr.flush()
-    if a.json:  # one JSON Lines event, so a supervisor learns the bound port (--listen HOST:0)
-        print_jsonl({"event": "listening", "url": f"http://{h}:{p}", "host": h, "port": p})
     try:
+        sys.stderr.write(f"tapkit serve: listening on http://{h}:{p} (store {a.db})\n")
+        sys.stderr.flush()
+        if a.json:  # JSON Lines, so a supervisor learns the bound port (--listen HOST:0)
+            print_jsonl({"event": "listening", "url": f"http://{h}:{p}", "host": h, "port": p})
         srv.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:  # stopping the server is how this command ends
+        pass
     finally:
         srv.server_close()
         ingest.close()
+    sys.stderr.write("tapkit serve: stopped\n")
+    if a.json:
+        print_jsonl({"event": "stopped"})
     return 0
 
 

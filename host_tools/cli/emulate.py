@@ -34,11 +34,11 @@ def card(a):
 
 def _serve(a, server, banner, event):
     """Serve until Ctrl-C: a banner, or with --json the JSON Lines events serving and stopped."""
-    if a.json:
-        print_jsonl(event)
-    else:
-        print(banner + "; Ctrl-C to take it away", flush=True)
     try:
+        if a.json:
+            print_jsonl(event)
+        else:
+            print(banner + "; Ctrl-C to take it away", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:  # taking the card away is how this command ends
         pass
@@ -138,27 +138,27 @@ def board(a):
             print(ln, flush=True)
 
     vb = VirtualBoard(a.state, heap=a.heap, echo=echo)
-    vb.start()
-    if a.json:
-        print_jsonl(
-            {
-                "event": "running",
-                "terminal_id": a.terminal_id,
-                "profile": over["profile"],
-                "port": vb.port,
-                "state": a.state,
-            }
-        )
-    else:
-        print(
-            "virtual terminal %d (%s) running: serial port %s  (state %s)"
-            % (a.terminal_id, over["profile"], vb.port, a.state),
-            flush=True,
-        )
-        print("tap a card:  tapkit emulate tap --board %s CARDFILE" % a.state, flush=True)
-        if over["profile"] in profile_host.KEYPAD:
-            print("press keys:  tapkit emulate press --board %s KEYS" % a.state, flush=True)
     try:
+        vb.start()
+        if a.json:
+            print_jsonl(
+                {
+                    "event": "running",
+                    "terminal_id": a.terminal_id,
+                    "profile": over["profile"],
+                    "port": vb.port,
+                    "state": a.state,
+                }
+            )
+        else:
+            print(
+                "virtual terminal %d (%s) running: serial port %s  (state %s)"
+                % (a.terminal_id, over["profile"], vb.port, a.state),
+                flush=True,
+            )
+            print("tap a card:  tapkit emulate tap --board %s CARDFILE" % a.state, flush=True)
+            if over["profile"] in profile_host.KEYPAD:
+                print("press keys:  tapkit emulate press --board %s KEYS" % a.state, flush=True)
         while vb.alive:
             time.sleep(0.5)
         raise TapkitError(

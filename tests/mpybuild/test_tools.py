@@ -34,7 +34,8 @@ def test_path_is_the_fallback(tmp_path, monkeypatch):
 
 
 def test_an_unactivated_venv_finds_its_micropython(tmp_path):
-    """`.venv/bin/python -m ...` with PATH not naming .venv/bin: its micropython is used."""
+    """`.venv/bin/python -m ...` with PATH not naming .venv/bin: its micropython is used (the
+    virtual board and the VM runner ask mpybuild.tools)."""
     venv = tmp_path / "v"
     subprocess.run(
         [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
@@ -44,7 +45,7 @@ def test_an_unactivated_venv_finds_its_micropython(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     p = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
-         "from emulator import vboard; print(vboard.micropython_exe())"],
+         "from mpybuild import tools; print(tools.find('micropython'))"],
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": root},
         capture_output=True, text=True, check=True,
     )  # fmt: skip

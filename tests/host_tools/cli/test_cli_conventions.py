@@ -99,3 +99,43 @@ def test_help_loads_no_crypto_database_serial_or_rich():
     loaded = sorted({m.split(".")[0] for m in out} & set(heavy))
     assert loaded == [], loaded
     assert not [m for m in out if m.startswith(("emulator", "host_tools.fleet", "card_schema"))]
+
+
+# The test that runs each command with --json and parses what it prints (JSON, or JSON Lines for
+# the json="lines" commands). A new command adds its line here, or this test fails.
+JSON_PROOF = {
+    "keys init": "tests/host_tools/cli/test_cli_exit_codes.py::test_0_ok",
+    "readers": "tests/e2e/test_cli_ports_readers.py::test_readers_lists_the_pcsc_reader_and_its_card",
+    "card issue": "tests/e2e/test_card_office.py::issued",
+    "card topup": "tests/e2e/test_card_office.py::test_block_refuses_topup_then_unblock",
+    "card show": "tests/e2e/test_cli_json.py::test_card_show_and_unblock",
+    "card block": "tests/e2e/test_card_office.py::test_block_refuses_topup_then_unblock",
+    "card unblock": "tests/e2e/test_cli_json.py::test_card_show_and_unblock",
+    "card refund": "tests/e2e/test_card_office.py::test_refund_closes_the_card_and_logs_the_payout",
+    "emulate card": "tests/e2e/test_cli_json.py::test_emulate_card_json_lines",
+    "emulate board": "tests/e2e/test_cli_json.py::test_emulate_board_json_lines_then_tap_json",
+    "emulate tap": "tests/e2e/test_cli_json.py::test_emulate_board_json_lines_then_tap_json",
+    "emulate press": "tests/e2e/test_cli_emulate_profiles.py::test_pos_terminal_sale_and_refund_from_the_command_line",
+    "ports": "tests/e2e/test_cli_ports_readers.py::test_ports_finds_the_terminal_on_a_virtual_boards_pty",
+    "sync": "tests/host_tools/fleet/test_sync.py::test_cli_sync_killed_mid_ingest_then_rerun_stores_every_tap_once",
+    "flash": "tests/e2e/test_flash.py::test_flash_fresh_board_then_diag_then_nothing_to_copy",
+    "diag": "tests/e2e/test_diag.py::test_diag_watch_json_lines_show_refusals_and_reader_errors",
+    "serve": "tests/e2e/test_cli_json.py::test_serve_json_lines_say_where_it_listens",
+    "publish": "tests/e2e/test_cli_json.py::test_publish_and_report",
+    "report": "tests/e2e/test_cli_json.py::test_publish_and_report",
+    "tariff sign": "tests/e2e/test_profiles_tariff_cli.py::test_sign_and_show_fares",
+    "tariff show": "tests/e2e/test_profiles_tariff_cli.py::test_sign_and_show_fares",
+    "demo": "tests/e2e/test_demo.py::test_demo_json_every_card_agrees_with_the_ledger",
+    "bench": "tests/test_bench.py::test_tapkit_bench_runs_a_section_of_the_checkout",
+}
+
+
+@pytest.mark.parametrize("path", sorted(LEAVES), ids=" ".join)
+def test_every_command_has_a_test_of_its_json(path):
+    name = " ".join(path)
+    assert name in JSON_PROOF, "%s: name the test that parses its --json in JSON_PROOF" % name
+    file, func = JSON_PROOF[name].split("::")
+    with open(os.path.join(ROOT, file)) as f:
+        text = f.read()
+    assert "def %s(" % func in text, JSON_PROOF[name]
+    assert "--json" in text, JSON_PROOF[name]
