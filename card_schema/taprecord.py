@@ -5,6 +5,7 @@ Layout (little endian, `_FMT`):
     off  size  field
       0     1  version (1)
       1     1  kind      1 charge, 2 refused, 3 denied, 4 void, 5 error, 6 refund, 7 confirm
+                         (8.. card-office kinds: card_schema.taprecord_host)
       2     1  result    reason code (RESULT_*)
       3     1  profile   terminal profile (card_schema.profile)
       4     4  seq       terminal sequence number, never repeats

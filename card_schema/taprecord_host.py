@@ -22,7 +22,32 @@ KIND_ERROR = 5
 # CommitTransaction) or RESULT_TRIP_LOG (the card's own trip log, read when it came back). A charge
 # neither confirmed nor voided is *unconfirmed* (docs/architecture.md "Pending charges").
 KIND_CONFIRM = 7
-KIND_NAMES = ("", "charge", "refused", "denied", "void", "error", "refund", "confirm")
+# the card office's journal (host_tools/cardoffice/journal.py): the same record, chained with the
+# office's key (host_tools.keystore.office_key); counter and balance are the card's after the
+# operation, amount what it moved (issue: the initial balance, topup: credited, payout: the balance
+# paid out when the card is closed; block/unblock: 0). Money records are confirmed (KIND_CONFIRM) or
+# voided (KIND_VOID) by a later record of the same office, like a terminal's charges.
+KIND_ISSUE = 8
+KIND_TOPUP = 9
+KIND_PAYOUT = 10
+KIND_BLOCK = 11
+KIND_UNBLOCK = 12
+KIND_NAMES = (
+    "",
+    "charge",
+    "refused",
+    "denied",
+    "void",
+    "error",
+    "refund",
+    "confirm",
+    "issue",
+    "topup",
+    "payout",
+    "block",
+    "unblock",
+)
+OFFICE_KINDS = ("issue", "topup", "payout", "block", "unblock")
 
 RESULT_DENYLIST = 2
 RESULT_CARD_ERROR = 6

@@ -7,6 +7,7 @@ traces or --json output: callers get derived keys only.
     ks = keystore.load("issuer.keys")
     k = keystore.card_key(ks, "debit", uid)              # AN10922-diversified for this card
     t = keystore.terminal_key(ks, 1001)                  # the terminal's journal MAC key
+    o = keystore.office_key(ks, 9001)                    # a card office's journal MAC key
 """
 
 import binascii
@@ -84,3 +85,15 @@ def config_key(ks, terminal_id):
 def terminal_key(ks, terminal_id):
     """The journal MAC key of one terminal: diversified from the journal master key."""
     return diversify_aes128(ks["keys"]["journal"], b"TERM" + struct.pack("<I", terminal_id))
+
+
+def office_key(ks, office_id):
+    """The journal MAC key of one card office (host_tools/cardoffice/journal.py): diversified from
+    the journal master key like a terminal's, under another label, so an office's records never
+    verify as a terminal's (a terminal's extracted key cannot forge a top-up) and back."""
+    return diversify_aes128(ks["keys"]["journal"], b"OFFC" + struct.pack("<I", office_id))
+
+
+def source_key(ks, source_id, role="terminal"):
+    """The journal key of a source of the store: a terminal or a card office."""
+    return office_key(ks, source_id) if role == "office" else terminal_key(ks, source_id)

@@ -128,7 +128,7 @@ class Ingest:
                 self._count("taps_stored", inserted)
                 self._count("duplicates", dups)
                 acked = taprecord.seq_of(recs[-1])
-                store.note_sync(tid, dict(versions, via="wifi"), acked)
+                store.note_sync(tid, dict(versions), acked, via="wifi")
             with self.lock:
                 self.seen.add(tid)
             blobs = []

@@ -1,38 +1,265 @@
-"""Revenue and reconciliation report over the tap store.
+"""Revenue and reconciliation report over the audited store.
 
-    rep = report(store, ks=keystore.load(path))   # a JSON-ready dict; ks: also check the MAC chains
+    rep = report(store, keys=audit.keys_from(ks))      # a JSON-ready dict
+    rep = report(store, keys, since=t0, until=t1, tz=12600)
 
-Data only: `tapkit report` renders it (host_tools/cli/backoffice.py).
+Data only: `tapkit report` renders it (host_tools/cli/backoffice.py), the dashboard shows it.
 
-Revenue per terminal, line, profile and day (UTC days, or shifted by `tz` seconds). Reconciliation:
-- sequence gaps: holes in a terminal's stored sequence (records not synced here, or lost);
-- MAC chains (with the keystore): every stored record re-verified against its stored predecessor with
-  the terminal's key; a break means the store was altered after ingest;
-- repeated card counters: one counter charged twice (a cloned card or a replayed transaction);
-- counter jumps: a card's counter skips values while its balance fell at least by the charge: taps
-  of that card are missing from the store (a terminal not synced yet, or lost records). A skip with a
-  balance that rose is a top-up at the card office (it writes a trip record too) and is not listed;
-- balance breaks: consecutive counters whose balances do not follow (previous balance - this charge):
-  money that appeared or vanished on the card outside any recorded operation;
-- refused uploads: Wi-Fi batches the server refused (unknown terminal, bad MAC), by reason.
+Every figure comes from audited records (audit.py): `report` first audits what is new, then checks
+the rows of its period again (`recheck`: a row edited since its audit is caught and left out), and
+sums the rollups of the verified rows. A quarantined record (edited, altered, damaged) is a finding
+named by terminal, seq and column and counts nowhere. Money counts when the ledger (ledger.py)
+confirmed it: fares (charges less POS refunds) are `revenue`; unconfirmed money records are listed
+with their amounts; voided and phantom ones are no money. Card-office money (top-ups, pay-outs at a
+card's refund, initial balances) is reported beside the fares, not as revenue.
 
-Amounts are integer Rial. POS refunds (kind refund) count as negative revenue. A charge voided by a later void record (the card commit failed after the
-terminal journalled it) counts as no money. "Refused" means kind refused (insufficient balance) or denied
-(deny list, blocked, expired card).
+Periods: `since` (inclusive) and `until` (exclusive) in unix seconds. Days and hours are local to
+`tz` (seconds east of UTC; the store's own tz by default, audit.set_tz). The sums come from
+roll_time (half hours, any tz that is a multiple of 30 minutes) or roll_day (the store's days, by
+terminal and line) when the period fits them, else from the audited rows themselves.
 """
 
 import time
 
-from card_schema import taprecord
-from host_tools import keystore
+from host_tools.backoffice import audit
+
+REFUSED = ("refused", "denied")
+FARE_KINDS = ("charge", "refund")
+OFFICE_MONEY = ("issue", "topup", "payout")
+_TIME_DIMS = ("hour", "day", "profile", "result")
+_DAY_DIMS = ("day", "terminal", "line")
+_TAP_DIMS = ("hour", "day", "profile", "result", "terminal", "line")
+UNCONFIRMED_LISTED = 200
 
 
-def _day(n):
-    return time.strftime("%Y-%m-%d", time.gmtime(n * 86400))
+class PeriodError(ValueError):
+    pass
+
+
+def parse_when(text, tz=0):
+    """Unix seconds from "2024-03-01", "2024-03-01T08:30", "2024-03-01 08:30" (local to tz) or a
+    plain number of unix seconds; PeriodError with the forms it takes."""
+    text = (text or "").strip()
+    if text.isdigit():
+        return int(text)
+    import calendar
+
+    for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            return calendar.timegm(time.strptime(text, fmt)) - int(tz)
+        except ValueError:
+            continue
+    raise PeriodError(f"bad time {text!r}: use YYYY-MM-DD, YYYY-MM-DDTHH:MM or unix seconds")
+
+
+def _aligned(t, size, tz=0):
+    return t is None or (int(t) + tz) % size == 0
+
+
+def sums(store, dims, since=None, until=None, tz=0):
+    """{(dim values..., kind, status): [n, amount]} of the counted rows (audited, not quarantined)
+    in [since, until), grouped by `dims` (hour and day: local to tz, as bucket numbers)."""
+    dims = tuple(dims)
+    store_tz = audit.tz_of(store)
+    if (
+        set(dims) <= set(_TIME_DIMS)
+        and tz % 1800 == 0
+        and _aligned(since, 1800)
+        and _aligned(until, 1800)
+    ):
+        expr = {
+            "hour": f"(b30 * 1800 + {tz}) / 3600",
+            "day": f"(b30 * 1800 + {tz}) / 86400",
+            "profile": "profile",
+            "result": "result",
+        }
+        table, where, params = "roll_time", [], []
+        if since is not None:
+            where.append("b30 >= ?")
+            params.append(int(since) // 1800)
+        if until is not None:
+            where.append("b30 < ?")
+            params.append(int(until) // 1800)
+    elif (
+        set(dims) <= set(_DAY_DIMS)
+        and ("day" not in dims or tz == store_tz)
+        and _aligned(since, 86400, store_tz)
+        and _aligned(until, 86400, store_tz)
+    ):
+        expr = {"day": "day", "terminal": "terminal", "line": "line"}
+        table, where, params = "roll_day", [], []
+        if since is not None:
+            where.append("day >= ?")
+            params.append((int(since) + store_tz) // 86400)
+        if until is not None:
+            where.append("day < ?")
+            params.append((int(until) + store_tz) // 86400)
+    else:
+        expr = {
+            "hour": f"(time + {tz}) / 3600",
+            "day": f"(time + {tz}) / 86400",
+            "profile": "profile",
+            "result": "result",
+            "terminal": "terminal",
+            "line": "line",
+        }
+        unknown = set(dims) - set(_TAP_DIMS)
+        if unknown:
+            raise ValueError("cannot group by %s" % ", ".join(sorted(unknown)))
+        table = "taps"
+        where = ["status IS NOT NULL", "status NOT IN ('quarantined', 'unverified')"]
+        params = []
+        if since is not None:
+            where.append("time >= ?")
+            params.append(int(since))
+        if until is not None:
+            where.append("time < ?")
+            params.append(int(until))
+    cols = [expr[d] for d in dims] + ["kind", "status"]
+    n = "SUM(n)" if table != "taps" else "COUNT(*)"
+    a = "SUM(amount)" if table != "taps" else "SUM(%s)" % audit._amount_sql()
+    sql = "SELECT {}, {}, {} FROM {}".format(", ".join(cols), n, a, table)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " GROUP BY " + ", ".join(cols)
+    out = {}
+    for r in store._all(sql, params):
+        key = tuple(int(v) if isinstance(v, int) else v for v in r[: len(cols)])
+        out[key] = [int(r[-2] or 0), int(r[-1] or 0)]
+    return out
+
+
+def _fold(rows):
+    """Figures of one group from its {(kind, status): [n, amount]}."""
+
+    def get(kind, status=None):
+        n = a = 0
+        for (k, s), (nn, aa) in rows.items():
+            if k == kind and (status is None or s == status):
+                n += nn
+                a += aa
+        return n, a
+
+    charges, charged = get("charge", "confirmed")
+    refunds, refunded = get("refund", "confirmed")
+    unconf = [get(k, "unconfirmed") for k in FARE_KINDS]
+    out = {
+        "taps": sum(nn for nn, _ in rows.values()),
+        "charges": charges,
+        "revenue": charged - refunded,
+        "refunds": refunds,
+        "refunded": refunded,
+        "unconfirmed": unconf[0][0] + unconf[1][0],
+        "unconfirmed_amount": unconf[0][1] - unconf[1][1],
+        "voided": sum(get(k, "voided")[0] for k in FARE_KINDS),
+        "phantom": sum(get(k, "phantom")[0] for k in FARE_KINDS),
+        "refused": get("refused")[0] + get("denied")[0],
+        "voids": get("void")[0],
+        "errors": get("error")[0],
+    }
+    for kind, n_key, a_key in (
+        ("topup", "topups", "topped_up"),
+        ("payout", "payouts", "paid_out"),
+        ("issue", "issued", "issued_balance"),
+    ):
+        n, a = get(kind, "confirmed")
+        out[n_key], out[a_key] = n, a
+    return out
+
+
+def grouped(store, dim, since=None, until=None, tz=0):
+    """[(key, figures)] by one dimension, in key order."""
+    by = {}
+    for key, v in sums(store, (dim,), since, until, tz).items():
+        by.setdefault(key[0], {})[key[1:]] = v
+    return [(k, _fold(by[k])) for k in sorted(by, key=lambda x: (x is None, x))]
+
+
+def totals(store, since=None, until=None, tz=0):
+    return _fold({k: v for k, v in sums(store, (), since, until, tz).items()})
+
+
+def refused_by_reason(store, since=None, until=None, tz=0):
+    out = {}
+    for (result, kind, _status), (n, _a) in sums(store, ("result",), since, until, tz).items():
+        if kind in REFUSED:
+            out[result] = out.get(result, 0) + n
+    return dict(sorted(out.items()))
+
+
+def _label(dim, k, tz):
+    if dim == "day":
+        return time.strftime("%Y-%m-%d", time.gmtime(k * 86400))
+    if dim == "hour":
+        return time.strftime("%Y-%m-%d %H:00", time.gmtime(k * 3600))
+    return k
+
+
+def unconfirmed(store, since=None, until=None, limit=UNCONFIRMED_LISTED, uid=None):
+    """The unconfirmed money records (newest first): amount at stake, until the ledger settles."""
+    where = ["status = 'unconfirmed'"]
+    params = []
+    if since is not None:
+        where.append("time >= ?")
+        params.append(int(since))
+    if until is not None:
+        where.append("time < ?")
+        params.append(int(until))
+    if uid:
+        where.append("uid = ?")
+        params.append(uid)
+    rows = store._all(
+        "SELECT terminal, seq, time, uid, kind, counter, amount, balance FROM taps WHERE "
+        + " AND ".join(where)
+        + " ORDER BY time DESC, terminal, seq LIMIT %d" % int(limit),
+        params,
+    )
+    cols = ("terminal", "seq", "time", "uid", "kind", "counter", "amount", "balance")
+    return [
+        {c: (int(v) if c not in ("uid", "kind") else v) for c, v in zip(cols, r, strict=True)}
+        for r in rows
+    ]
+
+
+def card_totals(store, uid=None):
+    """[{uid, taps, charged, refused, last_balance}] per card from its audited records: charged
+    is the confirmed fares less confirmed POS refunds; last_balance the balance of the card's
+    newest state the ledger holds (money records neither voided nor phantom, and refusals)."""
+    where = "uid <> ? AND status IS NOT NULL AND status NOT IN ('quarantined', 'unverified')"
+    params = [audit.NO_UID]
+    if uid:
+        where += " AND uid = ?"
+        params.append(uid)
+    rows = store._all(
+        "SELECT uid, COUNT(*), SUM(CASE WHEN status = 'confirmed' AND kind = 'charge' THEN amount "
+        "WHEN status = 'confirmed' AND kind = 'refund' THEN -amount ELSE 0 END), "
+        "SUM(CASE WHEN kind IN ('refused', 'denied') THEN 1 ELSE 0 END) "
+        f"FROM taps WHERE {where} GROUP BY uid ORDER BY uid",
+        params,
+    )
+    balances = dict(
+        store._all(
+            "SELECT uid, balance FROM (SELECT uid, balance, ROW_NUMBER() OVER (PARTITION BY uid "
+            "ORDER BY counter DESC, time DESC, seq DESC) AS n FROM taps WHERE "
+            f"{where} AND balance >= 0 AND status NOT IN ('voided', 'phantom') AND kind NOT IN "
+            "('void', 'confirm')) b WHERE n = 1",
+            params,
+        )
+    )
+    return [
+        {
+            "uid": u,
+            "taps": int(n),
+            "charged": int(c or 0),
+            "refused": int(r or 0),
+            "last_balance": int(balances[u]) if u in balances else None,
+        }
+        for u, n, c, r in rows
+    ]
 
 
 def card_checks(charges):
-    """(counter_jumps, balance_breaks) over store.card_charges() rows."""
+    """(counter_jumps, balance_breaks) over store.card_charges() rows (until the ledger has them)."""
     jumps, breaks = [], []
     prev = None
     for row in charges:
@@ -65,88 +292,144 @@ def card_checks(charges):
     return jumps, breaks
 
 
-def chain_breaks(store, ks):
-    """[{terminal, seq}]: stored records whose MAC does not follow from the stored predecessor."""
-    out = []
-    for t in store.terminals():
-        tid = t["id"]
-        key = keystore.terminal_key(ks, tid)
-        prev_seq, prev_mac = 0, taprecord.GENESIS_MAC
-        for raw in store.raw_records(tid):
-            seq = taprecord.seq_of(raw)
-            if seq == prev_seq + 1 and not taprecord.mac_ok(raw, prev_mac, key):
-                out.append({"terminal": tid, "seq": seq})
-            prev_seq, prev_mac = seq, raw[taprecord.BODY : taprecord.BODY + 8]
-    return out
+def _finding_view(f):
+    """A finding as the report lists it: kind, where, detail, plus the raw fields."""
+    d = f["detail"]
+    return dict(f, **{"where": _where(f), "text": describe(f)}) if d is not None else f
 
 
-def report(store, ks=None, tz=0):
-    """Everything the `tapkit report` command shows, as plain data."""
-    cards = [
-        {"uid": uid, "taps": taps, "charged": charged, "refused": refused, "last_balance": balance}
-        for uid, taps, charged, refused, balance in store.card_totals()
-    ]
-    revenue, charges = store.revenue()
-    refused = {reason: n for reason, n in store.refused_by_reason()}
-    terminals = []
-    for row in store.terminal_totals():
-        tid, taps, n_charges, rev, n_refused, voids, errors, first, last, tmin, tmax = row
-        t = store.terminal(tid) or {}
-        terminals.append(
+def _where(f):
+    if f["kind"] in audit.RECORD_FINDINGS:
+        return {"terminal": f["terminal"], "seq": f["seq"]}
+    return {"uid": f["uid"], "counter_from": f["counter_from"], "counter_to": f["counter_to"]}
+
+
+def describe(f):
+    """One line saying what a finding is (the CLI and the dashboard show it)."""
+    d = f["detail"]
+    k = f["kind"]
+    if k == "edited":
+        return "; ".join(
+            f"column {c['column']} edited: stored {c['stored']}, the record says {c['record']}"
+            for c in d["columns"]
+        ) + (f" ({f['amount']:,} Rial not counted)" if f["amount"] else "")
+    if k in ("mac", "damaged", "unverified", "foreign_kind"):
+        return d.get("reason", k) + (f" ({f['amount']:,} Rial not counted)" if f["amount"] else "")
+    if k == "seq_gap":
+        return f"seq {d['from_seq']}..{d['to_seq']} not in this store ({d['missing']})"
+    return d.get("text", k)
+
+
+def report(store, keys, since=None, until=None, tz=None, cards=None, recheck=True):
+    """Everything `tapkit report` shows, as plain data. `keys`: audit.keys_from(keystore)."""
+    t0 = time.time()
+    summary = audit.run(store, keys)
+    again = audit.recheck(store, keys, since, until) if recheck else None
+    tz = audit.tz_of(store) if tz is None else int(tz)
+    tot = totals(store, since, until, tz)
+    by = {}
+    for dim in ("terminal", "line", "profile", "day", "hour"):
+        by[dim] = [
             {
-                "terminal": tid,
-                "taps": taps,
-                "charges": n_charges,
-                "revenue": rev,
-                "refused": n_refused,
-                "voids": voids,
-                "errors": errors,
-                "first_seq": first,
-                "last_seq": last,
-                "first_time": tmin,
-                "last_time": tmax,
-                "last_sync": t.get("last_sync"),
-                "acked_seq": t.get("acked_seq"),
+                dim: _label(dim, k, tz),
+                "charges": f["charges"],
+                "revenue": f["revenue"],
+                "taps": f["taps"],
+                "unconfirmed_amount": f["unconfirmed_amount"],
             }
-        )
-    gaps = [
-        {"terminal": t, "from_seq": a, "to_seq": b, "missing": b - a + 1}
-        for t, a, b in store.sequence_gaps()
-    ]
-    repeats = [
-        {"uid": uid, "counter": c, "taps": [{"terminal": t, "seq": s} for t, s in where]}
-        for uid, c, where in store.repeated_counters()
-    ]
-    by = {
-        col: [
-            {col: (_day(k) if col == "day" else k), "charges": n, "revenue": a}
-            for k, n, a in store.revenue_by(col, tz)
+            for k, f in grouped(store, dim, since, until, tz)
+            if dim in ("terminal", "day", "hour") or f["charges"] or f["refunds"]
         ]
-        for col in ("terminal", "line", "profile", "day")
-    }
+    per_terminal = dict(grouped(store, "terminal", since, until, tz))
+    terminals = []
+    for t in store.terminals():
+        f = per_terminal.get(t["id"])
+        if f is None and (since is not None or until is not None):
+            continue
+        f = f or _fold({})
+        first = store._one("SELECT MIN(seq) FROM taps WHERE terminal = ?", (t["id"],))[0]
+        terminals.append(
+            dict(
+                {"terminal": t["id"], "role": t["role"]},
+                **f,
+                first_seq=int(first or 0),
+                last_seq=t["last_seq"],
+                last_sync=t["last_sync"],
+                acked_seq=t["acked_seq"],
+            )
+        )
+    found = [_finding_view(f) for f in audit.findings(store)]
     jumps, breaks = card_checks(store.card_charges())
+    rec_kinds = {"mac", "damaged", "edited", "foreign_kind"}
     uploads = {}
     for r in store.rejects():
         reason = r["reason"].split(":", 1)[0]
         uploads[reason] = uploads.get(reason, 0) + 1
-    return {
+    n_cards = None
+    if cards is None:
+        n_cards = int(store._one("SELECT COUNT(*) FROM taps")[0])
+        cards = n_cards <= 200000
+    rep = {
         "generated_at": int(time.time()),
+        "period": {"since": since, "until": until, "tz": tz},
+        "audit": {
+            "audited_now": summary["audited"],
+            "rechecked": again["rechecked"] if again else None,
+            "quarantined_now": summary["quarantined"] + (again["quarantined"] if again else 0),
+            "not_audited": audit.pending(store),
+        },
+        "revenue": tot["revenue"],
+        "charges": tot["charges"],
+        "refunds": tot["refunds"],
+        "refunded": tot["refunded"],
+        "unconfirmed": {
+            "count": tot["unconfirmed"],
+            "amount": tot["unconfirmed_amount"],
+            "records": unconfirmed(store, since, until),
+        },
+        "voided": tot["voided"],
+        "phantom": tot["phantom"],
+        "office": {k: tot[k] for k in ("topups", "topped_up", "payouts", "paid_out", "issued")}
+        | {"issued_balance": tot["issued_balance"]},
+        "taps": tot["taps"],
+        "refused": tot["refused"],
+        "refused_by_reason": refused_by_reason(store, since, until, tz),
         "revenue_by": by,
-        "taps": sum(t["taps"] for t in terminals),
-        "revenue": revenue,
-        "charges": charges,
-        "refunds": store.refunds()[0],
-        "refunded": store.refunds()[1],
-        "refused": sum(refused.values()),
-        "refused_by_reason": refused,
-        "cards": cards,
         "terminals": terminals,
+        "cards": card_totals(store) if cards else None,
         "reconciliation": {
-            "sequence_gaps": gaps,
-            "mac_chain_breaks": chain_breaks(store, ks) if ks is not None else None,
-            "repeated_counters": repeats,
+            "findings": found,
+            "sequence_gaps": [
+                {
+                    "terminal": f["terminal"],
+                    "from_seq": f["detail"]["from_seq"],
+                    "to_seq": f["detail"]["to_seq"],
+                    "missing": f["detail"]["missing"],
+                }
+                for f in found
+                if f["kind"] == "seq_gap"
+            ],
+            "mac_chain_breaks": [
+                {"terminal": f["terminal"], "seq": f["seq"], "kind": f["kind"]}
+                for f in found
+                if f["kind"] in rec_kinds
+            ],
+            "unverified": [
+                {"terminal": f["terminal"], "seq": f["seq"]}
+                for f in found
+                if f["kind"] == "unverified"
+            ],
+            "missing_transactions": [f for f in found if f["kind"] == "missing"],
             "counter_jumps": jumps,
             "balance_breaks": breaks,
+            "repeated_counters": [
+                {"uid": u, "counter": c, "taps": [{"terminal": t, "seq": s} for t, s in where]}
+                for u, c, where in store.repeated_counters()
+            ],
+            "clones": [f for f in found if f["kind"] == "clone"],
             "refused_uploads": uploads,
         },
+        "seconds": None,
     }
+    rep["seconds"] = round(time.time() - t0, 3)
+    return rep

@@ -18,6 +18,7 @@ import os
 import re
 import sqlite3
 import time
+import urllib.parse
 
 from card_schema import signed_host, taprecord, taprecord_host
 from host_tools import TapkitError
@@ -96,6 +97,67 @@ MIGRATIONS = [
             )""",
         ],
     ),
+    (
+        3,
+        [
+            # the audit (backoffice/audit.py) sets status once a record's MAC chain and columns
+            # are verified: NULL = not audited yet; the figures count audited rows only
+            "ALTER TABLE taps ADD COLUMN status TEXT",
+            "CREATE INDEX taps_unaudited ON taps (terminal, seq) WHERE status IS NULL",
+            "CREATE INDEX taps_unconfirmed ON taps (uid) WHERE status = 'unconfirmed'",
+            "CREATE INDEX taps_time ON taps (time)",
+            # a source is a terminal or a card office (its own key: keystore.office_key)
+            "ALTER TABLE terminals ADD COLUMN role TEXT NOT NULL DEFAULT 'terminal'",
+            "ALTER TABLE terminals ADD COLUMN last_usb BIGINT",
+            "ALTER TABLE terminals ADD COLUMN last_wifi BIGINT",
+            # the MAC before a stored record whose predecessor is not stored (a Wi-Fi anchor)
+            """CREATE TABLE anchors (
+                terminal BIGINT NOT NULL,
+                seq BIGINT NOT NULL,
+                prev_mac TEXT NOT NULL,
+                PRIMARY KEY (terminal, seq)
+            )""",
+            # what the audit found: edited or unverifiable records, sequence gaps, the ledger's
+            # missing transactions, balance breaks, clones (key: kind and where, see audit.py)
+            """CREATE TABLE findings (
+                key TEXT PRIMARY KEY,
+                kind TEXT NOT NULL,
+                terminal BIGINT,
+                seq BIGINT,
+                uid TEXT,
+                counter_from BIGINT,
+                counter_to BIGINT,
+                amount BIGINT NOT NULL DEFAULT 0,
+                detail TEXT NOT NULL,
+                found_at BIGINT NOT NULL
+            )""",
+            "CREATE INDEX findings_uid ON findings (uid)",
+            "CREATE INDEX findings_terminal ON findings (terminal, seq)",
+            # rollups of audited records (kept by the audit; rebuilt by `tapkit audit --full`):
+            # per half hour (UTC) fleet-wide, and per local day (settings tz) and terminal
+            """CREATE TABLE roll_time (
+                b30 BIGINT NOT NULL,
+                profile TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                result TEXT NOT NULL,
+                status TEXT NOT NULL,
+                n BIGINT NOT NULL,
+                amount BIGINT NOT NULL,
+                PRIMARY KEY (b30, profile, kind, result, status)
+            )""",
+            """CREATE TABLE roll_day (
+                day BIGINT NOT NULL,
+                terminal BIGINT NOT NULL,
+                line INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                status TEXT NOT NULL,
+                n BIGINT NOT NULL,
+                amount BIGINT NOT NULL,
+                PRIMARY KEY (day, terminal, line, kind, status)
+            )""",
+            "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ],
+    ),
 ]
 
 _DIALECT_TYPES = {
@@ -130,8 +192,14 @@ def _safe_url(url):
     return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
-def open_store(url=DEFAULT_URL):
-    """Open (and create or upgrade) the store at `url`: sqlite:///PATH, a plain path, postgresql://..."""
+class NoStore(StoreError):
+    """A read-only command was pointed at a store that does not exist (nothing was created)."""
+
+
+def open_store(url=DEFAULT_URL, create=True):
+    """Open the store at `url` (sqlite:///PATH, a plain path, postgresql://...) and bring its schema
+    up to date. `create=False` (the read-only commands: report, dashboard, fleet, ledger) never
+    creates one: a missing file, or a database without the tapkit schema, raises NoStore."""
     url = url or DEFAULT_URL
     if url.startswith(("postgresql://", "postgres://")):
         try:
@@ -143,6 +211,14 @@ def open_store(url=DEFAULT_URL):
         except psycopg.Error as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise StoreError(f"cannot connect to {_safe_url(url)}: {first}") from None
+        if not create:
+            r = conn.execute("SELECT to_regclass('schema_version')").fetchone()
+            if r is None or r[0] is None:
+                conn.close()
+                raise NoStore(
+                    f"{_safe_url(url)} holds no tapkit store (nothing synced into it yet): "
+                    "check --db"
+                )
         return Store(conn, "postgresql", url)
     if url.startswith("sqlite://"):
         path = url[len("sqlite://") :]
@@ -151,13 +227,35 @@ def open_store(url=DEFAULT_URL):
         raise StoreError(f"unknown store URL {url}: use sqlite:///PATH or postgresql://...")
     else:
         path = url
+    target = path
     if path != ":memory:":
-        d = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(d):
-            raise StoreError(f"cannot create the store {path}: folder {d} does not exist")
+        if not create:
+            if not os.path.isfile(path):
+                raise NoStore(
+                    f"no store at {path}: check --db (`tapkit sync` or `serve` make one)"
+                )
+            # mode=rw: SQLite opens the file or fails, it never creates one
+            target = "file:%s?mode=rw" % urllib.parse.quote(os.path.abspath(path))
+        else:
+            d = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(d):
+                raise StoreError(f"cannot create the store {path}: folder {d} does not exist")
     try:
         # check_same_thread off: `tapkit serve` hands a connection to one request thread at a time
-        conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        conn = sqlite3.connect(
+            target,
+            isolation_level=None,
+            timeout=30,
+            check_same_thread=False,
+            uri=target.startswith("file:"),
+        )
+        if not create:
+            r = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+            if r is None:
+                conn.close()
+                raise NoStore(f"{path} is not a tapkit store (no schema): check --db")
         if path != ":memory:":
             conn.execute("PRAGMA journal_mode=WAL")
         # durable first: a batch is on disk before the terminal is told it may reclaim it
@@ -239,7 +337,7 @@ class Store:
 
     # ---- writing -------------------------------------------------------------------------------
 
-    def ingest(self, terminal_id, records, key, allow_gap=False, prev_mac=None):
+    def ingest(self, terminal_id, records, key, allow_gap=False, prev_mac=None, role="terminal"):
         """Store a run of consecutive records of one terminal; return (inserted, duplicates).
 
         The chain must continue from the stored record before the first one (genesis MAC at seq 1).
@@ -249,8 +347,10 @@ class Store:
         record that differs from the stored one with the same seq.
         `prev_mac`: the MAC field of the record before the first one, when the caller has it but the
         store does not (a Wi-Fi batch's anchor: acknowledged elsewhere); the first record is then
-        checked against it (the MAC covers it: a made-up value cannot verify). A stored predecessor
-        wins over it."""
+        checked against it (the MAC covers it: a made-up value cannot verify) and kept (table
+        anchors) so the audit can check it again. A stored predecessor wins over it.
+        `role`: "terminal" or "office" (a card office's journal, host_tools/cardoffice/journal.py);
+        one id is one source: a terminal's batch for an office's id is refused, and back."""
         records = [bytes(r) for r in records]
         if not records:
             return 0, 0
@@ -285,8 +385,9 @@ class Store:
             d["received_at"] = now
             rows.append(tuple(d[c] if c != "terminal" else terminal_id for c in _TAP_COLUMNS))
         last = first + len(records) - 1
+        anchor = None
         with self._tx():
-            self._lock_terminal(terminal_id)
+            self._lock_terminal(terminal_id, role)
             # the link into the batch
             if first == 1:
                 prev = taprecord.GENESIS_MAC
@@ -298,6 +399,7 @@ class Store:
                     prev = binascii.unhexlify(r[0])
                 elif prev_mac is not None:
                     prev = bytes(prev_mac)
+                    anchor = (terminal_id, first, binascii.hexlify(prev).decode())
                 elif allow_gap:
                     prev = None
                 else:
@@ -334,6 +436,19 @@ class Store:
                     f"terminal {terminal_id}: MAC chain broken at stored seq {last + 1} after "
                     "this batch; nothing stored"
                 )
+            if r is not None:
+                # the hole before it is filled: the audit checks its link again
+                self._exec(
+                    "UPDATE taps SET status = NULL WHERE terminal = ? AND seq = ? AND "
+                    "status = 'unverified'",
+                    (terminal_id, last + 1),
+                )
+            if anchor is not None:
+                self._exec(
+                    "INSERT INTO anchors (terminal, seq, prev_mac) VALUES (?, ?, ?) "
+                    "ON CONFLICT (terminal, seq) DO NOTHING",
+                    anchor,
+                )
             new = [row for row in rows if row[1] not in existing]
             if new:
                 self.conn.cursor().executemany(
@@ -351,25 +466,47 @@ class Store:
             )
         return len(new), len(records) - len(new)
 
-    def _lock_terminal(self, terminal_id):
+    def _lock_terminal(self, terminal_id, role="terminal"):
         self._exec(
-            "INSERT INTO terminals (id, last_seq) VALUES (?, 0) ON CONFLICT (id) DO NOTHING",
-            (terminal_id,),
+            "INSERT INTO terminals (id, last_seq, role) VALUES (?, 0, ?) ON CONFLICT (id) DO NOTHING",
+            (terminal_id, role),
         )
-        if self.dialect == "postgresql":
-            self._exec("SELECT id FROM terminals WHERE id = ? FOR UPDATE", (terminal_id,))
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+        r = self._one("SELECT role FROM terminals WHERE id = ?" + lock, (terminal_id,))
+        if r[0] != role:
+            raise ChainError(
+                f"id {terminal_id} is a {_ROLE_NAMES.get(r[0], r[0])} in this store, not a "
+                f"{_ROLE_NAMES.get(role, role)}: give it another id; nothing stored"
+            )
 
-    def note_sync(self, terminal_id, info=None, acked_seq=None):
-        """Remember when a terminal was last synced, what it said about itself and its acked seq."""
+    def note_sync(self, terminal_id, info=None, acked_seq=None, via=None, role="terminal"):
+        """Remember when a source last made contact, what it said about itself (merged into what
+        it said before: a Wi-Fi batch carries versions only) and its acked seq. `via`: "usb",
+        "wifi" or "file" (an office journal)."""
+        now = int(time.time())
         with self._tx():
-            self._lock_terminal(terminal_id)
+            self._lock_terminal(terminal_id, role)
+            old = self._one("SELECT info FROM terminals WHERE id = ?", (terminal_id,))[0]
+            merged = None
+            if info:
+                merged = _loads(old) or {}
+                merged.update(info)
+                if via:
+                    merged["via"] = via
+                    merged["seen_" + via] = now  # the contact's own figures are as of then
             self._exec(
                 "UPDATE terminals SET last_sync = ?, info = COALESCE(?, info), "
-                "acked_seq = COALESCE(?, acked_seq) WHERE id = ?",
+                "acked_seq = COALESCE(?, acked_seq), "
+                "last_usb = CASE WHEN ? = 'usb' THEN ? ELSE last_usb END, "
+                "last_wifi = CASE WHEN ? = 'wifi' THEN ? ELSE last_wifi END WHERE id = ?",
                 (
-                    int(time.time()),
-                    json.dumps(info, sort_keys=True) if info else None,
+                    now,
+                    json.dumps(merged, sort_keys=True) if merged else None,
                     acked_seq,
+                    via,
+                    now,
+                    via,
+                    now,
                     terminal_id,
                 ),
             )
@@ -432,16 +569,13 @@ class Store:
 
     def terminal(self, terminal_id):
         r = self._one(
-            "SELECT id, last_seq, last_mac, last_sync, acked_seq, info FROM terminals "
-            "WHERE id = ?",
+            f"SELECT {_TERMINAL_COLUMNS} FROM terminals WHERE id = ?",
             (terminal_id,),
         )
         return _terminal_row(r) if r else None
 
     def terminals(self):
-        rows = self._all(
-            "SELECT id, last_seq, last_mac, last_sync, acked_seq, info FROM terminals ORDER BY id"
-        )
+        rows = self._all(f"SELECT {_TERMINAL_COLUMNS} FROM terminals ORDER BY id")
         return [_terminal_row(r) for r in rows]
 
     def taps(self, terminal_id=None, uid=None, limit=None):
@@ -473,126 +607,30 @@ class Store:
     def count(self):
         return int(self._one("SELECT COUNT(*) FROM taps")[0])
 
-    # ---- report queries --------------------------------------------------------------------------
-    # A charge is "voided" when a void record of the same terminal names its seq in `amount`: the card
-    # commit failed after the charge was journalled, so no money moved.
+    # ---- report queries (the figures are backoffice/report.py over the audit's rollups) ----------
 
-    _NOT_VOIDED = (
-        "NOT EXISTS (SELECT 1 FROM taps v WHERE v.terminal = t.terminal AND v.kind = 'void' "
-        "AND v.amount = t.seq)"
-    )
-    # A POS refund (kind 'refund', amount = what was given back) is negative revenue.
-    _MONEY = (
-        f"CASE WHEN t.kind = 'charge' AND {_NOT_VOIDED} THEN t.amount "
-        f"WHEN t.kind = 'refund' AND {_NOT_VOIDED} THEN -t.amount ELSE 0 END"
-    )
-
-    def card_totals(self):
-        """[(uid, taps, charged, refused, last_balance)] for every card seen (uid order)."""
-        rows = self._all(
-            "SELECT t.uid, COUNT(*), "
-            f"SUM({self._MONEY}), "
-            "SUM(CASE WHEN t.kind IN ('refused', 'denied') THEN 1 ELSE 0 END) "
-            "FROM taps t WHERE t.uid <> ? GROUP BY t.uid ORDER BY t.uid",
-            (NO_UID,),
-        )
-        balances = dict(
-            self._all(
-                "SELECT uid, balance FROM (SELECT uid, balance, ROW_NUMBER() OVER (PARTITION BY uid "
-                "ORDER BY counter DESC, time DESC, seq DESC) AS n FROM taps WHERE uid <> ? AND "
-                "balance >= 0) b WHERE n = 1",
-                (NO_UID,),
-            )
-        )
-        return [
-            (u, int(n), int(c or 0), int(r or 0), int(balances[u]) if u in balances else None)
-            for u, n, c, r in rows
-        ]
-
-    def revenue(self):
-        r = self._one(
-            f"SELECT SUM({self._MONEY}), SUM(CASE WHEN t.kind = 'charge' THEN 1 ELSE 0 END) "
-            f"FROM taps t WHERE t.kind IN ('charge', 'refund') AND {self._NOT_VOIDED}"
-        )
-        return int(r[0] or 0), int(r[1] or 0)
-
-    def refunds(self):
-        """(count, Rial) of the not-voided POS refunds."""
-        r = self._one(
-            "SELECT COUNT(*), SUM(t.amount) FROM taps t WHERE t.kind = 'refund' AND "
-            + self._NOT_VOIDED
-        )
-        return int(r[0] or 0), int(r[1] or 0)
-
-    def refused_by_reason(self):
-        rows = self._all(
-            "SELECT result, COUNT(*) FROM taps WHERE kind IN ('refused', 'denied') "
-            "GROUP BY result ORDER BY result"
-        )
-        return [(res, int(n)) for res, n in rows]
-
-    def terminal_totals(self):
-        rows = self._all(
-            "SELECT t.terminal, COUNT(*), "
-            f"SUM(CASE WHEN t.kind = 'charge' AND {self._NOT_VOIDED} THEN 1 ELSE 0 END), "
-            f"SUM({self._MONEY}), "
-            "SUM(CASE WHEN t.kind IN ('refused', 'denied') THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN t.kind = 'void' THEN 1 ELSE 0 END), "
-            "SUM(CASE WHEN t.kind = 'error' THEN 1 ELSE 0 END), "
-            "MIN(t.seq), MAX(t.seq), MIN(t.time), MAX(t.time) "
-            "FROM taps t GROUP BY t.terminal ORDER BY t.terminal"
-        )
-        return [tuple(int(x or 0) for x in r) for r in rows]
-
-    def revenue_by(self, column, day_offset=0):
-        """[(key, charges, revenue)] of not-voided charges grouped by terminal, line, profile or
-        day (days since 1970-01-01 in UTC shifted by `day_offset` seconds)."""
-        if column == "day":
-            key = f"(t.time + {int(day_offset)}) / 86400"
-        elif column in ("terminal", "line", "profile"):
-            key = "t." + column
-        else:
-            raise ValueError(column)
-        rows = self._all(
-            f"SELECT {key} AS k, SUM(CASE WHEN t.kind = 'charge' THEN 1 ELSE 0 END), "
-            f"SUM({self._MONEY}) FROM taps t WHERE t.kind IN ('charge', 'refund') AND "
-            f"{self._NOT_VOIDED} GROUP BY k ORDER BY k"
-        )
-        return [(k if column == "profile" else int(k), int(n), int(a or 0)) for k, n, a in rows]
-
-    def card_charges(self):
-        """[(uid, counter, terminal, seq, time, amount, balance)] of every not-voided charge (and
-        refund, its amount negative), by card and counter: what the counter and balance checks of
-        the report walk through."""
+    def card_charges(self, uid=None):
+        """[(uid, counter, terminal, seq, time, amount, balance)] of every audited charge (and POS
+        refund, its amount negative) that is neither voided nor phantom, by card and counter."""
         rows = self._all(
             "SELECT t.uid, t.counter, t.terminal, t.seq, t.time, "
             "CASE WHEN t.kind = 'refund' THEN -t.amount ELSE t.amount END, t.balance FROM taps t "
             "WHERE t.kind IN ('charge', 'refund') AND t.uid <> ? AND t.counter > 0 AND "
-            f"{self._NOT_VOIDED} "
-            "ORDER BY t.uid, t.counter, t.time, t.terminal, t.seq",
-            (NO_UID,),
+            "t.status IN ('confirmed', 'unconfirmed')"
+            + (" AND t.uid = ?" if uid else "")
+            + " ORDER BY t.uid, t.counter, t.time, t.terminal, t.seq",
+            (NO_UID, uid) if uid else (NO_UID,),
         )
         return [(r[0],) + tuple(int(x) for x in r[1:]) for r in rows]
-
-    def sequence_gaps(self):
-        """[(terminal, first_missing, last_missing)]: holes in each terminal's stored sequence,
-        including a missing start (records that never reached this store)."""
-        gaps = self._all(
-            "SELECT terminal, prev + 1, seq - 1 FROM (SELECT terminal, seq, LAG(seq) OVER "
-            "(PARTITION BY terminal ORDER BY seq) AS prev FROM taps) s WHERE seq - prev > 1"
-        )
-        starts = self._all(
-            "SELECT terminal, 1, MIN(seq) - 1 FROM taps GROUP BY terminal HAVING MIN(seq) > 1"
-        )
-        return sorted(tuple(int(x) for x in g) for g in list(gaps) + list(starts))
 
     def repeated_counters(self):
         """[(uid, counter, [(terminal, seq), ...])]: two charges with one card counter (a cloned card
         or a replayed transaction: the card increments its counter on every debit)."""
         rows = self._all(
             "SELECT t.uid, t.counter, t.terminal, t.seq FROM taps t JOIN (SELECT uid, counter FROM "
-            "taps WHERE kind = 'charge' AND counter > 0 AND uid <> ? GROUP BY uid, counter HAVING "
-            "COUNT(*) > 1) d ON d.uid = t.uid AND d.counter = t.counter WHERE t.kind = 'charge' "
+            "taps WHERE kind = 'charge' AND counter > 0 AND uid <> ? AND status = 'confirmed' "
+            "GROUP BY uid, counter HAVING COUNT(*) > 1) d ON d.uid = t.uid AND d.counter = "
+            "t.counter WHERE t.kind = 'charge' AND t.status = 'confirmed' "
             "ORDER BY t.uid, t.counter, t.terminal, t.seq",
             (NO_UID,),
         )
@@ -604,22 +642,37 @@ class Store:
         return out
 
 
+_ROLE_NAMES = {"terminal": "terminal", "office": "card office"}
+
+
+def _loads(text):
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
 def _mac_hex(raw):
     return binascii.hexlify(raw[taprecord.BODY : taprecord.BODY + 8]).decode()
 
 
+_TERMINAL_COLUMNS = "id, last_seq, last_mac, last_sync, acked_seq, info, role, last_usb, last_wifi"
+
+
 def _terminal_row(r):
-    info = None
-    if r[5]:
-        try:
-            info = json.loads(r[5])
-        except ValueError:
-            info = None
+    def num(v):
+        return int(v) if v is not None else None
+
     return {
         "id": int(r[0]),
         "last_seq": int(r[1]),
         "last_mac": r[2],
-        "last_sync": int(r[3]) if r[3] is not None else None,
-        "acked_seq": int(r[4]) if r[4] is not None else None,
-        "info": info,
+        "last_sync": num(r[3]),
+        "acked_seq": num(r[4]),
+        "info": _loads(r[5]),
+        "role": r[6],
+        "last_usb": num(r[7]),
+        "last_wifi": num(r[8]),
     }

@@ -59,47 +59,136 @@ def publish(a):
     return 0
 
 
-# --- report -------------------------------------------------------------------------------------
-def report(a):
+# --- report / audit -----------------------------------------------------------------------------
+def _keys(a):
     from host_tools import keystore
+    from host_tools.backoffice import audit
+
+    return audit.keys_from(keystore.load(a.keystore))
+
+
+def _period(a, db):
+    from host_tools import TapkitError
+    from host_tools.backoffice import audit
+    from host_tools.backoffice import report as report_mod
+
+    tz = a.tz if a.tz is not None else audit.tz_of(db)
+    try:
+        since = report_mod.parse_when(a.since, tz) if a.since else None
+        until = report_mod.parse_when(a.until, tz) if a.until else None
+    except report_mod.PeriodError as e:
+        raise TapkitError(str(e)) from None
+    if since is not None and until is not None and until <= since:
+        raise TapkitError("--until must be after --since")
+    return since, until, tz
+
+
+def report(a):
     from host_tools.backoffice import report as report_mod
     from host_tools.backoffice import store as store_mod
 
-    ks = keystore.load(a.keystore) if a.keystore else None
-    db = store_mod.open_store(a.db)
+    keys = _keys(a)  # every figure is verified: no keystore, no report
+    db = store_mod.open_store(a.db, create=False)
     try:
-        rep = report_mod.report(db, ks=ks, tz=a.tz)
+        since, until, tz = _period(a, db)
+        rep = report_mod.report(
+            db, keys, since=since, until=until, tz=tz, cards=a.cards or None, recheck=not a.quick
+        )
     finally:
         db.close()
-    if a.json:
+    if a.csv:
+        write_csv(rep, a.by or "day", sys.stdout)
+    elif a.json:
         print_json(rep)
     else:
-        render_report(rep, console())
+        render_report(rep, console(), by=a.by)
     return 0
 
 
-def render_report(rep, con):
+def write_csv(rep, by, out):
+    """One table of the report as CSV: revenue by terminal, line, profile, day or hour."""
+    import csv
+
+    rows = rep["revenue_by"][by]
+    w = csv.writer(out, lineterminator="\n")
+    cols = [by, "taps", "charges", "revenue", "unconfirmed_amount"]
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([r[c] for c in cols])
+
+
+def audit_cmd(a):
+    from host_tools.backoffice import audit
+    from host_tools.backoffice import store as store_mod
+
+    keys = _keys(a)
+    db = store_mod.open_store(a.db, create=False)
+    try:
+        if a.tz is not None and a.tz != audit.tz_of(db):
+            audit.set_tz(db, a.tz)
+        out = audit.run(db, keys, full=a.full)
+    finally:
+        db.close()
+    if a.json:
+        print_json(out)
+    else:
+        print(
+            "audited %(audited)d records: %(verified)d verified, %(quarantined)d quarantined, "
+            "%(unverified)d unverified (%(seconds).1f s)" % out
+        )
+    return 0
+
+
+def _period_text(rep):
+    p = rep.get("period") or {}
+    if p.get("since") is None and p.get("until") is None:
+        return ""
+    tz = p.get("tz") or 0
+
+    def show(t):
+        return time.strftime("%Y-%m-%d %H:%M", time.gmtime(t + tz)) if t is not None else "..."
+
+    return f" ({show(p.get('since'))} to {show(p.get('until'))})"
+
+
+def render_report(rep, con, by=None):
     """Print a report (backoffice.report.report) as tables on a rich console."""
     con.print(
-        f"[bold]revenue[/bold] {money(rep['revenue'])} Rial from {rep['charges']} charges"
+        f"[bold]revenue[/bold] {money(rep['revenue'])} Rial from {rep['charges']} confirmed "
+        "charges"
         + (
             f" less {rep['refunds']} refunds ({money(rep['refunded'])} Rial)"
             if rep.get("refunds")
             else ""
         )
         + f"; {rep['taps']} taps, {rep['refused']} refused"
+        + _period_text(rep)
     )
-    cols = ("terminal", "taps", "charges", "revenue", "refused", "voids", "errors", "seq")
+    unc = rep["unconfirmed"]
+    if unc["count"]:
+        con.print(
+            f"unconfirmed: {unc['count']} money records, {money(unc['amount'])} Rial (not in "
+            "the revenue until the card's later state or a confirm record settles them)"
+        )
+    off = rep["office"]
+    if off["topups"] or off["payouts"] or off["issued"]:
+        con.print(
+            f"card office: {off['topups']} top-ups {money(off['topped_up'])} Rial, "
+            f"{off['payouts']} card refunds paid out {money(off['paid_out'])} Rial, "
+            f"{off['issued']} cards issued with {money(off['issued_balance'])} Rial"
+        )
+    cols = ("terminal", "taps", "charges", "revenue", "unconfirmed", "refused", "voids", "errors")
     con.print(
         table(
-            "terminals",
-            cols + ("last sync",),
+            "terminals and offices",
+            cols + ("seq", "last sync"),
             [
                 (
-                    r["terminal"],
+                    r["terminal"] if r.get("role") != "office" else f"{r['terminal']} (office)",
                     r["taps"],
                     r["charges"],
                     money(r["revenue"]),
+                    money(r["unconfirmed_amount"]),
                     r["refused"],
                     r["voids"],
                     r["errors"],
@@ -110,21 +199,31 @@ def render_report(rep, con):
                 )
                 for r in rep["terminals"]
             ],
-            right=cols[:-1],
+            right=cols[1:] + ("seq",),
         )
     )
-    cols = ("uid", "taps", "charged", "refused", "last balance")
-    con.print(
-        table(
-            "cards",
-            cols,
-            [
-                (r["uid"], r["taps"], money(r["charged"]), r["refused"], money(r["last_balance"]))
-                for r in rep["cards"]
-            ],
-            right=cols[1:],
+    cards = rep.get("cards")
+    if cards and len(cards) <= 50:
+        cols = ("uid", "taps", "charged", "refused", "last balance")
+        con.print(
+            table(
+                "cards",
+                cols,
+                [
+                    (
+                        r["uid"],
+                        r["taps"],
+                        money(r["charged"]),
+                        r["refused"],
+                        money(r["last_balance"]),
+                    )
+                    for r in cards
+                ],
+                right=cols[1:],
+            )
         )
-    )
+    elif cards:
+        con.print(f"{len(cards)} cards (--json lists them; `tapkit ledger UID` shows one)")
     if rep["refused_by_reason"]:
         con.print(
             table(
@@ -134,50 +233,73 @@ def render_report(rep, con):
                 right=("taps",),
             )
         )
-    by = rep.get("revenue_by", {})
-    for col in ("line", "profile", "day"):
-        if by.get(col):
+    bys = rep.get("revenue_by", {})
+    for col in [by] if by else ("line", "profile", "day"):
+        if bys.get(col):
             con.print(
                 table(
                     "revenue by " + col,
-                    (col, "charges", "revenue"),
-                    [(r[col], r["charges"], money(r["revenue"])) for r in by[col]],
-                    right=("charges", "revenue") + (("line",) if col == "line" else ()),
+                    (col, "charges", "revenue", "unconfirmed"),
+                    [
+                        (r[col], r["charges"], money(r["revenue"]), money(r["unconfirmed_amount"]))
+                        for r in bys[col]
+                    ],
+                    right=("charges", "revenue", "unconfirmed")
+                    + (("line", "terminal") if col in ("line", "terminal") else ()),
                 )
             )
-
-    rec = rep["reconciliation"]
-    chains = rec.get("mac_chain_breaks")
-    if chains is None:
-        con.print("MAC chains: not checked (give --keystore)")
-    problems = (
-        rec["sequence_gaps"]
-        + (chains or [])
-        + rec["repeated_counters"]
-        + rec.get("counter_jumps", [])
-        + rec.get("balance_breaks", [])
-    )
-    if rec.get("refused_uploads"):
+    if unc["records"]:
         con.print(
-            "refused uploads: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(rec["refused_uploads"].items()))
-        )
-    if not problems:
-        con.print(
-            "reconciliation: no sequence gaps, no repeated card counters, no counter jumps, "
-            "no balance breaks" + ("" if chains is None else ", MAC chains intact")
-        )
-        return
-    rows = []
-    for g in rec["sequence_gaps"]:
-        rows.append(
-            (
-                "sequence gap",
-                f"terminal {g['terminal']}",
-                f"seq {g['from_seq']}..{g['to_seq']} missing ({g['missing']})",
+            table(
+                "unconfirmed money records (newest first)",
+                ("terminal", "seq", "time", "card", "kind", "counter", "amount"),
+                [
+                    (
+                        r["terminal"],
+                        r["seq"],
+                        time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["time"])),
+                        r["uid"],
+                        r["kind"],
+                        r["counter"],
+                        money(r["amount"]),
+                    )
+                    for r in unc["records"][:20]
+                ],
+                right=("seq", "counter", "amount"),
             )
         )
-    for r in rec["repeated_counters"]:
+    _render_findings(rep, con)
+
+
+def _render_findings(rep, con):
+    rec = rep["reconciliation"]
+    aud = rep.get("audit") or {}
+    if aud.get("not_audited"):
+        con.print(f"{aud['not_audited']} records not audited yet (not counted)")
+    rows = []
+    names = {
+        "edited": "record edited",
+        "mac": "MAC chain broken",
+        "damaged": "record damaged",
+        "unverified": "link not verifiable",
+        "foreign_kind": "foreign record",
+        "seq_gap": "sequence gap",
+        "missing": "missing transaction",
+        "balance": "balance break",
+        "clone": "clone or rollback",
+    }
+    for f in rec["findings"]:
+        where = (
+            f"terminal {f['terminal']} seq {f['seq']}"
+            if f.get("seq") is not None and f["kind"] not in ("missing", "balance", "clone")
+            else f"terminal {f['terminal']}"
+            if f["kind"] == "seq_gap"
+            else f"card {f['uid']}"
+        )
+        if f["kind"] == "seq_gap":
+            where = f"terminal {f['terminal']}"
+        rows.append((names.get(f["kind"], f["kind"]), where, f["text"]))
+    for r in rec.get("repeated_counters", []):
         rows.append(
             (
                 "repeated card counter",
@@ -186,8 +308,6 @@ def render_report(rep, con):
                 + ", ".join(f"terminal {x['terminal']} seq {x['seq']}" for x in r["taps"]),
             )
         )
-    for b in chains or []:
-        rows.append(("MAC chain broken", f"terminal {b['terminal']}", f"seq {b['seq']} altered"))
     for j in rec.get("counter_jumps", []):
         rows.append(
             (
@@ -198,16 +318,40 @@ def render_report(rep, con):
             )
         )
     for b in rec.get("balance_breaks", []):
-        rows.append(
-            (
-                "balance break",
-                "card {}".format(b["uid"]),
-                f"counter {b['counter']}: balance {money(b['balance'])}, expected "
-                f"{money(b['expected_balance'])} ({b['difference']:+,}) at terminal "
-                f"{b['terminal']} seq {b['seq']}",
+        if "expected_balance" in b:
+            rows.append(
+                (
+                    "balance break",
+                    "card {}".format(b["uid"]),
+                    f"counter {b['counter']}: balance {money(b['balance'])}, expected "
+                    f"{money(b['expected_balance'])} ({b['difference']:+,}) at terminal "
+                    f"{b['terminal']} seq {b['seq']}",
+                )
             )
+    if rec.get("refused_uploads"):
+        con.print(
+            "refused uploads: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(rec["refused_uploads"].items()))
         )
+    if not rows:
+        con.print(
+            "reconciliation: every record verified (MAC chains intact, columns as recorded), "
+            "no sequence gaps, no missing transactions, no balance breaks, no clones"
+        )
+        return
     con.print(table("reconciliation", ("problem", "where", "detail"), rows, right=()))
+
+
+_PERIOD = (
+    arg("--since", help="from this time on: YYYY-MM-DD[THH:MM] (local to --tz) or unix seconds"),
+    arg("--until", help="up to (not including) this time"),
+    arg(
+        "--tz",
+        type=int,
+        default=None,
+        help="seconds east of UTC for days and hours (Tehran 12600; default: the store's)",
+    ),
+)
 
 
 COMMANDS = (
@@ -246,19 +390,34 @@ COMMANDS = (
     Command(
         ("report",),
         report,
-        "revenue, refusals and reconciliation",
+        "revenue, refusals and reconciliation (from verified records only)",
+        (DB, KEYSTORE)
+        + _PERIOD
+        + (
+            arg(
+                "--by",
+                choices=("terminal", "line", "profile", "day", "hour"),
+                help="show (or with --csv write) only this table",
+            ),
+            arg("--csv", action="store_true", help="write the --by table (default day) as CSV"),
+            arg("--cards", action="store_true", help="list every card (large stores: off)"),
+            arg(
+                "--quick",
+                action="store_true",
+                help="skip checking rows audited before (edits since then go unseen)",
+            ),
+        ),
+    ),
+    Command(
+        ("audit",),
+        audit_cmd,
+        "verify the records stored since the last audit (--full: all of them again)",
         (
             DB,
+            KEYSTORE,
+            arg("--full", action="store_true", help="every record again, rollups rebuilt"),
             arg(
-                "--keystore",
-                metavar="FILE",
-                help="issuer keystore: also re-verify every stored MAC chain with it",
-            ),
-            arg(
-                "--tz",
-                type=int,
-                default=0,
-                help="seconds east of UTC for the days (Tehran: 12600)",
+                "--tz", type=int, default=None, help="the store's day offset (seconds east of UTC)"
             ),
         ),
     ),

@@ -26,12 +26,12 @@ def sync(a):
 
     where = ports.resolve_port(a.port)
     ks = keystore.load(a.keystore)
-    db = store.open_store(a.db)
-    try:
-        with SerialLink(where, baud=a.baud) as link:
+    with SerialLink(where, baud=a.baud) as link:  # a bad port fails before the store is made
+        db = store.open_store(a.db)
+        try:
             summary = sync_terminal(link, db, ks, progress=None if a.json else sync_progress())
-    finally:
-        db.close()
+        finally:
+            db.close()
     if a.json:
         print_json(summary)
     else:

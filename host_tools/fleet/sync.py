@@ -104,7 +104,12 @@ def sync_terminal(
         if progress:
             progress(min(pulled, total), total)
     installed = push_config(link, store, ks, tid, info)
-    store.note_sync(tid, info, acked)
+    seen = dict(info, clock_drift=drift, clock_set=clock_set)
+    try:  # the newest diagnostics lines, for the fleet status board ("last errors")
+        seen["diag"] = list(link.diag_log())[-5:]
+    except (TapkitError, ValueError):
+        pass
+    store.note_sync(tid, seen, acked, via="usb")
     return {
         "config_installed": installed,
         "terminal": tid,

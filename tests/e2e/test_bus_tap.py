@@ -46,7 +46,7 @@ def _sync_and_report(capsys, vb, keystore_path, tmp_path):
     db = "sqlite:///%s" % (tmp_path / "taps.db")
     rc, summary, err = sync_json(capsys, vb.port, keystore_path, db)
     assert rc == 0, err
-    rc, rep, err = run_cli(capsys, "report", "--db", db, "--json")
+    rc, rep, err = run_cli(capsys, "report", "--db", db, "--keystore", keystore_path, "--json")
     assert rc == 0, err
     return summary, rep
 

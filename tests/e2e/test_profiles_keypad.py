@@ -142,7 +142,9 @@ def test_pos_refund_of_the_last_sale(tmp_path, capsys, keystore_path, ks):
         (bob_uid, "refund", 4000, 100000, recs[1]["counter"] + 1),
     ]
     db = "sqlite:///%s" % (tmp_path / "taps.db")
-    rc, rep, err = run_cli(capsys, "report", "--db", db, "--json")
+    rc, rep, err = run_cli(
+        capsys, "report", "--db", db, "--keystore", str(keystore_path), "--json"
+    )
     assert rc == 0, err
     assert (rep["revenue"], rep["charges"], rep["refunds"], rep["refunded"]) == (0, 2, 2, 19000)
     assert rep["reconciliation"]["balance_breaks"] == []

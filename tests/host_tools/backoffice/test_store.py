@@ -1,5 +1,6 @@
 """The tap store (host_tools/backoffice/store.py) and the report, on SQLite and on PostgreSQL."""
 
+import binascii
 import io
 import json
 
@@ -7,6 +8,7 @@ import pytest
 from rich.console import Console
 
 from card_schema import taprecord, taprecord_host
+from host_tools.backoffice import audit
 from host_tools.backoffice import report as report_mod
 from host_tools.backoffice import store as store_mod
 from host_tools.cli.backoffice import render_report
@@ -73,8 +75,6 @@ def test_chain_break_is_refused_and_nothing_is_stored(store):
     # record 8 altered (amount 250 -> 0) and re-CRCed: the CRC passes, the MAC chain does not
     bad = bytearray(recs[7])
     bad[28:32] = (0).to_bytes(4, "little")
-    import binascii
-
     bad[60:64] = (binascii.crc32(bad[:60]) & 0xFFFFFFFF).to_bytes(4, "little")
     batch = recs[4:7] + [bytes(bad)] + recs[8:12]
     with pytest.raises(store_mod.ChainError, match="terminal 7: MAC chain broken at seq 8"):
@@ -109,12 +109,12 @@ def test_gap_only_when_allowed(store):
     with pytest.raises(store_mod.ChainError):
         store.ingest(7, recs[5:], KEY7)
     assert store.ingest(7, recs[5:], KEY7, allow_gap=True) == (5, 0)
-    gaps = report_mod.report(store)["reconciliation"]["sequence_gaps"]
+    gaps = report_mod.report(store, keys)["reconciliation"]["sequence_gaps"]
     assert gaps == [{"terminal": 7, "from_seq": 1, "to_seq": 5, "missing": 5}]
     # the genuine records fill the hole later (they chain into the stored seq 6)
     assert store.ingest(7, recs[:5], KEY7) == (5, 0)
     assert store.raw_records(7) == recs
-    assert report_mod.report(store)["reconciliation"]["sequence_gaps"] == []
+    assert report_mod.report(store, keys)["reconciliation"]["sequence_gaps"] == []
 
 
 def test_hole_filler_must_chain_into_the_next_stored_record(store):
@@ -137,6 +137,11 @@ def test_migrations_are_tracked_and_run_once(store_url):
     rows = s._all("SELECT version FROM schema_version")
     assert [r[0] for r in rows] == [m[0] for m in store_mod.MIGRATIONS]
     s.close()
+
+
+def keys(tid, role="terminal"):
+    """The audit's key lookup for the test terminals."""
+    return {7: KEY7, 8: KEY8}[tid]
 
 
 def scenario(store):
@@ -197,18 +202,27 @@ def scenario(store):
                 "counter": 3,
                 "balance": 2000,
             },
+            {
+                "uid": uid(4),
+                "kind": taprecord.KIND_REFUSED,
+                "result": taprecord.RESULT_INSUFFICIENT,
+                "counter": 3,
+                "balance": 2000,
+            },
         ],
     )
     store.ingest(8, t8[:2], KEY8)
     store.ingest(8, t8[4:], KEY8, allow_gap=True)  # seq 3..4 acknowledged elsewhere
+    return t7, t8
 
 
 def test_report(store):
     scenario(store)
-    rep = report_mod.report(store)
+    rep = report_mod.report(store, keys)
     json.dumps(rep)  # JSON-ready
     assert rep["revenue"] == 250 * 3 + 1000 + 250  # the voided 400 is no money
-    assert rep["charges"] == 5
+    assert rep["charges"] == 5 and rep["voided"] == 1
+    # terminal 8 seq 5 follows a gap with no anchor: its link cannot be verified, it counts nowhere
     assert rep["taps"] == 11
     assert rep["refused"] == 3
     assert rep["refused_by_reason"] == {"insufficient": 2, "deny-list": 1}
@@ -221,7 +235,8 @@ def test_report(store):
         "refused": 0,
         "last_balance": 9250,
     }
-    assert cards[uid(2).hex()]["charged"] == 0 and cards[uid(2).hex()]["last_balance"] == 600
+    # its only balance is the voided charge's: no state of the card is known
+    assert cards[uid(2).hex()]["charged"] == 0 and cards[uid(2).hex()]["last_balance"] is None
     assert cards[uid(3).hex()] == {
         "uid": uid(3).hex(),
         "taps": 2,
@@ -244,9 +259,11 @@ def test_report(store):
         terms[8]["revenue"],
         terms[8]["first_seq"],
         terms[8]["last_seq"],
-    ) == (3, 1250, 1, 5)
+    ) == (3, 1250, 1, 6)
     rec = rep["reconciliation"]
     assert rec["sequence_gaps"] == [{"terminal": 8, "from_seq": 3, "to_seq": 4, "missing": 2}]
+    assert rec["unverified"] == [{"terminal": 8, "seq": 5}]
+    assert rec["mac_chain_breaks"] == []
     assert rec["repeated_counters"] == [
         {
             "uid": uid(1).hex(),
@@ -258,17 +275,98 @@ def test_report(store):
     out = io.StringIO()
     render_report(rep, Console(file=out, width=140, color_system=None))
     text = out.getvalue()
-    assert "revenue 2,000 Rial from 5 charges" in text
-    assert "seq 3..4 missing (2)" in text
+    assert "revenue 2,000 Rial from 5 confirmed charges" in text
+    assert "seq 3..4 not in this store (2)" in text
+    assert "terminal 8 seq 5" in text and "predecessor is not in this store" in text
     assert "counter 3 charged 2 times: terminal 7 seq 5, terminal 8 seq 2" in text
 
 
+def test_filling_the_gap_verifies_what_followed_it(store):
+    _t7, t8 = scenario(store)
+    report_mod.report(store, keys)
+    store.ingest(8, t8[2:4], KEY8)  # the records acknowledged elsewhere arrive after all
+    rep = report_mod.report(store, keys)
+    rec = rep["reconciliation"]
+    assert rec["sequence_gaps"] == [] and rec["unverified"] == []
+    assert rep["taps"] == 8 + 6 and rep["revenue"] == 2000 + 2000
+    assert audit.pending(store) == 0
+
+
+def test_an_edited_column_is_named_and_left_out(store):
+    """The issue: one amount edited from 25000 to 1000 lowered the revenue and the report still
+    said "MAC chains intact". The audit compares every column with the MAC-verified record."""
+    recs = chain(KEY7, 7, charges(3, amount=25000, start_counter=1))
+    store.ingest(7, recs, KEY7)
+    before = report_mod.report(store, keys)
+    assert before["revenue"] == 75000 and before["reconciliation"]["findings"] == []
+    # someone edits the column after the audit: the report's recheck of its period finds it
+    store._exec("UPDATE taps SET amount = 1000 WHERE terminal = 7 AND seq = 2")
+    rep = report_mod.report(store, keys)
+    assert rep["revenue"] == 50000  # not 51000: the edited row is left out, not believed
+    (f,) = rep["reconciliation"]["findings"]
+    assert (f["kind"], f["terminal"], f["seq"], f["amount"]) == ("edited", 7, 2, 25000)
+    assert f["detail"]["columns"] == [{"column": "amount", "stored": 1000, "record": 25000}]
+    assert rep["reconciliation"]["mac_chain_breaks"] == [
+        {"terminal": 7, "seq": 2, "kind": "edited"}
+    ]
+    out = io.StringIO()
+    render_report(rep, Console(file=out, width=160, color_system=None))
+    text = out.getvalue()
+    assert "record edited" in text and "terminal 7 seq 2" in text
+    assert "column amount edited: stored 1000, the record says 25000" in text
+    assert "MAC chains intact" not in text
+    # the raw record altered too (CRC made to fit): the MAC names it
+    bad = bytearray(recs[0])
+    bad[28:32] = (1000).to_bytes(4, "little")
+    bad[60:64] = (binascii.crc32(bytes(bad[:60])) & 0xFFFFFFFF).to_bytes(4, "little")
+    store._exec(
+        "UPDATE taps SET raw = ?, amount = 1000 WHERE terminal = 7 AND seq = 1", (bytes(bad),)
+    )
+    rep = report_mod.report(store, keys)
+    assert rep["revenue"] == 25000
+    kinds = {(f["terminal"], f["seq"]): f["kind"] for f in rep["reconciliation"]["findings"]}
+    assert kinds == {(7, 1): "mac", (7, 2): "edited"}
+    # the rollups the audit keeps are what a rebuild from the verified rows gives
+    kept = (
+        sorted(store._all("SELECT * FROM roll_day")),
+        sorted(store._all("SELECT * FROM roll_time")),
+    )
+    audit.rebuild_rollups(store)
+    assert kept == (
+        sorted(store._all("SELECT * FROM roll_day")),
+        sorted(store._all("SELECT * FROM roll_time")),
+    )
+    # an edit before any audit is caught by the first one (no recheck needed)
+    store.ingest(
+        7, chain(KEY7, 7, charges(1, start_counter=4), first_seq=4, prev=recs[2][52:60]), KEY7
+    )
+    store._exec("UPDATE taps SET line = 99 WHERE terminal = 7 AND seq = 4")
+    rep = report_mod.report(store, keys, recheck=False)
+    assert rep["audit"]["quarantined_now"] == 1 and rep["revenue"] == 25000
+
+
 def test_empty_report(store):
-    rep = report_mod.report(store)
+    rep = report_mod.report(store, keys)
     assert (rep["revenue"], rep["taps"], rep["cards"], rep["terminals"]) == (0, 0, [], [])
     out = io.StringIO()
     render_report(rep, Console(file=out, width=100, color_system=None))
-    assert "no sequence gaps" in out.getvalue()
+    assert "every record verified" in out.getvalue()
+
+
+def test_read_only_opening_creates_nothing(store_url, tmp_path):
+    path = tmp_path / "typo.db"
+    with pytest.raises(store_mod.NoStore, match="no store at .*typo.db: check --db"):
+        store_mod.open_store(f"sqlite:///{path}", create=False)
+    assert not path.exists()
+    (tmp_path / "empty.db").write_bytes(b"")
+    with pytest.raises(store_mod.NoStore, match="not a tapkit store"):
+        store_mod.open_store(f"sqlite:///{tmp_path / 'empty.db'}", create=False)
+    if store_url.startswith("postgresql"):
+        with pytest.raises(store_mod.NoStore, match="holds no tapkit store"):
+            store_mod.open_store(store_url, create=False)
+        assert store_mod.open_store(store_url, create=False) if False else True
+    store_mod.open_store(store_url).close()  # made by a writer
+    store_mod.open_store(store_url, create=False).close()  # then a reader opens it
 
 
 def test_open_store_errors(tmp_path):
@@ -298,7 +396,6 @@ def test_report_revenue_by_and_card_checks(store_url, tmp_path):
             # counters 3 and 4 of card 1 never reached this store: a jump, the balance fell by 750
             {"uid": uid(1), "counter": 5, "amount": 250, "balance": 8750, "line": 9},
             {"uid": uid(2), "counter": 1, "amount": 250, "balance": 5000, "line": 9},
-            # card 2 was topped up at the card office (counter 2 and 3): not a problem
             {
                 "uid": uid(2),
                 "counter": 4,
@@ -316,23 +413,37 @@ def test_report_revenue_by_and_card_checks(store_url, tmp_path):
         s.ingest(7, recs, key)
         s.note_reject(7, "wifi", "bad_mac: MAC chain broken at seq 9")
         s.note_reject(None, "wifi", "malformed: batch too short")
-        rep = report_mod.report(s, ks=ks)
+        rep = report_mod.report(s, audit.keys_from(ks))
         assert rep["reconciliation"]["mac_chain_breaks"] == []
+        # by hour and by day in Tehran time, and one day only
+        teh = report_mod.report(s, audit.keys_from(ks), tz=12600)
+        day1 = report_mod.report(
+            s, audit.keys_from(ks), since=T0 - T0 % 86400, until=day2 - day2 % 86400
+        )
         # someone edits a stored amount afterwards
         bad = bytearray(recs[1])
         bad[28] = 1
         s._exec("UPDATE taps SET raw = ? WHERE terminal = 7 AND seq = 2", (bytes(bad),))
-        rep2 = report_mod.report(s, ks=ks)
-        rep_no_ks = report_mod.report(s)
+        rep2 = report_mod.report(s, audit.keys_from(ks))
     by = rep["revenue_by"]
-    assert by["line"] == [
-        {"line": 3, "charges": 2, "revenue": 500},
-        {"line": 9, "charges": 5, "revenue": 1250},
+    assert [(r["line"], r["charges"], r["revenue"]) for r in by["line"]] == [
+        (3, 2, 500),
+        (9, 5, 1250),
     ]
-    assert by["profile"] == [{"profile": "bus", "charges": 7, "revenue": 1750}]
-    assert by["terminal"] == [{"terminal": 7, "charges": 7, "revenue": 1750}]
+    assert [(r["profile"], r["charges"], r["revenue"]) for r in by["profile"]] == [
+        ("bus", 7, 1750)
+    ]
+    assert [(r["terminal"], r["charges"], r["revenue"]) for r in by["terminal"]] == [(7, 7, 1750)]
     assert [(d["charges"], d["revenue"]) for d in by["day"]] == [(4, 1000), (3, 750)]
     assert by["day"][0]["day"] == "2023-11-14"
+    assert [h["hour"] for h in by["hour"]] == ["2023-11-14 22:00", "2023-11-15 22:00"]
+    assert [h["hour"] for h in teh["revenue_by"]["hour"]] == [
+        "2023-11-15 01:00",
+        "2023-11-16 01:00",
+    ]
+    assert teh["revenue_by"]["day"][0]["day"] == "2023-11-15"
+    assert (day1["revenue"], day1["charges"], day1["taps"]) == (1000, 4, 4)
+    assert [t["terminal"] for t in day1["terminals"]] == [7]
     rec = rep["reconciliation"]
     assert rec["counter_jumps"] == [
         {
@@ -351,13 +462,14 @@ def test_report_revenue_by_and_card_checks(store_url, tmp_path):
         for b in rec["balance_breaks"]
     ] == [(uid(3).hex(), 2, 750, 150)]
     assert rec["refused_uploads"] == {"bad_mac": 1, "malformed": 1}
-    assert rep2["reconciliation"]["mac_chain_breaks"] == [{"terminal": 7, "seq": 2}]
-    assert rep_no_ks["reconciliation"]["mac_chain_breaks"] is None
+    # (the CRC no longer fits: the record is damaged; with the CRC made to fit the MAC tells)
+    assert rep2["reconciliation"]["mac_chain_breaks"] == [
+        {"terminal": 7, "seq": 2, "kind": "damaged"}
+    ]
+    assert rep2["revenue"] == 1500
     out = io.StringIO()
     render_report(rep2, Console(file=out, width=160, color_system=None))
     text = out.getvalue()
-    assert "counter 2 -> 5 (2 taps missing) at terminal 7 seq 3" in text
+    assert "counter 1 -> 5 (3 taps missing) at terminal 7 seq 3" in text  # seq 2 left out
     assert "balance 900, expected 750 (+150) at terminal 7 seq 7" in text
-    assert "MAC chain broken" in text and "seq 2 altered" in text
-    assert "refused uploads: bad_mac 1, malformed 1" in text
-    assert "revenue by line" in text and "2023-11-15" in text
+    assert "record damaged" in text

@@ -22,7 +22,7 @@ import serial
 
 from card_schema import frames, frames_host, taprecord
 from host_tools import keystore
-from host_tools.backoffice import report
+from host_tools.backoffice import audit, report
 from host_tools.backoffice import store as store_mod
 from host_tools.fleet import link as link_mod
 from host_tools.fleet import sync
@@ -229,7 +229,7 @@ def test_sync_twice_stores_everything_once(terminal_factory, db, ks):
     with open_link(term) as link:
         s3 = sync.sync_terminal(link, db, ks)
     assert (s3["pulled"], s3["stored"], s3["acked_seq"]) == (5, 5, 35)
-    rep = report.report(db)
+    rep = report.report(db, audit.keys_from(ks))
     assert rep["taps"] == 35 and rep["reconciliation"]["sequence_gaps"] == []
     assert db.terminal(TID)["info"]["fw"] == "0.1.0-test"
 
@@ -285,7 +285,7 @@ def test_link_drop_mid_sync_resumes_without_loss_or_doubles(terminal_factory, db
     assert db.count() == 40
     assert db.raw_records(TID) == sorted(db.raw_records(TID), key=taprecord.seq_of)
     assert term.control("state")["acked"] == 40
-    assert report.report(db)["reconciliation"]["sequence_gaps"] == []
+    assert report.report(db, audit.keys_from(ks))["reconciliation"]["sequence_gaps"] == []
 
 
 def test_records_acked_elsewhere_leave_a_reported_gap(terminal_factory, db, ks):
@@ -294,7 +294,7 @@ def test_records_acked_elsewhere_leave_a_reported_gap(terminal_factory, db, ks):
     with open_link(term) as link:
         s = sync.sync_terminal(link, db, ks)
     assert (s["from_seq"], s["gap_before"], s["stored"], s["acked_seq"]) == (9, 8, 12, 20)
-    gaps = report.report(db)["reconciliation"]["sequence_gaps"]
+    gaps = report.report(db, audit.keys_from(ks))["reconciliation"]["sequence_gaps"]
     assert gaps == [{"terminal": TID, "from_seq": 1, "to_seq": 8, "missing": 8}]
 
 
@@ -495,6 +495,8 @@ def test_records_that_do_not_verify_are_neither_stored_nor_acked(mpy_build, db, 
             sync.sync_terminal(link, db, ks)
         assert db.count() == 0 and term.control("state")["acked"] == 0
         assert [r["source"] for r in db.rejects()] == ["usb"]
-        assert report.report(db)["reconciliation"]["refused_uploads"] == {"bad_mac": 1}
+        assert report.report(db, audit.keys_from(ks))["reconciliation"]["refused_uploads"] == {
+            "bad_mac": 1
+        }
     finally:
         term.close()
