@@ -87,9 +87,9 @@ def report(a):
     from host_tools.backoffice import report as report_mod
     from host_tools.backoffice import store as store_mod
 
-    keys = _keys(a)  # every figure is verified: no keystore, no report
     db = store_mod.open_store(a.db, create=False)
     try:
+        keys = _keys(a)  # every figure is verified: no keystore, no report
         since, until, tz = _period(a, db)
         rep = report_mod.report(
             db, keys, since=since, until=until, tz=tz, cards=a.cards or None, recheck=not a.quick
@@ -121,9 +121,9 @@ def audit_cmd(a):
     from host_tools.backoffice import audit
     from host_tools.backoffice import store as store_mod
 
-    keys = _keys(a)
     db = store_mod.open_store(a.db, create=False)
     try:
+        keys = _keys(a)
         if a.tz is not None and a.tz != audit.tz_of(db):
             audit.set_tz(db, a.tz)
         out = audit.run(db, keys, full=a.full)

@@ -118,13 +118,20 @@ def test_ctrl_c_ends_the_progress_line_and_shows_the_cursor(monkeypatch):
 
 def test_a_closed_pipe_is_quiet_and_ok(tmp_path):
     """`tapkit report | head -1`: the reader went away; no traceback, exit 0."""
+    from host_tools import keystore
+    from host_tools.backoffice import store
+
     db = "sqlite:///%s" % (tmp_path / "t.db")
-    p = tapkit("report", "--db", db)
+    store.open_store(db).close()  # the report reads a store, it makes none
+    ks = str(tmp_path / "issuer.keys")
+    keystore.init(ks)
+    p = tapkit("report", "--db", db, "--keystore", ks)
     p.stdout.close()  # the reader is gone before the first write
     err = p.stderr.read()
     assert p.wait(timeout=60) == 0 and err == b""
     shell = subprocess.run(
-        "set -o pipefail; %s -m host_tools.cli report --db %s | head -1" % (sys.executable, db),
+        "set -o pipefail; %s -m host_tools.cli report --db %s --keystore %s | head -1"
+        % (sys.executable, db, ks),
         shell=True,
         executable="/bin/bash",
         env=ENV,
