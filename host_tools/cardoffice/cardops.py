@@ -18,7 +18,7 @@ has no right on the purse).
 import contextlib
 import time
 
-from card_schema import citizen, citizen_host
+from card_schema import citizen, citizen_host, taprecord_host
 from card_schema.desfire_admin import (
     APPLICATION_NOT_FOUND,
     AUTHENTICATION_ERROR,
@@ -184,8 +184,9 @@ def _read_info(df):
         raise CardOpsError("card info on this card is damaged or of an unknown version")
 
 
-def issue(df, ks, uid, holder, card_no, expiry, balance=0, now=None):
+def issue(df, ks, uid, holder, card_no, expiry, balance=0, now=None, journal=None):
     """Personalise a blank card: the citizen application, its keys, files and card info.
+    `journal` (host_tools.cardoffice.journal.OfficeJournal): the issue is recorded in it.
 
     Returns {"uid", "card_no", "balance"}.
     """
@@ -194,10 +195,10 @@ def issue(df, ks, uid, holder, card_no, expiry, balance=0, now=None):
     if balance < 0 or balance > citizen_host.PURSE_UPPER:
         raise CardOpsError(f"initial balance must be 0..{citizen_host.PURSE_UPPER}")
     with _removal("issue") as prog:
-        return _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog)
+        return _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal)
 
 
-def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog):
+def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal=None):
     partly = (
         "the card is partly personalised (the tapkit application exists but is not complete): "
         "format it before issuing it again"
@@ -264,11 +265,29 @@ def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog):
             "the card is issued, but the initial balance may not be on it: "
             "check it with `tapkit card show` and top it up"
         )
-        _credit(df, ks, uid, balance, 0, 0, now, prog)
+        _credit(df, ks, uid, balance, 0, 0, now, prog, journal, taprecord_host.KIND_ISSUE)
+    elif journal is not None:
+        journal.append(taprecord_host.KIND_ISSUE, uid, 0, 0, 0, now=now)
     return {"uid": bytes(uid).hex(), "card_no": card_no, "balance": balance}
 
 
-def _credit(df, ks, uid, amount, counter, terminal_id, now, prog):
+def _commit(df, journal, kind, uid, counter, amount, balance, now):
+    """Journal the staged card change (durable), then commit it; a commit the card refuses is
+    voided in the journal, one that answers is confirmed, a lost answer leaves it unconfirmed
+    (the ledger settles it by the card's later state)."""
+    seq = journal.append(kind, uid, counter, amount, balance, now=now) if journal else None
+    try:
+        df.commit_transaction()
+    except CardError:
+        if seq is not None:
+            journal.void(seq, uid, counter, now=now)
+        raise
+    if seq is not None:
+        journal.confirm(seq, uid, counter, balance, now=now)
+    return seq
+
+
+def _credit(df, ks, uid, amount, counter, terminal_id, now, prog, journal=None, kind=None):
     _auth(df, citizen_host.KEY_CREDIT, _role_key(ks, citizen_host.KEY_CREDIT, uid))
     step = "GetValue"
     try:
@@ -280,6 +299,8 @@ def _credit(df, ks, uid, amount, counter, terminal_id, now, prog):
             )
         step = "Credit"
         df.credit(citizen.FILE_PURSE, amount, MODE_ENC)
+        if journal is not None:
+            terminal_id = journal.office_id  # the card's trip log names the office
         trip = citizen_host.pack_trip(
             counter + 1, now, terminal_id, amount, after, kind=citizen_host.TRIP_CREDIT
         )
@@ -291,7 +312,16 @@ def _credit(df, ks, uid, amount, counter, terminal_id, now, prog):
             f"the card may or may not have taken the credit of {amount} Rial "
             "(the commit's answer was lost): check it with `tapkit card show` before retrying"
         )
-        df.commit_transaction()
+        _commit(
+            df,
+            journal,
+            kind or taprecord_host.KIND_TOPUP,
+            uid,
+            counter + 1,
+            amount,
+            after,
+            now,
+        )
         prog.state = f"the credit of {amount} Rial is on the card (committed)"
     except CardError as e:
         if step == "CommitTransaction":
@@ -302,9 +332,9 @@ def _credit(df, ks, uid, amount, counter, terminal_id, now, prog):
     return after
 
 
-def topup(df, ks, uid, amount, terminal_id=0, now=None):
+def topup(df, ks, uid, amount, terminal_id=0, now=None, journal=None):
     """Credit `amount` Rial (credit key) with a credit trip record, in one transaction; returns the
-    new balance. Blocked cards are refused."""
+    new balance. Blocked cards are refused. `journal`: the top-up is recorded in it."""
     if amount <= 0:
         raise CardOpsError("top-up amount must be positive")
     now = _now(now)
@@ -316,7 +346,7 @@ def topup(df, ks, uid, amount, terminal_id=0, now=None):
                 f"card {info[citizen_host.CI_CARD_NO]} is blocked: it cannot be topped up"
             )
         counter = _counter(df, ks, uid)
-        return _credit(df, ks, uid, amount, counter, terminal_id, now, prog)
+        return _credit(df, ks, uid, amount, counter, terminal_id, now, prog, journal)
 
 
 def read_balance(df, ks, uid):
@@ -361,17 +391,18 @@ def _show(df, ks, uid):
     }
 
 
-def block(df, ks, uid, blocked=True):
+def block(df, ks, uid, blocked=True, journal=None, now=None):
     """Set the card info status to blocked (or back to active) with the master key.
 
-    Returns {"uid", "card_no", "status", "changed"}; blocking a blocked card changes nothing."""
+    Returns {"uid", "card_no", "status", "changed"}; blocking a blocked card changes nothing.
+    `journal`: a change is recorded in it with the card's counter and balance."""
     with _removal("block" if blocked else "unblock") as prog:
         _select(df)
         info = _read_info(df)
-        return _set_status(df, ks, uid, info, blocked, prog)
+        return _set_status(df, ks, uid, info, blocked, prog, journal, _now(now))
 
 
-def _set_status(df, ks, uid, info, blocked, prog):
+def _set_status(df, ks, uid, info, blocked, prog, journal=None, now=None):
     status = citizen.STATUS_BLOCKED if blocked else citizen_host.STATUS_ACTIVE
     res = {
         "uid": bytes(uid).hex(),
@@ -399,22 +430,31 @@ def _set_status(df, ks, uid, info, blocked, prog):
     except CardError as e:
         raise _fail(e, "writing the card info")
     prog.state = "the card is %s" % res["status"]
+    if journal is not None:
+        counter = _counter(df, ks, uid)
+        balance = read_balance(df, ks, uid)
+        kind = taprecord_host.KIND_BLOCK if blocked else taprecord_host.KIND_UNBLOCK
+        journal.append(kind, uid, counter, 0, balance, now=now)
+        res["counter"], res["balance"] = counter, balance
     return res
 
 
-def refund(df, ks, uid, terminal_id=0, now=None):
+def refund(df, ks, uid, terminal_id=0, now=None, journal=None):
     """Close the card: block it, then debit the whole remaining balance with a refund trip record
     (credit key, one transaction), so the card and the books agree on what was paid out.
 
     Returns {"uid", "card_no", "refunded", "balance", "status", "counter", "already"}. Safe to run
     again after an interruption: a closed card (blocked, balance 0, newest trip a refund) reports
-    the refund it already had (`already` true) and changes nothing.
+    the refund it already had (`already` true) and changes nothing. `journal`: the block and the
+    pay-out (kind payout: what was paid out) are recorded in it.
     """
     now = _now(now)
     with _removal("refund") as prog:
         _select(df)
         info = _read_info(df)
-        _set_status(df, ks, uid, info, True, prog)
+        _set_status(df, ks, uid, info, True, prog, journal, now)
+        if journal is not None:
+            terminal_id = journal.office_id
         prog.state = (
             "the card is blocked, but its balance is not refunded yet: run the refund again"
         )
@@ -453,7 +493,7 @@ def refund(df, ks, uid, terminal_id=0, now=None):
                 "commit's answer was lost): run the refund again, it pays out only what is left"
                 % balance
             )
-            df.commit_transaction()
+            _commit(df, journal, taprecord_host.KIND_PAYOUT, uid, counter + 1, balance, 0, now)
         except CardError as e:
             raise _fail(e, step)
         res["counter"] = counter + 1

@@ -1,19 +1,32 @@
 """`tapkit card`: the card office on a desk reader (issue, top up, show, block, unblock, refund)."""
 
+import os
 import sys
 import time
 
 from host_tools import UsageError
 from host_tools.cli.output import console, print_json, table, when
-from host_tools.cli.spec import KEYSTORE, Command, arg, lazy_choices
+from host_tools.cli.spec import DB, KEYSTORE, Command, arg, lazy_choices
 
 
-def _session(a):
+def _office(a, ks):
+    """The office journal the operation is recorded in (opened before any card is touched)."""
+    from host_tools.cardoffice.journal import OfficeJournal
+
+    return OfficeJournal.open(a.office or _default_office(), ks)
+
+
+def _default_office():
+    return os.environ.get("TAPKIT_OFFICE", "office.journal")
+
+
+def _session(a, journal=False):
     from card_schema.desfire_admin import DESFireAdmin
     from host_tools import keystore
     from host_tools.cardoffice.readers import open_reader
 
     ks = keystore.load(a.keystore)
+    j = _office(a, ks) if journal else None
     reader = open_reader(a.reader)
     trace = None
     if getattr(a, "trace", False):
@@ -27,7 +40,8 @@ def _session(a):
             sys.stderr.write("%s %s  %s\n" % (direction, data.hex(" ").upper(), note))
             sys.stderr.flush()
 
-    return ks, reader, DESFireAdmin(reader.transceive, wrapped=True, trace=trace)
+    df = DESFireAdmin(reader.transceive, wrapped=True, trace=trace)
+    return (ks, reader, df, j) if journal else (ks, reader, df)
 
 
 def _holders():
@@ -43,7 +57,7 @@ def _holder(name):
 def issue(a):
     from host_tools.cardoffice import cardops
 
-    ks, reader, df = _session(a)
+    ks, reader, df, journal = _session(a, journal=True)
     with reader:
         now = int(time.time())
         cardops.issue(
@@ -55,6 +69,7 @@ def issue(a):
             expiry=now + a.valid_days * 86400,
             balance=a.balance,
             now=now,
+            journal=journal,
         )
         info = cardops.show(df, ks, reader.uid)
     return _show_card(a, info, "issued card")
@@ -65,9 +80,9 @@ def topup(a):
         raise UsageError("--amount must be a positive number of Rial")
     from host_tools.cardoffice import cardops
 
-    ks, reader, df = _session(a)
+    ks, reader, df, journal = _session(a, journal=True)
     with reader:
-        cardops.topup(df, ks, reader.uid, a.amount, now=int(time.time()))
+        cardops.topup(df, ks, reader.uid, a.amount, now=int(time.time()), journal=journal)
         info = cardops.show(df, ks, reader.uid)
     return _show_card(a, info, "topped up %d Rial" % a.amount)
 
@@ -84,9 +99,9 @@ def show(a):
 def block(a):
     from host_tools.cardoffice import cardops
 
-    ks, reader, df = _session(a)
+    ks, reader, df, journal = _session(a, journal=True)
     with reader:
-        res = cardops.block(df, ks, reader.uid, blocked=a.sub == "block")
+        res = cardops.block(df, ks, reader.uid, blocked=a.sub == "block", journal=journal)
     if a.json:
         print_json(res)
     else:
@@ -105,9 +120,9 @@ def block(a):
 def refund(a):
     from host_tools.cardoffice import cardops
 
-    ks, reader, df = _session(a)
+    ks, reader, df, journal = _session(a, journal=True)
     with reader:
-        res = cardops.refund(df, ks, reader.uid, now=int(time.time()))
+        res = cardops.refund(df, ks, reader.uid, now=int(time.time()), journal=journal)
     if a.json:
         print_json(res)
     else:
@@ -202,8 +217,81 @@ _ON_A_READER = (
     KEYSTORE,
     arg("--trace", action="store_true", help="print every APDU on stderr"),
 )
+_OFFICE = arg(
+    "--office",
+    metavar="FILE",
+    help="this office's journal: every operation is recorded in it "
+    "(default $TAPKIT_OFFICE or office.journal; `tapkit office init` makes one)",
+)
 
-GROUPS = {"card": "card office: issue, top up, show, block, refund"}
+
+# --- tapkit office ------------------------------------------------------------------------------
+def office_init(a):
+    from host_tools.cardoffice.journal import OfficeJournal
+
+    path = a.office or _default_office()
+    OfficeJournal.init(path, a.id)
+    if a.json:
+        print_json({"journal": path, "office_id": a.id})
+    else:
+        print("office %d journal %s created" % (a.id, path))
+    return 0
+
+
+def office_sync(a):
+    from host_tools import keystore
+    from host_tools.backoffice import store as store_mod
+
+    ks = keystore.load(a.keystore)
+    journal = _office(a, ks)
+    with store_mod.open_store(a.db) as db:
+        res = journal.sync_into(db)
+    if a.json:
+        print_json(res)
+    else:
+        print(
+            "office %(office)d: %(stored)d records stored (%(duplicates)d already there), "
+            "store holds up to seq %(last_seq)d" % res
+        )
+    return 0
+
+
+def office_show(a):
+    from card_schema import taprecord_host
+    from host_tools import keystore
+
+    ks = keystore.load(a.keystore)
+    journal = _office(a, ks)
+    recs = [taprecord_host.to_dict(r) for r in journal.records()]
+    if a.json:
+        print_json({"office_id": journal.office_id, "records": recs})
+        return 0
+    cols = ["seq", "time", "kind", "card", "counter", "amount", "balance"]
+    console().print(
+        table(
+            "office %d journal %s" % (journal.office_id, journal.path),
+            cols,
+            [
+                (
+                    r["seq"],
+                    when(r["time"]),
+                    r["kind"],
+                    r["uid"],
+                    r["counter"],
+                    format(r["amount"], ","),
+                    format(r["balance"], ","),
+                )
+                for r in recs[-a.last :]
+            ],
+        )
+    )
+    return 0
+
+
+GROUPS = {
+    "card": "card office: issue, top up, show, block, refund",
+    "office": "the card office's journal: init, show, sync into the store",
+}
 COMMANDS = (
     Command(("readers",), readers, "the desk readers (PC/SC and nfcpy) and their cards", ()),
     Command(
@@ -212,6 +300,7 @@ COMMANDS = (
         "personalise a blank card",
         _ON_A_READER
         + (
+            _OFFICE,
             arg(
                 "--holder",
                 default="adult",
@@ -229,14 +318,47 @@ COMMANDS = (
         topup,
         "credit a card (credit key)",
         _ON_A_READER
-        + (arg("--amount", type=int, required=True, metavar="RIAL", help="Rial to add"),),
+        + (_OFFICE, arg("--amount", type=int, required=True, metavar="RIAL", help="Rial to add")),
     ),
     Command(("card", "show"), show, "holder, balance, last trips", _ON_A_READER),
     Command(
-        ("card", "block"), block, "block a card (master key): terminals refuse it", _ON_A_READER
+        ("card", "block"),
+        block,
+        "block a card (master key): terminals refuse it",
+        _ON_A_READER + (_OFFICE,),
     ),
-    Command(("card", "unblock"), block, "unblock a blocked card (master key)", _ON_A_READER),
     Command(
-        ("card", "refund"), refund, "close a card: block it and pay out its balance", _ON_A_READER
+        ("card", "unblock"),
+        block,
+        "unblock a blocked card (master key)",
+        _ON_A_READER + (_OFFICE,),
+    ),
+    Command(
+        ("card", "refund"),
+        refund,
+        "close a card: block it and pay out its balance (journalled as paid out)",
+        _ON_A_READER + (_OFFICE,),
+    ),
+    Command(
+        ("office", "init"),
+        office_init,
+        "start this office's journal (once per desk; the id is the operator's choice)",
+        (arg("--id", type=int, required=True, metavar="N", help="office id, e.g. 9001"), _OFFICE),
+    ),
+    Command(
+        ("office", "show"),
+        office_show,
+        "the newest records of the office journal",
+        (
+            _OFFICE,
+            KEYSTORE,
+            arg("--last", type=int, default=20, metavar="N", help="how many records to show"),
+        ),
+    ),
+    Command(
+        ("office", "sync"),
+        office_sync,
+        "store the office journal's records in the back office (idempotent)",
+        (_OFFICE, KEYSTORE, DB),
     ),
 )

@@ -16,6 +16,18 @@ def pcscd():
 from e2e_helpers import run_cli, served_card  # noqa: E402,F401
 
 
+@pytest.fixture(autouse=True)
+def office_journal(tmp_path, monkeypatch):
+    """Every `tapkit card` operation is journalled: each test's card office is office 9001 with
+    its journal in the test's folder ($TAPKIT_OFFICE, what --office defaults to)."""
+    from host_tools.cardoffice.journal import OfficeJournal
+
+    path = str(tmp_path / "office.journal")
+    OfficeJournal.init(path, 9001)
+    monkeypatch.setenv("TAPKIT_OFFICE", path)
+    return path
+
+
 @pytest.fixture
 def keystore_path(tmp_path, capsys):
     path = tmp_path / "issuer.keys"
