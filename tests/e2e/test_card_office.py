@@ -222,6 +222,8 @@ def test_every_operation_is_in_the_office_journal_and_reaches_the_store(
     ]
     rc, out, err = card(capsys, keystore_path, cardfile, "show", "--json")
     assert out["trips"][0]["terminal"] == 9001  # the card's trip log names the office
+    rc, out, err = run_cli(capsys, "office", "show", "--keystore", keystore_path, "--json")
+    assert rc == 0 and out["office_id"] == 9001 and out["records"][7]["kind"] == "payout"
     db = "sqlite:///%s" % (tmp_path / "office.db")
     sync = ("office", "sync", "--db", db, "--keystore", keystore_path, "--json")
     rc, out, err = run_cli(capsys, *sync)
@@ -254,9 +256,9 @@ def test_an_operation_without_an_office_journal_touches_no_card(
     assert "no office journal at " in err and "`tapkit office init --id N`" in err
     assert cardfile.read_bytes() == before
     rc, out, err = run_cli(
-        capsys, "office", "init", "--id", "9002", "--office", str(tmp_path / "j")
+        capsys, "office", "init", "--id", "9002", "--office", str(tmp_path / "j"), "--json"
     )
-    assert rc == 0, err
+    assert rc == 0 and out == {"journal": str(tmp_path / "j"), "office_id": 9002}, err
     rc, out, err = run_cli(
         capsys, "office", "init", "--id", "9002", "--office", str(tmp_path / "j")
     )

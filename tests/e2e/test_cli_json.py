@@ -100,5 +100,7 @@ def test_publish_and_report(capsys, tmp_path):
         "--json",
     )  # fmt: skip
     assert rc == 0 and d["new"] is True and d["version"] == 3, err
-    rc, d, err = run_cli(capsys, "report", "--db", db, "--json")
+    rc, _d, err = run_cli(capsys, "keys", "init", "--keystore", tmp_path / "k", "--json")
+    assert rc == 0, err
+    rc, d, err = run_cli(capsys, "report", "--db", db, "--keystore", tmp_path / "k", "--json")
     assert rc == 0 and d["taps"] == 0 and d["revenue"] == 0, err

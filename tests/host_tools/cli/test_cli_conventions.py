@@ -127,6 +127,10 @@ JSON_PROOF = {
     "tariff show": "tests/e2e/test_profiles_tariff_cli.py::test_sign_and_show_fares",
     "demo": "tests/e2e/test_demo.py::test_demo_json_every_card_agrees_with_the_ledger",
     "bench": "tests/test_bench.py::test_tapkit_bench_runs_a_section_of_the_checkout",
+    "audit": "tests/host_tools/backoffice/test_report_cli.py::test_period_csv_and_json",
+    "office init": "tests/e2e/test_card_office.py::test_an_operation_without_an_office_journal_touches_no_card",
+    "office show": "tests/e2e/test_card_office.py::test_every_operation_is_in_the_office_journal_and_reaches_the_store",
+    "office sync": "tests/e2e/test_card_office.py::test_every_operation_is_in_the_office_journal_and_reaches_the_store",
 }
 
 
