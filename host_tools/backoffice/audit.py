@@ -262,27 +262,29 @@ def _norm(v):
 
 
 def check(row, prev_mac, key, role):
-    """Problems of one stored row: [] when verified, else [(finding kind, detail dict)].
+    """(problems, decoded record) of one stored row: problems [] when verified, else
+    [(finding kind, detail dict)]; the record is None when it cannot be decoded.
 
     `prev_mac`: the MAC field of the stored predecessor (None: the link cannot be checked)."""
     raw = row["raw"]
     try:
         rec = taprecord_host.to_dict(raw)
     except (taprecord_host.RecordError, ValueError) as e:
-        return [("damaged", {"reason": str(e)})]
+        return [("damaged", {"reason": str(e)})], None
     problems = []
     if prev_mac is None:
         problems.append(("unverified", {"reason": "its predecessor is not in this store"}))
     elif not _mac_ok(key, raw, prev_mac):
         problems.append(("mac", {"reason": "MAC does not follow from the stored predecessor"}))
-    edited = []
-    for col in COLUMNS:
-        stored = row[col]
-        want = rec[col]
-        if _norm(stored) != _norm(want):
-            edited.append({"column": col, "stored": stored, "record": want})
-    if edited:
-        problems.append(("edited", {"columns": edited}))
+    if tuple(row[c] for c in COLUMNS) != tuple(rec[c] for c in COLUMNS):  # the fast path
+        edited = []
+        for col in COLUMNS:
+            stored = row[col]
+            want = rec[col]
+            if _norm(stored) != _norm(want):
+                edited.append({"column": col, "stored": stored, "record": want})
+        if edited:
+            problems.append(("edited", {"columns": edited}))
     office = rec["kind"] in _OFFICE_KINDS or rec["profile"] == "office"
     if not problems and office != (role == "office"):
         problems.append(
@@ -291,7 +293,7 @@ def check(row, prev_mac, key, role):
                 {"reason": f"a {rec['kind']} record ({rec['profile']}) in a {role}'s journal"},
             )
         )
-    return problems
+    return problems, rec
 
 
 def _initial_status(rec):
@@ -377,7 +379,7 @@ class _Run:
             else:
                 prev = preds.get(seq)
             prev_row = r
-            problems = check(r, prev, key, role)
+            problems, rec = check(r, prev, key, role)
             old = r["status"]
             if recheck and not problems:
                 continue
@@ -393,17 +395,17 @@ class _Run:
                 if prev is None and not recheck:
                     self.gap_before(tid, seq)
                 if old is not None and old not in BAD:
-                    self.dirty_row(r)
+                    self.dirty_row(r)  # it was counted: its buckets and its card again
+                    self.cards.update(u for u in (r.get("uid"), rec and rec["uid"]) if u)
                 self.updates.append((status, tid, seq))
                 continue
-            rec = taprecord_host.to_dict(r["raw"])
-            rec["terminal"] = tid
             status = _initial_status(rec)
             self.stats["verified"] += 1
             self.roll.add(rec, status)
             self.updates.append((status, tid, seq))
             self.touched.setdefault(tid, []).append(seq)
-            if rec["kind"] in REF_KINDS:
+            if rec["kind"] in REF_KINDS and rec["uid"] == NO_UID:
+                # (a void or confirm carries its card's uid; one without it: find the card)
                 self.refs.append((tid, int(rec["amount"]), rec["kind"]))
             if rec["uid"] != "00" * 7 and (rec["kind"] in MONEY_KINDS or rec["counter"]):
                 self.cards.add(rec["uid"])
@@ -543,8 +545,36 @@ def _settle(run):
     ledger.settle(run.store, run.cards, run.roll, run.now)
 
 
+def _mark(store, uids):
+    """Cards whose ledger must be settled again (kept in the store: a run cut short resumes)."""
+    if uids:
+        store.conn.cursor().executemany(
+            store._sql("INSERT INTO dirty_cards (uid) VALUES (?) ON CONFLICT (uid) DO NOTHING"),
+            [(u,) for u in sorted(uids) if u and u != NO_UID],
+        )
+
+
+def settle_dirty(store, now, chunk=500):
+    """Settle every card marked dirty, `chunk` cards per transaction."""
+    from host_tools.backoffice import ledger
+
+    n = 0
+    while True:
+        with store._tx():
+            uids = [u for (u,) in store._all("SELECT uid FROM dirty_cards LIMIT %d" % chunk)]
+            if not uids:
+                return n
+            roll = Rollups(tz_of(store))
+            ledger.settle(store, uids, roll, now)
+            roll.flush(store)
+            marks = ", ".join("?" * len(uids))
+            store._exec(f"DELETE FROM dirty_cards WHERE uid IN ({marks})", uids)
+            n += len(uids)
+
+
 def run(store, keys, full=False, now=None, batch=_BATCH):
-    """Audit what is not audited yet (full: everything again). Returns counts (JSON-ready)."""
+    """Audit what is not audited yet (full: everything again), then settle the ledger of every
+    card it touched. Returns counts (JSON-ready)."""
     now = int(now if now is not None else time.time())
     t0 = time.time()
     total = {"audited": 0, "verified": 0, "quarantined": 0, "unverified": 0}
@@ -554,6 +584,7 @@ def run(store, keys, full=False, now=None, batch=_BATCH):
             store._exec("DELETE FROM findings")
             store._exec("DELETE FROM roll_time")
             store._exec("DELETE FROM roll_day")
+            store._exec("DELETE FROM dirty_cards")
     while True:
         with store._tx():
             r = _Run(store, keys, now)
@@ -571,13 +602,13 @@ def run(store, keys, full=False, now=None, batch=_BATCH):
                 by.setdefault(int(row["terminal"]), []).append(row)
             for tid in sorted(by):
                 r.rows(by[tid])
-            r.flush(rollups=False)
+            r.flush()
             _fill_gaps(r)
             _settle_refs(r)
-            _settle(r)
-            r.flush()
+            _mark(store, r.cards)
             for k in total:
                 total[k] += r.stats[k]
+    total["cards_settled"] = settle_dirty(store, now)
     total["seconds"] = round(time.time() - t0, 3)
     return total
 

@@ -184,4 +184,12 @@ class Ingest:
         ]
         for reason in ("malformed", "unknown_terminal", "bad_mac", "gap"):
             lines.append(f'tapkit_rejects_total{{reason="{reason}"}} {rejects.get(reason, 0)}')
-        return "\n".join(lines) + "\n"
+        text = "\n".join(lines) + "\n"
+        from host_tools.backoffice.metrics import fleet_metrics
+
+        store = self._store()
+        try:  # per-terminal gauges from the store (last seen, unsynced, journal fill...)
+            text += fleet_metrics(store).decode()
+        finally:
+            self.pool.put(store)
+        return text

@@ -144,7 +144,7 @@ def _fold(rows):
     refunds, refunded = get("refund", "confirmed")
     unconf = [get(k, "unconfirmed") for k in FARE_KINDS]
     out = {
-        "taps": sum(nn for nn, _ in rows.values()),
+        "taps": sum(nn for (k, _s), (nn, _a) in rows.items() if k not in audit.REF_KINDS),
         "charges": charges,
         "revenue": charged - refunded,
         "refunds": refunds,
@@ -222,9 +222,10 @@ def unconfirmed(store, since=None, until=None, limit=UNCONFIRMED_LISTED, uid=Non
 
 
 def card_totals(store, uid=None):
-    """[{uid, taps, charged, refused, last_balance}] per card from its audited records: charged
-    is the confirmed fares less confirmed POS refunds; last_balance the balance of the card's
-    newest state the ledger holds (money records neither voided nor phantom, and refusals)."""
+    """[{uid, taps, charged, refused, last_balance, unconfirmed}] per card from its audited
+    records: charged is the confirmed fares less confirmed POS refunds, unconfirmed the same of
+    the unconfirmed ones; last_balance the balance of the card's newest state the ledger holds
+    (money records neither voided nor phantom, and refusals)."""
     where = "uid <> ? AND status IS NOT NULL AND status NOT IN ('quarantined', 'unverified')"
     params = [audit.NO_UID]
     if uid:
@@ -233,7 +234,9 @@ def card_totals(store, uid=None):
     rows = store._all(
         "SELECT uid, COUNT(*), SUM(CASE WHEN status = 'confirmed' AND kind = 'charge' THEN amount "
         "WHEN status = 'confirmed' AND kind = 'refund' THEN -amount ELSE 0 END), "
-        "SUM(CASE WHEN kind IN ('refused', 'denied') THEN 1 ELSE 0 END) "
+        "SUM(CASE WHEN kind IN ('refused', 'denied') THEN 1 ELSE 0 END), "
+        "SUM(CASE WHEN status = 'unconfirmed' AND kind = 'charge' THEN amount "
+        "WHEN status = 'unconfirmed' AND kind = 'refund' THEN -amount ELSE 0 END) "
         f"FROM taps WHERE {where} GROUP BY uid ORDER BY uid",
         params,
     )
@@ -253,43 +256,49 @@ def card_totals(store, uid=None):
             "charged": int(c or 0),
             "refused": int(r or 0),
             "last_balance": int(balances[u]) if u in balances else None,
+            "unconfirmed": int(p or 0),
         }
-        for u, n, c, r in rows
+        for u, n, c, r, p in rows
     ]
 
 
-def card_checks(charges):
-    """(counter_jumps, balance_breaks) over store.card_charges() rows (until the ledger has them)."""
-    jumps, breaks = [], []
-    prev = None
-    for row in charges:
-        uid, counter, term, seq, _t, amount, balance = row
-        if prev is not None and prev[0] == uid and counter > prev[1]:
-            expected = prev[6] - amount
-            where = {"terminal": term, "seq": seq, "prev_terminal": prev[2], "prev_seq": prev[3]}
-            if counter == prev[1] + 1 and balance != expected:
-                breaks.append(
-                    dict(
-                        uid=uid,
-                        counter=counter,
-                        expected_balance=expected,
-                        balance=balance,
-                        difference=balance - expected,
-                        **where,
-                    )
-                )
-            elif counter > prev[1] + 1 and balance <= expected:
-                jumps.append(
-                    dict(
-                        uid=uid,
-                        from_counter=prev[1],
-                        to_counter=counter,
-                        missing=counter - prev[1] - 1,
-                        **where,
-                    )
-                )
-        prev = row
-    return jumps, breaks
+def suspects(terminals, finding, now=None, limit=5):
+    """Where a missing transaction may be: terminals that reported unsynced taps at their last
+    contact, or were not in contact since the card's record after the gap (newest doubt first)."""
+    after = (finding["detail"] or {}).get("after") or {}
+    t_after = after.get("time")
+    out = []
+    for t in terminals:
+        if t["role"] != "terminal":
+            continue
+        info = t.get("info") or {}
+        seen = max(
+            (x for x in (t.get("last_usb"), t.get("last_wifi")) if x), default=t.get("last_sync")
+        )
+        unsynced = int(info.get("unsynced") or 0)
+        if unsynced > 0 or (t_after is not None and (not seen or seen < t_after)):
+            out.append({"terminal": t["id"], "last_seen": seen or None, "unsynced": unsynced})
+    out.sort(key=lambda x: (-x["unsynced"], x["last_seen"] or 0, x["terminal"]))
+    return out[:limit], len(out)
+
+
+def _suspect_text(found, total):
+    if not found:
+        return "; no terminal has unsynced taps or is out of contact: lost, or not from this fleet"
+    parts = []
+    for x in found:
+        seen = (
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(x["last_seen"]))
+            if x["last_seen"]
+            else "never"
+        )
+        parts.append(
+            f"terminal {x['terminal']} (last seen {seen}"
+            + (f", {x['unsynced']} unsynced" if x["unsynced"] else "")
+            + ")"
+        )
+    more = f" and {total - len(found)} more" if total > len(found) else ""
+    return "; may be on " + ", ".join(parts) + more
 
 
 def _finding_view(f):
@@ -341,8 +350,9 @@ def report(store, keys, since=None, until=None, tz=None, cards=None, recheck=Tru
             if dim in ("terminal", "day", "hour") or f["charges"] or f["refunds"]
         ]
     per_terminal = dict(grouped(store, "terminal", since, until, tz))
+    fleet = store.terminals()
     terminals = []
-    for t in store.terminals():
+    for t in fleet:
         f = per_terminal.get(t["id"])
         if f is None and (since is not None or until is not None):
             continue
@@ -359,7 +369,11 @@ def report(store, keys, since=None, until=None, tz=None, cards=None, recheck=Tru
             )
         )
     found = [_finding_view(f) for f in audit.findings(store)]
-    jumps, breaks = card_checks(store.card_charges())
+    for f in found:
+        if f["kind"] == "missing":
+            near, total = suspects(fleet, f)
+            f["suspects"] = near
+            f["text"] += _suspect_text(near, total)
     rec_kinds = {"mac", "damaged", "edited", "foreign_kind"}
     uploads = {}
     for r in store.rejects():
@@ -420,12 +434,7 @@ def report(store, keys, since=None, until=None, tz=None, cards=None, recheck=Tru
                 if f["kind"] == "unverified"
             ],
             "missing_transactions": [f for f in found if f["kind"] == "missing"],
-            "counter_jumps": jumps,
-            "balance_breaks": breaks,
-            "repeated_counters": [
-                {"uid": u, "counter": c, "taps": [{"terminal": t, "seq": s} for t, s in where]}
-                for u, c, where in store.repeated_counters()
-            ],
+            "balance_breaks": [f for f in found if f["kind"] == "balance"],
             "clones": [f for f in found if f["kind"] == "clone"],
             "refused_uploads": uploads,
         },

@@ -158,6 +158,13 @@ MIGRATIONS = [
             "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
         ],
     ),
+    (
+        4,
+        [
+            # cards whose ledger the audit must settle again (a run cut short resumes with them)
+            "CREATE TABLE dirty_cards (uid TEXT PRIMARY KEY)",
+        ],
+    ),
 ]
 
 _DIALECT_TYPES = {
@@ -622,24 +629,6 @@ class Store:
             (NO_UID, uid) if uid else (NO_UID,),
         )
         return [(r[0],) + tuple(int(x) for x in r[1:]) for r in rows]
-
-    def repeated_counters(self):
-        """[(uid, counter, [(terminal, seq), ...])]: two charges with one card counter (a cloned card
-        or a replayed transaction: the card increments its counter on every debit)."""
-        rows = self._all(
-            "SELECT t.uid, t.counter, t.terminal, t.seq FROM taps t JOIN (SELECT uid, counter FROM "
-            "taps WHERE kind = 'charge' AND counter > 0 AND uid <> ? AND status = 'confirmed' "
-            "GROUP BY uid, counter HAVING COUNT(*) > 1) d ON d.uid = t.uid AND d.counter = "
-            "t.counter WHERE t.kind = 'charge' AND t.status = 'confirmed' "
-            "ORDER BY t.uid, t.counter, t.terminal, t.seq",
-            (NO_UID,),
-        )
-        out = []
-        for uid, counter, term, seq in rows:
-            if not out or out[-1][0] != uid or out[-1][1] != counter:
-                out.append((uid, int(counter), []))
-            out[-1][2].append((int(term), int(seq)))
-        return out
 
 
 _ROLE_NAMES = {"terminal": "terminal", "office": "card office"}

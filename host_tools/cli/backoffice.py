@@ -299,35 +299,6 @@ def _render_findings(rep, con):
         if f["kind"] == "seq_gap":
             where = f"terminal {f['terminal']}"
         rows.append((names.get(f["kind"], f["kind"]), where, f["text"]))
-    for r in rec.get("repeated_counters", []):
-        rows.append(
-            (
-                "repeated card counter",
-                "card {}".format(r["uid"]),
-                f"counter {r['counter']} charged {len(r['taps'])} times: "
-                + ", ".join(f"terminal {x['terminal']} seq {x['seq']}" for x in r["taps"]),
-            )
-        )
-    for j in rec.get("counter_jumps", []):
-        rows.append(
-            (
-                "card counter jump",
-                "card {}".format(j["uid"]),
-                f"counter {j['from_counter']} -> {j['to_counter']} ({j['missing']} taps missing) "
-                f"at terminal {j['terminal']} seq {j['seq']}",
-            )
-        )
-    for b in rec.get("balance_breaks", []):
-        if "expected_balance" in b:
-            rows.append(
-                (
-                    "balance break",
-                    "card {}".format(b["uid"]),
-                    f"counter {b['counter']}: balance {money(b['balance'])}, expected "
-                    f"{money(b['expected_balance'])} ({b['difference']:+,}) at terminal "
-                    f"{b['terminal']} seq {b['seq']}",
-                )
-            )
     if rec.get("refused_uploads"):
         con.print(
             "refused uploads: "
@@ -340,6 +311,101 @@ def _render_findings(rep, con):
         )
         return
     con.print(table("reconciliation", ("problem", "where", "detail"), rows, right=()))
+
+
+# --- fleet / ledger ------------------------------------------------------------------------------
+def fleet(a):
+    from host_tools.backoffice import fleetstatus
+    from host_tools.backoffice import store as store_mod
+
+    with store_mod.open_store(a.db, create=False) as db:
+        rows = fleetstatus.status(db, stale_hours=a.stale_hours, high_water=a.high_water)
+    if a.json:
+        print_json(
+            {"terminals": rows, "alerts": [r["terminal"] for r in fleetstatus.alerts(rows)]}
+        )
+        return 0
+
+    def ago(r):
+        if not r["last_seen"]:
+            return "never"
+        return "%s (%s h, %s)" % (
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_seen"])),
+            r["hours_since"],
+            r["via"] or "-",
+        )
+
+    cols = ("terminal", "last seen", "unsynced", "fill %", "drift s", "fw", "tables", "flags")
+    console().print(
+        table(
+            "fleet status (stale after %g h, high water %d%%)"
+            % (a.stale_hours, round(a.high_water * 100)),
+            cols,
+            [
+                (
+                    r["terminal"] if r["role"] != "office" else "%d (office)" % r["terminal"],
+                    ago(r),
+                    "-" if r["unsynced"] is None else r["unsynced"],
+                    "-" if r["fill"] is None else r["fill"],
+                    "-" if r["clock_drift"] is None else r["clock_drift"],
+                    r["versions"].get("fw", "-"),
+                    "fares %s deny %s"
+                    % (r["versions"].get("fares_ver", "-"), r["versions"].get("deny_ver", "-")),
+                    ", ".join(r["flags"]) or "ok",
+                )
+                for r in rows
+            ],
+            right=("unsynced", "fill %", "drift s"),
+        )
+    )
+    return 0
+
+
+def ledger_cmd(a):
+    from host_tools.backoffice import audit, ledger
+    from host_tools.backoffice import store as store_mod
+
+    uid = a.uid.lower().replace(":", "")
+    with store_mod.open_store(a.db, create=False) as db:
+        audit.run(db, _keys(a))
+        view = ledger.card_view(db, uid)
+    if a.json:
+        print_json(view)
+        return 0
+    con = console()
+    st = view["state"]
+    con.print(
+        f"card {uid}: "
+        + (
+            f"counter {st['counter']}, balance {money(st['balance'])} Rial"
+            if st
+            else "no state known"
+        )
+    )
+    cols = ("counter", "time", "source", "seq", "kind", "amount", "balance", "status")
+    con.print(
+        table(
+            "ledger by the card's counter",
+            cols,
+            [
+                (
+                    r["counter"],
+                    time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["time"])),
+                    r["terminal"],
+                    r["seq"],
+                    r["kind"],
+                    money(r["amount"]) if r["kind"] not in ("void", "confirm") else r["amount"],
+                    money(r["balance"]) if r["balance"] >= 0 else "-",
+                    r["status"],
+                )
+                for r in view["records"]
+            ],
+            right=("counter", "seq", "amount", "balance"),
+        )
+    )
+    for f in view["findings"]:
+        con.print(f"{f['kind']}: {f['text']}")
+    return 0
 
 
 _PERIOD = (
@@ -407,6 +473,34 @@ COMMANDS = (
                 help="skip checking rows audited before (edits since then go unseen)",
             ),
         ),
+    ),
+    Command(
+        ("fleet",),
+        fleet,
+        "fleet status: last contact, unsynced taps, journal fill, versions, drift, alerts",
+        (
+            DB,
+            arg(
+                "--stale-hours",
+                type=float,
+                default=24.0,
+                metavar="H",
+                help="flag a terminal not heard from for longer (default 24)",
+            ),
+            arg(
+                "--high-water",
+                type=float,
+                default=0.8,
+                metavar="F",
+                help="flag a journal filled to this fraction at its last contact (default 0.8)",
+            ),
+        ),
+    ),
+    Command(
+        ("ledger",),
+        ledger_cmd,
+        "one card's ledger across terminals and offices, by its counter",
+        (DB, KEYSTORE, arg("uid", help="the card's UID (hex, 14 digits)")),
     ),
     Command(
         ("audit",),

@@ -119,6 +119,7 @@ def run(workdir="demo-run", heap="112K", progress=None):
             uid = r.uid.hex()
         row = by_uid.get(uid, {})
         charged = row.get("charged", 0)
+        pending = row.get("unconfirmed", 0)  # the newest tap, until a later state confirms it
         ledger = row.get("last_balance")
         rows.append(
             {
@@ -127,10 +128,11 @@ def run(workdir="demo-run", heap="112K", progress=None):
                 "uid": uid,
                 "initial": balance,
                 "charged": charged,
+                "unconfirmed": pending,
                 "refused": row.get("refused", 0),
                 "card_balance": card_balance,
                 "ledger_balance": ledger,
-                "agree": card_balance == ledger == balance - charged,
+                "agree": card_balance == ledger == balance - charged - pending,
             }
         )
     yield "cards", rows

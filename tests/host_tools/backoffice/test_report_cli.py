@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from card_schema import taprecord
+from card_schema import taprecord, taprecord_host
 from host_tools import keystore
 from host_tools.backoffice import store as store_mod
 from host_tools.cli.app import main
@@ -36,7 +36,7 @@ def fill(url, ks_path, n=4, amount=25000, tid=1001):
             buf,
             prev,
             key,
-            seq=i + 1,
+            seq=len(recs) + 1,
             time=T0 + 3600 * i,
             terminal=tid,
             uid=bytes([4, 1, 2, 3, 4, 5, 6]),
@@ -45,6 +45,23 @@ def fill(url, ks_path, n=4, amount=25000, tid=1001):
             amount=amount,
             balance=200000 - amount * (i + 1),
             line=7,
+        )
+        recs.append(bytes(buf))
+        # the terminal confirms each charge once the card answered its commit
+        buf = bytearray(taprecord.SIZE)
+        prev = taprecord.pack_into(
+            buf,
+            prev,
+            key,
+            seq=len(recs) + 1,
+            time=T0 + 3600 * i + 1,
+            terminal=tid,
+            uid=bytes([4, 1, 2, 3, 4, 5, 6]),
+            kind=taprecord_host.KIND_CONFIRM,
+            result=taprecord_host.RESULT_COMMIT_ANSWER,
+            counter=i + 1,
+            amount=len(recs),
+            balance=200000 - amount * (i + 1),
         )
         recs.append(bytes(buf))
     with store_mod.open_store(url) as db:
@@ -132,4 +149,4 @@ def test_period_csv_and_json(tmp_path, capsys, ks_path):
     rc, out, err = cli(capsys, *base, "--since", "yesterday")
     assert rc != 0 and "bad time 'yesterday'" in err
     rc, out, err = cli(capsys, "audit", "--db", url, "--keystore", ks_path, "--full", "--json")
-    assert rc == 0 and json.loads(out)["verified"] == 4
+    assert rc == 0 and json.loads(out)["verified"] == 8

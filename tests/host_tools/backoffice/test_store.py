@@ -216,14 +216,40 @@ def scenario(store):
     return t7, t8
 
 
+def with_confirms(specs):
+    """The records a terminal of the pending-charge firmware writes: each charge followed by a
+    CONFIRM naming its seq (seq numbers from 1)."""
+    out = []
+    for spec in specs:
+        out.append(spec)
+        if spec.get("kind", taprecord.KIND_CHARGE) == taprecord.KIND_CHARGE:
+            out.append(
+                {
+                    "uid": spec["uid"],
+                    "kind": taprecord_host.KIND_CONFIRM,
+                    "result": taprecord_host.RESULT_COMMIT_ANSWER,
+                    "counter": spec["counter"],
+                    "amount": len(out),
+                    "balance": spec["balance"],
+                    "time": spec.get("time", T0 + 60 * len(out)),
+                }
+            )
+    return out
+
+
 def test_report(store):
     scenario(store)
     rep = report_mod.report(store, keys)
     json.dumps(rep)  # JSON-ready
-    assert rep["revenue"] == 250 * 3 + 1000 + 250  # the voided 400 is no money
-    assert rep["charges"] == 5 and rep["voided"] == 1
+    # confirmed money only: card 1's counters 1 and 2 (each followed by a state that proves it);
+    # its counter 3 was journalled on both terminals from one state: the earlier (terminal 8) never
+    # happened (phantom), the later is unconfirmed; card 4's counter 1 is unconfirmed (its
+    # counters 2 and 3 are not in this store: missing); the voided 400 is no money
+    assert rep["revenue"] == 500 and rep["charges"] == 2
+    assert (rep["voided"], rep["phantom"]) == (1, 1)
+    assert (rep["unconfirmed"]["count"], rep["unconfirmed"]["amount"]) == (2, 1250)
     # terminal 8 seq 5 follows a gap with no anchor: its link cannot be verified, it counts nowhere
-    assert rep["taps"] == 11
+    assert rep["taps"] == 10  # (a void is no tap)
     assert rep["refused"] == 3
     assert rep["refused_by_reason"] == {"insufficient": 2, "deny-list": 1}
     cards = {c["uid"]: c for c in rep["cards"]}
@@ -231,9 +257,10 @@ def test_report(store):
     assert cards[uid(1).hex()] == {
         "uid": uid(1).hex(),
         "taps": 4,
-        "charged": 1000,
+        "charged": 500,
         "refused": 0,
         "last_balance": 9250,
+        "unconfirmed": 250,
     }
     # its only balance is the voided charge's: no state of the card is known
     assert cards[uid(2).hex()]["charged"] == 0 and cards[uid(2).hex()]["last_balance"] is None
@@ -243,8 +270,9 @@ def test_report(store):
         "charged": 0,
         "refused": 2,
         "last_balance": 100,
+        "unconfirmed": 0,
     }
-    assert cards[uid(4).hex()]["charged"] == 1000 and cards[uid(4).hex()]["last_balance"] == 2000
+    assert cards[uid(4).hex()]["charged"] == 0 and cards[uid(4).hex()]["last_balance"] == 2000
     terms = {t["terminal"]: t for t in rep["terminals"]}
     assert (
         terms[7]["taps"],
@@ -253,32 +281,30 @@ def test_report(store):
         terms[7]["refused"],
         terms[7]["voids"],
         terms[7]["errors"],
-    ) == (8, 3, 750, 2, 1, 1)
+    ) == (7, 2, 500, 2, 1, 1)
     assert (
         terms[8]["taps"],
         terms[8]["revenue"],
+        terms[8]["unconfirmed_amount"],
         terms[8]["first_seq"],
         terms[8]["last_seq"],
-    ) == (3, 1250, 1, 6)
+    ) == (3, 0, 1000, 1, 6)
     rec = rep["reconciliation"]
     assert rec["sequence_gaps"] == [{"terminal": 8, "from_seq": 3, "to_seq": 4, "missing": 2}]
     assert rec["unverified"] == [{"terminal": 8, "seq": 5}]
     assert rec["mac_chain_breaks"] == []
-    assert rec["repeated_counters"] == [
-        {
-            "uid": uid(1).hex(),
-            "counter": 3,
-            "taps": [{"terminal": 7, "seq": 5}, {"terminal": 8, "seq": 2}],
-        }
-    ]
+    (miss,) = rec["missing_transactions"]
+    assert (miss["uid"], miss["counter_from"], miss["counter_to"]) == (uid(4).hex(), 2, 3)
+    assert rec["clones"] == [] and rec["balance_breaks"] == []
 
     out = io.StringIO()
-    render_report(rep, Console(file=out, width=140, color_system=None))
+    render_report(rep, Console(file=out, width=200, color_system=None))
     text = out.getvalue()
-    assert "revenue 2,000 Rial from 5 confirmed charges" in text
+    assert "revenue 500 Rial from 2 confirmed charges" in text
+    assert "unconfirmed: 2 money records, 1,250 Rial" in text
     assert "seq 3..4 not in this store (2)" in text
     assert "terminal 8 seq 5" in text and "predecessor is not in this store" in text
-    assert "counter 3 charged 2 times: terminal 7 seq 5, terminal 8 seq 2" in text
+    assert "counter 2..3: 2 transactions of this card in no record here" in text
 
 
 def test_filling_the_gap_verifies_what_followed_it(store):
@@ -287,32 +313,36 @@ def test_filling_the_gap_verifies_what_followed_it(store):
     store.ingest(8, t8[2:4], KEY8)  # the records acknowledged elsewhere arrive after all
     rep = report_mod.report(store, keys)
     rec = rep["reconciliation"]
-    assert rec["sequence_gaps"] == [] and rec["unverified"] == []
-    assert rep["taps"] == 8 + 6 and rep["revenue"] == 2000 + 2000
+    assert rec["findings"] == []
+    assert rep["taps"] == 7 + 6 and rep["revenue"] == 500 + 3000  # card 4: counters 1..3 now
     assert audit.pending(store) == 0
 
 
 def test_an_edited_column_is_named_and_left_out(store):
     """The issue: one amount edited from 25000 to 1000 lowered the revenue and the report still
     said "MAC chains intact". The audit compares every column with the MAC-verified record."""
-    recs = chain(KEY7, 7, charges(3, amount=25000, start_counter=1))
+    specs = [
+        {"uid": uid(1), "counter": c, "amount": 25000, "balance": 100000 - 25000 * c}
+        for c in (1, 2, 3)
+    ]
+    recs = chain(KEY7, 7, with_confirms(specs))  # charges at seq 1, 3, 5
     store.ingest(7, recs, KEY7)
     before = report_mod.report(store, keys)
     assert before["revenue"] == 75000 and before["reconciliation"]["findings"] == []
     # someone edits the column after the audit: the report's recheck of its period finds it
-    store._exec("UPDATE taps SET amount = 1000 WHERE terminal = 7 AND seq = 2")
+    store._exec("UPDATE taps SET amount = 1000 WHERE terminal = 7 AND seq = 3")
     rep = report_mod.report(store, keys)
     assert rep["revenue"] == 50000  # not 51000: the edited row is left out, not believed
     (f,) = rep["reconciliation"]["findings"]
-    assert (f["kind"], f["terminal"], f["seq"], f["amount"]) == ("edited", 7, 2, 25000)
+    assert (f["kind"], f["terminal"], f["seq"], f["amount"]) == ("edited", 7, 3, 25000)
     assert f["detail"]["columns"] == [{"column": "amount", "stored": 1000, "record": 25000}]
     assert rep["reconciliation"]["mac_chain_breaks"] == [
-        {"terminal": 7, "seq": 2, "kind": "edited"}
+        {"terminal": 7, "seq": 3, "kind": "edited"}
     ]
     out = io.StringIO()
     render_report(rep, Console(file=out, width=160, color_system=None))
     text = out.getvalue()
-    assert "record edited" in text and "terminal 7 seq 2" in text
+    assert "record edited" in text and "terminal 7 seq 3" in text
     assert "column amount edited: stored 1000, the record says 25000" in text
     assert "MAC chains intact" not in text
     # the raw record altered too (CRC made to fit): the MAC names it
@@ -325,7 +355,7 @@ def test_an_edited_column_is_named_and_left_out(store):
     rep = report_mod.report(store, keys)
     assert rep["revenue"] == 25000
     kinds = {(f["terminal"], f["seq"]): f["kind"] for f in rep["reconciliation"]["findings"]}
-    assert kinds == {(7, 1): "mac", (7, 2): "edited"}
+    assert kinds == {(7, 1): "mac", (7, 3): "edited"}  # no "missing" for their counters
     # the rollups the audit keeps are what a rebuild from the verified rows gives
     kept = (
         sorted(store._all("SELECT * FROM roll_day")),
@@ -337,10 +367,9 @@ def test_an_edited_column_is_named_and_left_out(store):
         sorted(store._all("SELECT * FROM roll_time")),
     )
     # an edit before any audit is caught by the first one (no recheck needed)
-    store.ingest(
-        7, chain(KEY7, 7, charges(1, start_counter=4), first_seq=4, prev=recs[2][52:60]), KEY7
-    )
-    store._exec("UPDATE taps SET line = 99 WHERE terminal = 7 AND seq = 4")
+    more = with_confirms([{"uid": uid(1), "counter": 4, "amount": 25000, "balance": 0}])
+    store.ingest(7, chain(KEY7, 7, more, first_seq=7, prev=recs[-1][52:60]), KEY7)
+    store._exec("UPDATE taps SET line = 99 WHERE terminal = 7 AND seq = 7")
     rep = report_mod.report(store, keys, recheck=False)
     assert rep["audit"]["quarantined_now"] == 1 and rep["revenue"] == 25000
 
@@ -390,24 +419,42 @@ def test_report_revenue_by_and_card_checks(store_url, tmp_path):
     recs = chain(
         key,
         7,
-        [
-            {"uid": uid(1), "counter": 1, "amount": 250, "balance": 9750, "line": 3},
-            {"uid": uid(1), "counter": 2, "amount": 250, "balance": 9500, "line": 3},
-            # counters 3 and 4 of card 1 never reached this store: a jump, the balance fell by 750
-            {"uid": uid(1), "counter": 5, "amount": 250, "balance": 8750, "line": 9},
-            {"uid": uid(2), "counter": 1, "amount": 250, "balance": 5000, "line": 9},
-            {
-                "uid": uid(2),
-                "counter": 4,
-                "amount": 250,
-                "balance": 19750,
-                "line": 9,
-                "time": day2,
-            },
-            {"uid": uid(3), "counter": 1, "amount": 250, "balance": 1000, "line": 9, "time": day2},
-            # 150 Rial appeared on card 3 between two consecutive counters
-            {"uid": uid(3), "counter": 2, "amount": 250, "balance": 900, "line": 9, "time": day2},
-        ],
+        with_confirms(
+            [
+                {"uid": uid(1), "counter": 1, "amount": 250, "balance": 9750, "line": 3},
+                {"uid": uid(1), "counter": 2, "amount": 250, "balance": 9500, "line": 3},
+                # counters 3 and 4 of card 1 never reached this store: missing
+                {"uid": uid(1), "counter": 5, "amount": 250, "balance": 8750, "line": 9},
+                {"uid": uid(2), "counter": 1, "amount": 250, "balance": 5000, "line": 9},
+                # card 2 was topped up at an office (counters 2 and 3) whose journal is not
+                # here: that no longer explains the jump away
+                {
+                    "uid": uid(2),
+                    "counter": 4,
+                    "amount": 250,
+                    "balance": 19750,
+                    "line": 9,
+                    "time": day2,
+                },
+                {
+                    "uid": uid(3),
+                    "counter": 1,
+                    "amount": 250,
+                    "balance": 1000,
+                    "line": 9,
+                    "time": day2,
+                },
+                # 150 Rial appeared on card 3 between two consecutive counters
+                {
+                    "uid": uid(3),
+                    "counter": 2,
+                    "amount": 250,
+                    "balance": 900,
+                    "line": 9,
+                    "time": day2 + 60,
+                },
+            ]
+        ),
     )
     with store_mod.open_store(store_url) as s:
         s.ingest(7, recs, key)
@@ -420,10 +467,10 @@ def test_report_revenue_by_and_card_checks(store_url, tmp_path):
         day1 = report_mod.report(
             s, audit.keys_from(ks), since=T0 - T0 % 86400, until=day2 - day2 % 86400
         )
-        # someone edits a stored amount afterwards
-        bad = bytearray(recs[1])
+        # someone edits a stored record afterwards (the CRC no longer fits: damaged)
+        bad = bytearray(recs[2])
         bad[28] = 1
-        s._exec("UPDATE taps SET raw = ? WHERE terminal = 7 AND seq = 2", (bytes(bad),))
+        s._exec("UPDATE taps SET raw = ? WHERE terminal = 7 AND seq = 3", (bytes(bad),))
         rep2 = report_mod.report(s, audit.keys_from(ks))
     by = rep["revenue_by"]
     assert [(r["line"], r["charges"], r["revenue"]) for r in by["line"]] == [
@@ -445,31 +492,21 @@ def test_report_revenue_by_and_card_checks(store_url, tmp_path):
     assert (day1["revenue"], day1["charges"], day1["taps"]) == (1000, 4, 4)
     assert [t["terminal"] for t in day1["terminals"]] == [7]
     rec = rep["reconciliation"]
-    assert rec["counter_jumps"] == [
-        {
-            "uid": uid(1).hex(),
-            "from_counter": 2,
-            "to_counter": 5,
-            "missing": 2,
-            "terminal": 7,
-            "seq": 3,
-            "prev_terminal": 7,
-            "prev_seq": 2,
-        }
-    ]
     assert [
-        (b["uid"], b["counter"], b["expected_balance"], b["difference"])
-        for b in rec["balance_breaks"]
-    ] == [(uid(3).hex(), 2, 750, 150)]
+        (m["uid"], m["counter_from"], m["counter_to"], m["detail"]["count"])
+        for m in rec["missing_transactions"]
+    ] == [(uid(1).hex(), 3, 4, 2), (uid(2).hex(), 2, 3, 2)]
+    assert [(b["uid"], b["counter_from"], b["amount"]) for b in rec["balance_breaks"]] == [
+        (uid(3).hex(), 1, 150)
+    ]
     assert rec["refused_uploads"] == {"bad_mac": 1, "malformed": 1}
-    # (the CRC no longer fits: the record is damaged; with the CRC made to fit the MAC tells)
     assert rep2["reconciliation"]["mac_chain_breaks"] == [
-        {"terminal": 7, "seq": 2, "kind": "damaged"}
+        {"terminal": 7, "seq": 3, "kind": "damaged"}
     ]
     assert rep2["revenue"] == 1500
     out = io.StringIO()
-    render_report(rep2, Console(file=out, width=160, color_system=None))
+    render_report(rep2, Console(file=out, width=300, color_system=None))
     text = out.getvalue()
-    assert "counter 1 -> 5 (3 taps missing) at terminal 7 seq 3" in text  # seq 2 left out
-    assert "balance 900, expected 750 (+150) at terminal 7 seq 7" in text
+    assert "counter 3..4: 2 transactions of this card in no record here" in text
+    assert "left the balance at 1,000, but terminal 7 seq 13 read 1,150" in text
     assert "record damaged" in text

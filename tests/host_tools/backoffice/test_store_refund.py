@@ -64,24 +64,26 @@ def test_refund_is_negative_revenue(store):
     assert store.ingest(7, recs, KEY7) == (6, 0)
     assert [t["kind"] for t in store.taps()][:3] == ["charge", "charge", "refund"]
     rep = report_mod.report(store, lambda tid, role: KEY7)
-    assert (rep["revenue"], rep["charges"], rep["refunds"], rep["refunded"]) == (6000, 3, 1, 15000)
+    # card 1's last sale (2,000) is unconfirmed: nothing after it proves the card committed it
+    assert (rep["revenue"], rep["charges"], rep["refunds"], rep["refunded"]) == (4000, 2, 1, 15000)
+    assert (rep["unconfirmed"]["count"], rep["unconfirmed"]["amount"]) == (1, 2000)
     assert [(t["terminal"], t["charges"], t["revenue"]) for t in rep["terminals"]] == [
-        (7, 3, 6000)
+        (7, 2, 4000)
     ]
     assert [(r["profile"], r["charges"], r["revenue"]) for r in rep["revenue_by"]["profile"]] == [
-        ("pos", 3, 6000)
+        ("pos", 2, 4000)
     ]
     assert [(c["uid"], c["charged"]) for c in rep["cards"]] == [
-        (uid(1).hex(), 2000),
+        (uid(1).hex(), 0),
         (uid(2).hex(), 4000),
     ]
     assert rep["cards"][0]["last_balance"] == 98000
-    rec = rep["reconciliation"]
-    assert rec["balance_breaks"] == [] and rec["counter_jumps"] == []
-    assert rec["repeated_counters"] == []
+    assert rep["voided"] == 1
+    assert rep["reconciliation"]["findings"] == []
     out = io.StringIO()
     render_report(rep, Console(file=out, width=140, color_system=None))
     assert (
-        "revenue 6,000 Rial from 3 confirmed charges less 1 refunds (15,000 Rial)"
+        "revenue 4,000 Rial from 2 confirmed charges less 1 refunds (15,000 Rial)"
         in out.getvalue()
     )
+    assert "unconfirmed: 1 money records, 2,000 Rial" in out.getvalue()

@@ -131,6 +131,8 @@ JSON_PROOF = {
     "office init": "tests/e2e/test_card_office.py::test_an_operation_without_an_office_journal_touches_no_card",
     "office show": "tests/e2e/test_card_office.py::test_every_operation_is_in_the_office_journal_and_reaches_the_store",
     "office sync": "tests/e2e/test_card_office.py::test_every_operation_is_in_the_office_journal_and_reaches_the_store",
+    "fleet": "tests/host_tools/backoffice/test_fleetstatus.py::test_fleet_and_ledger_commands",
+    "ledger": "tests/host_tools/backoffice/test_fleetstatus.py::test_fleet_and_ledger_commands",
 }
 
 
