@@ -33,7 +33,9 @@ elif command -v dpkg-query >/dev/null; then
   # libpcsclite-dev + swig + pkg-config: pyscard builds from source where no wheel fits.
   # postgresql: the server binaries for the PostgreSQL store tests (a temporary server, 127.0.0.1).
   # python3-venv: Debian's python3 makes no venv without it.
-  debs=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config postgresql)
+  # chromium + chromium-driver: the headless browser the dashboard's browser test drives
+  # (Playwright launches /usr/bin/chromium; `playwright install` is never run).
+  debs=(pcscd vsmartcard-vpcd libpcsclite-dev swig pkg-config postgresql chromium chromium-driver)
   if [ ! -x "$VENV/bin/python" ] && ! "$BASE" -c 'import ensurepip' 2>/dev/null; then
     debs+=("python3-venv")
   fi

@@ -263,8 +263,9 @@ def card_totals(store, uid=None):
 
 
 def suspects(terminals, finding, now=None, limit=5):
-    """Where a missing transaction may be: terminals that reported unsynced taps at their last
-    contact, or were not in contact since the card's record after the gap (newest doubt first)."""
+    """Where a missing transaction may be: terminals not in contact since the card's record after
+    the gap (they hold what they took since), then terminals that said at their last contact they
+    hold records the store lacks (head seq beyond the stored one); most recently seen first."""
     after = (finding["detail"] or {}).get("after") or {}
     t_after = after.get("time")
     out = []
@@ -275,10 +276,18 @@ def suspects(terminals, finding, now=None, limit=5):
         seen = max(
             (x for x in (t.get("last_usb"), t.get("last_wifi")) if x), default=t.get("last_sync")
         )
-        unsynced = int(info.get("unsynced") or 0)
-        if unsynced > 0 or (t_after is not None and (not seen or seen < t_after)):
-            out.append({"terminal": t["id"], "last_seen": seen or None, "unsynced": unsynced})
-    out.sort(key=lambda x: (-x["unsynced"], x["last_seen"] or 0, x["terminal"]))
+        behind = max(0, int(info.get("head_seq") or 0) - int(t.get("last_seq") or 0))
+        silent = t_after is not None and (not seen or seen < t_after)
+        if silent or behind:
+            out.append(
+                {
+                    "terminal": t["id"],
+                    "last_seen": seen or None,
+                    "unsynced": int(info.get("unsynced") or 0) if silent else behind,
+                    "silent": silent,
+                }
+            )
+    out.sort(key=lambda x: (not x["silent"], -(x["last_seen"] or 0), x["terminal"]))
     return out[:limit], len(out)
 
 

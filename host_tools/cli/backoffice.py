@@ -408,6 +408,35 @@ def ledger_cmd(a):
     return 0
 
 
+# --- dashboard ---------------------------------------------------------------------------------
+def dashboard(a):
+    from host_tools.backoffice.dashboard import app as dash
+    from host_tools.backoffice.server import parse_listen
+
+    host, port = parse_listen(a.listen)
+    backend = dash.Backend(
+        a.db,
+        _keys(a),
+        audit_every=a.audit_every,
+        stale_hours=a.stale_hours,
+        high_water=a.high_water,
+    )
+
+    def ready(h, p):
+        sys.stderr.write(f"tapkit dashboard: http://{h}:{p}/ (store {a.db})\n")
+        sys.stderr.flush()
+        if a.json:
+            print_jsonl({"event": "listening", "url": f"http://{h}:{p}/", "host": h, "port": p})
+
+    try:
+        dash.serve(backend, host, port, ready)
+    except OSError as e:
+        from host_tools import TapkitError
+
+        raise TapkitError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return 0
+
+
 _PERIOD = (
     arg("--since", help="from this time on: YYYY-MM-DD[THH:MM] (local to --tz) or unix seconds"),
     arg("--until", help="up to (not including) this time"),
@@ -501,6 +530,38 @@ COMMANDS = (
         ledger_cmd,
         "one card's ledger across terminals and offices, by its counter",
         (DB, KEYSTORE, arg("uid", help="the card's UID (hex, 14 digits)")),
+    ),
+    Command(
+        ("dashboard",),
+        dashboard,
+        "the web dashboard: revenue, taps per hour, refusals, fleet board, findings, card lookup",
+        (
+            DB,
+            KEYSTORE,
+            arg("--listen", default="127.0.0.1:8081", metavar="HOST:PORT", help="where to serve"),
+            arg(
+                "--audit-every",
+                type=float,
+                default=10.0,
+                metavar="S",
+                help="seconds between audits of what arrived (default 10)",
+            ),
+            arg(
+                "--stale-hours",
+                type=float,
+                default=24.0,
+                metavar="H",
+                help="flag a terminal not heard from for longer (default 24)",
+            ),
+            arg(
+                "--high-water",
+                type=float,
+                default=0.8,
+                metavar="F",
+                help="flag a journal filled to this fraction (default 0.8)",
+            ),
+        ),
+        json="lines",
     ),
     Command(
         ("audit",),

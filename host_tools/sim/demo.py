@@ -1,10 +1,12 @@
 """The demo as data: the virtual fleet end to end, on the embedded defaults (`tapkit demo` renders it).
 
-1. issuer keys and three emulated citizen cards with balances (card files);
+1. issuer keys and three emulated citizen cards with balances (card files), issued by card office
+   9001, whose journal records each issue;
 2. one virtual bus terminal: the firmware on the MicroPython unix port (ESP32-sized heap), its PN532 an
    emulator on a virtual UART, its journal a file-backed NOR flash, its USB serial a pty;
 3. taps (several per card; one card runs out of balance and is refused);
-4. the sync pulls the taps over the pty (fleet.sync, as `tapkit sync --port <pty>` does);
+4. the sync pulls the taps over the pty (fleet.sync, as `tapkit sync --port <pty>` does), and the
+   office journal goes into the same store (`tapkit office sync`);
 5. the report, and the balances read back from the cards checked against the ledger.
 
     for kind, data in run("demo-run"):      # ("step", text), ("card", {...}), ("tap", {...}), ...
@@ -30,6 +32,7 @@ CARDS = (  # name, holder, initial balance (Rial), taps
 TERMINAL_ID = 1001
 FARE = 25000
 LINE = 12
+OFFICE_ID = 9001  # the card office that issues the cards (its journal syncs with the taps)
 
 
 def run(workdir="demo-run", heap="112K", progress=None):
@@ -40,6 +43,7 @@ def run(workdir="demo-run", heap="112K", progress=None):
     from host_tools import keystore
     from host_tools.backoffice import audit, report, store
     from host_tools.cardoffice import cardops
+    from host_tools.cardoffice.journal import OfficeJournal
     from host_tools.cardoffice.readers import EmulatorReader
     from host_tools.fleet.link import SerialLink
     from host_tools.fleet.sync import sync_terminal
@@ -55,6 +59,10 @@ def run(workdir="demo-run", heap="112K", progress=None):
     yield "title", "tapkit demo: one bus, three citizen cards"
     yield "step", "[1/5] issuer keys and cards"
     ks = keystore.init(ks_path, issuer_id=1)
+    # the card office that issues them journals it (office 9001; synced with the taps)
+    office_path = os.path.join(workdir, "office.journal")
+    OfficeJournal.init(office_path, OFFICE_ID)
+    office = OfficeJournal.open(office_path, ks)
     cards = []
     now = int(time.time())
     for i, (name, holder, balance, _) in enumerate(CARDS):
@@ -67,6 +75,7 @@ def run(workdir="demo-run", heap="112K", progress=None):
             expiry=now + 365 * 86400,
             balance=balance,
             now=now,
+            journal=office,
         )
         cards.append((name, holder, balance, path))
         yield "card", {"name": name, "holder": holder, "balance": balance, "path": path}
@@ -96,6 +105,7 @@ def run(workdir="demo-run", heap="112K", progress=None):
         try:
             with SerialLink(vb.port) as link:
                 summary = sync_terminal(link, db, ks, progress=progress)
+            summary["office_stored"] = office.sync_into(db)["stored"]
         finally:
             db.close()
         yield "sync", {"port": vb.port, "db": db_url, "summary": summary}

@@ -37,7 +37,9 @@ def deploy_virtual(fs, ks, terminal_id, **over):
     return img
 
 
-def new_emulated_card(path, ks, holder=0, card_no=1, expiry=None, balance=0, now=None):
+def new_emulated_card(
+    path, ks, holder=0, card_no=1, expiry=None, balance=0, now=None, journal=None
+):
     """Create a blank emulated card file and issue it, as the card office would (demo, bench, tests).
 
     Returns the card's UID. The card file is the card's EEPROM: tap it on a virtual terminal, serve it
@@ -60,6 +62,7 @@ def new_emulated_card(path, ks, holder=0, card_no=1, expiry=None, balance=0, now
             expiry=now + 365 * 86400 if expiry is None else expiry,
             balance=balance,
             now=now,
+            journal=journal,  # an office journal (host_tools.cardoffice.journal) records it
         )
         return bytes(r.uid)
 

@@ -118,7 +118,12 @@ def test_a_top_up_no_longer_hides_a_missing_tap(store, ks):
     (miss,) = rep["reconciliation"]["missing_transactions"]
     assert (miss["uid"], miss["counter_from"], miss["counter_to"]) == (UID, 7, 7)
     assert miss["amount"] == FARE  # the balance fell by 25,000 between counter 6 and 8
-    assert miss["suspects"][0] == {"terminal": 1002, "last_seen": T0 + 1500, "unsynced": 1}
+    assert miss["suspects"][0] == {
+        "terminal": 1002,
+        "last_seen": T0 + 1500,  # out of contact since before the card's next record
+        "unsynced": 1,
+        "silent": True,
+    }
     assert "may be on terminal 1002 (last seen " in miss["text"] and "1 unsynced" in miss["text"]
     assert st[(1001, 5)] == "unconfirmed" and rep["unconfirmed"]["amount"] == 2 * FARE
     assert rep["revenue"] == 4 * FARE  # counters 2..5: each followed by a state that proves it

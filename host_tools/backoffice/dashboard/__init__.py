@@ -1,0 +1,1 @@
+"""The web dashboard (app.py); templates and static files are package data."""
