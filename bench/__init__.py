@@ -11,6 +11,7 @@ Sections, in table order (each a module of this package):
     sync      serial sync bytes and time per record; HTTP ingest into SQLite and PostgreSQL
     journal   flash erases/programs per tap, littlefs beside it, boot recovery, power cuts survived
     profiles  APDUs per tap and peak heap in a tap, per terminal profile
+    backoffice  a generated month of a 3,000-vehicle fleet: audit, report and dashboard page times
 
 The result convention: every section's `run(opts)` returns `(rows, data)`:
 - rows: a list of row(section, name, value, unit, note) dicts, {"section", "name", "value", "unit",
@@ -25,7 +26,7 @@ Its keys are stable; name a figure by its path, e.g. `sync.SQLite.ingest_per_s`,
 
 import argparse
 
-SECTIONS = ("tap", "heap", "tearing", "sync", "journal", "profiles")
+SECTIONS = ("tap", "heap", "tearing", "sync", "journal", "profiles", "backoffice")
 
 
 def parser(prog="python -m bench"):
@@ -40,6 +41,12 @@ def parser(prog="python -m bench"):
     ap.add_argument("--cuts", type=int, default=10000, help="journal power cuts (reentrant run)")
     ap.add_argument(
         "--sync-vehicles", type=int, default=40, help="vehicles x 500 taps for the ingest bench"
+    )
+    ap.add_argument(
+        "--bo-taps",
+        default="1000000",
+        metavar="N[,N...]",
+        help="backoffice: stored taps of the generated month (1000000,10000000 adds 10 M)",
     )
     ap.add_argument(
         "--replay",

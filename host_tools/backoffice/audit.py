@@ -350,18 +350,22 @@ class _Run:
                 [tid] + [s - 1 for s in part],
             ):
                 out[int(s) + 1] = bytes(raw)[taprecord.BODY : taprecord.BODY + 8]
-            for s, mac in self.store._all(
-                f"SELECT seq, prev_mac FROM anchors WHERE terminal = ? AND seq IN ({marks})",
-                [tid] + part,
-            ):
-                out.setdefault(int(s), binascii.unhexlify(mac))
+            lack = [s for s in part if s not in out and s != 1]
+            if lack:  # an anchor only where no stored predecessor is
+                marks = ", ".join("?" * len(lack))
+                for s, mac in self.store._all(
+                    f"SELECT seq, prev_mac FROM anchors WHERE terminal = ? AND seq IN ({marks})",
+                    [tid] + lack,
+                ):
+                    out.setdefault(int(s), binascii.unhexlify(mac))
         for s in seqs:
             if s == 1:
                 out[1] = taprecord.GENESIS_MAC
         return out
 
-    def rows(self, rows, recheck=False):
-        """Check a list of row dicts of one terminal (ascending seq)."""
+    def rows(self, rows, recheck=False, carry=None):
+        """Check a list of row dicts of one terminal (ascending seq). `carry`: {terminal: (seq,
+        MAC field)} of the last row checked before (recheck walks the period chunk by chunk)."""
         if not rows:
             return
         tid = int(rows[0]["terminal"])
@@ -370,7 +374,17 @@ class _Run:
         need = [
             r["seq"] for i, r in enumerate(rows) if i == 0 or rows[i - 1]["seq"] != r["seq"] - 1
         ]
-        preds = self.predecessors(tid, need)
+        known = {}
+        if carry is not None and tid in carry:
+            s0, mac0 = carry[tid]
+            known[s0 + 1] = mac0
+        preds = self.predecessors(tid, [s for s in need if s not in known])
+        preds.update(known)
+        if carry is not None:
+            carry[tid] = (
+                int(rows[-1]["seq"]),
+                rows[-1]["raw"][taprecord.BODY : taprecord.BODY + 8],
+            )
         prev_row = None
         for r in rows:
             seq = int(r["seq"])
@@ -384,8 +398,9 @@ class _Run:
             if recheck and not problems:
                 continue
             self.stats["audited"] += 1
-            for kind in RECORD_FINDINGS[:5]:
-                self.clear.append(f"{kind}:{tid}:{seq}")
+            if old is not None:  # audited before: what was found then goes (a new row has none)
+                for kind in RECORD_FINDINGS[:5]:
+                    self.clear.append(f"{kind}:{tid}:{seq}")
             if problems:
                 status = "unverified" if problems[0][0] == "unverified" else "quarantined"
                 self.stats[status] += 1
@@ -625,6 +640,7 @@ def recheck(store, keys, since=None, until=None, now=None, chunk=6 * 3600):
         since = int(r[0]) if since is None else since
         until = int(r[1]) + 1 if until is None else until
     t = int(since)
+    carry = {}
     while t < until:
         end = min(int(until), t + chunk)
         with store._tx():
@@ -644,7 +660,7 @@ def recheck(store, keys, since=None, until=None, now=None, chunk=6 * 3600):
             for row in rows:
                 by.setdefault(int(row["terminal"]), []).append(row)
             for tid in sorted(by):
-                run_.rows(by[tid], recheck=True)
+                run_.rows(by[tid], recheck=True, carry=carry)
             out["quarantined"] += run_.stats["quarantined"]
             run_.flush()
             if run_.dirty_times or run_.dirty_days:

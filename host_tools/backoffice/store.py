@@ -450,6 +450,9 @@ class Store:
                     "status = 'unverified'",
                     (terminal_id, last + 1),
                 )
+                self._exec(
+                    "DELETE FROM findings WHERE key = ?", (f"unverified:{terminal_id}:{last + 1}",)
+                )
             if anchor is not None:
                 self._exec(
                     "INSERT INTO anchors (terminal, seq, prev_mac) VALUES (?, ?, ?) "
