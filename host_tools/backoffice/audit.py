@@ -133,26 +133,8 @@ class Rollups:
         shrunk_t = [k for k, v in self.time.items() if v[0] < 0]
         shrunk_d = [k for k, v in self.day.items() if v[0] < 0]
         cur = store.conn.cursor()
-        if t:
-            cur.executemany(
-                store._sql(
-                    "INSERT INTO roll_time (b30, profile, kind, result, status, n, amount) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?) ON CONFLICT (b30, profile, kind, result, status) DO "
-                    "UPDATE SET n = roll_time.n + excluded.n, "
-                    "amount = roll_time.amount + excluded.amount"
-                ),
-                t,
-            )
-        if d:
-            cur.executemany(
-                store._sql(
-                    "INSERT INTO roll_day (day, terminal, line, kind, status, n, amount) VALUES "
-                    "(?, ?, ?, ?, ?, ?, ?) ON CONFLICT (day, terminal, line, kind, status) DO "
-                    "UPDATE SET n = roll_day.n + excluded.n, "
-                    "amount = roll_day.amount + excluded.amount"
-                ),
-                d,
-            )
+        store.upsert_sums("roll_time", ("b30", "profile", "kind", "result", "status"), t)
+        store.upsert_sums("roll_day", ("day", "terminal", "line", "kind", "status"), d)
         # a status that moved away leaves an empty row: gone, so a rebuild compares equal
         if shrunk_t:
             cur.executemany(
@@ -471,10 +453,7 @@ class _Run:
                 ),
                 self.findings,
             )
-        if self.updates:
-            cur.executemany(
-                st._sql("UPDATE taps SET status = ? WHERE terminal = ? AND seq = ?"), self.updates
-            )
+        st.set_statuses(self.updates)
         if rollups:
             self.roll.flush(st)
         self.clear, self.findings, self.updates = [], [], []

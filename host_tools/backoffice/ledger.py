@@ -431,10 +431,7 @@ def settle(store, uids, rollups, now, chunk=500):
             ),
             found_rows,
         )
-    if updates:
-        cur.executemany(
-            store._sql("UPDATE taps SET status = ? WHERE terminal = ? AND seq = ?"), updates
-        )
+    store.set_statuses(updates)
 
 
 def card_view(store, uid):

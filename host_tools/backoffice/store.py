@@ -476,6 +476,49 @@ class Store:
             )
         return len(new), len(records) - len(new)
 
+    def set_statuses(self, updates):
+        """[(status, terminal, seq)] in one go (the audit's): PostgreSQL one UPDATE over arrays
+        (a round trip per row would be most of the audit's time), SQLite executemany."""
+        if not updates:
+            return
+        if self.dialect == "postgresql":
+            st, te, sq = zip(*updates, strict=True)
+            self._exec(
+                "UPDATE taps SET status = u.s FROM unnest(?::text[], ?::bigint[], ?::bigint[]) "
+                "AS u(s, t, q) WHERE taps.terminal = u.t AND taps.seq = u.q",
+                (list(st), list(te), list(sq)),
+            )
+        else:
+            self.conn.executemany(
+                "UPDATE taps SET status = ? WHERE terminal = ? AND seq = ?", updates
+            )
+
+    def upsert_sums(self, table, keys, rows):
+        """Add (n, amount) to the rollup rows `rows` [(key values..., n, amount)] of `table`
+        (keyed by `keys`), creating missing ones; one statement on PostgreSQL."""
+        if not rows:
+            return
+        cols = list(keys) + ["n", "amount"]
+        conflict = (
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET n = {table}.n + excluded.n, "
+            f"amount = {table}.amount + excluded.amount"
+        )
+        if self.dialect == "postgresql":
+            types = [_ROLL_TYPES[c] for c in cols]
+            arrays = [list(col) for col in zip(*rows, strict=True)]
+            self._exec(
+                f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest("
+                + ", ".join(f"?::{t}[]" for t in types)
+                + f") {conflict}",
+                arrays,
+            )
+        else:
+            self.conn.executemany(
+                f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                + conflict,
+                rows,
+            )
+
     def _lock_terminal(self, terminal_id, role="terminal"):
         self._exec(
             "INSERT INTO terminals (id, last_seq, role) VALUES (?, 0, ?) ON CONFLICT (id) DO NOTHING",
@@ -635,6 +678,18 @@ class Store:
 
 
 _ROLE_NAMES = {"terminal": "terminal", "office": "card office"}
+_ROLL_TYPES = {
+    "b30": "bigint",
+    "day": "bigint",
+    "terminal": "bigint",
+    "line": "integer",
+    "profile": "text",
+    "kind": "text",
+    "result": "text",
+    "status": "text",
+    "n": "bigint",
+    "amount": "bigint",
+}
 
 
 def _loads(text):
