@@ -579,6 +579,8 @@ def run(store, keys, full=False, now=None, batch=_BATCH):
             store._exec("DELETE FROM roll_time")
             store._exec("DELETE FROM roll_day")
             store._exec("DELETE FROM dirty_cards")
+    after = (-1, -1)  # keyset: each batch starts past the last (PostgreSQL keeps the rows just
+    # audited in the partial index until a vacuum: starting from the front rescans them)
     while True:
         with store._tx():
             r = _Run(store, keys, now)
@@ -586,11 +588,14 @@ def run(store, keys, full=False, now=None, batch=_BATCH):
             rows = [
                 _row_dict(x)
                 for x in store._all(
-                    _SELECT + " WHERE status IS NULL ORDER BY terminal, seq LIMIT %d" % batch
+                    _SELECT + " WHERE status IS NULL AND (terminal, seq) > (?, ?) "
+                    "ORDER BY terminal, seq LIMIT %d" % batch,
+                    after,
                 )
             ]
             if not rows:
                 break
+            after = (int(rows[-1]["terminal"]), int(rows[-1]["seq"]))
             by = {}
             for row in rows:
                 by.setdefault(int(row["terminal"]), []).append(row)
