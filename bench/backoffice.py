@@ -31,6 +31,9 @@ def _timed(fn, *a, **kw):
 
 
 def _page_times(url, keys, uid, n=3):
+    import warnings
+
+    warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from starlette.testclient import TestClient
 
     from host_tools.backoffice.dashboard import app as dash

@@ -298,7 +298,7 @@ class _Run:
         self.clear = []  # finding keys to delete
         self.touched = {}  # terminal -> [seq] newly verified
         self.refs = []  # (terminal, target seq, kind) of verified void/confirm records
-        self.cards = set()  # uids whose ledger must settle again
+        self.cards = {}  # uid -> the lowest counter whose ledger must settle again
         self.stats = {"audited": 0, "verified": 0, "quarantined": 0, "unverified": 0}
 
     def key(self, tid):
@@ -393,7 +393,9 @@ class _Run:
                     self.gap_before(tid, seq)
                 if old is not None and old not in BAD:
                     self.dirty_row(r)  # it was counted: its buckets and its card again
-                    self.cards.update(u for u in (r.get("uid"), rec and rec["uid"]) if u)
+                    for u, c in ((r.get("uid"), r.get("counter")), (rec and rec["uid"], 0)):
+                        if u:
+                            self.touch(u, None if rec is None else min(_int(c), rec["counter"]))
                 self.updates.append((status, tid, seq))
                 continue
             status = _initial_status(rec)
@@ -405,7 +407,15 @@ class _Run:
                 # (a void or confirm carries its card's uid; one without it: find the card)
                 self.refs.append((tid, int(rec["amount"]), rec["kind"]))
             if rec["uid"] != "00" * 7 and (rec["kind"] in MONEY_KINDS or rec["counter"]):
-                self.cards.add(rec["uid"])
+                self.touch(rec["uid"], rec["counter"])
+
+    def touch(self, uid, counter):
+        """The card's ledger settles again from `counter` - 1 on (None: all of it)."""
+        lo = None if counter is None else max(0, int(counter) - 1)
+        if uid in self.cards:
+            old = self.cards[uid]
+            lo = None if old is None or lo is None else min(old, lo)
+        self.cards[uid] = lo
 
     def dirty_row(self, r):
         """A row counted before is now left out: its buckets are rebuilt (its counted values are
@@ -490,7 +500,7 @@ def _settle_refs(run):
             continue
         row = _row_dict(r)
         if row["kind"] in MONEY_KINDS and row["status"] not in BAD and row["uid"] != "00" * 7:
-            run.cards.add(row["uid"])
+            run.touch(row["uid"], row["counter"])
 
 
 def _fill_gaps(run):
@@ -539,12 +549,25 @@ def _settle(run):
     ledger.settle(run.store, run.cards, run.roll, run.now)
 
 
-def _mark(store, uids):
-    """Cards whose ledger must be settled again (kept in the store: a run cut short resumes)."""
-    if uids:
+def _int(v):
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _mark(store, cards):
+    """Cards whose ledger must be settled again, from which counter on ({uid: lo}; kept in the
+    store: a run cut short resumes)."""
+    rows = [(u, lo) for u, lo in sorted(cards.items()) if u and u != NO_UID]
+    if rows:
         store.conn.cursor().executemany(
-            store._sql("INSERT INTO dirty_cards (uid) VALUES (?) ON CONFLICT (uid) DO NOTHING"),
-            [(u,) for u in sorted(uids) if u and u != NO_UID],
+            store._sql(
+                "INSERT INTO dirty_cards (uid, lo) VALUES (?, ?) ON CONFLICT (uid) DO UPDATE SET "
+                "lo = CASE WHEN dirty_cards.lo IS NULL OR excluded.lo IS NULL THEN NULL "
+                "WHEN excluded.lo < dirty_cards.lo THEN excluded.lo ELSE dirty_cards.lo END"
+            ),
+            rows,
         )
 
 
@@ -555,11 +578,12 @@ def settle_dirty(store, now, chunk=500):
     n = 0
     while True:
         with store._tx():
-            uids = [u for (u,) in store._all("SELECT uid FROM dirty_cards LIMIT %d" % chunk)]
-            if not uids:
+            got = store._all("SELECT uid, lo FROM dirty_cards LIMIT %d" % chunk)
+            if not got:
                 return n
+            uids = [u for u, _lo in got]
             roll = Rollups(tz_of(store))
-            ledger.settle(store, uids, roll, now)
+            ledger.settle(store, {u: lo for u, lo in got}, roll, now)
             roll.flush(store)
             marks = ", ".join("?" * len(uids))
             store._exec(f"DELETE FROM dirty_cards WHERE uid IN ({marks})", uids)

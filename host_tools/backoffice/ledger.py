@@ -365,16 +365,47 @@ def card_rows(store, uid):
     return out
 
 
-def _rows_of(store, uids):
-    """{uid: card_rows} for many cards in one query."""
-    out = {u: [] for u in uids}
-    if not uids:
+def _windows(store, cards):
+    """{uid: lowest counter to settle from (None: all)}: a card's new records at counter c can
+    change what is decided from c - 1 on, and a card finding reaching into that range is
+    decided again whole (its start lowers the window)."""
+    out = dict(cards)
+    part = [u for u, lo in cards.items() if lo is not None]
+    if not part:
         return out
-    marks = ", ".join("?" * len(uids))
+    marks = ", ".join("?" * len(part))
+    for u, a, b in store._all(
+        "SELECT uid, counter_from, counter_to FROM findings WHERE uid IN (%s) AND kind IN (%s)"
+        % (marks, ", ".join("?" * len(CARD_FINDINGS))),
+        tuple(part) + CARD_FINDINGS,
+    ):
+        lo = out[u]
+        if lo is not None and b is not None and int(b) >= lo and a is not None:
+            out[u] = min(lo, int(a))
+    return out
+
+
+def _rows_of(store, windows):
+    """{uid: card_rows from its window on} for many cards in one query."""
+    out = {u: [] for u in windows}
+    if not windows:
+        return out
+    conds, params = [], []
+    for u, lo in windows.items():
+        if lo is None:
+            conds.append("uid = ?")
+            params.append(u)
+        else:
+            # one below the window: a record there tells the state the window starts from (a
+            # gap right at its start is seen only so)
+            conds.append("(uid = ? AND counter >= ?)")
+            params += [u, lo - 1]
     for r in store._all(
-        "SELECT {} FROM taps WHERE uid IN ({}) AND status IS NOT NULL "
-        "ORDER BY uid, counter, time, terminal, seq".format(", ".join(_FIELDS), marks),
-        list(uids),
+        "SELECT {} FROM taps WHERE ({}) AND status IS NOT NULL "
+        "ORDER BY uid, counter, time, terminal, seq".format(
+            ", ".join(_FIELDS), " OR ".join(conds)
+        ),
+        params,
     ):
         d = dict(zip(_FIELDS, r, strict=True))
         for k in ("terminal", "seq", "time", "counter", "amount", "balance", "line"):
@@ -383,21 +414,27 @@ def _rows_of(store, uids):
     return out
 
 
-def settle(store, uids, rollups, now, chunk=500):
-    """Resolve the cards `uids` again: new statuses into taps (and the rollups), card findings
-    into the findings table."""
+def settle(store, cards, rollups, now, chunk=500):
+    """Resolve cards again: new statuses into taps (and the rollups), card findings into the
+    findings table. `cards`: uids (all of each card) or {uid: lowest counter touched} (the
+    ledger from just below it on: statuses and findings below are settled already)."""
+    if not isinstance(cards, dict):
+        cards = {u: None for u in cards}
     updates = []
-    uids = sorted(u for u in uids if u and u != NO_UID)
+    uids = sorted(u for u in cards if u and u != NO_UID)
     found_rows = []
     for i in range(0, len(uids), chunk):
         part = uids[i : i + chunk]
-        rows_of = _rows_of(store, part)
-        marks = ", ".join("?" * len(part))
-        store._exec(
-            "DELETE FROM findings WHERE uid IN (%s) AND kind IN (%s)"
-            % (marks, ", ".join("?" * len(CARD_FINDINGS))),
-            tuple(part) + CARD_FINDINGS,
-        )
+        windows = _windows(store, {u: cards[u] for u in part})
+        rows_of = _rows_of(store, windows)
+        for uid in part:
+            lo = windows[uid]
+            store._exec(
+                "DELETE FROM findings WHERE uid = ? AND kind IN (%s)"
+                % ", ".join("?" * len(CARD_FINDINGS))
+                + ("" if lo is None else " AND counter_to >= ?"),
+                (uid,) + CARD_FINDINGS + (() if lo is None else (lo,)),
+            )
         for uid in part:
             rows = rows_of[uid]
             statuses, found = resolve(rows)
@@ -427,7 +464,9 @@ def settle(store, uids, rollups, now, chunk=500):
             store._sql(
                 "INSERT INTO findings (key, kind, terminal, seq, uid, counter_from, counter_to, "
                 "amount, detail, found_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET detail = excluded.detail"
+                "ON CONFLICT (key) DO UPDATE SET detail = excluded.detail, "
+                "counter_to = excluded.counter_to, amount = excluded.amount, "
+                "terminal = excluded.terminal, seq = excluded.seq"
             ),
             found_rows,
         )

@@ -165,6 +165,14 @@ MIGRATIONS = [
             "CREATE TABLE dirty_cards (uid TEXT PRIMARY KEY)",
         ],
     ),
+    (
+        5,
+        [
+            # the lowest card counter the new records touch: the ledger settles from there on
+            # (NULL: the whole card)
+            "ALTER TABLE dirty_cards ADD COLUMN lo BIGINT",
+        ],
+    ),
 ]
 
 _DIALECT_TYPES = {

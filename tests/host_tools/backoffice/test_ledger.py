@@ -313,3 +313,47 @@ def test_a_quarantined_record_is_no_missing_transaction(store, ks):
     rep, st = run(store, ks)
     assert [f["kind"] for f in rep["reconciliation"]["findings"]] == ["edited"]
     assert st[(1001, 1)] == "unconfirmed"  # the only proof of it was the edited record
+
+
+def test_settling_batch_by_batch_gives_what_one_settlement_gives(tmp_path, ks):
+    """The audit settles a card from the lowest counter its new records touch (a window): records
+    arriving in any order, audited after every batch, end where one audit of all of them ends."""
+    from harness import fleetgen
+
+    whole = "sqlite:///%s" % (tmp_path / "whole.db")
+    fleetgen.generate(whole, ks, taps=3000, vehicles=12, days=3, cards=60, offices=2, lines=3)
+    with store_mod.open_store(whole) as db:
+        # (the generator edits one stored amount; ingest below stores what the records say)
+        db._exec("UPDATE taps SET amount = 25000 WHERE terminal = 1003 AND seq = 1")
+        audit.run(db, audit.keys_from(ks))
+        sources = {t["id"]: t["role"] for t in db.terminals()}
+        raws = {tid: db.raw_records(tid) for tid in sources}
+
+        def outcome(s):
+            st = sorted(tuple(r) for r in s._all("SELECT terminal, seq, status FROM taps"))
+            found = sorted(
+                tuple(r)
+                for r in s._all(
+                    "SELECT kind, uid, counter_from, counter_to, amount FROM findings "
+                    "WHERE kind IN ('missing', 'balance', 'clone')"
+                )
+            )
+            return st, found
+
+        want = outcome(db)
+    assert any(f[0] == "clone" for f in want[1]) and any(f[0] == "missing" for f in want[1])
+    with store_mod.open_store("sqlite:///%s" % (tmp_path / "bits.db")) as db:
+        keys = audit.keys_from(ks)
+        done = {tid: 0 for tid in sources}
+        order = sorted(sources, reverse=True)  # the offices first, then terminals backwards
+        while any(done[t] < len(raws[t]) for t in sources):
+            for tid in order:
+                n = 37 + tid % 50
+                part = raws[tid][done[tid] : done[tid] + n]
+                if part:
+                    db.ingest(
+                        tid, part, keystore.source_key(ks, tid, sources[tid]), role=sources[tid]
+                    )
+                    done[tid] += len(part)
+                    audit.run(db, keys)
+        assert outcome(db) == want
