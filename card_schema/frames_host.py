@@ -20,6 +20,9 @@ HEADER_FMT = "<BBH"  # the payload's head: ver, type, req_id (then the body, the
 PULL_FMT = "<IH"  # PULL: from_seq, max
 U32_FMT = "<I"  # ACK upto, SET_CLOCK unix, and both answers
 INSTALL_FMT = "<II"  # INSTALL: offset, total, then a chunk of the signed blob
+INSTALL_QUERY = (
+    0xFFFFFFFF  # INSTALL offset that asks how much of the blob (its head follows) is held
+)
 INSTALL_ANSWER_FMT = "<IBI"  # received, kind, version (kind 0 until the blob is applied)
 
 # response types: request | RESPONSE, same req_id

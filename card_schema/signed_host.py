@@ -39,3 +39,15 @@ def peek(blob):
     if magic != MAGIC:
         raise ValueError("not a signed blob")
     return kind, version
+
+
+def seal_fast(key, kind, version, payload):
+    """signed.seal with the CMAC of `cryptography` (C speed: a server signs an 800 KB deny list per
+    terminal in about a millisecond); CPython only, byte-identical to signed.seal."""
+    from cryptography.hazmat.primitives import cmac
+    from cryptography.hazmat.primitives.ciphers import algorithms
+
+    body = struct.pack(FMT, MAGIC, kind, version, len(payload)) + bytes(payload)
+    c = cmac.CMAC(algorithms.AES(bytes(key)))
+    c.update(body)
+    return body + c.finalize()

@@ -32,31 +32,66 @@ import json
 import struct
 
 from card_schema import signed
+from card_schema.compat import const
 
 DENY_ENTRY = 8
+_MAX_FARES = const(8192)  # a fare table is decoded in RAM
 ACTION_REFUSE = 0
 ACTION_BLOCK = 1
 ACTION_REMOVE = 0xFF  # delta only
 
 
-def load(key, path, kind):
-    """Read and verify the blob in `path`; return (version, payload). OSError when the file is missing,
-    ValueError when it fails verification or is of another kind."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    k, version, payload = signed.verify(key, blob)
-    if k != kind:
-        raise ValueError("blob kind %d, expected %d" % (k, kind))
-    return version, payload
+def load(key, path, kind, buf):
+    """Open the blob file `path` and verify it where it lies (signed.verify_file, through the
+    reusable `buf`): (version, open file at the payload, payload length). OSError when the file is
+    missing, ValueError (file closed) when it fails verification, is of another kind or is a deny
+    list whose length does not match its count. A fare table is then read (it is small); a deny list
+    of 100,000 cards (800 KB) stays in its file and is searched there."""
+    f = open(path, "rb")
+    try:
+        k, version, n = signed.verify_file(key, f, buf)
+        if k != kind:
+            raise ValueError("blob kind %d, expected %d" % (k, kind))
+        f.seek(signed.HEADER)
+        if kind != signed.KIND_FARES:
+            count = struct.unpack("<I", f.read(4))[0]
+            if n != 4 + count * DENY_ENTRY:
+                raise ValueError("deny list length")
+            f.seek(signed.HEADER)
+    except Exception:
+        f.close()
+        raise
+    return version, f, n
 
 
-def check(kind, payload):
-    """ValueError when a verified payload of this kind is not one the firmware can use (an installer
-    calls it before replacing a good table)."""
+def check(kind, f, n):
+    """ValueError when the verified `n`-byte payload of this kind at the position of open file `f`
+    is not one the firmware can use (an installer calls it before replacing a good table): a fare
+    table must decode; a deny list's length must match its count and its UIDs be strictly sorted (the
+    binary search needs them so), read in 512-byte pieces whatever its length."""
     if kind == signed.KIND_FARES:
-        fare_table(payload)
-    elif kind in (signed.KIND_DENY, signed.KIND_DENY_DELTA):
-        deny_count(payload)
+        if n > _MAX_FARES:
+            raise ValueError("fare table of %d bytes" % n)
+        fare_table(f.read(n))
+        return
+    if n < 4:
+        raise ValueError("deny list too short")
+    count = struct.unpack("<I", f.read(4))[0]
+    if n != 4 + count * DENY_ENTRY:
+        raise ValueError("deny list length")
+    buf = bytearray(512)
+    mv = memoryview(buf)
+    prev = b""
+    while count:
+        k = min(64, count)
+        if f.readinto(mv[: k * DENY_ENTRY]) != k * DENY_ENTRY:
+            raise ValueError("deny list: short read")
+        for i in range(0, k * DENY_ENTRY, DENY_ENTRY):
+            u = bytes(mv[i : i + 7])
+            if u <= prev:
+                raise ValueError("deny list: UIDs not strictly sorted")
+            prev = u
+        count -= k
 
 
 def fare_table(payload):
@@ -85,18 +120,22 @@ def deny_count(payload):
 
 def deny_lookup(f, base, count, uid, buf):
     """Binary search a sorted deny list stored in open file `f` at offset `base` (the first entry).
-    `buf` is a reusable 8-byte bytearray. Returns the action, or -1 when the UID is not listed."""
-    uid = bytes(uid)
+    `buf` is a reusable 8-byte bytearray. Returns the action, or -1 when the UID is not listed.
+    Compares in place: a lookup allocates nothing, whatever the list's length."""
     lo = 0
     hi = count
     while lo < hi:
         mid = (lo + hi) // 2
         f.seek(base + mid * DENY_ENTRY)
         f.readinto(buf)
-        k = bytes(buf[:7])
-        if k == uid:
+        c = 0
+        for i in range(7):
+            c = buf[i] - uid[i]
+            if c:
+                break
+        if not c:
             return buf[7]
-        if k < uid:
+        if c < 0:
             lo = mid + 1
         else:
             hi = mid

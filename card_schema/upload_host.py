@@ -1,84 +1,147 @@
 """Wi-Fi upload, host side: whole batch and answer bodies, built and parsed (serve, bench, tests).
 
-The format is card_schema.upload (the terminal packs and parses it in place with that module).
+The format is card_schema.upload (the terminal packs and parses it in place with that module). Common
+subset of MicroPython and CPython (tests/shared/t_upload.py runs it on both).
 
-    body = upload_host.batch_body(1001, records, {"fares_ver": 3}, anchor=None)
-    terminal, versions, records, anchor = upload_host.parse_batch(body)
-    acked, server_time, blobs = upload_host.parse_answer(upload_host.answer_body(10, now, []))
+    body = upload_host.batch_body(wire, 1001, records, {"fares_ver": 3}, anchor=None)
+    head = upload_host.parse_batch(body)             # Batch: terminal, versions, count, iv, part...
+    plain = upload_host.records(wire, head, body)    # count x 64 bytes, the anchor first if any
+    ans = upload_host.answer_body(jkey, wire, head.iv, acked=10, server_time=now)
+    acked, server_time, chunk = upload_host.parse_answer(jkey, wire, head.iv, ans)
+
+`wire` is the terminal's wire key (keystore.wire_key), `jkey` its journal key (keystore.terminal_key).
 """
 
 import struct
 
 from card_schema import taprecord
+from card_schema.compat import aes_cbc, urandom
+from card_schema.crypto import cmac
 from card_schema.signed_host import VERSION_KEYS
 from card_schema.upload import (
     ANCHOR,
     ANSWER_FMT,
     ANSWER_HEAD,
+    ANSWER_MACED,
     ANSWER_MAGIC,
     BATCH_FMT,
     BATCH_HEAD,
     BATCH_MAGIC,
-    BLOB_LEN_FMT,
 )
 
-MAX_RECORDS = 256  # per batch the server takes; the firmware sends far fewer (its heap)
+MAX_RECORDS = 1024  # per batch the server takes (the firmware sends up to firmware/wifi.py _BATCH)
+CHUNK = 16384  # config bytes per answer the server sends
 
 
-def batch_body(terminal_id, records, versions=None, anchor=None):
-    """A batch of `records` (64-byte journal records), optionally led by the `anchor` record."""
+class Batch:
+    """A parsed batch head (and where its records are in the body)."""
+
+    def __init__(self, terminal, versions, count, anchored, part, iv):
+        self.terminal = terminal
+        self.versions = versions  # {"fares_ver": n, "deny_ver": n, "deny_delta_ver": n}
+        self.count = count  # records in the body, the anchor included
+        self.anchored = anchored
+        self.part = part  # (kind, version, offset) of the config blob the terminal is receiving
+        self.iv = iv
+
+
+def _pad16(n):
+    return (n + 15) // 16 * 16
+
+
+def batch_body(
+    wire_key, terminal_id, records, versions=None, anchor=None, part=(0, 0, 0), iv=None
+):
+    """A batch of `records` (64-byte journal records), optionally led by the `anchor` record,
+    encrypted with the terminal's wire key."""
     versions = versions or {}
     records = ([anchor] if anchor is not None else []) + list(records)
+    iv = bytes(iv) if iv is not None else urandom(16)
     fields = [int(versions.get(k, 0)) for k in VERSION_KEYS]
     fields.append(len(records) | (ANCHOR if anchor is not None else 0))
-    head = struct.pack(BATCH_FMT, BATCH_MAGIC, terminal_id, *fields)
-    return head + b"".join(bytes(r) for r in records)
+    head = struct.pack(BATCH_FMT, BATCH_MAGIC, terminal_id, *fields, *part, iv)
+    plain = b"".join(bytes(r) for r in records)
+    return head + (aes_cbc(wire_key, iv).encrypt(plain) if plain else b"")
 
 
 def parse_batch(body):
-    """(terminal, versions dict, [records], anchor record or None) or ValueError."""
+    """The Batch of a body (its head only: no key needed) or ValueError."""
     if len(body) < BATCH_HEAD:
         raise ValueError("batch too short")
-    magic, tid, fv, dv, ddv, n = struct.unpack_from(BATCH_FMT, body, 0)
+    magic, tid, fv, dv, ddv, n, pk, pv, po, iv = struct.unpack_from(BATCH_FMT, body, 0)
     if magic != BATCH_MAGIC:
-        raise ValueError("not a tapkit batch")
+        raise ValueError("not a tapkit batch (TKB2)")
     anchored = bool(n & ANCHOR)
     n &= ~ANCHOR
-    if n > MAX_RECORDS or (anchored and not n):
+    if n > MAX_RECORDS + 1 or (anchored and not n):
         raise ValueError("%d records in one batch (at most %d)" % (n, MAX_RECORDS))
-    size = taprecord.SIZE
-    if len(body) != BATCH_HEAD + n * size:
+    if len(body) != BATCH_HEAD + n * taprecord.SIZE:
         raise ValueError("batch length does not match its record count")
-    recs = [bytes(body[BATCH_HEAD + i * size : BATCH_HEAD + (i + 1) * size]) for i in range(n)]
-    anchor = recs.pop(0) if anchored else None
+    versions = {VERSION_KEYS[0]: fv, VERSION_KEYS[1]: dv, VERSION_KEYS[2]: ddv}
+    return Batch(tid, versions, n, anchored, (pk, pv, po), bytes(iv))
+
+
+def records(wire_key, batch, body):
+    """The decrypted records of a parsed batch: count x 64 bytes (the anchor first, if any)."""
+    n = batch.count * taprecord.SIZE
+    if not n:
+        return b""
+    return aes_cbc(wire_key, batch.iv).decrypt(memoryview(body)[BATCH_HEAD : BATCH_HEAD + n])
+
+
+def split(plain, batch):
+    """(anchor or None, [records]) of decrypted records; ValueError when the anchor is not the record
+    before the batch."""
+    size = taprecord.SIZE
+    recs = [bytes(plain[i : i + size]) for i in range(0, len(plain), size)]
+    anchor = recs.pop(0) if batch.anchored else None
     if anchor is not None and recs and taprecord.seq_of(anchor) + 1 != taprecord.seq_of(recs[0]):
         raise ValueError("the anchor is not the record before the batch")
-    versions = {VERSION_KEYS[0]: fv, VERSION_KEYS[1]: dv, VERSION_KEYS[2]: ddv}
-    return tid, versions, recs, anchor
+    return anchor, recs
 
 
-def answer_body(acked, server_time, blobs):
-    out = struct.pack(ANSWER_FMT, ANSWER_MAGIC, acked, server_time, len(blobs))
-    for b in blobs:
-        out += struct.pack(BLOB_LEN_FMT, len(b)) + bytes(b)
+def answer_body(journal_key, wire_key, req_iv, acked, server_time, chunk=None, iv=None):
+    """The answer to the request whose iv is `req_iv`; `chunk` = (kind, version, total, offset,
+    data) of a signed config blob the terminal lacks, or None."""
+    kind, version, total, offset, data = chunk or (0, 0, 0, 0, b"")
+    iv = bytes(iv) if iv is not None else urandom(16)
+    head = struct.pack(
+        ANSWER_FMT,
+        ANSWER_MAGIC,
+        acked,
+        server_time,
+        kind,
+        version,
+        total,
+        offset,
+        len(data),
+        iv,
+        b"",
+    )[:ANSWER_MACED]
+    mac = cmac(journal_key, bytes(req_iv) + head)[:8]
+    out = head + mac
+    if data:
+        padded = bytes(data) + bytes(_pad16(len(data)) - len(data))
+        out += aes_cbc(wire_key, iv).encrypt(padded)
     return out
 
 
-def parse_answer(body):
-    """(acked, server_time, [blobs]) or ValueError."""
+def parse_answer(journal_key, wire_key, req_iv, body):
+    """(acked, server_time, chunk or None) of an answer to the request of `req_iv`; chunk = (kind,
+    version, total, offset, data). ValueError when it is not one, or its MAC does not verify."""
     if len(body) < ANSWER_HEAD:
         raise ValueError("answer too short")
-    magic, acked, t, n = struct.unpack_from(ANSWER_FMT, body, 0)
+    magic, acked, t, kind, version, total, offset, n, iv, mac = struct.unpack_from(
+        ANSWER_FMT, body, 0
+    )
     if magic != ANSWER_MAGIC:
-        raise ValueError("not a tapkit answer")
-    pos = ANSWER_HEAD
-    blobs = []
-    for _ in range(n):
-        if pos + 2 > len(body):
-            raise ValueError("answer length does not match its blobs")
-        ln = struct.unpack_from(BLOB_LEN_FMT, body, pos)[0]
-        blobs.append(bytes(body[pos + 2 : pos + 2 + ln]))
-        pos += 2 + ln
-    if pos != len(body):
-        raise ValueError("answer length does not match its blobs")
-    return acked, t, blobs
+        raise ValueError("not a tapkit answer (TKA2)")
+    if cmac(journal_key, bytes(req_iv) + bytes(body[:ANSWER_MACED]))[:8] != mac:
+        raise ValueError("answer MAC does not verify (not this terminal's server, or replayed)")
+    if len(body) != ANSWER_HEAD + _pad16(n):
+        raise ValueError("answer length does not match its chunk")
+    chunk = None
+    if kind:
+        data = aes_cbc(wire_key, iv).decrypt(memoryview(body)[ANSWER_HEAD:]) if n else b""
+        chunk = (kind, version, total, offset, bytes(data[:n]))
+    return acked, t, chunk

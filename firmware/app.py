@@ -189,20 +189,23 @@ class Terminal:
                 if key is None:
                     open(name).close()  # OSError: none provisioned
                     raise ValueError("no config key to verify it")
-                v, payload = tariff.load(key, name, kind)
+                # verified where it lies: a deny list may be 800 KB
+                v, f, n = tariff.load(key, name, kind, bytearray(512))
                 if kind == signed.KIND_FARES:
-                    self.table = tariff.fare_table(payload)
+                    with f:
+                        self.table = tariff.fare_table(f.read(n))
                     self.tariff_ver = v
                 elif v >= self.deny_ver:  # a delta older than the full list is stale
-                    self.deny.append((open(name, "rb"), tariff.deny_count(payload)))
+                    self.deny.append((f, (n - 4) // tariff.DENY_ENTRY))
                     self.deny_ver = v
+                else:
+                    f.close()
                 info[ver] = v
             except OSError:
                 if kind == signed.KIND_FARES and "fare" in self.config:
                     self.table = {"default": self.fare}  # provisioned flat fare, no table yet
             except ValueError as e:
                 self.log_error(name, e)
-            payload = None
         self._vers = (info["fares_ver"], info["deny_ver"], info["deny_delta_ver"])
 
     def _deny_action(self, uid):

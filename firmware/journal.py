@@ -313,30 +313,42 @@ class Journal:
 
     def records(self, from_seq, max_n):
         """Up to max_n complete taps with seq >= from_seq, oldest first, as 64-byte bytes."""
-        out = []  # type: list[bytes]
-        if max_n <= 0 or from_seq > self.head_seq:
-            return out
-        # walk the chain from the oldest sector; skip sectors that end before from_seq
+        buf = bytearray(_SLOT * max(0, max_n))
+        n = self.read(from_seq, buf)
+        return [bytes(buf[i * _SLOT : (i + 1) * _SLOT]) for i in range(n)]
+
+    def read(self, from_seq, buf):
+        """Copy consecutive taps into `buf` (a bytearray or memoryview of k x 64 bytes), from the first
+        one with seq >= from_seq: as many as fit, oldest first; returns how many. The uploaders stream a batch of any
+        length through one small buffer this way. A slot i of a sector holds a seq <= its base + i
+        (dead slots and ack slots only make it lag), so the scan starts there, not at slot 0."""
+        mv = memoryview(buf)
+        cap = len(mv) // _SLOT
+        if cap <= 0 or from_seq > self.head_seq:
+            return 0
         n = self.n
         s = self._oldest()
-        rb = self._rb
+        count = 0
+        want = from_seq
         for _ in range(n):
             cur = s == self._cur
-            if cur or self._base[(s + 1) % n] > from_seq:
-                for i in range(self._slot if cur else _SLOTS):
+            if cur or self._base[(s + 1) % n] > want:
+                for i in range(max(0, want - self._base[s]), self._slot if cur else _SLOTS):
+                    rb = mv[count * _SLOT : (count + 1) * _SLOT]
                     self._io(_READ, s * _SECTOR + _SLOT0 + i * _SLOT, rb)
-                    if (
-                        rb[0] == taprecord.VERSION
-                        and taprecord.crc_ok(rb)
-                        and taprecord.seq_of(rb) >= from_seq
-                    ):
-                        out.append(bytes(rb))
-                        if len(out) >= max_n:
-                            return out
+                    if rb[0] == taprecord.VERSION and taprecord.crc_ok(rb):
+                        q = taprecord.seq_of(rb)
+                        if q == want or (q > want and not count):  # the first may be later
+                            count += 1
+                            want = q + 1
+                            if count >= cap:
+                                return count
+                        elif q > want:
+                            return count  # not consecutive: never on a sound journal
             if cur:
                 break
             s = (s + 1) % n
-        return out
+        return count
 
     # ---- state ---------------------------------------------------------------------------------
     @property

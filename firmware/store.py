@@ -5,6 +5,7 @@
     store.save("config.json", cfg)          # JSON: config, keys, the clock (firmware/hal.py)
     store.write("fares.bin", blob)          # bytes: the signed config blobs (firmware/install.py)
     store.append("install.part", chunk)     # a staging file (below; its first chunk: write())
+    store.rename("install.part", "deny.bin")  # the verified staging file becomes current
 
 On the ESP32 the files live on littlefs (vfs.VfsLfs2 on the vfs partition, mounted by MicroPython's
 boot); on the virtual board on littlefs too (its fs.img). save() and write() write `<name>.new`
@@ -15,8 +16,9 @@ by a cut before the rename is never read; the next save overwrites it. A file th
 not parse is an error (ValueError), never silently replaced by the default: it may be recoverable.
 
 append() is the one write that is not atomic, on purpose: a staging file (the chunks of a config blob
-arriving over serial) is only ever read whole after its last chunk, and what a cut leaves of it is
-checked then (its length, then the blob's signature) and started over.
+arriving over serial or Wi-Fi) is only used after its last chunk, when the whole file has been
+verified (its length, the blob's signature, its content); what a cut leaves of it is resumed from its
+length. rename() then makes it current, atomically (firmware/install.py).
 
 The journal is not a file: it has its own power-safe layout on a raw flash partition
 (firmware/journal.py). Tested by tests/firmware/test_store_lfs.py: a power cut at every flash write
@@ -57,3 +59,9 @@ def append(name, data):
     """Add `data` to the end of the staging file `name`. Not atomic (module doc)."""
     with open(name, "ab") as f:
         f.write(data)
+
+
+def rename(src, dst):
+    """Make the complete staging file `src` the file `dst`, atomically (littlefs commits a rename
+    whole: a power cut leaves the old `dst` or the new one)."""
+    os.rename(src, dst)

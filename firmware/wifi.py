@@ -1,54 +1,69 @@
-"""Wi-Fi uploader: unsynced journal records to the operator's `tapkit serve`, by HTTP POST.
+"""Wi-Fi uploader: unsynced journal records to the operator's `tapkit serve`, encrypted, by HTTP POST.
 
 The main loop calls `poll(term)` once per pass (firmware/app.py imports this module only on a board
-with a network part, so a USB-only terminal never pays its heap). Every call does one small,
-non-blocking step and returns at once: the socket is non-blocking, readiness is asked with
-select.poll(0), and a whole exchange has a deadline. A tap is never kept waiting by the upload.
+with a network part, so a USB-only terminal never pays its heap). Every call does a bounded,
+non-blocking step (at most _STEP bytes sent or received) and returns: the socket is non-blocking,
+readiness is asked with select.poll(0), and a whole exchange has a deadline. A tap is never kept
+waiting by the upload.
 
 One exchange (the format is card_schema/upload.py, the server host_tools/backoffice/server.py):
-    POST /v1/batch HTTP/1.0   body: batch head | [the record acked_seq, the anchor] up to _BATCH
-                              records from acked_seq + 1
-    200                       answer head (acked, server time) | signed config blobs
-then: journal.ack(acked) (the records are durable in the store), the clock set when it drifts more
-than _DRIFT s, and every signed blob verified and installed (firmware/install.py, imported lazily).
-On any failure (no network, refused connection, timeout, a non-200 answer) the uploader backs off
-(2 s, doubling up to 5 min); after a success it goes on at once while records are unsynced, else it
-checks in every _IDLE_MS for time and config.
+    POST /v1/batch HTTP/1.0   batch head (with a fresh random iv) | [the record acked_seq, the anchor]
+                              up to _BATCH records from acked_seq + 1, AES-CBC with the wire key
+    200                       answer head, MAC'd with the journal key over the request's iv | maybe
+                              one chunk of a signed config blob the terminal lacks, AES-CBC
+The records are streamed from flash through one 512-byte buffer (journal.read, encrypted in place),
+so a batch of 256 records (16 KB) costs the heap what one of 8 did. The answer head is checked first
+(its MAC binds it to this request: a rogue or replayed answer is refused and changes nothing); then
+journal.ack(acked) (the records are durable in the store) and the clock set when it drifts more than
+_DRIFT s. A config chunk is decrypted through the same buffer into the staging file install.part; when
+the blob is complete it is verified where it lies and installed (firmware/install.py, imported only
+then). The batch head tells the server how much of which blob the terminal holds, so a download of any
+size resumes where it stopped, across power cuts too.
+On any failure (no network, refused connection, timeout, a non-200 or unverifiable answer) the
+uploader backs off (2 s, doubling up to 5 min); after a success it goes on at once while records are
+unsynced or a download is under way, else it checks in every _IDLE_MS for time and config.
 
-Why a hand-written HTTP/1.0 client: MicroPython's `requests` (urequests) reads whole answers into
-strings, blocks in connect/recv and costs several KB of bytecode; this needs one preallocated buffer,
-one request shape and a status line. HTTP/1.0: one request per connection, the end of the answer is the
-server closing it (no chunked decoding). The server address in config.json "server" is "IP:PORT" (DNS
-would block the loop).
+Why no TLS: the measured cost of MicroPython's `ssl` (mbedTLS) handshake is about 30 KB of C heap
+(a 16.7 KB block among it) beside 4 KB of the MicroPython heap, and seconds of ECC arithmetic that
+would stall the main loop on an ESP32 without PSRAM; the per-terminal AES key costs one cipher object
+(docs/architecture.md "Wi-Fi upload" has the figures and what each protects).
+
+Why a hand-written HTTP/1.0 client: MicroPython's `requests` reads whole answers into strings, blocks
+in connect/recv and costs several KB of bytecode; this needs one buffer, one request shape and a status
+line. HTTP/1.0: one request per connection, the end of the answer is the server closing it. The server
+address in config.json "server" is "IP:PORT" (DNS would block the loop).
 
     config.json: "server": "10.0.0.5:8080"; optional "wifi_ssid", "wifi_password" (ESP32),
-    "upload_backoff_max_ms" (300000), "upload_idle_ms" (60000)
+    "upload_backoff_max_ms" (300000), "upload_idle_ms" (60000); keys.json "wire" (provisioning)
 """
 
+import binascii
 import socket
 import struct
 import time
 
 import select
 
-from card_schema import taprecord
-from card_schema.compat import const
+import firmware
+from card_schema.compat import aes_cbc, const, urandom
+from card_schema.crypto import cmac
 
 # The format is card_schema.upload's, copied as private consts (no heap; tests/firmware/test_const_owners.py)
-_BATCH_MAGIC = const(b"TKB1")  # = card_schema.upload.BATCH_MAGIC
-_BATCH_FMT = const("<4sIIIIH")  # = card_schema.upload.BATCH_FMT
-_HEAD = const(22)  # = card_schema.upload.BATCH_HEAD
+_BATCH_MAGIC = const(b"TKB2")  # = card_schema.upload.BATCH_MAGIC
+_BATCH_FMT = const("<4sIIIIHBII16s")  # = card_schema.upload.BATCH_FMT
 _ANCHOR = const(0x8000)  # = card_schema.upload.ANCHOR
-_ANSWER_MAGIC = const(b"TKA1")  # = card_schema.upload.ANSWER_MAGIC
-_ANSWER_FMT = const("<4sIIB")  # = card_schema.upload.ANSWER_FMT
-_ANSWER_HEAD = const(13)  # = card_schema.upload.ANSWER_HEAD
-_BLOB_LEN_FMT = const("<H")  # = card_schema.upload.BLOB_LEN_FMT
-_BATCH = const(8)  # records per POST: 22 + 8 * 64 = 534 bytes of body
+_ANSWER_MAGIC = const(b"TKA2")  # = card_schema.upload.ANSWER_MAGIC
+_ANSWER_FMT = const("<4sIIBIIII16s8s")  # = card_schema.upload.ANSWER_FMT
+_ANSWER_HEAD = const(53)  # = card_schema.upload.ANSWER_HEAD
+_ANSWER_MACED = const(45)  # = card_schema.upload.ANSWER_MACED
+_BATCH = const(256)  # records per POST: 47 + 256 * 64 = 16,431 bytes of body, streamed
+_BUF = const(512)  # the one buffer: 8 records out, or 512 bytes of a config chunk in
+_STEP = const(4096)  # bytes sent or received per poll (a pass of the main loop)
+_MAX_HEAD = const(1024)  # HTTP head + answer head (or an error text)
 _TIMEOUT_MS = const(10000)  # one whole exchange
 _MIN_BACKOFF = const(2000)
 _MAX_BACKOFF = const(300000)
 _IDLE_MS = const(60000)
-_MAX_ANSWER = const(12288)
 _DRIFT = const(5)
 _MIN_TIME = const(1577836800)
 _EINPROGRESS = const(115)
@@ -56,6 +71,7 @@ _POLLOUT = const(4)
 _POLLIN = const(1)
 _POLLERR = const(8)
 _POLLHUP = const(16)
+_PART = const("install.part")  # = firmware.install._PART
 
 _up = None
 
@@ -72,26 +88,42 @@ def poll(term):
 
 
 class Uploader:
+    # Attribute and method names are chosen from names the board already has (qstrs: module doc of
+    # docs/architecture.md "RAM on the board"): a Wi-Fi board is near the qstr pool's next growth.
     def __init__(self, term, server):
         host, port = server.rsplit(":", 1)
         self.addr = socket.getaddrinfo(host, int(port))[0][-1]
         self.host = server
         self.term = term
+        from firmware import store  # keys.json once: the wire key (app.py does not keep it)
+
+        w = (store.load("keys.json", {}) or {}).get("wire")
+        firmware.forget("store")
+        self.key = binascii.unhexlify(w) if w else None  # the wire key
         self.sock = None  # type: socket.socket | None
         self.poller = None  # type: select.poll | None
-        self.state = 0  # 0 idle, 1 connecting/sending, 2 receiving
+        self.state = 0  # 0 idle, 1 sending, 2 receiving
         self.next = time.ticks_ms()
         self.deadline = time.ticks_ms()
         self.backoff = _MIN_BACKOFF
-        self.sent_to = 0
-        self.out = b""
+        self.buf = bytearray(_BUF)
+        self.out = memoryview(b"")  # what is being sent
         self.off = 0
-        self.ans = bytearray()
+        self.seq = 0  # next record to stream
+        self.pending = 0  # records still to stream
+        self.sent_to = 0
+        self.iv = b""
+        self.aes = None  # the records' cipher, then the chunk's
+        self.ans = None  # type: bytearray | None  # the HTTP head and the answer head, until parsed
+        self.size = 0  # bytes of buf waiting to make a 16-byte block
+        self.part = None  # [kind, version, total, received] of install.part, read once
+        self.chunk = (
+            None  # [plain bytes of this answer's chunk still to write, kind, version, total]
+        )
         self.uploads = self.failures = 0
         self.last_error = ""
         self.max_backoff = int(term.config.get("upload_backoff_max_ms", _MAX_BACKOFF))
         self.idle = int(term.config.get("upload_idle_ms", _IDLE_MS))
-        self._req = bytearray(_HEAD + taprecord.SIZE * (_BATCH + 1))
 
     def poll(self):
         try:
@@ -117,37 +149,44 @@ class Uploader:
                 net.connect(c["wifi_ssid"], c.get("wifi_password"))  # starts it, does not wait
             self.next = time.ticks_add(now, _MIN_BACKOFF)
             return
+        if self.key is None:
+            raise ValueError("no wire key in keys.json: provision the terminal again")
+        if self.part is None:
+            from firmware import install
+
+            self.part = list(install.part())
+            firmware.forget("install", "store")
         j = self.term.journal
-        buf = self._req
         a = j.acked_seq
-        n = flag = 0
-        rs = taprecord.SIZE
+        n = min(j.head_seq - a, _BATCH)
         # the last acknowledged record goes first, as the chain's anchor, while it is on flash
-        for rec in j.records(a or 1, _BATCH + 1):
-            if not n and a and taprecord.seq_of(rec) == a:
-                flag = _ANCHOR
-            elif n - (flag and 1) >= _BATCH:
-                break
-            buf[_HEAD + n * rs : _HEAD + n * rs + rs] = rec
-            n += 1
-        self.sent_to = a + n - (flag and 1)
+        flag = _ANCHOR if a and j.read(a, memoryview(self.buf)[0:64]) else 0
+        self.seq = a if flag else a + 1
+        self.pending = n + (1 if flag else 0)
+        self.sent_to = a + n
+        self.iv = urandom(16)
+        self.aes = aes_cbc(self.key, self.iv)
         i = self.term.info
-        struct.pack_into(
+        p = self.part
+        head = struct.pack(
             _BATCH_FMT,
-            buf,
-            0,
             _BATCH_MAGIC,
             self.term.terminal_id,
             i.get("fares_ver", 0),
             i.get("deny_ver", 0),
             i.get("deny_delta_ver", 0),
-            n | flag,
+            self.pending | flag,
+            p[0],
+            p[1],
+            p[3],
+            self.iv,
         )
-        size = _HEAD + n * rs
-        self.out = (
+        self.out = memoryview(
             b"POST /v1/batch HTTP/1.0\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
-            b"Content-Length: %d\r\n\r\n" % (self.host.encode(), size)
-        ) + bytes(memoryview(buf)[0:size])
+            b"Content-Length: %d\r\n\r\n"
+            % (self.host.encode(), len(head) + self.pending * 64)
+            + head
+        )
         self.off = 0
         s = socket.socket()
         self.sock = s
@@ -174,51 +213,104 @@ class Uploader:
         return True
 
     def _send(self):
-        if not self._ready():
-            return
-        out = self.out
         s = self.sock
-        p = self.poller
-        if s is None or p is None:
-            raise OSError(9, "no socket")
-        self.off += s.send(memoryview(out)[self.off :])
-        if self.off >= len(out):
-            self.out = b""
-            self.ans = bytearray()
-            p.modify(s, _POLLIN)
-            self.state = 2
+        budget = _STEP
+        while budget > 0 and self._ready():
+            if self.off >= len(self.out):
+                if not self.pending:
+                    self.ans = bytearray()
+                    self.poller.modify(s, _POLLIN)  # type: ignore[union-attr]
+                    self.state = 2
+                    return
+                # the next records, straight from flash into the buffer, encrypted in place
+                mv = memoryview(self.buf)[0 : min(self.pending, _BUF // 64) * 64]
+                k = self.term.journal.read(self.seq, mv)
+                if not k:
+                    raise ValueError("journal record %d unreadable" % self.seq)
+                mv = mv[0 : k * 64]
+                self.aes.encrypt(mv, mv)  # type: ignore[union-attr]
+                self.seq += k
+                self.pending -= k
+                self.out = mv
+                self.off = 0
+            w = s.send(self.out[self.off :])  # type: ignore[union-attr]
+            if not w:
+                return
+            self.off += w
+            budget -= w
 
     def _recv(self):
-        if not self._ready():
-            return
         s = self.sock
-        if s is None:
-            raise OSError(9, "no socket")
-        data = s.recv(1024)
-        if data:
-            if len(self.ans) + len(data) > _MAX_ANSWER:
-                raise ValueError("answer too long")
-            self.ans += data
-            return
-        self._close()
-        ans = self.ans
-        self.ans = bytearray()
-        self.state = 0
-        self._answer(ans)
+        budget = _STEP
+        mv = memoryview(self.buf)
+        while budget > 0 and self._ready():
+            ans = self.ans
+            if ans is not None:  # the HTTP head and the answer head, in small reads
+                data = s.recv(256)  # type: ignore[union-attr]
+                if data:
+                    if len(ans) + len(data) > _MAX_HEAD:
+                        raise ValueError("answer head too long")
+                    ans += data
+                    budget -= len(data)
+                    self._answer()
+                    continue
+                i = ans.find(b"\r\n\r\n")
+                if i < 0 or ans[:5] != b"HTTP/":
+                    raise ValueError("not an HTTP answer")
+                line = bytes(ans[: ans.find(b"\r\n")]).decode()
+                raise ValueError("server: %s %s" % (line, bytes(ans[i + 4 : i + 84]).decode()))
+            # a config chunk: whole blocks decrypted into the staging file, the rest kept
+            k = s.readinto(mv[self.size :])  # type: ignore[union-attr]
+            if k is None:
+                return
+            n = self.size + k
+            whole = n // 16 * 16
+            c = self.chunk
+            if c is not None and whole:
+                b = mv[0:whole]
+                self.aes.decrypt(b, b)  # type: ignore[union-attr]
+                w = min(whole, c[0])
+                if w:
+                    from firmware import store
 
-    def _answer(self, ans):
-        i = ans.find(b"\r\n\r\n")
-        if i < 0 or ans[:5] != b"HTTP/":
+                    store.append(_PART, b[0:w])
+                    c[0] -= w
+                    p = self.part
+                    p[0], p[1], p[2] = c[1], c[2], c[3]  # type: ignore[index]
+                    p[3] += w  # type: ignore[index]
+            self.size = n - whole
+            if self.size:
+                self.buf[0 : self.size] = self.buf[whole:n]
+            budget -= k
+            if not k:  # the server closed: the answer is complete
+                self._close()
+                self.state = 0
+                firmware.forget("install", "store")
+                p = self.part
+                if p[2] and p[3] == p[2]:  # type: ignore[index]
+                    self._install()
+                return
+
+    def _answer(self):
+        """The answer head, once it is all here: check its MAC, then ack and set the clock."""
+        ans = self.ans
+        i = ans.find(b"\r\n\r\n")  # type: ignore[union-attr]
+        if i < 0:
+            return
+        if ans[:5] != b"HTTP/":  # type: ignore[index]
             raise ValueError("not an HTTP answer")
-        status = bytes(ans[9:12])
-        if status != b"200":
-            line = bytes(ans[: ans.find(b"\r\n")]).decode()
-            body = bytes(ans[i + 4 : i + 84]).strip()
-            raise ValueError("server: %s %s" % (line, body.decode()))
-        i += 4
-        magic, acked, t, n = struct.unpack_from(_ANSWER_FMT, ans, i)
+        if bytes(ans[9:12]) != b"200":  # type: ignore[index]
+            return  # the text of the refusal is read to the end (_recv raises with it)
+        h = i + 4
+        if len(ans) < h + _ANSWER_HEAD:  # type: ignore[arg-type]
+            return
+        magic, acked, t, kind, version, total, off, n, civ, mac = struct.unpack_from(
+            _ANSWER_FMT, ans, h
+        )
         if magic != _ANSWER_MAGIC:
             raise ValueError("not a tapkit answer")
+        if cmac(self.term.journal.key, self.iv + bytes(ans[h : h + _ANSWER_MACED]))[:8] != mac:  # type: ignore[index]
+            raise ValueError("answer MAC does not verify: not this terminal's server")
         term = self.term
         j = term.journal
         if j.acked_seq < acked <= self.sent_to:
@@ -226,30 +318,49 @@ class Uploader:
         clock = term.board.clock
         if t > _MIN_TIME and abs(clock.time() - t) > _DRIFT:
             clock.set(t)
-        if n:
-            self._install(ans, i + _ANSWER_HEAD, n)
         self.uploads += 1
         self.backoff = _MIN_BACKOFF
         now = time.ticks_ms()
-        self.next = now if j.unsynced else time.ticks_add(now, self.idle)
+        # on at once while records wait or the server has config for us, else check in later
+        self.next = now if j.unsynced or kind else time.ticks_add(now, self.idle)
+        self.chunk = None
+        p = self.part
+        if kind and n:
+            ok = p == [kind, version, total, off]  # it continues what install.part holds
+            if not off:
+                from firmware import install  # the free space for it, a fresh staging file
 
-    def _install(self, ans, pos, n):
-        from firmware import install, serialsync
-
-        key = getattr(self.term, "config_key", None)
-        try:
-            for _ in range(n):
-                ln = struct.unpack_from(_BLOB_LEN_FMT, ans, pos)[0]
-                blob = bytes(ans[pos + 2 : pos + 2 + ln])
-                pos += 2 + ln
                 try:
-                    if key is None:
-                        raise ValueError("no config key")
-                    install.apply(key, blob, self.term.info)
-                except ValueError as e:
-                    self.term.log_error("wifi config", e)
+                    install.put(0, total, b"")
+                    p[0] = p[1] = p[2] = p[3] = 0  # type: ignore[index]
+                    ok = True
+                except ValueError as e:  # no room: uploads go on, the download waits
+                    term.log_error("wifi config", e)
+                    self.next = time.ticks_add(now, self.idle)
+            elif not ok:
+                p[0] = p[1] = p[2] = p[3] = 0  # type: ignore[index]  # not ours: afresh next time
+            if ok:
+                self.chunk = [n, kind, version, total]
+                self.aes = aes_cbc(self.key, civ)
+        rest = ans[h + _ANSWER_HEAD :]  # type: ignore[index]
+        self.ans = None
+        # at most one read (256 bytes) of the chunk came with the head: the next read joins it
+        self.size = len(rest)
+        self.buf[0 : self.size] = rest
+
+    def _install(self):
+        from firmware import install
+
+        self.part = [0, 0, 0, 0]
+        try:
+            key = getattr(self.term, "config_key", None)
+            if key is None:
+                raise ValueError("no config key")
+            install.apply(key, self.term.info)
+        except ValueError as e:
+            self.term.log_error("wifi config", e)
         finally:
-            serialsync._unload()
+            firmware.forget("install", "store")
 
     def _close(self):
         s = self.sock
@@ -263,8 +374,9 @@ class Uploader:
     def _fail(self, e):
         self._close()
         self.state = 0
-        self.out = b""
-        self.ans = bytearray()
+        self.out = memoryview(b"")
+        self.ans = None
+        self.part = None  # read install.part again: what a cut chunk left of it
         self.failures += 1
         self.last_error = "%s %s" % (type(e).__name__, e)
         wait = self.backoff

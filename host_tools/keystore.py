@@ -97,3 +97,9 @@ def office_key(ks, office_id):
 def source_key(ks, source_id, role="terminal"):
     """The journal key of a source of the store: a terminal or a card office."""
     return office_key(ks, source_id) if role == "office" else terminal_key(ks, source_id)
+
+
+def wire_key(ks, terminal_id):
+    """The key that encrypts one terminal's Wi-Fi traffic (card_schema/upload.py): from the journal
+    master key too, diversified apart from the MAC key (one key, one job)."""
+    return diversify_aes128(ks["keys"]["journal"], b"WIRE" + struct.pack("<I", terminal_id))

@@ -4,45 +4,52 @@ metrics. Independent of HTTP, so it is easy to test and to bench.
     ingest = Ingest("sqlite:///taps.db", keystore.load("issuer.keys"), terminals=[(1001, 1999)])
     status, answer = ingest.batch(body)     # (200, answer bytes) or (4xx, one line of text)
 
-A batch is authenticated by the MAC chain made with that terminal's own journal key
-(keystore.terminal_key): it must continue the chain stored for the terminal, so a forged or altered
-record is refused (422, nothing of the batch stored). A terminal outside `terminals` and never seen in
-the store is refused (403). Both are logged (`log` and the store's `rejects` table). Idempotent by
-(terminal, seq): the same batch twice is stored once.
+The format is card_schema/upload.py: a batch head in clear (terminal, its config versions, count, the
+config blob it is receiving, a fresh iv) | count x 64-byte journal records encrypted with that
+terminal's wire key (keystore.wire_key). After decryption a batch is authenticated by the MAC chain made
+with the terminal's own journal key (keystore.terminal_key): it must continue the chain stored for the
+terminal, so a forged or altered record (or ciphertext, or a wrong key) is refused (422, nothing of the
+batch stored). A terminal outside `terminals` and never seen in the store is refused (403). Both are
+logged (`log` and the store's `rejects` table). Idempotent by (terminal, seq): the same batch twice is
+stored once.
 
-Batch (request body, application/octet-stream; the format is card_schema/upload.py):
-    batch head (terminal, its config versions, count) | count x 64-byte journal records
-  (consecutive seqs); count bit 15 (ANCHOR): the first record is the terminal's last acknowledged
-  one, sent only as the chain's anchor (not stored again). It lets the server verify the batch's first
-  record when its predecessor is not in this store (acknowledged into another store, e.g. over USB):
-  the record's MAC covers the anchor's MAC, so nothing in the batch goes unauthenticated. A batch that
-  neither continues the stored chain nor carries an anchor is refused (409), never stored unverified.
-Answer (200, application/octet-stream):
-    answer head (acked, server_time, nblobs) | nblobs x (length u16 | signed blob)
-  `acked`: the last seq of the batch, now durable in the store (0 for an empty batch: a terminal asks
-  for time and config only). The blobs are the newest published config the terminal lacks (by the
-  versions it sent), signed with its config key (keystore.config_key).
+Count bit 15 (ANCHOR): the first record is the terminal's last acknowledged one, sent only as the
+chain's anchor (not stored again). It lets the server verify the batch's first record when its
+predecessor is not in this store (acknowledged into another store, e.g. over USB): the record's MAC
+covers the anchor's MAC, so nothing in the batch goes unauthenticated. A batch that neither continues
+the stored chain nor carries an anchor is refused (409), never stored unverified.
 
-Binary rather than JSON: the terminal copies its 64-byte records into one preallocated buffer; JSON
-would need hex or base64 text of every record in its small heap.
+Answer (200): `acked` (the last seq of the batch, now durable in the store; 0 for an empty batch: a
+terminal asks for time and config only), the server time, and one chunk (upload_host.CHUNK bytes) of
+the first published config blob the terminal lacks by the versions it sent, signed with its config key
+(keystore.config_key), encrypted with its wire key, from where the terminal's staging file ends; the
+head MAC'd with its journal key over the request's iv (card_schema/upload.py). Published payloads are
+cached by (kind, version) and the signed blobs of the terminals downloading them in a small LRU, so a
+chunk costs a slice, not a store read and a signature of 800 KB.
+
+Binary rather than JSON: the terminal streams its 64-byte records from flash through one small
+buffer; JSON would need hex or base64 text of every record in its small heap.
 
 Several serve processes may share one PostgreSQL database: store.ingest locks the terminal's row and
 inserts with ON CONFLICT DO NOTHING, so two servers given the same batch store it once.
 """
 
+import collections
 import queue
 import sys
 import threading
 import time
 
-from card_schema import signed, taprecord
-from card_schema.upload_host import answer_body, parse_batch
+from card_schema import signed_host, taprecord, upload_host
 from host_tools import keystore
 from host_tools.backoffice import store as store_mod
 
 
 class Ingest:
     """What the HTTP handler calls; independent of HTTP so it is easy to test and to bench."""
+
+    CONFIG_TTL = 5.0  # seconds a look at the published config versions is reused
+    SEALED = 16  # signed blobs kept for the terminals downloading them
 
     def __init__(self, db_url, ks, terminals=(), pool=4, log=None):
         self.db_url = db_url
@@ -61,6 +68,10 @@ class Ingest:
         self.rejects = {}
         self.seen = set()
         self._known = set()
+        self._keys = {}  # terminal -> (journal key, wire key, config key)
+        self._configs = (0.0, {})  # (when, {kind: version}) of the published configs
+        self._payloads = {}  # (kind, version) -> payload
+        self._sealed = collections.OrderedDict()  # (terminal, kind, version) -> signed blob
         s = store_mod.open_store(db_url)  # fails early: bad URL, server down
         self.pool.put(s)
         for _ in range(pool - 1):
@@ -97,28 +108,45 @@ class Ingest:
             return True
         return False
 
+    def keys(self, tid):
+        """(journal key, wire key, config key) of a terminal, derived once."""
+        k = self._keys.get(tid)
+        if k is None:
+            k = self._keys[tid] = (
+                keystore.terminal_key(self.ks, tid),
+                keystore.wire_key(self.ks, tid),
+                keystore.config_key(self.ks, tid),
+            )
+        return k
+
     def batch(self, body):
         """(HTTP status, answer bytes or one line of text) for one POST /v1/batch."""
         store = self._store()
         try:
             try:
-                tid, versions, recs, anchor = parse_batch(body)
+                b = upload_host.parse_batch(body)
             except ValueError as e:
                 self._reject(store, None, "malformed", str(e))
                 return 400, f"bad batch: {e}"
+            tid = b.terminal
             self._count("batches")
             if not self.known(store, tid):
                 self._reject(store, tid, "unknown_terminal", "not a terminal of this operator")
                 return 403, f"unknown terminal {tid}"
+            jkey, wire, ckey = self.keys(tid)
+            try:
+                anchor, recs = upload_host.split(upload_host.records(wire, b, body), b)
+            except ValueError as e:  # what decrypts to no chain at all (wrong key, altered)
+                self._reject(store, tid, "bad_mac", str(e))
+                return 422, f"terminal {tid}: {e} (altered, or not this terminal's key)"
             self._count("taps_received", len(recs))
             acked = 0
             if anchor is not None and not recs:
                 acked = taprecord.seq_of(anchor)  # nothing new: the terminal checks in
             if recs:
-                key = keystore.terminal_key(self.ks, tid)
                 prev = anchor[taprecord.BODY : taprecord.BODY + 8] if anchor else None
                 try:
-                    inserted, dups = store.ingest(tid, recs, key, prev_mac=prev)
+                    inserted, dups = store.ingest(tid, recs, jkey, prev_mac=prev)
                 except store_mod.ChainError as e:
                     if "is missing" in str(e):  # no stored predecessor, no anchor
                         self._reject(store, tid, "gap", str(e))
@@ -128,17 +156,55 @@ class Ingest:
                 self._count("taps_stored", inserted)
                 self._count("duplicates", dups)
                 acked = taprecord.seq_of(recs[-1])
-                store.note_sync(tid, dict(versions), acked, via="wifi")
+                store.note_sync(tid, dict(b.versions), acked, via="wifi")
             with self.lock:
                 self.seen.add(tid)
-            blobs = []
-            key = keystore.config_key(self.ks, tid)
-            for kind, version, payload in store.missing_configs(versions):
-                blobs.append(signed.seal(key, kind, version, payload))
-            self._count("config_sent", len(blobs))
-            return 200, answer_body(acked, int(time.time()), blobs)
+            chunk = self._chunk(store, tid, ckey, b)
+            if chunk is not None:
+                self._count("config_sent", len(chunk[4]))
+            return 200, upload_host.answer_body(jkey, wire, b.iv, acked, int(time.time()), chunk)
         finally:
             self.pool.put(store)
+
+    def _chunk(self, store, tid, ckey, b):
+        """(kind, version, total, offset, data): the next piece of the first config the terminal
+        lacks, from where its staging file ends (when that is the same blob), or None."""
+        now = time.monotonic()
+        when, latest = self._configs
+        if now - when > self.CONFIG_TTL:
+            latest = store.config_versions()
+            self._configs = (now, latest)
+        for kind in sorted(latest):
+            version = latest[kind]
+            if not signed_host.known(kind):
+                continue
+            if version <= int(b.versions.get(signed_host.version_key(kind), 0) or 0):
+                continue
+            blob = self._blob(store, tid, ckey, kind, version)
+            pk, pv, off = b.part
+            if (pk, pv) != (kind, version) or not 0 < off < len(blob):
+                off = 0
+            return kind, version, len(blob), off, blob[off : off + upload_host.CHUNK]
+        return None
+
+    def _blob(self, store, tid, ckey, kind, version):
+        with self.lock:
+            blob = self._sealed.get((tid, kind, version))
+            if blob is not None:
+                self._sealed.move_to_end((tid, kind, version))
+                return blob
+            payload = self._payloads.get((kind, version))
+        if payload is None:
+            payload = store.config_payload(kind, version)
+        blob = signed_host.seal_fast(ckey, kind, version, payload)
+        with self.lock:
+            self._payloads = {(kind, version): payload, **self._payloads}
+            if len(self._payloads) > 8:
+                self._payloads = dict(list(self._payloads.items())[:8])
+            self._sealed[(tid, kind, version)] = blob
+            while len(self._sealed) > self.SEALED:
+                self._sealed.popitem(last=False)
+        return blob
 
     def healthy(self):
         store = self._store()
@@ -173,9 +239,9 @@ class Ingest:
             "# HELP tapkit_taps_duplicate_total Tap records received again (already stored).",
             "# TYPE tapkit_taps_duplicate_total counter",
             f"tapkit_taps_duplicate_total {m['duplicates']}",
-            "# HELP tapkit_config_sent_total Signed config blobs sent to terminals.",
-            "# TYPE tapkit_config_sent_total counter",
-            f"tapkit_config_sent_total {m['config_sent']}",
+            "# HELP tapkit_config_sent_bytes_total Bytes of signed config sent to terminals.",
+            "# TYPE tapkit_config_sent_bytes_total counter",
+            f"tapkit_config_sent_bytes_total {m['config_sent']}",
             "# HELP tapkit_terminals_seen Terminals whose batches this process accepted.",
             "# TYPE tapkit_terminals_seen gauge",
             f"tapkit_terminals_seen {seen}",

@@ -599,6 +599,19 @@ class Store:
         )
         return {int(k): (int(v), bytes(p)) for k, v, p in rows}
 
+    def config_versions(self):
+        """{kind: newest published version}, payloads not read (serve asks this per batch)."""
+        rows = self._all("SELECT kind, MAX(version) FROM configs GROUP BY kind")
+        return {int(k): int(v) for k, v in rows}
+
+    def config_payload(self, kind, version):
+        r = self._one(
+            "SELECT payload FROM configs WHERE kind = ? AND version = ?", (kind, version)
+        )
+        if r is None:
+            raise StoreError(f"config kind {kind} version {version} is not published")
+        return bytes(r[0])
+
     def missing_configs(self, versions):
         """[(kind, version, payload)] published newer than a terminal says it holds (`versions`:
         {"fares_ver": n, "deny_ver": n, ...}, as IDENTIFY and the Wi-Fi batch carry them)."""

@@ -9,30 +9,53 @@ from host_tools.cli.spec import DB, KEYSTORE, TABLE_KIND, Command, arg
 
 # --- serve / publish ----------------------------------------------------------------------------
 def serve(a):
+    import signal
+
     from host_tools import keystore
+    from host_tools.backoffice import server
+    from host_tools.backoffice import store as store_mod
     from host_tools.backoffice.ingest import Ingest
-    from host_tools.backoffice.server import ServeError, make_server, parse_listen, parse_ranges
 
     ks = keystore.load(a.keystore)
-    host, port = parse_listen(a.listen)
-    ingest = Ingest(a.db, ks, parse_ranges(a.terminals))
+    host, port = server.parse_listen(a.listen)
+    ranges = server.parse_ranges(a.terminals)
+    if a.workers < 1:
+        raise server.ServeError(f"--workers {a.workers}: at least 1")
+    server.check_tls(a.tls_cert, a.tls_key)
+    store_mod.open_store(a.db).close()  # fails early: bad URL, server down (each worker reopens)
+    sock = server.bind(host, port)
+    h, p = sock.getsockname()[:2]
+    url = f"{'https' if a.tls_cert else 'http'}://{h}:{p}"
+    made = []
+
+    def make():  # in each worker: its own store connections
+        ingest = Ingest(a.db, ks, ranges)
+        made.append(ingest)
+        app = server.make_app(ingest)
+        cfg = server.config(app, a.access_log, a.tls_cert, a.tls_key)
+        import uvicorn
+
+        return uvicorn.Server(cfg)
+
+    def term(signum, frame):  # SIGTERM ends the command like Ctrl-C (after uvicorn's shutdown)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, term)
     try:
-        srv = make_server(ingest, host, port)
-    except OSError as e:
-        ingest.close()
-        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    h, p = srv.server_address[:2]
-    try:
-        sys.stderr.write(f"tapkit serve: listening on http://{h}:{p} (store {a.db})\n")
+        sys.stderr.write(
+            f"tapkit serve: listening on {url} (store {a.db}, {a.workers} worker"
+            f"{'s' if a.workers > 1 else ''})\n"
+        )
         sys.stderr.flush()
         if a.json:  # JSON Lines, so a supervisor learns the bound port (--listen HOST:0)
-            print_jsonl({"event": "listening", "url": f"http://{h}:{p}", "host": h, "port": p})
-        srv.serve_forever(poll_interval=0.2)
+            print_jsonl({"event": "listening", "url": url, "host": h, "port": p})
+        server.run_workers(sock, a.workers, make)
     except KeyboardInterrupt:  # stopping the server is how this command ends
         pass
     finally:
-        srv.server_close()
-        ingest.close()
+        sock.close()
+        for ingest in made:
+            ingest.close()
     sys.stderr.write("tapkit serve: stopped\n")
     if a.json:
         print_jsonl({"event": "stopped"})
@@ -467,6 +490,20 @@ COMMANDS = (
                 "--terminals",
                 default="",
                 help="terminal ids accepted, e.g. 1001-1999,2005 (terminals in the store always are)",
+            ),
+            arg(
+                "--workers",
+                type=int,
+                default=1,
+                help="server processes on the one socket (each with its own store connections)",
+            ),
+            arg("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)"),
+            arg("--tls-key", metavar="PEM", help="the private key of --tls-cert"),
+            arg(
+                "--no-access-log",
+                dest="access_log",
+                action="store_false",
+                help="no line per request on stderr",
             ),
         ),
         json="lines",

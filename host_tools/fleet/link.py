@@ -19,7 +19,7 @@ import time
 
 import serial
 
-from card_schema import frames, frames_host
+from card_schema import frames, frames_host, signed
 from host_tools import TapkitError
 
 
@@ -210,11 +210,21 @@ class SerialLink:
 
     def install(self, blob):
         """Send a signed config blob (card_schema/signed.py) in chunks; returns (kind, version) the
-        terminal applied. Resumes a transfer the terminal already holds part of (its answer says how
-        much it has); a lost answer to the last chunk is settled by asking the terminal's versions."""
+        terminal applied. Resumes a transfer the terminal already holds part of (it is asked first
+        how much of this blob it has: INSTALL with offset INSTALL_QUERY and the blob's head); a lost
+        answer to the last chunk is settled by asking the terminal's versions."""
         blob = bytes(blob)
         total = len(blob)
-        off = 0
+        try:  # how much of this very blob does the terminal hold (an interrupted install)?
+            body = self.request(
+                frames.INSTALL,
+                frames_host.install_body(frames_host.INSTALL_QUERY, total, blob[: signed.HEADER]),
+            )
+            off = frames_host.parse_install(body)[0]
+        except (TerminalError, frames.FrameError):  # firmware without the query: from the start
+            off = 0
+        if not 0 < off < total:
+            off = 0
         while True:
             chunk = blob[off : off + frames_host.INSTALL_CHUNK]
             try:

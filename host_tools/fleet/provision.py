@@ -1,8 +1,8 @@
 """What a terminal is given: its identity, profile configuration and keys.
 
 A terminal holds the issuer's *debit* master key (it diversifies each card's debit key itself, as a SAM
-would) and its own journal MAC key derived from the journal master key. It never holds the issuer's
-application master, credit or read keys.
+would), its own journal MAC key and its Wi-Fi wire key (both derived from the journal master key), and
+its config key. It never holds the issuer's application master, credit or read keys.
 
     files = terminal_files(ks, terminal_id=1001, profile="bus", fare=25000, line=12)
     files["config.json"], files["keys.json"]     # JSON text to write onto the board
@@ -43,6 +43,7 @@ def terminal_keys(ks, terminal_id):
     return {
         "debit": binascii.hexlify(keystore.master_key(ks, "debit")).decode(),
         "journal": binascii.hexlify(keystore.terminal_key(ks, terminal_id)).decode(),
+        "wire": binascii.hexlify(keystore.wire_key(ks, terminal_id)).decode(),
         "config": binascii.hexlify(keystore.config_key(ks, terminal_id)).decode(),
     }
 

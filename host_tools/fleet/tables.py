@@ -11,6 +11,7 @@ delta=False)`, `read_blob(ks, terminal_id, blob)`.
 """
 
 import binascii
+import io
 import json
 
 from card_schema import signed, signed_host, tariff
@@ -100,7 +101,7 @@ def read_blob(ks, terminal_id, blob):
     """Verify a blob for this terminal; return a dict describing it."""
     try:
         kind, version, payload = signed.verify(_key(ks, terminal_id), blob)
-        tariff.check(kind, payload)
+        tariff.check(kind, io.BytesIO(payload), len(payload))
     except ValueError as e:
         raise TariffError("not a valid blob for terminal %s: %s" % (terminal_id, e))
     d = {

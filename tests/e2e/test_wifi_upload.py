@@ -2,7 +2,6 @@
 loopback, into a real `tapkit serve` ingest (in-process, SQLite)."""
 
 import socket
-import threading
 import time
 
 from card_schema import signed, tariff
@@ -26,12 +25,11 @@ def _free_port():
 class Server:
     def __init__(self, url, ks, port):
         self.ingest = ingest.Ingest(url, ks, [(TID, TID)], log=lambda m: None)
-        self.srv = server.make_server(self.ingest, "127.0.0.1", port)
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.ingest.CONFIG_TTL = 0
+        self.running = server.Running(server.make_app(self.ingest), "127.0.0.1", port)
 
     def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
+        self.running.stop()
         self.ingest.close()
 
 

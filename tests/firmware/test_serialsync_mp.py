@@ -223,6 +223,38 @@ def test_install_signed_blobs(mp_run, tmp_path):
     assert json.loads(resp[0][2])["fares_ver"] == 7
 
 
+def test_install_resumes_after_a_reboot(mp_run, tmp_path):
+    """A deny list of 1,000 cards (8 KB, beyond the old in-RAM limit): the terminal reboots after 6
+    chunks; the
+    host asks (INSTALL_QUERY with the blob's head) and goes on from there; another blob's query is
+    answered 0. Verified where it lies, installed by a rename: no .part left."""
+    from card_schema import signed, signed_host, tariff
+
+    entries = {bytes([4]) + (i * 104729).to_bytes(6, "big"): i % 2 for i in range(1000)}
+    deny = signed_host.seal_fast(CONFIG_KEY, signed.KIND_DENY, 5, tariff.pack_deny(entries))
+    c = frames_host.INSTALL_CHUNK
+    offsets = list(range(0, len(deny), c))
+    env = {"TAPKIT_CONFIG_KEY": CONFIG_KEY.hex()}
+
+    def query(blob, req_id):
+        body = frames_host.install_body(frames_host.INSTALL_QUERY, len(blob), blob[:13])
+        return frames.encode(frames.INSTALL, req_id, body)
+
+    resp, _ = run_terminal(mp_run, tmp_path, _install_reqs(deny, 1, offsets=offsets[:6]), env=env)
+    assert frames_host.parse_install(resp[-1][2]) == (6 * c, 0, 0)
+    other = signed.seal(CONFIG_KEY, signed.KIND_DENY, 6, tariff.pack_deny({}))
+    reqs = [query(other, 500), query(deny, 501)]
+    reqs += _install_reqs(deny, 600, offsets=offsets[6:])
+    reqs += [frames.encode(frames.IDENTIFY, 900)]
+    resp, _ = run_terminal(mp_run, tmp_path, reqs, env=env)
+    assert frames_host.parse_install(resp[0][2]) == (0, 0, 0)
+    assert frames_host.parse_install(resp[1][2]) == (6 * c, 0, 0)
+    assert frames_host.parse_install(resp[-2][2]) == (len(deny), signed.KIND_DENY, 5)
+    assert json.loads(resp[-1][2])["deny_ver"] == 5
+    board = tmp_path / "board"
+    assert (board / "deny.bin").read_bytes() == deny and not (board / "install.part").exists()
+
+
 def test_install_without_a_config_key_is_unknown(mp_run, tmp_path):
     resp, _ = run_terminal(mp_run, tmp_path, _install_reqs(b"TKS1" + bytes(40), 1))
     assert [(t, frames_host.parse_error(b)[0]) for t, _, b in resp] == [
