@@ -35,7 +35,7 @@ BAUD = 115200
 LINE_BPS = BAUD // 10  # 8N1: 11,520 bytes/s
 LOOP_MS = 20  # the terminal's main loop pass: worst-case wait for a request line
 FLEET_DAY = 3000 * 500
-WIFI_BATCH = 8  # firmware/wifi.py _BATCH
+WIFI_BATCH = 256  # firmware/wifi.py _BATCH
 
 
 def serial_model(n=10000):
@@ -86,32 +86,35 @@ def _records(ks, tid, n):
     return out
 
 
-def http_ingest(url, ks, fleet, threads=8):
+def http_ingest(url, ks, fleet, threads=8, batch=WIFI_BATCH):
+    """Records/s through `tapkit serve` (uvicorn in a thread) into `url`: `threads` clients, each a
+    terminal at a time uploading its records in encrypted batches of `batch`, keep-alive."""
     ing = ingest.Ingest(url, ks, [(1, 10**6)], pool=threads, log=lambda m: None)
-    srv = serve.make_server(ing, "127.0.0.1", 0)
-    port = srv.server_address[1]
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = serve.Running(serve.make_app(ing))
     work = queue.Queue()
     for tid, recs in fleet.items():
         work.put((tid, recs))
     errors = []
 
     def client():
+        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
         while True:
             try:
                 tid, recs = work.get_nowait()
             except queue.Empty:
-                return
-            for i in range(0, len(recs), WIFI_BATCH):
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                break
+            wire = keystore.wire_key(ks, tid)
+            for i in range(0, len(recs), batch):
                 c.request(
-                    "POST", "/v1/batch", body=upload_host.batch_body(tid, recs[i : i + WIFI_BATCH])
+                    "POST",
+                    "/v1/batch",
+                    body=upload_host.batch_body(wire, tid, recs[i : i + batch]),
                 )
                 r = c.getresponse()
                 r.read()
-                c.close()
                 if r.status != 200:
                     errors.append(r.status)
+        c.close()
 
     t0 = time.perf_counter()
     ts = [threading.Thread(target=client) for _ in range(threads)]
@@ -120,8 +123,7 @@ def http_ingest(url, ks, fleet, threads=8):
     for t in ts:
         t.join()
     dt = time.perf_counter() - t0
-    srv.shutdown()
-    srv.server_close()
+    srv.stop()
     ing.close()
     n = sum(len(r) for r in fleet.values())
     if errors:

@@ -65,11 +65,14 @@ class FrameError(ValueError):
     """Not a valid frame (callers ignore the line) or a malformed body."""
 
 
-def seal(buf, ftype, req_id, body_len):
-    """Finish a frame whose body is already at buf[HEADER:HEADER+body_len]; return the line bytes.
+def seal(buf, ftype, req_id, body_len, write=None):
+    """Finish a frame whose body is already at buf[HEADER:HEADER+body_len]; return the line bytes,
+    or with `write` write the line through it in pieces of 128 characters and return None.
 
-    Lets the terminal build big responses in one preallocated buffer (no body copy). Raises
-    ValueError (not FrameError: the request was fine) for a body longer than MAX_BODY."""
+    Lets the terminal build big responses in one preallocated buffer (no body copy) and send them
+    without one big allocation (a fragmented heap may have no 1 KB block left: 96-byte slices of a
+    payload encode to base64 that joins up exactly). Raises ValueError (not FrameError: the request
+    was fine) for a body longer than MAX_BODY."""
     if body_len > MAX_BODY:
         raise ValueError("frame too long")
     n = HEADER + body_len
@@ -77,7 +80,13 @@ def seal(buf, ftype, req_id, body_len):
     mv = memoryview(buf)
     struct.pack_into("<I", buf, n, binascii.crc32(mv[0:n]) & 0xFFFFFFFF)
     # b2a_base64 takes any buffer on both interpreters; the stub says bytes (a copy would allocate)
-    return b"~" + binascii.b2a_base64(mv[0 : n + 4])  # type: ignore[arg-type]
+    if write is None:
+        return b"~" + binascii.b2a_base64(mv[0 : n + 4])  # type: ignore[arg-type]
+    write(b"~")
+    for i in range(0, n + 4, 96):
+        write(binascii.b2a_base64(mv[i : min(i + 96, n + 4)], newline=False))  # type: ignore[arg-type]
+    write(b"\n")
+    return None
 
 
 def encode(ftype, req_id, body=b""):

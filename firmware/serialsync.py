@@ -15,8 +15,9 @@ modules add commands this way, e.g. diagnostics): returns (response_type, respon
 `config_key`: the terminal's config key (keys.json "config"): INSTALL verifies signed blobs with it
 (firmware/install.py, imported only when an INSTALL arrives).
 
-`journal`: `head_seq`, `acked_seq`, `capacity`, `unsynced`, `records(from_seq, max_n)` (yields 64-byte
-records), `ack(upto_seq)`; optional `tail_seq`. `clock`: `time()`, `set(unix)`. `log`: optional callable
+`journal`: `head_seq`, `acked_seq`, `capacity`, `unsynced`, `read(from_seq, buf)` (copies the
+consecutive 64-byte records from the first with seq >= from_seq into buf, returns how many),
+`ack(upto_seq)`; optional `tail_seq`. `clock`: `time()`, `set(unix)`. `log`: optional callable
 returning the newest diagnostics lines (served by DIAG_LOG).
 
 RAM: one module-level class with two methods; the request dispatch is one if-chain (a handler table
@@ -84,18 +85,12 @@ class Responder:
                     raise frames.FrameError("sequence numbers start at 1")
                 max_n = min(max_n, frames.MAX_RECORDS)
                 buf = self._out
-                count = 0
-                size = taprecord.SIZE
-                if max_n and from_seq <= j.head_seq:
-                    for rec in j.records(from_seq, max_n):
-                        pos = frames.HEADER + 1 + count * size
-                        buf[pos : pos + size] = rec
-                        count += 1
-                        if count >= max_n:
-                            break
+                pos = frames.HEADER + 1
+                # straight from flash into the frame buffer: a PULL allocates no record
+                count = j.read(from_seq, memoryview(buf)[pos : pos + max_n * taprecord.SIZE])
                 buf[frames.HEADER] = count
-                body = None  # built in place: no copy of up to 704 bytes of records
-                line = frames.seal(buf, rtype, req_id, 1 + count * size)
+                body = line = None  # built in place, written in pieces: no big allocation
+                frames.seal(buf, rtype, req_id, 1 + count * taprecord.SIZE, self.write)
             elif ftype == frames.ACK:
                 upto = frames.unpack(_U32_FMT, body)[0]
                 if upto > j.head_seq:
@@ -131,7 +126,8 @@ class Responder:
                 rtype, body = r
             if body is not None:
                 line = frames.encode(rtype, req_id, body)
-            self.write(line)
+            if line is not None:
+                self.write(line)
         except Exception as e:  # noqa: BLE001 - bad body, journal I/O...: tell the host, stay up
             if not code:
                 code = frames.ERR_BAD_REQUEST

@@ -134,7 +134,8 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT):
         return text(200 if ok else 503, "ok" if ok else "store unavailable")
 
     async def metrics(request):
-        return text(200, ingest.prometheus().rstrip("\n"), "text/plain; version=0.0.4")
+        out = await run_in_threadpool(ingest.prometheus)  # per-terminal gauges read the store
+        return text(200, out.rstrip("\n"), "text/plain; version=0.0.4")
 
     async def not_found(request, exc):
         return text(exc.status_code, "not found" if exc.status_code == 404 else exc.detail)

@@ -75,12 +75,12 @@ class FakeJournal:
             )
             self.recs.append(bytes(buf))
 
-    def records(self, from_seq, max_n):
-        i = from_seq - 1
-        while i < len(self.recs) and max_n > 0:
-            yield self.recs[i]
-            i += 1
-            max_n -= 1
+    def read(self, from_seq, buf):
+        n = 0
+        for i in range(max(0, from_seq - 1), min(len(self.recs), from_seq - 1 + len(buf) // 64)):
+            buf[n * 64 : n * 64 + 64] = self.recs[i]
+            n += 1
+        return n
 
     def ack(self, upto):
         self.acks.append(upto)

@@ -443,7 +443,7 @@ def test_cli_sync_killed_mid_ingest_then_rerun_stores_every_tap_once(
                 pass  # not migrated yet
     p.send_signal(signal.SIGKILL)
     p.wait(timeout=10)
-    assert p.returncode == -signal.SIGKILL and 40 <= stored < 200
+    assert p.returncode == -signal.SIGKILL and 40 <= stored < 200, p.stderr.read()
     term.delay = 0.0
     p = _cli("sync", "--port", term.port, "--db", url, "--keystore", ks_path)
     out, err = p.communicate(timeout=120)
