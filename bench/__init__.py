@@ -49,6 +49,15 @@ def parser(prog="python -m bench"):
         help="backoffice: stored taps of the generated month (1000000,10000000 adds 10 M)",
     )
     ap.add_argument(
+        "--load-terminals", type=int, default=3000, help="simulated terminals of the load test"
+    )
+    ap.add_argument(
+        "--load-records",
+        type=int,
+        default=100,
+        help="records each terminal of the load test sends",
+    )
+    ap.add_argument(
         "--replay",
         type=int,
         metavar="SEED",

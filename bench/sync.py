@@ -14,14 +14,14 @@ The PostgreSQL is harness/pgserver.py's throwaway server (fsync off: a lower bou
 data: {"serial": {...}, "SQLite": {records, ingest_per_s, bulk_per_s}, "PostgreSQL": {...}}.
 """
 
-import http.client
+import json
 import os
-import queue
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 
-from card_schema import frames, frames_host, taprecord, taprecord_host, upload_host
+from card_schema import frames, frames_host, taprecord_host
 from host_tools import keystore
 from host_tools.backoffice import ingest
 from host_tools.backoffice import server as serve
@@ -35,7 +35,8 @@ BAUD = 115200
 LINE_BPS = BAUD // 10  # 8N1: 11,520 bytes/s
 LOOP_MS = 20  # the terminal's main loop pass: worst-case wait for a request line
 FLEET_DAY = 3000 * 500
-WIFI_BATCH = 256  # firmware/wifi.py _BATCH
+WIFI_BATCH = 1024  # firmware/wifi.py _BATCH
+LOAD_BATCH = 50  # the load test's batches: many exchanges, the server's per-request cost
 
 
 def serial_model(n=10000):
@@ -63,82 +64,130 @@ def serial_model(n=10000):
 
 
 def _records(ks, tid, n):
-    key = keystore.terminal_key(ks, tid)
-    prev = taprecord.GENESIS_MAC
-    out = []
-    for seq in range(1, n + 1):
-        buf = bytearray(taprecord.SIZE)
-        prev = taprecord.pack_into(
-            buf,
-            prev,
-            key,
-            seq=seq,
-            time=1700000000 + seq * 60,
-            terminal=tid,
-            uid=bytes([4, seq % 251, tid % 251, 0, 0, 0, 0x80]),
-            kind=taprecord.KIND_CHARGE,
-            counter=seq,
-            amount=25000,
-            balance=10**7 - seq * 25000,
-            line=tid % 100,
+    from harness import loadgen
+
+    return loadgen.records(keystore.terminal_key(ks, tid), tid, n)
+
+
+def _loadgen(url, ks_path, terminals, n, batch, resend=0.0, timeout=1800):
+    """harness/loadgen.py in its own process (the terminals are not the server's CPU)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.loadgen",
+            "--url",
+            url,
+            "--keystore",
+            ks_path,
+            "--terminals",
+            str(terminals),
+            "--records",
+            str(n),
+            "--batch",
+            str(batch),
+            "--resend",
+            str(resend),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    try:
+        r = json.loads(p.stdout)
+    except ValueError:
+        raise RuntimeError("loadgen failed: %s" % (p.stderr.strip().splitlines() or ["?"])[-1])
+    if r["errors"]:
+        raise RuntimeError(
+            "ingest bench: %d batches refused (%s)" % (len(r["errors"]), r["errors"][0])
         )
-        out.append(bytes(buf))
-    return out
+    return r
 
 
-def http_ingest(url, ks, fleet, threads=8, batch=WIFI_BATCH):
-    """Records/s through `tapkit serve` (uvicorn in a thread) into `url`: `threads` clients, each a
-    terminal at a time uploading its records in encrypted batches of `batch`, keep-alive."""
-    ing = ingest.Ingest(url, ks, [(1, 10**6)], pool=threads, log=lambda m: None)
+def http_ingest(url, ks, ks_path, vehicles, taps, batch=WIFI_BATCH):
+    """Records/s through `tapkit serve` (uvicorn in a thread here) into `url`, the terminals in
+    another process (harness/loadgen.py: all at once, encrypted batches of up to `batch`)."""
+    ing = ingest.Ingest(url, ks, [(1, 10**6)], pool=8, log=lambda m: None)
     srv = serve.Running(serve.make_app(ing))
-    work = queue.Queue()
-    for tid, recs in fleet.items():
-        work.put((tid, recs))
-    errors = []
-
-    def client():
-        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
-        while True:
-            try:
-                tid, recs = work.get_nowait()
-            except queue.Empty:
-                break
-            wire = keystore.wire_key(ks, tid)
-            for i in range(0, len(recs), batch):
-                c.request(
-                    "POST",
-                    "/v1/batch",
-                    body=upload_host.batch_body(wire, tid, recs[i : i + batch]),
-                )
-                r = c.getresponse()
-                r.read()
-                if r.status != 200:
-                    errors.append(r.status)
-        c.close()
-
-    t0 = time.perf_counter()
-    ts = [threading.Thread(target=client) for _ in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    dt = time.perf_counter() - t0
-    srv.stop()
-    ing.close()
-    n = sum(len(r) for r in fleet.values())
-    if errors:
-        raise RuntimeError(f"ingest bench: {len(errors)} batches refused ({errors[0]})")
-    return n / dt
+    try:
+        return _loadgen(srv.url, ks_path, vehicles, taps, batch)["per_s"]
+    finally:
+        srv.stop()
+        ing.close()
 
 
-def bulk_insert(url, fleet):
+def load_test(url, ks_path, terminals, n, batch, workers=2):
+    """3,000 simulated terminals at once against `tapkit serve --workers N` (a subprocess) on
+    `url`; a share of the batches sent twice. Returns loadgen's figures plus what the store holds:
+    stored, duplicates (rows beyond one per terminal and seq) and missing."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "host_tools.cli",
+            "serve",
+            "--db",
+            url,
+            "--keystore",
+            ks_path,
+            "--listen",
+            "127.0.0.1:0",
+            "--terminals",
+            "1-%d" % terminals,
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--json",
+        ],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        base = json.loads(p.stdout.readline())["url"]
+        time.sleep(1.0)
+        r = _loadgen(base, ks_path, terminals, n, batch, resend=0.05)
+    finally:
+        p.terminate()
+        p.wait(timeout=60)
     with store_mod.open_store(url) as s:
-        cols = [c for c in store_mod._TAP_COLUMNS]
-        s._exec(
-            "CREATE TABLE bulk_taps AS SELECT * FROM taps WHERE 1 = 0"
-            if s.dialect == "postgresql"
-            else "CREATE TABLE bulk_taps AS SELECT * FROM taps WHERE 0"
+        total, distinct = s._one(
+            "SELECT COUNT(*), COUNT(DISTINCT terminal * 1000000 + seq) FROM taps"
         )
+    r.update(
+        stored=int(total),
+        duplicates=int(total) - int(distinct),
+        missing=terminals * n - int(distinct),
+        workers=workers,
+    )
+    return r
+
+
+def bulk_insert(url, fleet, bare=False):
+    """Records/s of the plain bulk insert of the same rows: one executemany in one transaction, no
+    chain check, into a table shaped as `taps` is (its primary key and indexes: what the database
+    itself costs for these rows), or with `bare` into a table without them."""
+    with store_mod.open_store(url) as s:
+        cols = list(store_mod._TAP_COLUMNS)
+        if s.dialect == "postgresql":
+            like = "" if bare else " INCLUDING DEFAULTS INCLUDING INDEXES"
+            s._exec(f"CREATE TABLE bulk_taps (LIKE taps{like})")
+        elif bare:
+            s._exec("CREATE TABLE bulk_taps AS SELECT * FROM taps WHERE 0")
+        else:  # the same DDL and indexes, renamed
+            for (sql,) in s._all(
+                "SELECT sql FROM sqlite_master WHERE tbl_name = 'taps' AND sql IS NOT NULL "
+                "ORDER BY type DESC"
+            ):
+                sql = sql.replace("CREATE TABLE taps", "CREATE TABLE bulk_taps")
+                sql = sql.replace(" ON taps ", " ON bulk_taps ").replace(
+                    "INDEX taps_", "INDEX bt_"
+                )
+                s._exec(sql)
         rows = []
         for tid, recs in fleet.items():
             for raw in recs:
@@ -178,7 +227,8 @@ def run(opts, taps=500):
     ]
     data = {"serial": m}
     with tempfile.TemporaryDirectory() as d:
-        ks = keystore.init(os.path.join(d, "issuer.keys"))
+        ks_path = os.path.join(d, "issuer.keys")
+        ks = keystore.init(ks_path)
         fleet = {tid: _records(ks, tid, taps) for tid in range(1, vehicles + 1)}
         n = vehicles * taps
         targets = [
@@ -200,17 +250,29 @@ def run(opts, taps=500):
             )
         try:
             for name, url, url2 in targets:
-                rate = http_ingest(url, ks, fleet)
+                rate = http_ingest(url, ks, ks_path, vehicles, taps)
                 bulk = bulk_insert(url2, fleet)
-                data[name] = {"records": n, "ingest_per_s": rate, "bulk_per_s": bulk}
+                bare = bulk_insert(
+                    url2.replace("b.db", "c.db") if "b.db" in url2 else pg.create_database(),
+                    fleet,
+                    bare=True,
+                )
+                data[name] = {
+                    "records": n,
+                    "ingest_per_s": rate,
+                    "bulk_per_s": bulk,
+                    "bare_per_s": bare,
+                    "ingest_of_bulk": rate / bulk,
+                }
                 rows.append(
                     row(
                         SECTION,
                         f"HTTP ingest into {name}",
                         round(rate),
                         "rec/s",
-                        "%d vehicles x %d taps (of 3,000 x 500), batches of %d: a fleet day "
-                        "%.0f min" % (vehicles, taps, WIFI_BATCH, FLEET_DAY / rate / 60),
+                        "%.0f %% of the bulk insert; %d vehicles x %d taps (of 3,000 x 500), "
+                        "batches of up to %d, MACs checked: a fleet day %.1f min"
+                        % (100 * rate / bulk, vehicles, taps, WIFI_BATCH, FLEET_DAY / rate / 60),
                     )
                 )
                 rows.append(
@@ -219,9 +281,76 @@ def run(opts, taps=500):
                         f"plain bulk insert into {name}",
                         round(bulk),
                         "rec/s",
-                        "same rows, one executemany: a fleet day %.1f min"
-                        % (FLEET_DAY / bulk / 60),
+                        "same rows, one executemany, a table shaped as taps (key, indexes): a "
+                        "fleet day %.1f min" % (FLEET_DAY / bulk / 60),
                     )
+                )
+                rows.append(
+                    row(
+                        SECTION,
+                        f"  the same into a bare table ({name})",
+                        round(bare),
+                        "rec/s",
+                        "no key, no index: what the database writes without them",
+                    )
+                )
+            # the load test: a depot's whole fleet at once, several server processes, one database
+            load_url = (
+                pg.create_database()
+                if pg is not None
+                else "sqlite:///%s" % os.path.join(d, "l.db")
+            )
+            lt = load_test(
+                load_url,
+                ks_path,
+                opts.load_terminals,
+                opts.load_records,
+                LOAD_BATCH,
+                workers=2 if pg is not None else 1,
+            )
+            data["load"] = {
+                k: lt[k]
+                for k in (
+                    "terminals",
+                    "records",
+                    "stored",
+                    "duplicates",
+                    "missing",
+                    "resent",
+                    "retries",
+                    "seconds",
+                    "per_s",
+                    "p50_ms",
+                    "p99_ms",
+                    "workers",
+                )
+            }
+            data["load"]["store"] = "PostgreSQL" if pg is not None else "SQLite"
+            rows.append(
+                row(
+                    SECTION,
+                    "load test: %d terminals at once" % lt["terminals"],
+                    round(lt["per_s"]),
+                    "rec/s",
+                    "%s, %d serve processes: %d records in %.1f s (batches of %d, %d sent twice), "
+                    "p99 %.0f ms; stored %d, duplicates %d, missing %d"
+                    % (
+                        data["load"]["store"],
+                        lt["workers"],
+                        lt["records"],
+                        lt["seconds"],
+                        LOAD_BATCH,
+                        lt["resent"],
+                        lt["p99_ms"],
+                        lt["stored"],
+                        lt["duplicates"],
+                        lt["missing"],
+                    ),
+                )
+            )
+            if lt["duplicates"] or lt["missing"]:
+                data.setdefault("fails", []).append(
+                    "load test: %d duplicates, %d missing" % (lt["duplicates"], lt["missing"])
                 )
         finally:
             if pg is not None:

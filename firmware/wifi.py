@@ -56,7 +56,7 @@ _ANSWER_MAGIC = const(b"TKA2")  # = card_schema.upload.ANSWER_MAGIC
 _ANSWER_FMT = const("<4sIIBIIII16s8s")  # = card_schema.upload.ANSWER_FMT
 _ANSWER_HEAD = const(53)  # = card_schema.upload.ANSWER_HEAD
 _ANSWER_MACED = const(45)  # = card_schema.upload.ANSWER_MACED
-_BATCH = const(256)  # records per POST: 47 + 256 * 64 = 16,431 bytes of body, streamed
+_BATCH = const(1024)  # records per POST: 47 + 1024 * 64 = 65,583 bytes of body, streamed
 _BUF = const(512)  # the one buffer: 8 records out, or 512 bytes of a config chunk in
 _STEP = const(4096)  # bytes sent or received per poll (a pass of the main loop)
 _MAX_HEAD = const(1024)  # HTTP head + answer head (or an error text)

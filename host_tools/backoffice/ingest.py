@@ -41,6 +41,7 @@ import threading
 import time
 
 from card_schema import signed_host, taprecord, upload_host
+from card_schema.crypto_host import cmac_fast
 from host_tools import keystore
 from host_tools.backoffice import store as store_mod
 
@@ -49,6 +50,7 @@ class Ingest:
     """What the HTTP handler calls; independent of HTTP so it is easy to test and to bench."""
 
     CONFIG_TTL = 5.0  # seconds a look at the published config versions is reused
+    GROUP = 64  # batches one SQLite commit takes at most
     SEALED = 16  # signed blobs kept for the terminals downloading them
 
     def __init__(self, db_url, ks, terminals=(), pool=4, log=None):
@@ -72,12 +74,22 @@ class Ingest:
         self._configs = (0.0, {})  # (when, {kind: version}) of the published configs
         self._payloads = {}  # (kind, version) -> payload
         self._sealed = collections.OrderedDict()  # (terminal, kind, version) -> signed blob
+        self._queue = []  # SQLite: (batch, [done event, result]) for the group writer
+        self._wake = threading.Event()
+        self._writer = None
+        self._closing = False
         s = store_mod.open_store(db_url)  # fails early: bad URL, server down
         self.pool.put(s)
         for _ in range(pool - 1):
             self.pool.put(None)  # opened when first needed
 
     def close(self):
+        w = self._writer
+        if w is not None:
+            with self.lock:
+                self._closing = True
+                self._wake.set()
+            w.join(30)
         while not self.pool.empty():
             s = self.pool.get_nowait()
             if s is not None:
@@ -108,6 +120,61 @@ class Ingest:
             return True
         return False
 
+    def _write(self, store, item):
+        """store.ingest of one batch; on SQLite through the group writer: the batches that arrive
+        while one commit runs go into the next transaction together (one fsync for all; SQLite's
+        writers take turns anyway), each under its own savepoint (store.ingest_group)."""
+        tid, recs, key, prev, sync = item
+        # checked and turned into rows here, in the request's thread (store.Prepared): the writer
+        # (one per SQLite file) only links the batch to the store and writes it
+        recs = store_mod.Prepared(tid, recs, key)
+        if store.dialect != "sqlite":
+            return store.ingest(tid, recs, key, prev_mac=prev, sync=sync)
+        item = (tid, recs, key, prev, sync)
+        done = threading.Event()
+        slot = [done, None]
+        with self.lock:
+            self._queue.append((item, slot))
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._group_writer, daemon=True)
+                self._writer.start()
+            self._wake.set()
+        done.wait()
+        if isinstance(slot[1], BaseException):
+            raise slot[1]
+        return slot[1]
+
+    def _group_writer(self):
+        store = None
+        while True:
+            self._wake.wait()
+            with self.lock:
+                items, self._queue = self._queue[: self.GROUP], self._queue[self.GROUP :]
+                if not self._queue and not self._closing:
+                    self._wake.clear()
+                if self._closing and not items:
+                    self._writer = None
+                    break
+            if not items:
+                continue
+            try:
+                if store is None:
+                    store = store_mod.open_store(self.db_url)
+                results = store.ingest_group([i for i, _ in items])
+            except Exception as e:  # noqa: BLE001 - the store failed: every batch of the group
+                results = [e] * len(items)
+                if store is not None:
+                    try:
+                        store.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    store = None
+            for (_, slot), r in zip(items, results, strict=True):
+                slot[1] = r
+                slot[0].set()
+        if store is not None:
+            store.close()
+
     def keys(self, tid):
         """(journal key, wire key, config key) of a terminal, derived once."""
         k = self._keys.get(tid)
@@ -134,19 +201,25 @@ class Ingest:
                 self._reject(store, tid, "unknown_terminal", "not a terminal of this operator")
                 return 403, f"unknown terminal {tid}"
             jkey, wire, ckey = self.keys(tid)
-            try:
-                anchor, recs = upload_host.split(upload_host.records(wire, b, body), b)
-            except ValueError as e:  # what decrypts to no chain at all (wrong key, altered)
-                self._reject(store, tid, "bad_mac", str(e))
-                return 422, f"terminal {tid}: {e} (altered, or not this terminal's key)"
-            self._count("taps_received", len(recs))
+            recs = bytes(upload_host.records(wire, b, body))  # the batch joined, as stored
+            anchor = None
+            if b.anchored:
+                anchor, recs = recs[: taprecord.SIZE], recs[taprecord.SIZE :]
+                if recs and taprecord.seq_of(anchor) + 1 != taprecord.seq_of(recs):
+                    # what decrypts to no chain at all (a wrong key, altered ciphertext)
+                    e = "the anchor is not the record before the batch"
+                    self._reject(store, tid, "bad_mac", e)
+                    return 422, f"terminal {tid}: {e} (altered, or not this terminal's key)"
+            self._count("taps_received", len(recs) // taprecord.SIZE)
             acked = 0
             if anchor is not None and not recs:
                 acked = taprecord.seq_of(anchor)  # nothing new: the terminal checks in
             if recs:
                 prev = anchor[taprecord.BODY : taprecord.BODY + 8] if anchor else None
                 try:
-                    inserted, dups = store.ingest(tid, recs, jkey, prev_mac=prev)
+                    inserted, dups = self._write(
+                        store, (tid, recs, jkey, prev, (dict(b.versions), "wifi"))
+                    )
                 except store_mod.ChainError as e:
                     if "is missing" in str(e):  # no stored predecessor, no anchor
                         self._reject(store, tid, "gap", str(e))
@@ -155,14 +228,15 @@ class Ingest:
                     return 422, str(e)
                 self._count("taps_stored", inserted)
                 self._count("duplicates", dups)
-                acked = taprecord.seq_of(recs[-1])
-                store.note_sync(tid, dict(b.versions), acked, via="wifi")
+                acked = taprecord.seq_of(recs[-taprecord.SIZE :])
             with self.lock:
                 self.seen.add(tid)
             chunk = self._chunk(store, tid, ckey, b)
             if chunk is not None:
                 self._count("config_sent", len(chunk[4]))
-            return 200, upload_host.answer_body(jkey, wire, b.iv, acked, int(time.time()), chunk)
+            return 200, upload_host.answer_body(
+                jkey, wire, b.iv, acked, int(time.time()), chunk, mac=cmac_fast
+            )
         finally:
             self.pool.put(store)
 

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import sqlite3
+import struct
 import time
 import urllib.parse
 
@@ -173,7 +174,43 @@ MIGRATIONS = [
             "ALTER TABLE dirty_cards ADD COLUMN lo BIGINT",
         ],
     ),
+    (
+        6,
+        [
+            # PostgreSQL: taps partitioned by month of the tap's time (_partition_taps); SQLite
+            # (one depot, one file) stays one table
+            lambda store: store._partition_taps(),
+        ],
+    ),
 ]
+
+# PostgreSQL taps partitions: one per calendar month (UTC) of the tap's time, named taps_YYYYMM;
+# taps_default holds times outside any (a terminal clock before 2020 or far ahead). Created ahead
+# (this month and the next two, when a store first ingests) and whenever a batch brings a new month.
+_TAP_INDEXES = (
+    "CREATE INDEX taps_card ON taps (uid, counter)",
+    "CREATE INDEX taps_kind ON taps (kind)",
+    "CREATE INDEX taps_unaudited ON taps (terminal, seq) WHERE status IS NULL",
+    "CREATE INDEX taps_unconfirmed ON taps (uid) WHERE status = 'unconfirmed'",
+    "CREATE INDEX taps_time ON taps (time)",
+)
+_FIRST_MONTH = (2020, 1)
+
+
+def _month(t):
+    """(year, month) of unix time t (UTC)."""
+    g = time.gmtime(max(0, t))
+    return g.tm_year, g.tm_mon
+
+
+def _month_range(ym):
+    """(start, end) unix seconds of a (year, month)."""
+    import calendar
+
+    y, m = ym
+    ny, nm = (y + 1, 1) if m == 12 else (y, m + 1)
+    return calendar.timegm((y, m, 1, 0, 0, 0)), calendar.timegm((ny, nm, 1, 0, 0, 0))
+
 
 _DIALECT_TYPES = {
     "sqlite": {"blob": "BLOB"},
@@ -342,17 +379,130 @@ class Store:
                 if version <= current:
                     continue
                 for s in statements:
-                    self._exec(s.format(**types))
+                    if callable(s):
+                        s(self)
+                    else:
+                        self._exec(s.format(**types))
                 self._exec("INSERT INTO schema_version (version) VALUES (?)", (version,))
                 current = version
         return current
+
+    def _partition_taps(self):
+        """Migration 6 on PostgreSQL: taps becomes a table partitioned by month of `time`, its rows
+        copied into their months. The primary key is (terminal, seq, time) (a partitioned key must
+        hold the partition column); (terminal, seq) stays unique because every insert goes through
+        _ingest under the terminal's row lock, which skips the seqs already stored."""
+        if self.dialect != "postgresql":
+            return
+        self._exec("ALTER TABLE taps RENAME TO taps_unpartitioned")
+        for (name,) in self._all(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'taps_unpartitioned'"
+        ):
+            self._exec(f"ALTER INDEX {name} RENAME TO {name}_old")
+        self._exec(
+            "CREATE TABLE taps (LIKE taps_unpartitioned INCLUDING DEFAULTS) PARTITION BY RANGE (time)"
+        )
+        self._exec("ALTER TABLE taps ADD PRIMARY KEY (terminal, seq, time)")
+        for sql in _TAP_INDEXES:
+            self._exec(sql)
+        self._exec("CREATE TABLE taps_default PARTITION OF taps DEFAULT")
+        r = self._one("SELECT MIN(time), MAX(time) FROM taps_unpartitioned")
+        months = set(self._months_ahead())
+        if r[0] is not None:
+            ym, last = _month(int(r[0])), _month(int(r[1]))
+            while ym <= last:
+                months.add(ym)
+                ym = (ym[0] + 1, 1) if ym[1] == 12 else (ym[0], ym[1] + 1)
+        for ym in sorted(months):
+            self._create_month(ym)
+        self._exec("INSERT INTO taps SELECT * FROM taps_unpartitioned")
+        self._exec("DROP TABLE taps_unpartitioned")
+
+    def _months_ahead(self):
+        now = _month(int(time.time()))
+        out = [now]
+        for _ in range(2):
+            y, m = out[-1]
+            out.append((y + 1, 1) if m == 12 else (y, m + 1))
+        return out
+
+    def _create_month(self, ym):
+        """The partition of month ym, unless it exists; rows of it already in taps_default move in.
+        Inside the caller's transaction."""
+        name = "taps_%04d%02d" % ym
+        if self._one("SELECT to_regclass(?)", (name,))[0] is not None:
+            return
+        start, end = _month_range(ym)
+        self._exec(f"CREATE TABLE {name} (LIKE taps INCLUDING DEFAULTS)")
+        self._exec(
+            f"WITH moved AS (DELETE FROM taps_default WHERE time >= {start} AND time < {end} "
+            f"RETURNING *) INSERT INTO {name} SELECT * FROM moved"
+        )
+        self._exec(
+            f"ALTER TABLE taps ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({end})"
+        )
+
+    def ensure_months(self, times=()):
+        """PostgreSQL: the partitions for unix times `times` (from 2020 up to two months ahead:
+        others go to taps_default) and for this month and the next two. A store remembers which it
+        made, so a batch costs this only when it brings a month nobody made yet."""
+        if self.dialect != "postgresql":
+            return
+        known = getattr(self, "_months", None)
+        if known is None:
+            if self._one("SELECT to_regclass('taps_default')")[0] is None:
+                return  # not partitioned (a schema before migration 6: tests of it)
+            known = self._months = set()
+        ahead = self._months_ahead()
+        want = set(ahead)
+        seen = sorted(ym for ym in map(_month, times) if _FIRST_MONTH <= ym <= ahead[-1])
+        if seen:  # and every month between (a batch of several months)
+            ym = seen[0]
+            while ym <= seen[-1]:
+                want.add(ym)
+                ym = (ym[0] + 1, 1) if ym[1] == 12 else (ym[0], ym[1] + 1)
+        want -= known
+        if not want:
+            return
+        with self._tx():
+            self._exec("SELECT pg_advisory_xact_lock(7151)")  # one creator at a time
+            for ym in sorted(want):
+                self._create_month(ym)
+        known |= want
+
+    def partitions(self):
+        """[(name, rows)] of the taps partitions, oldest first (PostgreSQL; [] on SQLite)."""
+        if self.dialect != "postgresql":
+            return []
+        rows = self._all(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'taps' ORDER BY c.relname"
+        )
+        return [(n, int(self._one(f"SELECT COUNT(*) FROM {n}")[0])) for (n,) in rows]
+
+    def drop_months_before(self, year, month):
+        """Drop the taps of every month before (year, month) at once (DROP TABLE of the monthly
+        partitions: no row-by-row delete); returns the dropped partition names. PostgreSQL only."""
+        if self.dialect != "postgresql":
+            raise StoreError("dropping months needs the PostgreSQL store (partitioned by month)")
+        dropped = []
+        with self._tx():
+            for name, _ in self.partitions():
+                if name != "taps_default" and name < "taps_%04d%02d" % (year, month):
+                    self._exec(f"DROP TABLE {name}")
+                    dropped.append(name)
+        if getattr(self, "_months", None):
+            self._months = {ym for ym in self._months if "taps_%04d%02d" % ym not in dropped}
+        return dropped
 
     def schema_version(self):
         return self._one("SELECT MAX(version) FROM schema_version")[0] or 0
 
     # ---- writing -------------------------------------------------------------------------------
 
-    def ingest(self, terminal_id, records, key, allow_gap=False, prev_mac=None, role="terminal"):
+    def ingest(
+        self, terminal_id, records, key, allow_gap=False, prev_mac=None, role="terminal", sync=None
+    ):
         """Store a run of consecutive records of one terminal; return (inserted, duplicates).
 
         The chain must continue from the stored record before the first one (genesis MAC at seq 1).
@@ -365,124 +515,135 @@ class Store:
         checked against it (the MAC covers it: a made-up value cannot verify) and kept (table
         anchors) so the audit can check it again. A stored predecessor wins over it.
         `role`: "terminal" or "office" (a card office's journal, host_tools/cardoffice/journal.py);
-        one id is one source: a terminal's batch for an office's id is refused, and back."""
-        records = [bytes(r) for r in records]
-        if not records:
-            return 0, 0
-        rows = []
-        now = int(time.time())
-        first = taprecord.seq_of(records[0]) if len(records[0]) >= 8 else 0
-        for i, raw in enumerate(records):
-            if len(raw) != taprecord.SIZE:
-                raise ChainError(
-                    f"terminal {terminal_id}: record {i} of the batch is {len(raw)} bytes, "
-                    f"not {taprecord.SIZE}; nothing stored"
-                )
-            try:
-                d = taprecord_host.to_dict(raw)
-            except taprecord_host.RecordError as e:
-                raise ChainError(
-                    f"terminal {terminal_id}: record {first + i} of the batch is damaged ({e}); "
-                    "nothing stored"
-                ) from None
-            if d["terminal"] != terminal_id:
-                raise ChainError(
-                    f"terminal {terminal_id}: seq {d['seq']} belongs to terminal "
-                    f"{d['terminal']}; nothing stored"
-                )
-            if d["seq"] != first + i:
-                raise ChainError(
-                    f"terminal {terminal_id}: seq {d['seq']} follows seq {first + i - 1} in the "
-                    "batch; nothing stored"
-                )
-            d["mac"] = _mac_hex(raw)
-            d["raw"] = raw
-            d["received_at"] = now
-            rows.append(tuple(d[c] if c != "terminal" else terminal_id for c in _TAP_COLUMNS))
-        last = first + len(records) - 1
-        anchor = None
+        one id is one source: a terminal's batch for an office's id is refused, and back.
+        `sync`: (info, via) to note_sync in the same transaction (acked seq: the batch's last), so a
+        Wi-Fi batch costs one commit. The batch is checked whole at C speed (CRC, sequence, the MAC
+        chain: taprecord_host.chain_break) and inserted by COPY (PostgreSQL) or executemany."""
+        if self.dialect == "postgresql":
+            self.ensure_months(_times(records))
         with self._tx():
-            self._lock_terminal(terminal_id, role)
-            # the link into the batch
-            if first == 1:
-                prev = taprecord.GENESIS_MAC
-            else:
-                r = self._one(
-                    "SELECT mac FROM taps WHERE terminal = ? AND seq = ?", (terminal_id, first - 1)
-                )
-                if r is not None:
-                    prev = binascii.unhexlify(r[0])
-                elif prev_mac is not None:
-                    prev = bytes(prev_mac)
-                    anchor = (terminal_id, first, binascii.hexlify(prev).decode())
-                elif allow_gap:
-                    prev = None
-                else:
-                    raise ChainError(
-                        f"terminal {terminal_id}: seq {first} does not follow a stored record "
-                        f"(seq {first - 1} is missing); nothing stored"
-                    )
-            existing = {
-                int(s): bytes(raw)
-                for s, raw in self._all(
-                    "SELECT seq, raw FROM taps WHERE terminal = ? AND seq BETWEEN ? AND ?",
-                    (terminal_id, first, last),
-                )
-            }
-            for raw in records:
-                seq = taprecord.seq_of(raw)
-                if prev is not None and not taprecord.mac_ok(raw, prev, key):
-                    raise ChainError(
-                        f"terminal {terminal_id}: MAC chain broken at seq {seq} (record "
-                        "altered, missing or not from this terminal's key); nothing stored"
-                    )
-                if seq in existing and existing[seq] != raw:
-                    raise ChainError(
-                        f"terminal {terminal_id}: seq {seq} differs from the stored record "
-                        "(two journals with one terminal id?); nothing stored"
-                    )
-                prev = raw[taprecord.BODY : taprecord.BODY + 8]
-            # the link out of the batch, when it fills a hole before stored records
-            r = self._one(
-                "SELECT raw FROM taps WHERE terminal = ? AND seq = ?", (terminal_id, last + 1)
+            return self._ingest(terminal_id, records, key, allow_gap, prev_mac, role, sync)
+
+    def ingest_group(self, batches):
+        """Several ingests in one transaction, each under its own savepoint: one commit (one fsync
+        on SQLite) for all of them. `batches`: (terminal_id, records, key, prev_mac, sync) each;
+        returns, in order, (inserted, duplicates) or the ChainError that refused that batch (its
+        rows rolled back, the others kept). Serve groups the batches of concurrent requests this way
+        on SQLite, whose writers take turns anyway (ingest.Ingest)."""
+        out = []
+        if self.dialect == "postgresql":
+            self.ensure_months([t for b in batches for t in _times(b[1])])
+        with self._tx():
+            for tid, records, key, prev_mac, sync in batches:
+                self._exec("SAVEPOINT batch")
+                try:
+                    out.append(self._ingest(tid, records, key, False, prev_mac, "terminal", sync))
+                except ChainError as e:
+                    self._exec("ROLLBACK TO batch")
+                    out.append(e)
+                self._exec("RELEASE batch")
+        return out
+
+    def _ingest(self, terminal_id, records, key, allow_gap, prev_mac, role, sync):
+        p = records if isinstance(records, Prepared) else Prepared(terminal_id, records, key)
+        plain, rows, first, last_mac = p.plain, p.rows, p.first, p.last_mac
+        if not plain:
+            return 0, 0
+        last = first + len(rows) - 1
+        anchor = None
+        old_info = self._lock_terminal(terminal_id, role)
+        # the stored neighbourhood in one query: the record before the batch, the ones it
+        # overlaps (a retransmission) and the one after it (a batch that fills a hole)
+        near = {
+            int(q): bytes(raw)
+            for q, raw in self._all(
+                "SELECT seq, raw FROM taps WHERE terminal = ? AND seq BETWEEN ? AND ?",
+                (terminal_id, first - 1, last + 1),
             )
-            if r is not None and not taprecord.mac_ok(bytes(r[0]), prev, key):
+        }
+        body = taprecord.BODY
+        # the link into the batch
+        if first == 1:
+            prev = taprecord.GENESIS_MAC
+        elif first - 1 in near:
+            prev = near[first - 1][body : body + 8]
+        elif prev_mac is not None:
+            prev = bytes(prev_mac)
+            anchor = (terminal_id, first, binascii.hexlify(prev).decode())
+        elif allow_gap:
+            prev = None
+        else:
+            raise ChainError(
+                f"terminal {terminal_id}: seq {first} does not follow a stored record "
+                f"(seq {first - 1} is missing); nothing stored"
+            )
+        existing = {q: raw for q, raw in near.items() if first <= q <= last}
+        # the chain inside the batch is checked (Prepared); its link into what is stored here,
+        # unless it follows a gap (its predecessor is unknown: the report lists the gap)
+        bad = (
+            -1 if prev is None else taprecord_host.chain_break(plain[: taprecord.SIZE], prev, key)
+        )
+        if bad < 0 and p.bad >= 0:
+            bad = p.bad + 1
+        if bad >= 0:
+            raise ChainError(
+                f"terminal {terminal_id}: MAC chain broken at seq {first + bad} (record "
+                "altered, missing or not from this terminal's key); nothing stored"
+            )
+        for seq, raw in existing.items():
+            i = seq - first
+            if raw != plain[i * taprecord.SIZE : (i + 1) * taprecord.SIZE]:
+                raise ChainError(
+                    f"terminal {terminal_id}: seq {seq} differs from the stored record "
+                    "(two journals with one terminal id?); nothing stored"
+                )
+        # the link out of the batch, when it fills a hole before stored records
+        after = near.get(last + 1)
+        if after is not None:
+            if not taprecord.mac_ok(after, last_mac, key):
                 raise ChainError(
                     f"terminal {terminal_id}: MAC chain broken at stored seq {last + 1} after "
                     "this batch; nothing stored"
                 )
-            if r is not None:
-                # the hole before it is filled: the audit checks its link again
-                self._exec(
-                    "UPDATE taps SET status = NULL WHERE terminal = ? AND seq = ? AND "
-                    "status = 'unverified'",
-                    (terminal_id, last + 1),
-                )
-                self._exec(
-                    "DELETE FROM findings WHERE key = ?", (f"unverified:{terminal_id}:{last + 1}",)
-                )
-            if anchor is not None:
-                self._exec(
-                    "INSERT INTO anchors (terminal, seq, prev_mac) VALUES (?, ?, ?) "
-                    "ON CONFLICT (terminal, seq) DO NOTHING",
-                    anchor,
-                )
-            new = [row for row in rows if row[1] not in existing]
-            if new:
-                self.conn.cursor().executemany(
-                    self._sql(
-                        "INSERT INTO taps ({}) VALUES ({}) ON CONFLICT (terminal, seq) DO "
-                        "NOTHING".format(
-                            ", ".join(_TAP_COLUMNS), ", ".join("?" * len(_TAP_COLUMNS))
-                        )
-                    ),
-                    new,
-                )
+            # the hole before it is filled: the audit checks its link again
+            self._exec(
+                "UPDATE taps SET status = NULL WHERE terminal = ? AND seq = ? AND "
+                "status = 'unverified'",
+                (terminal_id, last + 1),
+            )
+            self._exec(
+                "DELETE FROM findings WHERE key = ?", (f"unverified:{terminal_id}:{last + 1}",)
+            )
+        if anchor is not None:
+            self._exec(
+                "INSERT INTO anchors (terminal, seq, prev_mac) VALUES (?, ?, ?) "
+                "ON CONFLICT (terminal, seq) DO NOTHING",
+                anchor,
+            )
+        new = [row for row in rows if row[1] not in existing] if existing else rows
+        if new:
+            self._insert_taps(new)
+        mac = binascii.hexlify(last_mac).decode()
+        if sync is not None:  # one UPDATE for the chain's end and the contact
+            self._note_sync(terminal_id, sync[0], last, sync[1], old_info, (last, mac))
+        else:
             self._exec(
                 "UPDATE terminals SET last_seq = ?, last_mac = ? WHERE id = ? AND last_seq < ?",
-                (last, _mac_hex(records[-1]), terminal_id, last),
+                (last, mac, terminal_id, last),
             )
-        return len(new), len(records) - len(new)
+        return len(new), len(rows) - len(new)
+
+    def _insert_taps(self, rows):
+        """Insert new tap rows (the caller checked, under the terminal's lock, that none is stored):
+        PostgreSQL by COPY (executemany, pipelined, for a few), SQLite by executemany, inside the
+        caller's transaction."""
+        if self.dialect == "postgresql" and len(rows) >= 64:  # COPY's setup pays off from here
+            with self.conn.cursor() as cur:
+                with cur.copy("COPY taps ({}) FROM STDIN".format(", ".join(_TAP_COLUMNS))) as cp:
+                    for row in rows:
+                        cp.write_row(row)
+            return
+        self.conn.cursor().executemany(_INSERT_SQL[self.dialect], rows)
 
     def set_statuses(self, updates):
         """[(status, terminal, seq)] in one go (the audit's): PostgreSQL one UPDATE over arrays
@@ -528,49 +689,62 @@ class Store:
             )
 
     def _lock_terminal(self, terminal_id, role="terminal"):
-        self._exec(
-            "INSERT INTO terminals (id, last_seq, role) VALUES (?, 0, ?) ON CONFLICT (id) DO NOTHING",
+        """Create the terminal's row if need be and lock it until the transaction ends (one round
+        trip: the upsert takes the row lock and returns it); returns the stored info text."""
+        r = self._one(
+            "INSERT INTO terminals (id, last_seq, role) VALUES (?, 0, ?) ON CONFLICT (id) "
+            "DO UPDATE SET id = excluded.id RETURNING role, info",
             (terminal_id, role),
         )
-        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
-        r = self._one("SELECT role FROM terminals WHERE id = ?" + lock, (terminal_id,))
         if r[0] != role:
             raise ChainError(
                 f"id {terminal_id} is a {_ROLE_NAMES.get(r[0], r[0])} in this store, not a "
                 f"{_ROLE_NAMES.get(role, role)}: give it another id; nothing stored"
             )
+        return r[1]
 
     def note_sync(self, terminal_id, info=None, acked_seq=None, via=None, role="terminal"):
         """Remember when a source last made contact, what it said about itself (merged into what
         it said before: a Wi-Fi batch carries versions only) and its acked seq. `via`: "usb",
         "wifi" or "file" (an office journal)."""
-        now = int(time.time())
         with self._tx():
-            self._lock_terminal(terminal_id, role)
-            old = self._one("SELECT info FROM terminals WHERE id = ?", (terminal_id,))[0]
-            merged = None
-            if info:
-                merged = _loads(old) or {}
-                merged.update(info)
-                if via:
-                    merged["via"] = via
-                    merged["seen_" + via] = now  # the contact's own figures are as of then
-            self._exec(
-                "UPDATE terminals SET last_sync = ?, info = COALESCE(?, info), "
-                "acked_seq = COALESCE(?, acked_seq), "
-                "last_usb = CASE WHEN ? = 'usb' THEN ? ELSE last_usb END, "
-                "last_wifi = CASE WHEN ? = 'wifi' THEN ? ELSE last_wifi END WHERE id = ?",
-                (
-                    now,
-                    json.dumps(merged, sort_keys=True) if merged else None,
-                    acked_seq,
-                    via,
-                    now,
-                    via,
-                    now,
-                    terminal_id,
-                ),
-            )
+            old = self._lock_terminal(terminal_id, role)
+            self._note_sync(terminal_id, info, acked_seq, via, old)
+
+    def _note_sync(self, terminal_id, info, acked_seq, via, old, last=None):
+        """note_sync inside the caller's transaction, with the terminal's row locked (`old`: its
+        info as stored); `last` = (last_seq, last_mac hex) of an ingest in the same statement."""
+        now = int(time.time())
+        merged = None
+        if info:
+            merged = _loads(old) or {}
+            merged.update(info)
+            if via:
+                merged["via"] = via
+                merged["seen_" + via] = now  # the contact's own figures are as of then
+        seq, mac = last if last is not None else (0, None)
+        self._exec(
+            "UPDATE terminals SET last_sync = ?, info = COALESCE(?, info), "
+            "acked_seq = COALESCE(?, acked_seq), "
+            "last_usb = CASE WHEN ? = 'usb' THEN ? ELSE last_usb END, "
+            "last_wifi = CASE WHEN ? = 'wifi' THEN ? ELSE last_wifi END, "
+            "last_mac = CASE WHEN last_seq < ? THEN ? ELSE last_mac END, "
+            "last_seq = CASE WHEN last_seq < ? THEN ? ELSE last_seq END WHERE id = ?",
+            (
+                now,
+                json.dumps(merged, sort_keys=True) if merged else None,
+                acked_seq,
+                via,
+                now,
+                via,
+                now,
+                seq,
+                mac,
+                seq,
+                seq,
+                terminal_id,
+            ),
+        )
 
     def put_config(self, kind, version, payload):
         """Publish a config payload (signed.KIND_*); a version, once published, never changes."""
@@ -720,6 +894,118 @@ def _loads(text):
         return json.loads(text)
     except ValueError:
         return None
+
+
+# names by code for the text columns, every code 0..255 (taprecord_host._name's rule)
+_KIND = [taprecord_host._name(taprecord_host.KIND_NAMES, c) for c in range(256)]
+_RESULT = [taprecord_host._name(taprecord_host.RESULT_NAMES, c) for c in range(256)]
+_PROFILE = [taprecord_host._name(taprecord_host.PROFILE_NAMES, c) for c in range(256)]
+_ROW_FMT = taprecord.FMT + "8sI"  # a whole record: body, MAC, CRC
+_INSERT_SQL = {
+    d: "INSERT INTO taps ({}) VALUES ({})".format(
+        ", ".join(_TAP_COLUMNS), ", ".join([p] * len(_TAP_COLUMNS))
+    )
+    for d, p in (("sqlite", "?"), ("postgresql", "%s"))
+}
+
+
+class Prepared:
+    """A batch checked as far as it can be without the store, at C speed (CRC, version, terminal,
+    sequence, the MAC chain from its first record on: taprecord_host.chain_break), its rows built:
+    ingest() does this itself; serve does it in the request's thread, so the one SQLite writer only
+    links the batch to what is stored and writes it. ChainError for what it refuses."""
+
+    def __init__(self, terminal_id, records, key):
+        self.plain = records if isinstance(records, bytes) else b"".join(bytes(r) for r in records)
+        self.times = ()
+        self.bad = -1
+        if not self.plain:
+            self.rows, self.first, self.last_mac = [], 0, b""
+            return
+        self.rows, self.first, self.last_mac = _rows(
+            terminal_id, self.plain, records, int(time.time())
+        )
+        size, body = taprecord.SIZE, taprecord.BODY
+        # the first record whose link to the one before it in the batch fails (-1: none);
+        # _ingest reports it after the batch's link into the store: the first break wins
+        self.bad = taprecord_host.chain_break(self.plain[size:], self.plain[body : body + 8], key)
+        self.times = (self.rows[0][2], self.rows[-1][2])
+
+
+def _times(records):
+    """The first and last record's time of a batch (joined bytes or a list of records)."""
+    if isinstance(records, Prepared):
+        return records.times
+    if isinstance(records, bytes):
+        if len(records) < taprecord.SIZE:
+            return ()
+        return struct.unpack_from("<I", records, 8)[0], struct.unpack_from(
+            "<I", records, len(records) - 56
+        )[0]
+    return tuple(struct.unpack_from("<I", r, 8)[0] for r in records if len(r) >= 12)
+
+
+def _rows(terminal_id, plain, records, now):
+    """(rows in _TAP_COLUMNS order, first seq, last MAC) of joined records, or ChainError for a record
+    of the wrong length, damaged (CRC, version), of another terminal or out of sequence."""
+    size = taprecord.SIZE
+    if len(plain) % size:
+        if isinstance(records, bytes):
+            raise ChainError(
+                f"terminal {terminal_id}: a batch of {len(plain)} bytes is not whole "
+                f"{size}-byte records; nothing stored"
+            )
+        for i, r in enumerate(records):
+            if len(r) != size:
+                raise ChainError(
+                    f"terminal {terminal_id}: record {i} of the batch is {len(r)} bytes, "
+                    f"not {size}; nothing stored"
+                )
+    mv = memoryview(plain)
+    crc32 = binascii.crc32
+    rows = []
+    first = struct.unpack_from("<I", plain, 4)[0]
+    for i, t in enumerate(struct.iter_unpack(_ROW_FMT, plain)):
+        o = i * size
+        if t[19] != crc32(mv[o : o + 60]) or t[0] != taprecord.VERSION:
+            what = "record CRC" if t[19] != crc32(mv[o : o + 60]) else "record version"
+            raise ChainError(
+                f"terminal {terminal_id}: record {first + i} of the batch is damaged ({what}); "
+                "nothing stored"
+            )
+        if t[6] != terminal_id:
+            raise ChainError(
+                f"terminal {terminal_id}: seq {t[4]} belongs to terminal {t[6]}; nothing stored"
+            )
+        if t[4] != first + i:
+            raise ChainError(
+                f"terminal {terminal_id}: seq {t[4]} follows seq {first + i - 1} in the batch; "
+                "nothing stored"
+            )
+        rows.append(
+            (
+                terminal_id,
+                t[4],
+                t[5],
+                t[7].hex(),
+                _KIND[t[1]],
+                _RESULT[t[2]],
+                _PROFILE[t[3]],
+                t[8],
+                t[9],
+                t[10],
+                t[11],
+                t[12],
+                t[13],
+                t[14],
+                t[15],
+                t[16],
+                t[18].hex(),
+                plain[o : o + size],
+                now,
+            )
+        )
+    return rows, first, bytes.fromhex(rows[-1][16])
 
 
 def _mac_hex(raw):
