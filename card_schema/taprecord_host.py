@@ -154,8 +154,6 @@ def chain_break(plain, prev_mac, key):
     the last 12 bytes padded (0x80, zeros) and xored with K2 (RFC 4493). The predecessor of record i
     is the MAC field of record i-1 as received, so the messages are independent: the CBC-MAC runs
     block by block across the batch (block 1 of every message, then 2...)."""
-    import itertools
-
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     from card_schema.crypto import subkeys
@@ -163,11 +161,11 @@ def chain_break(plain, prev_mac, key):
     n = len(plain) // SIZE
     if not n:
         return -1
-    a, m2, m3, d, macs, _ = zip(*struct.iter_unpack("<8s16s16s12s8s4s", plain), strict=True)
+    a, b2, b3, d, macs, _ = zip(*struct.iter_unpack("<8s16s16s12s8s4s", plain), strict=True)
     m1 = b"".join(map(bytes.__add__, (bytes(prev_mac),) + macs[:-1], a))
-    m2 = b"".join(m2)
-    m3 = b"".join(m3)
-    m4 = b"".join(map(bytes.__add__, d, itertools.repeat(b"\x80\x00\x00\x00", n)))
+    m2 = b"".join(b2)
+    m3 = b"".join(b3)
+    m4 = b"".join(map(bytes.__add__, d, [b"\x80\x00\x00\x00"] * n))
     enc = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
 
     def xor(a, b):

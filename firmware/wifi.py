@@ -38,6 +38,7 @@ address in config.json "server" is "IP:PORT" (DNS would block the loop).
 """
 
 import binascii
+import errno
 import socket
 import struct
 import time
@@ -66,7 +67,6 @@ _MAX_BACKOFF = const(300000)
 _IDLE_MS = const(60000)
 _DRIFT = const(5)
 _MIN_TIME = const(1577836800)
-_EINPROGRESS = const(115)
 _POLLOUT = const(4)
 _POLLIN = const(1)
 _POLLERR = const(8)
@@ -91,8 +91,7 @@ class Uploader:
     # Attribute and method names are chosen from names the board already has (qstrs: module doc of
     # docs/architecture.md "RAM on the board"): a Wi-Fi board is near the qstr pool's next growth.
     def __init__(self, term, server):
-        host, port = server.rsplit(":", 1)
-        self.addr = socket.getaddrinfo(host, int(port))[0][-1]
+        self.addr = None  # resolved in _start: a DNS failure is one more failure with back-off
         self.host = server
         self.term = term
         from firmware import store  # keys.json once: the wire key (app.py does not keep it)
@@ -130,7 +129,7 @@ class Uploader:
             if self.state == 0:
                 self._start()
             elif time.ticks_diff(time.ticks_ms(), self.deadline) > 0:
-                raise OSError(110, "server timeout")  # ETIMEDOUT
+                raise OSError(errno.ETIMEDOUT, "server timeout")
             elif self.state == 1:
                 self._send()
             else:
@@ -188,13 +187,20 @@ class Uploader:
             + head
         )
         self.off = 0
+        if self.addr is None:
+            # the ESP32 port raises OSError(-202) (lwIP EAI_FAIL) or OSError(-2) when a name does
+            # not resolve: _fail backs off, the next try asks again
+            host, port = self.host.rsplit(":", 1)
+            self.addr = socket.getaddrinfo(host, int(port))[0][-1]
         s = socket.socket()
         self.sock = s
         s.setblocking(False)
         try:
             s.connect(self.addr)
         except OSError as e:
-            if e.args[0] != _EINPROGRESS:
+            # by name: the number is the port's (EINPROGRESS is 115 on Linux, 119 in the ESP32
+            # port's newlib/lwIP errno, which the virtual board's socket module raises too)
+            if e.args[0] != errno.EINPROGRESS:
                 raise
         self.poller = select.poll()
         self.poller.register(s, _POLLOUT)
@@ -204,12 +210,12 @@ class Uploader:
     def _ready(self):
         p = self.poller
         if p is None:
-            raise OSError(9, "no socket")  # EBADF: cannot happen while state != 0
+            raise OSError(errno.EBADF, "no socket")  # cannot happen while state != 0
         ev = p.poll(0)
         if not ev:
             return False
         if ev[0][1] & (_POLLERR | _POLLHUP) and self.state == 1:
-            raise OSError(111, "connection refused")  # ECONNREFUSED
+            raise OSError(errno.ECONNREFUSED, "connection refused")
         return True
 
     def _send(self):
@@ -246,12 +252,14 @@ class Uploader:
         while budget > 0 and self._ready():
             ans = self.ans
             if ans is not None:  # the HTTP head and the answer head, in small reads
-                data = s.recv(256)  # type: ignore[union-attr]
-                if data:
-                    if len(ans) + len(data) > _MAX_HEAD:
+                k = s.readinto(mv[0:256])  # type: ignore[union-attr]  # no fresh block per read
+                if k is None:
+                    return
+                if k:
+                    if len(ans) + k > _MAX_HEAD:
                         raise ValueError("answer head too long")
-                    ans += data
-                    budget -= len(data)
+                    ans += mv[0:k]
+                    budget -= k
                     self._answer()
                     continue
                 i = ans.find(b"\r\n\r\n")
@@ -328,6 +336,9 @@ class Uploader:
         if kind and n:
             ok = p == [kind, version, total, off]  # it continues what install.part holds
             if not off:
+                import gc
+
+                gc.collect()  # a module is many blocks: the most room for them
                 from firmware import install  # the free space for it, a fresh staging file
 
                 try:
@@ -342,13 +353,16 @@ class Uploader:
             if ok:
                 self.chunk = [n, kind, version, total]
                 self.aes = aes_cbc(self.key, civ)
-        rest = ans[h + _ANSWER_HEAD :]  # type: ignore[index]
+        rest = memoryview(ans)[h + _ANSWER_HEAD :]  # type: ignore[arg-type]
         self.ans = None
         # at most one read (256 bytes) of the chunk came with the head: the next read joins it
         self.size = len(rest)
         self.buf[0 : self.size] = rest
 
     def _install(self):
+        import gc
+
+        gc.collect()  # a module is many blocks: the most room for them
         from firmware import install
 
         self.part = [0, 0, 0, 0]
