@@ -300,6 +300,8 @@ class _Run:
         self.refs = []  # (terminal, target seq, kind) of verified void/confirm records
         self.cards = {}  # uid -> the lowest counter whose ledger must settle again
         self.stats = {"audited": 0, "verified": 0, "quarantined": 0, "unverified": 0}
+        self.dirty_times = set()  # buckets of rows counted before and quarantined now
+        self.dirty_days = set()
 
     def key(self, tid):
         return self.keys(tid, self.roles.get(tid, "terminal"))
@@ -422,9 +424,6 @@ class _Run:
         not known for sure: the row is what was edited)."""
         self.dirty_times.update(_buckets(r, 1800, 0))
         self.dirty_days.update(_buckets(r, 86400, self.roll.tz))
-
-    dirty_times: set
-    dirty_days: set
 
     def gap_before(self, tid, seq):
         r = self.store._one("SELECT MAX(seq) FROM taps WHERE terminal = ? AND seq < ?", (tid, seq))
@@ -608,7 +607,6 @@ def run(store, keys, full=False, now=None, batch=_BATCH):
     while True:
         with store._tx():
             r = _Run(store, keys, now)
-            r.dirty_times, r.dirty_days = set(), set()
             rows = [
                 _row_dict(x)
                 for x in store._all(
@@ -653,7 +651,6 @@ def recheck(store, keys, since=None, until=None, now=None, chunk=6 * 3600):
         end = min(int(until), t + chunk)
         with store._tx():
             run_ = _Run(store, keys, now)
-            run_.dirty_times, run_.dirty_days = set(), set()
             rows = [
                 _row_dict(x)
                 for x in store._all(
