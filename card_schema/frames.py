@@ -8,7 +8,10 @@ with a terminal program sees tidy lines.
     payload = ver(1)=1 | type(1) | req_id(2 LE) | body | crc32(4 LE, binascii.crc32 of the bytes before)
 
 Anything else on the wire (REPL echo, prints, line noise, a torn line) is not a frame: `decode` raises
-`FrameError` and callers drop the line. Base64 is checked strictly (canonical encoding only) so both
+`FrameError` and callers drop the line. One exception to "ASCII": a host that asks for it (PULL_BINARY
+in card_schema/frames_host.py) gets RECORDS answers as escaped binary lines ("~!" + payload), the
+records at ~97 % of the line's byte rate; they travel only from the terminal to the host, so nothing
+the REPL reads ever holds a control byte. Base64 is checked strictly (canonical encoding only) so both
 interpreters accept exactly the same lines.
 
     line = encode(PULL, 7, struct.pack("<IH", 1, 11))     # b"~AQIHAAEAAAALAP....\\n"

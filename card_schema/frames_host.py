@@ -5,10 +5,21 @@ what only the host and the tests need lives here, built on frames.py's one encod
 
     from card_schema import frames, frames_host
     line = frames.encode(frames.PULL, 7, frames_host.pull_body(1, 11))
-    ftype, req_id, body = frames.decode(answer)
+    ftype, req_id, body = frames_host.decode(answer)     # base64 or binary lines (below)
     records = frames_host.parse_records(body)
+
+Binary RECORDS lines. Base64 caps the records at 75 % of the line's byte rate; a host that sets
+PULL_BINARY in a PULL's max (a terminal reporting "proto" >= 2 in IDENTIFY) gets the RECORDS answer
+as `"~!" + escape(payload) + "\n"`: the same payload (ver, type, req_id, body, crc32), its bytes as
+they are except 0x0A, 0x0D, "=" and "~", each sent as "=" and the byte xor 0x40 ("=J", "=M", "=}",
+"=>"), so a line still ends at its only newline, starts at its last "~" (a base64 decoder refuses it:
+"!" is no base64 character) and the CRC still decides what is a frame. Up to BINARY_RECORDS records a
+line (at most 1,813 bytes; receivers of binary lines accept 4 x MAX_LINE). Only the terminal sends
+them, so no control byte ever travels towards the REPL; the other way a record is ~66 bytes on the
+wire against ~87 in base64 (about 97 % of the line's byte rate is records).
 """
 
+import binascii
 import struct
 
 from card_schema import frames, taprecord
@@ -24,6 +35,9 @@ INSTALL_QUERY = (
     0xFFFFFFFF  # INSTALL offset that asks how much of the blob (its head follows) is held
 )
 INSTALL_ANSWER_FMT = "<IBI"  # received, kind, version (kind 0 until the blob is applied)
+PULL_BINARY = 0x8000  # PULL max flag: answer in a binary line (module doc)
+BINARY_RECORDS = 14  # records a binary RECORDS line carries at most
+PROTO_BINARY = 2  # IDENTIFY "proto" of a terminal that answers PULL_BINARY
 
 # response types: request | RESPONSE, same req_id
 IDENTIFY_R = frames.IDENTIFY | frames.RESPONSE
@@ -123,3 +137,53 @@ def parse_error(body):
 
 def error_name(code):
     return ERROR_NAMES[code] if 0 < code < len(ERROR_NAMES) else f"error {code}"
+
+
+_ESCAPED = {0x0A, 0x0D, 0x3D, 0x7E}
+
+
+def escape(payload):
+    """The body of a binary line (the terminal's own writer is firmware/serialsync.py)."""
+    out = bytearray()
+    for c in bytes(payload):
+        if c in _ESCAPED:
+            out += bytes((0x3D, c ^ 0x40))
+        else:
+            out.append(c)
+    return bytes(out)
+
+
+def binary_line(ftype, req_id, body=b""):
+    """A frame as a binary line (tests; what a terminal answers a PULL_BINARY with)."""
+    payload = struct.pack(HEADER_FMT, frames.VERSION, ftype, req_id & 0xFFFF) + bytes(body)
+    payload += struct.pack("<I", binascii.crc32(payload) & 0xFFFFFFFF)
+    return b"~!" + escape(payload) + b"\n"
+
+
+def decode(line):
+    """frames.decode of a base64 line, or of a binary line (module doc): (type, req_id, body);
+    FrameError for anything that is not a complete, intact frame."""
+    line = bytes(line)
+    i = line.rfind(b"~")
+    if i < 0 or line[i + 1 : i + 2] != b"!":
+        return frames.decode(line)
+    n = len(line)
+    while n and line[n - 1] in b"\r\n":
+        n -= 1
+    raw = line[i + 2 : n]
+    parts = raw.split(b"=")
+    out = bytearray(parts[0])
+    for p in parts[1:]:
+        if not p or (p[0] ^ 0x40) not in _ESCAPED:
+            raise FrameError("not a frame")
+        out.append(p[0] ^ 0x40)
+        out += p[1:]
+    k = len(out)
+    if (
+        k < frames.OVERHEAD
+        or out[0] != frames.VERSION
+        or struct.unpack_from("<I", out, k - 4)[0] != binascii.crc32(out[: k - 4]) & 0xFFFFFFFF
+    ):
+        raise FrameError("not a frame")
+    ftype, req_id = struct.unpack_from("<BH", out, 1)
+    return ftype, req_id, bytes(out[frames.HEADER : k - 4])

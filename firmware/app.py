@@ -612,6 +612,7 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
     )
     n = 0
     while True:
+        asked = term.responder.requests
         try:
             term.poll()
         except KeyboardInterrupt:
@@ -621,7 +622,10 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
         n += 1
         if max_loops and n >= max_loops:
             return term
-        time.sleep_ms(20) if hasattr(time, "sleep_ms") else time.sleep(0.02)
+        # a host streaming a sync keeps several requests in the console buffer: take the next one
+        # at once (the reader is still polled every pass); otherwise rest until the next pass
+        if term.responder.requests == asked:
+            time.sleep_ms(20) if hasattr(time, "sleep_ms") else time.sleep(0.02)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ RAM: one module-level class with two methods; the request dispatch is one if-cha
 would cost a function object per request type plus a dict of bound methods per Responder).
 """
 
+import binascii
 import json
 import struct
 
@@ -31,6 +32,9 @@ from card_schema import frames, taprecord
 from card_schema.compat import const
 
 _PULL_FMT = const("<IH")  # = card_schema.frames_host.PULL_FMT
+_PULL_BINARY = const(0x8000)  # = card_schema.frames_host.PULL_BINARY
+_BINARY_RECORDS = const(14)  # = card_schema.frames_host.BINARY_RECORDS
+_PROTO_BINARY = const(2)  # = card_schema.frames_host.PROTO_BINARY
 _U32_FMT = const("<I")  # = card_schema.frames_host.U32_FMT
 
 _LOG_LINES = const(20)  # newest diagnostics lines offered to DIAG_LOG
@@ -47,7 +51,7 @@ class Responder:
         self.write = write
         self.log = log
         # one response buffer for RECORDS, reused: the biggest frame the terminal sends
-        self._out = bytearray(frames.OVERHEAD + 1 + taprecord.SIZE * frames.MAX_RECORDS)
+        self._out = bytearray(frames.OVERHEAD + 1 + taprecord.SIZE * _BINARY_RECORDS)
         self.requests = 0  # requests answered, ERROR answers included (diagnostics)
         self.dropped = 0  # lines that were not frames
 
@@ -73,7 +77,7 @@ class Responder:
                 d["unsynced"] = j.unsynced
                 d["capacity"] = j.capacity
                 d["max_records"] = frames.MAX_RECORDS
-                d["proto"] = frames.VERSION
+                d["proto"] = _PROTO_BINARY  # version-1 frames, binary RECORDS lines too
                 if self.config_key and "fares_ver" not in self.info:
                     _install().versions(self.info)  # once: INSTALL keeps them current
                     _unload()
@@ -83,14 +87,35 @@ class Responder:
                 from_seq, max_n = frames.unpack(_PULL_FMT, body)
                 if not from_seq:
                     raise frames.FrameError("sequence numbers start at 1")
-                max_n = min(max_n, frames.MAX_RECORDS)
+                binary = max_n & _PULL_BINARY
+                max_n = min(max_n & 0x7FFF, _BINARY_RECORDS if binary else frames.MAX_RECORDS)
                 buf = self._out
                 pos = frames.HEADER + 1
                 # straight from flash into the frame buffer: a PULL allocates no record
                 count = j.read(from_seq, memoryview(buf)[pos : pos + max_n * taprecord.SIZE])
                 buf[frames.HEADER] = count
                 body = line = None  # built in place, written in pieces: no big allocation
-                frames.seal(buf, rtype, req_id, 1 + count * taprecord.SIZE, self.write)
+                n = 1 + count * taprecord.SIZE
+                if binary:  # card_schema/frames_host.py "Binary RECORDS lines"
+                    n += frames.HEADER
+                    struct.pack_into("<BBH", buf, 0, frames.VERSION, rtype, req_id & 0xFFFF)
+                    mv = memoryview(buf)
+                    struct.pack_into("<I", buf, n, binascii.crc32(mv[0:n]) & 0xFFFFFFFF)
+                    w = self.write
+                    w(b"~!")
+                    esc = bytearray(b"==")
+                    a = 0
+                    for i in range(n + 4):
+                        c = buf[i]
+                        if c == 10 or c == 13 or c == 61 or c == 126:
+                            w(mv[a:i])
+                            esc[1] = c ^ 64
+                            w(esc)
+                            a = i + 1
+                    w(mv[a : n + 4])
+                    w(b"\n")
+                else:
+                    frames.seal(buf, rtype, req_id, n, self.write)
             elif ftype == frames.ACK:
                 upto = frames.unpack(_U32_FMT, body)[0]
                 if upto > j.head_seq:

@@ -66,8 +66,10 @@ def run(
     timeout=120,
     check=False,
     lib=None,
+    binary=False,
 ):
-    """Run `script` (a file, or code for `-c`) with `args`; returns the CompletedProcess (text).
+    """Run `script` (a file, or code for `-c`) with `args`; returns the CompletedProcess (text, or
+    bytes with `binary`: a terminal's binary RECORDS lines are not UTF-8).
 
     path: more directories for MICROPYPATH, after the .mpy lib (`lib`: another build's lib/ instead
     of build_dir's, e.g. a board's own manifest build). check=True raises VMError on a non-zero
@@ -80,7 +82,7 @@ def run(
     argv += [str(script)] if os.path.exists(str(script)) else ["-c", script]
     argv += [str(a) for a in args]
     p = subprocess.run(
-        argv, capture_output=True, text=True, timeout=timeout, env=e, cwd=cwd or build_dir
+        argv, capture_output=True, text=not binary, timeout=timeout, env=e, cwd=cwd or build_dir
     )
     if check and p.returncode != 0:
         raise VMError("micropython failed (%d):\n%s\n%s" % (p.returncode, p.stdout, p.stderr))

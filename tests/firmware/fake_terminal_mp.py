@@ -8,7 +8,8 @@
 #
 # Without REQUEST_FILE it serves stdin line by line (stdout = the port). Lines starting with "!" are test
 # controls, never sent by a host: "!add N" journals N more taps, "!ack N" acknowledges as another host
-# would, "!state" prints the journal state as JSON. With REQUEST_FILE each line of the file goes to
+# would, "!reclaim N" forgets the records up to N (their sector erased), "!state" prints the journal
+# state as JSON. With REQUEST_FILE each line of the file goes to
 # Responder.handle_line (as firmware.app hands it the lines hal.Console assembles; overlong lines are
 # passed on too, the responder must drop them itself), then "#state ..." is printed.
 import json
@@ -29,6 +30,7 @@ class FakeJournal:
         self.recs = []
         self.mac = taprecord.GENESIS_MAC
         self.acked_seq = 0
+        self.tail = 1  # the oldest seq still "on flash" (!reclaim N erases up to N)
         self.counters = {}
         self.acks = []
 
@@ -80,6 +82,7 @@ class FakeJournal:
 
     def read(self, from_seq, buf):
         n = 0
+        from_seq = max(from_seq, self.tail)
         for i in range(max(0, from_seq - 1), min(len(self.recs), from_seq - 1 + len(buf) // 64)):
             buf[n * 64 : n * 64 + 64] = self.recs[i]
             n += 1
@@ -167,6 +170,8 @@ def main():
                 j.add(int(cmd[1]))
             elif cmd[0] == b"ack":  # acknowledged to another host (Wi-Fi sync elsewhere)
                 j.ack(int(cmd[1]))
+            elif cmd[0] == b"reclaim":  # the sectors up to that acked seq were erased
+                j.tail = int(cmd[1]) + 1
             print(
                 "#state "
                 + json.dumps(

@@ -159,6 +159,35 @@ def _install_reqs(blob, req_id, chunk=frames_host.INSTALL_CHUNK, offsets=None):
     ]
 
 
+def test_binary_pull_answers_the_same_records_escaped(mp_run, tmp_path):
+    """PULL with PULL_BINARY: the same records in one escaped line of up to 14 records (~97 % of the
+    bytes are records), decoded by the host's frames_host.decode; the base64 answer beside it."""
+    bin_max = frames_host.PULL_BINARY | 14
+    reqs = [
+        frames.encode(frames.PULL, 1, frames_host.pull_body(1, 11)),
+        frames.encode(frames.PULL, 2, frames_host.pull_body(1, bin_max)),
+        frames.encode(frames.PULL, 3, frames_host.pull_body(12, frames_host.PULL_BINARY | 99)),
+        frames.encode(frames.IDENTIFY, 4),
+    ]
+    req = tmp_path / "requests.bin"
+    req.write_bytes(b"".join(reqs))
+    board = tmp_path / "board"
+    board.mkdir()
+    p = mp_run(SCRIPT, KEY.hex(), TERMINAL, 30, 0, req, check=True, cwd=board, binary=True)
+    lines = [ln for ln in p.stdout.splitlines(keepends=True) if not ln.startswith(b"#")]
+    b64 = frames_host.parse_records(frames.decode(lines[0])[2])
+    line = lines[1]
+    assert line.startswith(b"~!") and line.count(b"\n") == 1 and line.count(b"~") == 1
+    t, rid, body = frames_host.decode(line)
+    recs = frames_host.parse_records(body)
+    assert (t, rid, len(recs)) == (frames_host.RECORDS, 2, 14) and recs[:11] == b64
+    assert b"=" in line and len(line) < 14 * 64 * 1.08  # escaped, and near the bare size
+    rest = frames_host.parse_records(frames_host.decode(lines[2])[2])
+    assert [taprecord.seq_of(r) for r in rest] == list(range(12, 26))  # at most 14
+    assert json.loads(frames.decode(lines[3])[2])["proto"] == frames_host.PROTO_BINARY
+    check_chain(recs + rest[3:])
+
+
 def test_install_signed_blobs(mp_run, tmp_path):
     from card_schema import signed
 

@@ -74,6 +74,7 @@ class PtyTerminal:
         self.delay = 0.0  # seconds before every response (a slow line)
         self.responses = 0
         self.requests = 0
+        self.outstanding = self.max_outstanding = 0  # requests the terminal has not answered yet
         self.stop = False
         self.threads = [
             threading.Thread(target=f, daemon=True)
@@ -107,6 +108,8 @@ class PtyTerminal:
                 with self.lock:
                     for x in lines:
                         self.proc.stdin.write(x)
+                    self.outstanding += 1
+                    self.max_outstanding = max(self.max_outstanding, self.outstanding)
 
     def _terminal_to_host(self):
         while not self.stop:
@@ -118,6 +121,8 @@ class PtyTerminal:
                 continue
             n = self.responses
             self.responses += 1
+            with self.lock:
+                self.outstanding -= 1
             if n in self.drop_responses:
                 continue
             if self.blackhole_after is not None and n >= self.blackhole_after:
@@ -210,8 +215,10 @@ def test_sync_twice_stores_everything_once(terminal_factory, db, ks):
     term = terminal_factory(n_records=30)
     seen = []
     with open_link(term) as link:
-        s1 = sync.sync_terminal(link, db, ks, progress=lambda d, t: seen.append((d, t)))
-        s2 = sync.sync_terminal(link, db, ks)
+        s1 = sync.sync_terminal(
+            link, db, ks, progress=lambda d, t: seen.append((d, t)), stream=False
+        )
+        s2 = sync.sync_terminal(link, db, ks, stream=False)
     assert (s1["terminal"], s1["pulled"], s1["stored"], s1["duplicates"], s1["acked_seq"]) == (
         TID,
         30,
@@ -270,7 +277,7 @@ def test_link_drop_mid_sync_resumes_without_loss_or_doubles(terminal_factory, db
     else:
         term.drop_requests_after = 4  # the second ACK never reaches the terminal
     with open_link(term) as link, pytest.raises(link_mod.LinkError) as e:
-        sync.sync_terminal(link, db, ks)
+        sync.sync_terminal(link, db, ks, stream=False)
     assert str(e.value) == (
         f"no answer from the terminal on {term.port}: is the tapkit firmware running?"
     )
@@ -288,14 +295,75 @@ def test_link_drop_mid_sync_resumes_without_loss_or_doubles(terminal_factory, db
     assert report.report(db, audit.keys_from(ks))["reconciliation"]["sequence_gaps"] == []
 
 
-def test_records_acked_elsewhere_leave_a_reported_gap(terminal_factory, db, ks):
+@pytest.mark.parametrize("stream", [True, False])
+def test_records_acked_elsewhere_the_first_after_the_gap_is_verified(
+    terminal_factory, db, ks, stream
+):
     term = terminal_factory(n_records=20)
     term.control("ack 8")  # seq 1..8 went to another store over Wi-Fi
     with open_link(term) as link:
-        s = sync.sync_terminal(link, db, ks)
+        s = sync.sync_terminal(link, db, ks, stream=stream)
     assert (s["from_seq"], s["gap_before"], s["stored"], s["acked_seq"]) == (9, 8, 12, 20)
+    # seq 8, still on the terminal's flash, anchors seq 9's link: checked as over Wi-Fi (a
+    # forged seq 9 would not verify against it) and kept for the audit, which then lists no gap
+    # (its rule: a gap is a link it cannot check)
+    assert s["gap_anchored"] and db._all("SELECT terminal, seq FROM anchors") == [(TID, 9)]
+    gaps = report.report(db, audit.keys_from(ks))["reconciliation"]["sequence_gaps"]
+    assert gaps == []
+
+
+def test_a_gap_whose_anchor_is_gone_is_stored_unverified_and_reported(terminal_factory, db, ks):
+    term = terminal_factory(n_records=20)
+    term.control("ack 8")
+    term.control("reclaim 8")  # the sector holding 1..8 was erased: the terminal has no seq 8
+    with open_link(term) as link:
+        s = sync.sync_terminal(link, db, ks)
+    assert (s["stored"], s["gap_anchored"]) == (12, False)
     gaps = report.report(db, audit.keys_from(ks))["reconciliation"]["sequence_gaps"]
     assert gaps == [{"terminal": TID, "from_seq": 1, "to_seq": 8, "missing": 8}]
+
+
+# ---- streaming: a window of PULLs in flight, binary RECORDS lines ---------------------------------
+def test_streamed_sync_keeps_pulls_in_flight_and_acks_after_each_commit(terminal_factory, db, ks):
+    term = terminal_factory(n_records=200)
+    term.delay = 0.002  # a line that takes its time: the host's window fills
+    with open_link(term) as link:
+        assert link.identify()["proto"] == frames_host.PROTO_BINARY
+        s = sync.sync_terminal(link, db, ks)
+        sent = link.stats["sent"]
+    assert (s["pulled"], s["stored"], s["duplicates"], s["acked_seq"]) == (200, 200, 0, 200)
+    assert term.max_outstanding >= 3  # PULLs waiting in the terminal's console while it answers
+    # 2 IDENTIFY (the test's and the sync's) + DIAG_LOG + 15 PULLs of 14 + 2 ACKs (every 140)
+    assert sent == 3 + 15 + 2 and term.control("state")["acks"] == [140, 200]
+    assert [taprecord.seq_of(r) for r in db.raw_records(TID)] == list(range(1, 201))
+    assert report.report(db, audit.keys_from(ks))["reconciliation"]["sequence_gaps"] == []
+
+
+def test_streamed_sync_over_a_noisy_lossy_line_stores_everything_once(terminal_factory, db, ks):
+    term = terminal_factory(n_records=100)
+    term.noise = [b"I (1234) wifi: noise ~!garbage=\n", b"\x00\x7e\xff\n"]
+    term.drop_responses = {2, 5, 6}  # RECORDS answers lost on the way: asked again
+    with open_link(term) as link:
+        link.timeout = 0.5
+        s = sync.sync_terminal(link, db, ks)
+        assert link.stats["retries"] >= 3
+    assert (s["stored"], s["duplicates"], s["acked_seq"]) == (100, 0, 100)
+    assert [taprecord.seq_of(r) for r in db.raw_records(TID)] == list(range(1, 101))
+
+
+def test_streamed_sync_cut_mid_stream_resumes_without_loss_or_doubles(terminal_factory, db, ks):
+    term = terminal_factory(n_records=200)
+    term.blackhole_after = 14  # IDENTIFY and 13 answers (RECORDS, an ACK), then the cable goes
+    with open_link(term) as link, pytest.raises(link_mod.LinkError):
+        link.timeout, link.retries = 0.5, 1
+        sync.sync_terminal(link, db, ks)
+    stored = db.count()
+    assert stored == 140 and term.control("state")["acked"] <= stored  # the first commit only
+    term.heal()
+    with open_link(term) as link:
+        s = sync.sync_terminal(link, db, ks)
+    assert (s["stored"], s["duplicates"], s["acked_seq"]) == (60, 0, 200)
+    assert [taprecord.seq_of(r) for r in db.raw_records(TID)] == list(range(1, 201))
 
 
 def test_clock_drift_is_corrected(terminal_factory, db, ks):
