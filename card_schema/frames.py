@@ -62,6 +62,14 @@ MAX_LINE = const(1024)
 MAX_RECORDS = const(11)
 # Longest body of one frame: its line fits MAX_LINE ((1024 - 2) // 4 * 3 = 765 payload bytes).
 MAX_BODY = const(757)
+# Longest *request* line the host sends ("~" and "\n" included): the ESP32 port's console input is a
+# 260-byte ring buffer (259 usable, ports/esp32/mphalport.c) that only the main loop empties, and
+# bytes beyond it are lost while the firmware is busy. So the host never has more than this many
+# bytes in flight towards a terminal (one request, or several small ones: see docs/architecture.md
+# "Console budget"); the terminal's answers (up to MAX_LINE) go the other way, which the host reads.
+MAX_REQUEST = const(240)
+# Longest request body: (240 - 2) // 4 * 3 = 177 payload bytes, less the frame's 8.
+MAX_REQUEST_BODY = const(169)
 
 
 class FrameError(ValueError):

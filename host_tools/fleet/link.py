@@ -272,7 +272,8 @@ class PullStream:
     """Serial sync at the line's rate: while the terminal sends one RECORDS line the next PULLs are
     already in its console buffer, so the line never waits for a request (card_schema/frames_host.py
     "Binary RECORDS lines": ~97 % of the bytes are records). A window of 4 PULLs (22 bytes each) and
-    an ACK keep the host's bytes in flight far inside the ESP32's console budget (frames.MAX_REQUEST).
+    an ACK (18) keep the host's bytes in flight far inside the ESP32's console budget: a request
+    waits for answers rather than put more than frames.MAX_REQUEST unanswered bytes on the line.
 
         s = link.stream(seq, head)
         for recs in s:            # consecutive batches, in order
@@ -294,13 +295,25 @@ class PullStream:
         self.acks = []  # req_ids of ACKs in flight
         self.acked = None
         self.done = False
+        self.max_in_flight = 0  # most request bytes the terminal had not answered (diagnostics)
+
+    def _fits(self, line):
+        """The line can go now: with the requests not yet answered it stays within the console
+        budget (frames.MAX_REQUEST bytes in flight towards the terminal)."""
+        return self._waiting() + len(line) <= frames.MAX_REQUEST
+
+    def _waiting(self):
+        return sum(len(p[0]) for p in self.pending.values() if p[3] is None)
 
     def _send(self, ftype, body, kind):
         link = self.link
         rid = link._next_id()
         line = frames.encode(ftype, rid, body)
+        while not self._fits(line):  # wait for answers: the terminal's console would overflow
+            self._read()
         link._write(line)
         self.pending[rid] = [line, time.monotonic(), 0, None, kind]
+        self.max_in_flight = max(self.max_in_flight, self._waiting())
         return rid
 
     def ack(self, upto_seq):

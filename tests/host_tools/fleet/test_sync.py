@@ -75,6 +75,8 @@ class PtyTerminal:
         self.responses = 0
         self.requests = 0
         self.outstanding = self.max_outstanding = 0  # requests the terminal has not answered yet
+        self.waiting = []  # their lengths, oldest first (the terminal answers in order)
+        self.max_waiting_bytes = 0  # the most bytes its console held at once
         self.stop = False
         self.threads = [
             threading.Thread(target=f, daemon=True)
@@ -110,6 +112,8 @@ class PtyTerminal:
                         self.proc.stdin.write(x)
                     self.outstanding += 1
                     self.max_outstanding = max(self.max_outstanding, self.outstanding)
+                    self.waiting.append(len(line) + 1)
+                    self.max_waiting_bytes = max(self.max_waiting_bytes, sum(self.waiting))
 
     def _terminal_to_host(self):
         while not self.stop:
@@ -123,6 +127,8 @@ class PtyTerminal:
             self.responses += 1
             with self.lock:
                 self.outstanding -= 1
+                if self.waiting:
+                    self.waiting.pop(0)
             if n in self.drop_responses:
                 continue
             if self.blackhole_after is not None and n >= self.blackhole_after:
@@ -333,10 +339,24 @@ def test_streamed_sync_keeps_pulls_in_flight_and_acks_after_each_commit(terminal
         sent = link.stats["sent"]
     assert (s["pulled"], s["stored"], s["duplicates"], s["acked_seq"]) == (200, 200, 0, 200)
     assert term.max_outstanding >= 3  # PULLs waiting in the terminal's console while it answers
+    # ... never more bytes than the ESP32's console ring takes (260; the budget 240)
+    assert 3 * 22 <= term.max_waiting_bytes <= frames.MAX_REQUEST
     # 2 IDENTIFY (the test's and the sync's) + DIAG_LOG + 15 PULLs of 14 + 2 ACKs (every 140)
     assert sent == 3 + 15 + 2 and term.control("state")["acks"] == [140, 200]
     assert [taprecord.seq_of(r) for r in db.raw_records(TID)] == list(range(1, 201))
     assert report.report(db, audit.keys_from(ks))["reconciliation"]["sequence_gaps"] == []
+
+
+def test_a_wide_window_still_fits_the_console_budget(terminal_factory):
+    term = terminal_factory(n_records=200)
+    term.delay = 0.005  # a slow terminal: every PULL the window allows is waiting in its console
+    with open_link(term) as link:
+        s = link.stream(1, 200, window=30)
+        got = [taprecord.seq_of(r) for recs in s for r in recs]
+    assert got == list(range(1, 201))
+    # 15 PULLs of 22 bytes would be 330: the ring (260) would lose bytes; the stream holds at 240
+    assert 9 * 22 <= s.max_in_flight <= frames.MAX_REQUEST
+    assert term.max_waiting_bytes <= frames.MAX_REQUEST
 
 
 def test_streamed_sync_over_a_noisy_lossy_line_stores_everything_once(terminal_factory, db, ks):
