@@ -310,6 +310,17 @@ def _suspect_text(found, total):
     return "; may be on " + ", ".join(parts) + more
 
 
+def locate_missing(found, terminals):
+    """Each missing transaction in `found` gets where it may be (`suspects`, added to its
+    text); `terminals` is store.terminals(). Returns `found`."""
+    for f in found:
+        if f["kind"] == "missing":
+            near, total = suspects(terminals, f)
+            f["suspects"] = near
+            f["text"] += _suspect_text(near, total)
+    return found
+
+
 def _finding_view(f):
     """A finding as the report lists it: kind, where, detail, plus the raw fields."""
     d = f["detail"]
@@ -377,12 +388,7 @@ def report(store, keys, since=None, until=None, tz=None, cards=None, recheck=Tru
                 acked_seq=t["acked_seq"],
             )
         )
-    found = [_finding_view(f) for f in audit.findings(store)]
-    for f in found:
-        if f["kind"] == "missing":
-            near, total = suspects(fleet, f)
-            f["suspects"] = near
-            f["text"] += _suspect_text(near, total)
+    found = locate_missing([_finding_view(f) for f in audit.findings(store)], fleet)
     rec_kinds = {"mac", "damaged", "edited", "foreign_kind"}
     uploads = {}
     for r in store.rejects():

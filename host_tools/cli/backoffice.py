@@ -294,23 +294,25 @@ def render_report(rep, con, by=None):
     _render_findings(rep, con)
 
 
+_FINDING_NAMES = {
+    "edited": "record edited",
+    "mac": "MAC chain broken",
+    "damaged": "record damaged",
+    "unverified": "link not verifiable",
+    "foreign_kind": "foreign record",
+    "seq_gap": "sequence gap",
+    "missing": "missing transaction",
+    "balance": "balance break",
+    "clone": "clone or rollback",
+}
+
+
 def _render_findings(rep, con):
     rec = rep["reconciliation"]
     aud = rep.get("audit") or {}
     if aud.get("not_audited"):
         con.print(f"{aud['not_audited']} records not audited yet (not counted)")
     rows = []
-    names = {
-        "edited": "record edited",
-        "mac": "MAC chain broken",
-        "damaged": "record damaged",
-        "unverified": "link not verifiable",
-        "foreign_kind": "foreign record",
-        "seq_gap": "sequence gap",
-        "missing": "missing transaction",
-        "balance": "balance break",
-        "clone": "clone or rollback",
-    }
     for f in rec["findings"]:
         where = (
             f"terminal {f['terminal']} seq {f['seq']}"
@@ -321,7 +323,7 @@ def _render_findings(rep, con):
         )
         if f["kind"] == "seq_gap":
             where = f"terminal {f['terminal']}"
-        rows.append((names.get(f["kind"], f["kind"]), where, f["text"]))
+        rows.append((_FINDING_NAMES.get(f["kind"], f["kind"]), where, f["text"]))
     if rec.get("refused_uploads"):
         con.print(
             "refused uploads: "
@@ -385,13 +387,14 @@ def fleet(a):
 
 
 def ledger_cmd(a):
-    from host_tools.backoffice import audit, ledger
+    from host_tools.backoffice import audit, ledger, report
     from host_tools.backoffice import store as store_mod
 
     uid = a.uid.lower().replace(":", "")
     with store_mod.open_store(a.db, create=False) as db:
         audit.run(db, _keys(a))
         view = ledger.card_view(db, uid)
+        report.locate_missing(view["findings"], db.terminals())
     if a.json:
         print_json(view)
         return 0
@@ -427,7 +430,7 @@ def ledger_cmd(a):
         )
     )
     for f in view["findings"]:
-        con.print(f"{f['kind']}: {f['text']}")
+        con.print(f"{_FINDING_NAMES.get(f['kind'], f['kind'])}: {f['text']}")
     return 0
 
 

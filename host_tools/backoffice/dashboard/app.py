@@ -321,6 +321,7 @@ def make_app(backend):
         with backend.store() as s:
             if uid:
                 view = ledger.card_view(s, uid)
+                report.locate_missing(view["findings"], s.terminals())
             tz = audit.tz_of(s)
         return page(request, "card.html", uid=uid, view=view, tz=tz)
 

@@ -14,6 +14,7 @@ from host_tools import keystore
 from host_tools.backoffice import audit, ledger
 from host_tools.backoffice import report as report_mod
 from host_tools.backoffice import store as store_mod
+from host_tools.cli.app import main
 from host_tools.cli.backoffice import render_report
 
 T0 = 1700000000
@@ -94,7 +95,7 @@ def text(rep):
     return out.getvalue()
 
 
-def test_a_top_up_no_longer_hides_a_missing_tap(store, ks):
+def test_a_top_up_no_longer_hides_a_missing_tap(store, ks, store_url, tmp_path, capsys):
     """The issue: a rider taps on 1002 (not synced), is topped up at the office, taps on 1001.
     With only 1001 and the office synced the old report said "no counter jumps" (6 -> 9 read as
     a top-up). Now counter 7 is a missing transaction that names 1002; the charge before it is
@@ -129,6 +130,12 @@ def test_a_top_up_no_longer_hides_a_missing_tap(store, ks):
     assert rep["revenue"] == 4 * FARE  # counters 2..5: each followed by a state that proves it
     assert rep["office"]["topped_up"] == 100000 and rep["office"]["issued_balance"] == 200000
     assert "missing transaction" in text(rep) and f"card {UID}" in text(rep)
+    # the card's own ledger (tapkit ledger, the dashboard's card page) says where it may be too
+    keys = str(tmp_path / "issuer.keys")
+    assert main(["ledger", "--db", store_url, "--keystore", keys, UID]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "missing transaction: counter 7: 1 transaction of this card in no record" in out
+    assert "may be on terminal 1002 (last seen 2023-11-14 22:38, 1 unsynced)" in out
     # 1002 syncs: the gap closes, everything is confirmed by the card's own later state
     t2.sync(store)
     rep, st = run(store, ks)
