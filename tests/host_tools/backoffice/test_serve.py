@@ -160,6 +160,10 @@ def test_batch_stored_once_answered_with_ack_time_and_config(server_factory, sto
     assert metric(srv.port, "tapkit_taps_received_total") == 30
     assert metric(srv.port, "tapkit_taps_stored_total") == 15
     assert metric(srv.port, "tapkit_terminals_seen") == 1
+    # and the per-terminal gauges from the store: this terminal was seen over Wi-Fi just now
+    gauge = f'tapkit_terminal_last_seen_seconds{{role="terminal",terminal="{TID}"}} '
+    (seen,) = [x for x in get(srv.port, "/metrics")[1].splitlines() if x.startswith(gauge)]
+    assert abs(float(seen.split()[-1]) - time.time()) < 120
     # an empty batch asks for time and config: the blob is signed for this terminal only
     srv.ingest.CONFIG_TTL = 0
     status, body = post(srv.port, t.body([], {"fares_ver": 5, "deny_ver": 1}))
