@@ -198,6 +198,17 @@ def test_every_page_in_chromium(served, browser, capsys, tmp_path):
     assert "/record/%d/%d" % (edited["terminal"], edited["seq"]) in page.url
     assert page.inner_text("#status") == "quarantined" and page.locator("tr.differs").count() == 1
     page.screenshot(path=os.path.join(shots, "record.png"), full_page=True)
+    with capsys.disabled():
+        print("\nscreenshot: %s" % os.path.join(shots, "record.png"))
+    page.close()
+
+    # a card with a missing transaction: its page says where it may be (the bus out of contact)
+    page, errors = visit(
+        browser, base + "/card?uid=" + missing[0]["uid"], shots, "card-missing", capsys
+    )
+    body = page.inner_text("body")
+    assert "missing transaction" in body and "may be on terminal 2002 (last seen" in body
+    assert errors == []
     page.close()
 
     page, errors = visit(browser, base + "/card?uid=" + clone["uid"], shots, "card", capsys)
