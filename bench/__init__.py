@@ -43,6 +43,12 @@ def parser(prog="python -m bench"):
         "--sync-vehicles", type=int, default=40, help="vehicles x 500 taps for the ingest bench"
     )
     ap.add_argument(
+        "--serial-records",
+        type=int,
+        default=10000,
+        help="records of the measured serial sync at 115,200 baud (0: skip it)",
+    )
+    ap.add_argument(
         "--bo-taps",
         default="1000000",
         metavar="N[,N...]",

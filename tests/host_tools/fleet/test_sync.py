@@ -359,6 +359,22 @@ def test_a_wide_window_still_fits_the_console_budget(terminal_factory):
     assert term.max_waiting_bytes <= frames.MAX_REQUEST
 
 
+def test_a_paced_line_moves_no_faster_than_its_baud_rate(terminal_factory, db, ks):
+    from harness import serial_line
+
+    term = terminal_factory(n_records=200)
+    with serial_line.PacedLine(term.port) as line:
+        with link_mod.SerialLink(line.port, timeout=5.0) as link:
+            t0 = time.monotonic()
+            s = sync.sync_terminal(link, db, ks)
+            took = time.monotonic() - t0
+        moved = dict(line.moved)
+    assert (s["stored"], s["duplicates"]) == (200, 0)
+    # the answers carry the records (200 x 64 = 12,800 B) at ~97 %: 1.1 s at 11,520 B/s at least
+    assert 200 * 64 < moved["to_host"] < 200 * 64 * 1.1
+    assert took >= moved["to_host"] / serial_line.RATE
+
+
 def test_streamed_sync_over_a_noisy_lossy_line_stores_everything_once(terminal_factory, db, ks):
     term = terminal_factory(n_records=100)
     term.noise = [b"I (1234) wifi: noise ~!garbage=\n", b"\x00\x7e\xff\n"]
