@@ -390,6 +390,19 @@ def _rows_of(store, windows):
     out = {u: [] for u in windows}
     if not windows:
         return out
+    if store.dialect == "postgresql":
+        # the windows as a joined array: an OR of a thousand cards took PostgreSQL 5.8 s over
+        # the month partitions (the bench's audit of 1,000 new taps, 200,000 stored)
+        us = list(windows)
+        rows = store._all(
+            "SELECT {} FROM taps t JOIN unnest(?::text[], ?::bigint[]) AS w(u, lo) "
+            "ON t.uid = w.u AND t.counter >= w.lo WHERE t.status IS NOT NULL "
+            "ORDER BY t.uid, t.counter, t.time, t.terminal, t.seq".format(
+                ", ".join("t." + f for f in _FIELDS)
+            ),
+            (us, [-1 if windows[u] is None else windows[u] - 1 for u in us]),
+        )
+        return _into(out, rows)
     conds, params = [], []
     for u, lo in windows.items():
         if lo is None:
@@ -400,13 +413,18 @@ def _rows_of(store, windows):
             # gap right at its start is seen only so)
             conds.append("(uid = ? AND counter >= ?)")
             params += [u, lo - 1]
-    for r in store._all(
+    rows = store._all(
         "SELECT {} FROM taps WHERE ({}) AND status IS NOT NULL "
         "ORDER BY uid, counter, time, terminal, seq".format(
             ", ".join(_FIELDS), " OR ".join(conds)
         ),
         params,
-    ):
+    )
+    return _into(out, rows)
+
+
+def _into(out, rows):
+    for r in rows:
         d = dict(zip(_FIELDS, r, strict=True))
         for k in ("terminal", "seq", "time", "counter", "amount", "balance", "line"):
             d[k] = int(d[k])
