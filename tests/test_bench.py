@@ -2,8 +2,11 @@
 clear line where there is no source checkout."""
 
 import json
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from host_tools.cli import app
 from host_tools.cli import bench as cli_bench
@@ -40,3 +43,13 @@ def test_an_unknown_section_is_one_line_and_exit_2():
     assert p.stderr.strip().endswith(
         "(sections: tap, heap, tearing, sync, journal, profiles, backoffice)"
     )
+
+
+@pytest.mark.skipif(not shutil.which("valgrind"), reason="the TLS heap needs valgrind's massif")
+def test_the_tls_handshake_heap_is_measured_on_the_vm():
+    from harness import tls_heap
+
+    r = tls_heap.measure()
+    # mbedTLS's buffers and ECC working set: tens of KB of C heap, a few KB of MicroPython heap
+    assert r["cipher"].startswith("ECDHE-ECDSA") and 10_000 < r["c_heap_peak"] < 64_000
+    assert 1_000 < r["mp_heap"] < 16_000
