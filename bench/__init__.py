@@ -49,6 +49,12 @@ def parser(prog="python -m bench"):
         help="records of the measured serial sync at 115,200 baud (0: skip it)",
     )
     ap.add_argument(
+        "--deny-cards",
+        type=int,
+        default=100000,
+        help="cards of the deny list installed over USB and Wi-Fi (0: skip it)",
+    )
+    ap.add_argument(
         "--bo-taps",
         default="1000000",
         metavar="N[,N...]",

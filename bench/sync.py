@@ -1,19 +1,27 @@
-"""Sync: the serial line's cost per tap record, and HTTP ingest rates into SQLite and PostgreSQL.
+"""Sync: the serial line, Wi-Fi confidentiality's cost, HTTP ingest into SQLite and PostgreSQL.
 
 Serial: measured, a real `tapkit sync` (streamed: a window of PULLs, binary RECORDS lines) of
 `--serial-records` (10,000) records from a virtual bus terminal through harness/serial_line.py's line
-paced at 115,200 baud 8N1 (11,520 bytes/s each way), against the 64-byte records alone at that rate.
-Beside it the stop-and-wait exchange of a proto-1 terminal, modelled: exact line lengths of PULL +
+paced at 115,200 baud 8N1 (11,520 bytes/s each way), against the 64-byte records alone at that rate;
+beside it the stop-and-wait exchange of a proto-1 terminal, modelled (exact line lengths of PULL +
 RECORDS, ACK + its answer per batch of frames.MAX_RECORDS, plus one 20 ms main-loop pass of
-turnaround per exchange.
+turnaround per exchange). The install time of a `--deny-cards` (100,000) deny list over that line
+and over the virtual Wi-Fi (the firmware's uploader fetching it from `tapkit serve`).
 
-HTTP: `tapkit serve`'s ingest (in-process ThreadingHTTPServer, 8 client threads standing for the
-terminals, batches of firmware/wifi.py's size) into SQLite and into PostgreSQL, beside a plain bulk
-insert of the same rows (executemany in one transaction, no chain check) into a bare table. A fleet
-day is 3,000 vehicles x 500 taps = 1.5 M records; the bench runs `vehicles` x `taps` and extrapolates.
+Wi-Fi: the heap a TLS handshake would take on the terminal (harness/tls_heap.py, valgrind's massif
+on the VM), the measured reason the records are encrypted with a per-terminal key instead.
+
+HTTP: `tapkit serve`'s ingest (uvicorn in a thread) with the terminals in another process
+(harness/loadgen.py: all at once, encrypted batches of up to 1,024) into SQLite and into PostgreSQL,
+beside a plain bulk insert of the same rows (one executemany in one transaction, no chain check)
+into a table shaped as taps (and a bare one). A fleet day is 3,000 vehicles x 500 taps = 1.5 M
+records; the bench runs `vehicles` x `taps` and extrapolates. Then the load test: `--load-terminals`
+(3,000) terminals uploading at once to `tapkit serve --workers 2`, every record stored exactly once.
 The PostgreSQL is harness/pgserver.py's throwaway server (fsync off: a lower bound for a real disk).
 
-data: {"serial": {...model}, "serial_line": {records, seconds, raw_seconds, of_line, ...}, "SQLite": {records, ingest_per_s, bulk_per_s}, "PostgreSQL": {...}}.
+data: {"serial": {model}, "serial_line": {records, seconds, raw_seconds, of_line, ...},
+"deny_install": {...}, "tls_handshake": {...}, "SQLite": {records, ingest_per_s, bulk_per_s, ...},
+"PostgreSQL": {...}, "load": {...}}.
 """
 
 import json
@@ -131,6 +139,95 @@ def serial_line(n=10000):
         "pulled": s["pulled"],
         "duplicates": s["duplicates"],
     }
+
+
+def _deny_blob(n):
+    from card_schema import tariff
+
+    entries = {bytes([4]) + (i * 7919 + 1).to_bytes(6, "big"): i % 2 for i in range(n)}
+    return tariff.pack_deny(entries)
+
+
+def deny_install(n=100000):
+    """The time a deny list of n cards takes to install on a virtual bus terminal: over USB
+    (`link.install` through harness/serial_line.py's line at 115,200 baud, chunked, verified on
+    the terminal before use) and over the virtual Wi-Fi (the terminal's uploader fetching it from
+    `tapkit serve` in encrypted chunks: from the first chunk served to the version the terminal
+    reports). Returns {cards, bytes, usb_seconds, usb_chunks, wifi_seconds, wifi_chunks}."""
+    import socket
+
+    from card_schema import signed, signed_host
+    from emulator.vboard import VirtualBoard
+    from harness import serial_line
+    from host_tools.fleet import link as link_mod
+    from host_tools.sim.virtual import deploy_virtual
+
+    tid = 1001
+    payload = _deny_blob(n)
+    out = {"cards": n}
+    with tempfile.TemporaryDirectory() as d:
+        ks = keystore.init(os.path.join(d, "issuer.keys"))
+        blob = signed_host.seal_fast(keystore.config_key(ks, tid), signed.KIND_DENY, 5, payload)
+        out["bytes"] = len(blob)
+        # USB
+        state = os.path.join(d, "usb")
+        os.makedirs(os.path.join(state, "fs"))
+        deploy_virtual(os.path.join(state, "fs"), ks, tid, fare=25000, line=7)
+        with VirtualBoard(state) as vb:
+            with serial_line.PacedLine(vb.port) as line:
+                with link_mod.SerialLink(line.port, timeout=10.0) as link:
+                    t0 = time.perf_counter()
+                    got = link.install(blob)
+                    out["usb_seconds"] = time.perf_counter() - t0
+                    out["usb_chunks"] = -(-len(blob) // frames_host.INSTALL_CHUNK)
+                    if got != (signed.KIND_DENY, 5) or link.identify()["deny_ver"] != 5:
+                        raise RuntimeError("USB install of the deny list: %r" % (got,))
+        # Wi-Fi
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = "sqlite:///%s" % os.path.join(d, "taps.db")
+        with store_mod.open_store(url) as db:
+            db.put_config(signed.KIND_DENY, 5, payload)
+        ing = ingest.Ingest(url, ks, [(tid, tid)], log=lambda m: None)
+        served = []
+        chunk = ing._chunk
+
+        def timed(*a):
+            c = chunk(*a)
+            if c is not None:
+                served.append(time.perf_counter())
+            return c
+
+        ing._chunk = timed
+        srv = serve.Running(serve.make_app(ing), "127.0.0.1", port)
+        state = os.path.join(d, "wifi")
+        os.makedirs(os.path.join(state, "fs"))
+        deploy_virtual(
+            os.path.join(state, "fs"),
+            ks,
+            tid,
+            fare=25000,
+            line=7,
+            server="127.0.0.1:%d" % port,
+            upload_backoff_max_ms=1000,
+            upload_idle_ms=1000,
+        )
+        try:
+            with VirtualBoard(state, wifi=True) as vb:
+                with link_mod.SerialLink(vb.port, timeout=5.0) as link:
+                    deadline = time.monotonic() + 1800
+                    while link.identify().get("deny_ver") != 5:
+                        if time.monotonic() > deadline:
+                            raise RuntimeError("Wi-Fi install of the deny list: timed out")
+                        time.sleep(0.25)
+                    done = time.perf_counter()
+        finally:
+            srv.stop()
+            ing.close()
+        out["wifi_seconds"] = done - served[0]
+        out["wifi_chunks"] = len(served)
+    return out
 
 
 def _records(ks, tid, n):
@@ -316,6 +413,24 @@ def run(opts, taps=500):
                 ),
             )
         )
+    n_deny = getattr(opts, "deny_cards", 100000)
+    if n_deny:
+        di = deny_install(n_deny)
+        data["deny_install"] = di
+        for link_name, key, how in (
+            ("USB at 115,200 baud", "usb", "INSTALL chunks of %d B" % frames_host.INSTALL_CHUNK),
+            ("the virtual Wi-Fi", "wifi", "encrypted answer chunks of up to 16 KB"),
+        ):
+            rows.append(
+                row(
+                    SECTION,
+                    "deny list of %s cards: install over %s" % (f"{n_deny:,}", link_name),
+                    round(di[key + "_seconds"], 1),
+                    "s",
+                    "%s B signed blob, %d %s; verified on the terminal before use"
+                    % (f"{di['bytes']:,}", di[key + "_chunks"], how),
+                )
+            )
     from harness import tls_heap
 
     try:
