@@ -40,12 +40,31 @@ FREE = 0xE  # "free access" nibble
 TRIP_RECORDS = 10  # cyclic file: one record slot is reserved by the card, 9 usable
 PURSE_LOWER = 0
 PURSE_UPPER = 2000000000  # Rial; int32 on the card
+# Card info is read by terminals with the debit key inside their session (MACed: a relay cannot
+# change holder type, status or expiry); its copy for inspection is read with the read key. Both
+# are written only with the master key. Cards issued before (card info free to read, no copy) are
+# migrated by `tapkit card secure` or their next top-up (host_tools/cardoffice/cardops.secure).
+FILE_INFO_COPY = 0x04
 # (file_no, comm, read, write, read_write, change_access)
 FILE_RIGHTS = (
-    (FILE_INFO, COMM_MAC, FREE, KEY_MASTER, KEY_MASTER, KEY_MASTER),
+    (FILE_INFO, COMM_MAC, KEY_DEBIT, KEY_MASTER, KEY_MASTER, KEY_MASTER),
     (FILE_PURSE, COMM_ENC, KEY_DEBIT, KEY_DEBIT, KEY_CREDIT, KEY_MASTER),
     (FILE_TRIPS, COMM_MAC, KEY_READ, KEY_CREDIT, KEY_DEBIT, KEY_MASTER),
+    (FILE_INFO_COPY, COMM_MAC, KEY_READ, KEY_MASTER, KEY_MASTER, KEY_MASTER),
 )
+LEGACY_INFO_RIGHTS = (FREE, KEY_MASTER, KEY_MASTER, KEY_MASTER)  # card info before `card secure`
+
+# PICC level after issue: the master key is the issuer's (AES, diversified: picc_div_input) and the
+# key settings are 0x0B: master key changeable (0x01), free directory listing (0x02, so GetKeySettings
+# and GetApplicationIDs work for anyone), CreateApplication needs the PICC master key (no 0x04: and so
+# does DeleteApplication; FormatPICC always does), configuration changeable (0x08).
+PICC_KEY_SETTINGS = 0x0B
+_PICC_DIV_SUFFIX = b"\x00\x00\x00tapkit"  # AID 000000 (the PICC) || system id
+
+
+def picc_div_input(uid):
+    """AN10922 diversification input of the PICC master key: UID(7) || 000000 || system id."""
+    return bytes(uid) + _PICC_DIV_SUFFIX
 
 
 def access_rights(read, write, read_write, change):

@@ -106,6 +106,8 @@ CMD_AUTHENTICATE_ISO = 0x1A
 CMD_AUTHENTICATE_LEGACY = 0x0A
 CMD_CHANGE_KEY = 0xC4
 CMD_GET_KEY_SETTINGS = 0x45
+CMD_CHANGE_KEY_SETTINGS = 0x54
+CMD_CHANGE_FILE_SETTINGS = 0x5F
 CMD_GET_KEY_VERSION = 0x64
 CMD_CREATE_APPLICATION = 0xCA
 CMD_DELETE_APPLICATION = 0xDA
@@ -141,6 +143,8 @@ COMMAND_NAMES = {
     0xAF: "AdditionalFrame",
     0xC4: "ChangeKey",
     0x45: "GetKeySettings",
+    0x54: "ChangeKeySettings",
+    0x5F: "ChangeFileSettings",
     0x64: "GetKeyVersion",
     0xCA: "CreateApplication",
     0xDA: "DeleteApplication",
@@ -404,7 +408,24 @@ class DESFireAdmin(DESFire):
         self.command(CMD_DELETE_APPLICATION, aid.to_bytes(3, "little"))
 
     def format_picc(self):
+        """FormatPICC: needs an authentication with the PICC master key."""
         self.command(CMD_FORMAT_PICC)
+
+    def change_key_settings(self, settings):
+        """ChangeKeySettings of the selected level (PICC or application), authenticated with its
+        master key (AES session): the settings byte goes enciphered with its CRC32."""
+        self.command(CMD_CHANGE_KEY_SETTINGS, b"", bytes((settings,)), MODE_ENC, MODE_PLAIN)
+
+    def change_file_settings(self, file_no, comm, access_rights, free=False):
+        """ChangeFileSettings: comm settings and the 2-byte access rights (citizen_host.
+        access_rights); enciphered in the session of the change-access key, plain when `free`."""
+        self.command(
+            CMD_CHANGE_FILE_SETTINGS,
+            bytes((file_no,)),
+            bytes((comm,)) + bytes(access_rights),
+            MODE_PLAIN if free else MODE_ENC,
+            MODE_PLAIN,
+        )
 
     def get_file_ids(self):
         return list(self.command(CMD_GET_FILE_IDS))

@@ -21,7 +21,16 @@ The PICC master key is the factory all-zero 2K3DES key until ChangeKey makes it 
 2K3DES key): ISO authentication (0x1A, then EV1 secure messaging with 3DES CMACs) and legacy
 authentication (0x0A) are modelled at the PICC level. Simplifications (documented, not hidden): after
 legacy authentication only plain commands are served (native DESFire DES MAC / enciphered file access
-answers PERMISSION_DENIED); application keys are AES only; ChangeKeySettings is not implemented.
+answers PERMISSION_DENIED); application keys are AES only.
+
+Key settings are enforced as on an EV1 (PICC level: bit 0 master key changeable, bit 1 free directory
+listing, bit 2 free CreateApplication, bit 3 configuration changeable; application level: bit 2
+free create/delete of files, bits 7-4 the ChangeKey key): FormatPICC always needs the PICC master
+key; DeleteApplication needs the PICC master key, or the application's own master key when PICC
+bit 2 is set; ChangeKeySettings (0x54, enciphered with CRC32) needs the master key of the selected
+level and bit 3; ChangeFileSettings (0x5F) needs the file's change-access key (enciphered; plain when
+that right is free, never when it is 0xF). Refusals: AUTHENTICATION_ERROR when the needed key is not
+authenticated, PERMISSION_DENIED when the settings or rights forbid it.
 Tearing: see transceive().
 """
 
@@ -155,6 +164,8 @@ class DESFireCard:
             0x0A: self._authenticate,
             0xC4: self._change_key,
             0x45: self._get_key_settings,
+            0x54: self._change_key_settings,
+            0x5F: self._change_file_settings,
             0x64: self._get_key_version,
             0xCA: self._create_application,
             0xDA: self._delete_application,
@@ -713,6 +724,23 @@ class DESFireCard:
         self._drop_auth()
         return OK, b""
 
+    def _change_key_settings(self, cmd, p):
+        """ChangeKeySettings (0x54): E(settings || CRC32(cmd || settings) || padding), after
+        authenticating with the master key of the selected level (PICC or application)."""
+        if self.session_key is None or self.auth_key_no != 0:
+            raise _Status(AUTHENTICATION_ERROR)
+        owner = self if self.selected == 0 else None
+        ks = self.picc_key_settings if owner else self._app()["key_settings"]
+        if not ks & 0x08:
+            raise _Status(PERMISSION_DENIED)  # configuration frozen
+        new = self._rx(cmd, b"", p, ENC, 1)[0]
+        if owner:
+            self.picc_key_settings = new
+        else:
+            self._app()["key_settings"] = new
+        self._persist()
+        return self._tx(b"")
+
     def _get_key_settings(self, cmd, p):
         self._simple(cmd, p, 0)
         if self.selected == 0:
@@ -775,16 +803,20 @@ class DESFireCard:
         aid = _u24(p, 0)
         if aid not in self.apps:
             raise _Status(APPLICATION_NOT_FOUND)
-        if not (self.selected == aid and self._is_master()):
-            if self.selected != 0:
-                raise _Status(PERMISSION_DENIED)
-            self._need_master_or(0x04)
+        if self.selected == 0:
+            if self.auth_key_no != 0:
+                raise _Status(AUTHENTICATION_ERROR)  # the PICC master key
+        elif not (self.selected == aid and self._is_master()):
+            raise _Status(PERMISSION_DENIED)
+        elif not self.picc_key_settings & 0x04:
+            raise _Status(PERMISSION_DENIED)  # PICC bit 2 clear: only the PICC master key deletes
         del self.apps[aid]
+        self._persist()
+        r = self._tx(b"")  # answered in the session it ran in; deleting the selected app ends it
         if self.selected == aid:
             self.selected = 0
             self._drop_auth()
-        self._persist()
-        return self._tx(b"")
+        return r
 
     def _get_application_ids(self, cmd, p):
         self._simple(cmd, p, 0)
@@ -797,7 +829,10 @@ class DESFireCard:
         self._simple(cmd, p, 0)
         if self.selected != 0:
             raise _Status(PERMISSION_DENIED)
-        self._need_master_or(0x04)
+        if self.auth_key_no != 0:
+            raise _Status(
+                AUTHENTICATION_ERROR
+            )  # always the PICC master key, whatever the settings
         self.apps = {}
         self._persist()
         return self._tx(b"")
@@ -910,6 +945,30 @@ class DESFireCard:
             "records": [],  # committed, oldest first; at most max_records - 1 are kept
         }
         return self._create_file(p[0], f)
+
+    def _change_file_settings(self, cmd, p):
+        """ChangeFileSettings (0x5F): file number, then comm settings (1) and access rights (2),
+        enciphered with CRC32 unless the change-access right is free."""
+        if len(p) < 1:
+            raise _Status(LENGTH_ERROR)
+        f = self._file(p[0])
+        car = self._rights(f)["car"]
+        if car == NEVER:
+            raise _Status(PERMISSION_DENIED)
+        if car == FREE:
+            data = self._rx(cmd, p[:1], p[1:], PLAIN, 3)
+        elif self.auth_key_no is None:
+            raise _Status(AUTHENTICATION_ERROR)
+        elif self.auth_key_no != car:
+            raise _Status(PERMISSION_DENIED)
+        else:
+            data = self._rx(cmd, p[:1], p[1:], ENC, 3)
+        if data[0] > ENC:
+            raise _Status(PARAMETER_ERROR)
+        f["comm"] = data[0]
+        f["access"] = data[1] | data[2] << 8
+        self._persist()
+        return self._tx(b"")
 
     def _delete_file(self, cmd, p):
         self._simple(cmd, p, 1)

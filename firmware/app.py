@@ -70,6 +70,7 @@ charge); if not, the pending record is voided and the tap runs again.
 """
 
 import gc
+import struct
 import sys
 import time
 
@@ -93,6 +94,18 @@ _TR_KIND = const(7)  # = card_schema.citizen_host.TR_KIND
 _TR_FLAGS = const(10)  # = card_schema.citizen_host.TR_FLAGS
 _CI_HOLDER = const(1)  # = card_schema.citizen_host.CI_HOLDER
 _SHOWS = const(4)  # displays remembered for `tapkit diag --watch` (firmware/diag.py)
+_KIND_CONFIRM = const(7)  # = card_schema.taprecord_host.KIND_CONFIRM
+_RESULT_COMMIT_ANSWER = const(8)  # = card_schema.taprecord_host.RESULT_COMMIT_ANSWER
+_RESULT_NOT_SENT = const(10)  # = card_schema.taprecord_host.RESULT_NOT_SENT
+_RESULT_ROLLBACK = const(11)  # = card_schema.taprecord_host.RESULT_ROLLBACK
+_DEFAULT_REPEAT = const(60)  # = card_schema.profile_host.DEFAULT_REPEAT
+_MEM_CARDS = const(32)  # cards the terminal remembers (firmware.journal.Cards)
+_PENDING = const(1)  # firmware.journal.Cards' flag: a charge of the card is pending
+_NO_TARGET = const(0x27)  # PN532 status: no activated target (the chip transmitted nothing)
+# CardGone code of commit(): the CommitTransaction frame went out and no valid answer came back,
+# the charge is pending (an exception class of its own would cost a qstr on every board)
+_PEND = const(-3)
+_WINDOW = const(240)  # journal records replayed into the card memory at boot
 
 
 class Terminal:
@@ -139,6 +152,8 @@ class Terminal:
             float(config.get("journal_high_water", 0.8)),  # warn above this fraction full
         )
         self._hw_fill = 0  # the fill (percent) last reported above the high-water mark
+        # the cards seen recently and their pending charges, rebuilt from the journal
+        self.mem = journal.Cards(_MEM_CARDS)
         self.reader = pn532.PN532(board.uart)
         self.card = desfire.DESFire(self.reader.exchange, wrapped=False)
         self.info = {
@@ -158,9 +173,20 @@ class Terminal:
             self.responder.config_key = self.config_key  # INSTALL of signed tables (install.py)
         self.load_tables()
         self.present_uid = None  # card still in the field after its tap (not charged again)
-        self.pending = None  # (uid, seq, counter) of a charge whose commit answer was lost
+        # the card committed in this tap (no message may then say "no charge"): (uid, seq, counter,
+        # balance) of the confirmation pending until the rider saw the OK, () when none is left
+        self.pending = None
         self.taps = 0
         self._trip = bytearray(citizen.TRIP_SIZE)
+        # last, once everything long-lived is allocated: the replay's garbage then sits above it
+        # and goes in one collection (before, it left the heap in pieces: a 954-byte PULL line
+        # found no room in 27 KB free)
+        j = self.journal  # the card memory: replay the newest records (journal module doc, Cards)
+        for rb in j.scan(max(j.head_seq - _WINDOW + 1, 1)):
+            t = struct.unpack_from(taprecord.FMT, rb, 0)
+            self.mem.update(t[4], t[1], t[2], t[7], t[9], t[10], t[11], t[5])
+        rb = t = None
+        gc.collect()
 
     # --- diagnostics -------------------------------------------------------------------------
     def log_error(self, where, exc):
@@ -203,7 +229,13 @@ class Terminal:
                 info[ver] = v
             except OSError:
                 if kind == signed.KIND_FARES and "fare" in self.config:
-                    self.table = {"default": self.fare}  # provisioned flat fare, no table yet
+                    # provisioned flat fare, no table yet: repeat window and concessions apply
+                    self.table = {
+                        "default": self.fare,
+                        "repeat": int(self.config.get("repeat", _DEFAULT_REPEAT)),
+                        # = card_schema.profile_host.FLAT_CONC
+                        "conc": self.config.get("conc", (100, 50, 30, 0)),
+                    }
             except ValueError as e:
                 self.log_error(name, e)
         self._vers = (info["fares_ver"], info["deny_ver"], info["deny_delta_ver"])
@@ -306,13 +338,23 @@ class Terminal:
         gc.collect()
         heap0 = gc.mem_alloc()
         t0 = time.ticks_ms()
+        now_ = self.board.clock.time()
         apdus0 = self.card.apdus
+        self.pending = None
         try:
             self._tap(uid)
         except pn532.CardGone as e:
-            self.present_uid = None
-            self.log_error("tap", e)
-            self.show(_t(msg.REMOVED), _t(msg.TAP_AGAIN), "error")
+            if e.args[1:] == (_PEND,):  # the commit's answer was lost: look at the card again
+                from firmware import pending  # the rare path, forgotten after (RAM)
+
+                try:
+                    pending.check(self, uid)
+                finally:
+                    firmware.forget("pending")
+            else:
+                self.present_uid = None
+                self.log_error("tap", e)
+                self.show(_t(msg.REMOVED), _t(msg.TAP_AGAIN), "error")
         except desfire.CardError as e:
             self.present_uid = None
             self.log_error("tap", e)
@@ -323,12 +365,22 @@ class Terminal:
             self.show(_t(msg.FULL), _t(msg.SYNC_NEEDED), "error")
         except Exception as e:
             self.log_error("tap", e)
-            self.show(_t(msg.TERM_ERROR), _t(msg.NO_CHARGE), "error")
+            if self.pending is None:  # after the card committed, the OK shown stays true
+                self.show(_t(msg.TERM_ERROR), _t(msg.NO_CHARGE), "error")
         finally:
             try:
                 self.reader.release()
             except Exception:
                 pass
+        c = self.pending
+        if c:  # the rider has the OK: now journal that the card's answer confirmed it
+            self.pending = None
+            try:
+                self._journal(c[0], now_, _KIND_CONFIRM, _RESULT_COMMIT_ANSWER, c[2], c[1], c[3])
+            except (
+                Exception
+            ) as e:  # pending in flash: resolved when the card returns, or by the host
+                self.log_error("tap", e)
         self.taps += 1
         self.board.stat(
             "tap apdus=%d ms=%d alloc=%d heap_used=%d heap_free=%d"
@@ -351,15 +403,30 @@ class Terminal:
                 self.show(_t(msg.FOREIGN), _t(msg.NOT_CITIZEN), "refused")
                 return
             raise
-        info = citizen.unpack_card_info(
-            card.read_data(citizen.FILE_INFO, 0, citizen.INFO_SIZE, desfire.MODE_PLAIN)
-        )
         self._auth(uid)
+        # Card info is read inside the authenticated session: the answer carries the session's
+        # CMAC (verified by card_schema.desfire), so a relay cannot change holder, status or expiry.
+        info = citizen.unpack_card_info(
+            card.read_data(citizen.FILE_INFO, 0, citizen.INFO_SIZE, desfire.MODE_MAC)
+        )
         trips = self._trips(card, uid)
         last = citizen.unpack_trip(trips) if trips else None
         counter = last[citizen.TR_COUNTER] if last else 0
-        if self.pending is not None and self.pending[0] == uid:
-            if self._resolve_pending(uid, last):
+        tbal = last[citizen.TR_BALANCE] if last else -1
+        mem = self.mem
+        i = mem.find(uid)
+        if i >= 0:
+            if mem.get(i)[1] & _PENDING:
+                from firmware import pending  # the rare path, forgotten after (RAM)
+
+                try:
+                    if pending.run(self, uid, i, trips, counter, now):
+                        return
+                finally:
+                    firmware.forget("pending")
+            if not mem.check(i, counter, tbal):  # a restored card image or a clone
+                self._refuse(uid, counter, tbal, taprecord.KIND_DENIED, _RESULT_ROLLBACK, now)
+                self.show(_t(msg.DENIED), _t(msg.OFFICE), "refused")
                 return
         if info[citizen.CI_STATUS] == citizen.STATUS_BLOCKED or (
             last and last[_TR_FLAGS] & _FLAG_BLOCKED
@@ -387,6 +454,7 @@ class Terminal:
             self.table, self.line, info[_CI_HOLDER], now, trips, self.terminal_id
         )
         if fare == _REPEAT and last:
+            mem.update(self.journal.head_seq, 0, 0, uid, counter, 0, tbal, 0)
             self.show(_t(msg.PAID), _t(msg.BALANCE) + " " + _money(last[citizen.TR_BALANCE]), "ok")
             return
         if fare == _WAIT:
@@ -411,7 +479,7 @@ class Terminal:
             )
             self.show(_t(msg.INSUFFICIENT), _t(msg.BALANCE) + " " + _money(balance), "refused")
             return
-        if self.journal.full:
+        if self.journal.room < 2:  # the charge and its CONFIRM
             raise journal.JournalFull("journal full")
         new_balance = balance - fare
         counter += 1
@@ -485,72 +553,41 @@ class Terminal:
     def commit(self, uid, now, kind, counter, amount, balance):
         """Journal the staged card change (a taprecord KIND_* record, result OK; durable), then commit
         it on the card. Durable first: a cut in between leaves a record the host can see (module
-        doc). A lost commit answer (pn532.CardGone, raised on) leaves the change pending until the
-        same card comes back (_resolve_pending)."""
+        doc). The card's MACed answer confirms it (a CONFIRM record once the rider saw the OK); a
+        missing, late or damaged answer leaves it pending: the terminal checks the card at once,
+        and whenever the card comes back (firmware/pending.py)."""
         seq = self._journal(uid, now, kind, taprecord.RESULT_OK, counter, amount, balance)
         try:
             self.card.commit_transaction()
-        except pn532.CardGone:
-            self.pending = (uid, seq, counter, now)
-            raise
-        self.pending = None
+        except Exception as e:
+            if isinstance(e, pn532.CardGone) and e.args[1:] == (_NO_TARGET,):
+                # the chip had no activated target: the frame never went out, nothing can have
+                # happened on any card
+                self._journal(uid, now, taprecord.KIND_VOID, _RESULT_NOT_SENT, counter, seq, -1)
+                raise
+            self.log_error("commit", e)  # sent, no valid answer: it may or may not have committed
+            raise pn532.CardGone("commit answer", _PEND)
+        self.pending = (uid, seq, counter, balance)
 
     def _journal(self, uid, now, kind, result, counter, amount, balance):
-        return self.journal.append_tap(
-            time=now,
-            uid=uid,
-            kind=kind,
-            result=result,
-            profile=self.prof.PROFILE,
-            zone=self.zone,
-            duration=getattr(self.prof, "duration", 0),
-            counter=counter,
-            amount=amount,
-            balance=balance,
-            line=self.line,
-            stop=self.stop,
-            tariff_ver=self.tariff_ver,
-            deny_ver=self.deny_ver,
-        )
-
-    def _resolve_pending(self, uid, last):
-        """The same card is back after a lost commit answer. True when that charge did commit."""
-        p = self.pending
-        self.pending = None
-        if p is None:
-            return False
-        seq = p[1]
-        counter = p[2]
-        t = p[3]
-        if (
-            last
-            and last[citizen.TR_COUNTER] == counter
-            and last[citizen.TR_TERMINAL] == self.terminal_id
-            and last[citizen.TR_TIME] == t
-        ):
-            a = last[citizen.TR_AMOUNT]
-            self.show(
-                _t(msg.OK)
-                + ("  +" if last[_TR_KIND] != citizen.TRIP_DEBIT else "  -")
-                + _money(a),
-                _t(msg.BALANCE) + " " + _money(last[citizen.TR_BALANCE]),
-                "ok",
-            )
-            # the sale, share or refund is complete: the keypad profile clears it
-            if self.on_done:
-                self.on_done(self, a)
-            return True
-        # The card never committed: void the journalled charge, then charge afresh.
-        self._journal(
+        seq = self.journal.append(
+            now,
             uid,
-            self.board.clock.time(),
-            taprecord.KIND_VOID,
-            taprecord.RESULT_REMOVED,
+            kind,
+            result,
+            self.prof.PROFILE,
+            self.zone,
             counter,
-            seq,
-            -1,
+            amount,
+            balance,
+            self.line,
+            self.stop,
+            getattr(self.prof, "duration", 0),
+            self.tariff_ver,
+            self.deny_ver,
         )
-        return False
+        self.mem.update(seq, kind, result, uid, counter, amount, balance, now)
+        return seq
 
     def _refuse(self, uid, counter, balance, kind, result, now, amount=0):
         if self.journal.full:
@@ -596,6 +633,10 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
     del store
     firmware.forget("store")
     try:
+        # the garbage of booting (board file, config and keys JSON) goes first, so the terminal's
+        # long-lived buffers are laid out low and the rest of the heap stays in one piece (without
+        # this, 27 KB free on the VM were pieces of at most ~1 KB: a PULL line found no room)
+        gc.collect()
         term = Terminal(board, config, keys)
     except Exception as e:
         # A broken part (journal flash, keys) must not boot-loop the board: stay up, diagnosable over

@@ -53,6 +53,32 @@ its 60 slots (a slot a failed program left erased may sit between used ones, so 
 at the first free one). Bound: exactly S + 1 + 60 reads (S * 32 + 224 + 3840 bytes), however full the
 journal is, plus one program per torn slot found; 125 reads (6 KB) for the 256 KB virtual board, 317
 (12 KB) for 1 MB. Measured by `make bench` (bench/journal.py).
+
+Cards: what the terminal remembers of the cards it saw recently: UID -> the card's counter and balance,
+and a charge whose commit the terminal could not confirm (pending). Bounded and power-safe: every
+fact in it is a journal record (durable before the card commits), so boot rebuilds it from the
+newest records and RAM holds it afterwards; nothing of it is written anywhere else.
+
+    mem = Cards(32)                       # at boot, firmware.app replays the newest 240 records
+    i = mem.find(uid)                     # entry index, or -1
+    uid, flags, counter, balance, seq, pseq, ptime = mem.get(i)
+    mem.update(seq, kind, result, uid, counter, amount, balance, time)   # each journal record
+    mem.update(seq, 0, 0, uid, counter, 0, balance, 0)   # a card's state read, nothing journalled
+    mem.check(i, counter, balance)        # False: the card went back against what was seen
+
+Flags: PENDING (the newest charge or refund of the card, journalled before CommitTransaction, has
+no CONFIRM or VOID yet; `pseq`/`ptime` are its seq and time, `counter`/`balance` what the card holds
+if it committed), UNCERTAIN (the card may still be one counter behind: a change not known to have
+committed), BALANCE (the balance is known).
+
+Used for (firmware/app.py): resolving a pending charge when its card comes back (from the card's own
+trip log), and refusing a card whose state goes back against what this terminal saw (a restored card
+image, a clone): counter lower, or the same counter with another balance.
+
+Bounds: `n` entries of 28 bytes (32: 896 bytes). A new card takes the entry seen longest ago that has
+no pending charge; only when every entry is pending does the oldest pending one go (its charge stays
+unconfirmed in the journal: the back office resolves it from the card's later transactions). The
+boot rebuild replays the newest 240 records, oldest first (one 64-byte read each).
 """
 
 import binascii
@@ -75,6 +101,25 @@ _SLOT0 = const(256)  # first slot: page 1
 _ACK_SLOT = const(0xA1)  # byte 0 of an ack slot (tap records have version 1)
 _M32 = const(0xFFFFFFFF)
 _NO_BASE = const(0)  # base_seq of a sector that is not in the chain (seqs start at 1)
+# Cards (below): flags, entry layout, and the record codes it learns from
+_PENDING = const(1)
+_UNCERTAIN = const(2)
+_BALANCE = const(4)
+_USED = const(8)
+# entry, 28 bytes: uid(7) flags(1) counter(u32) balance(i32) seq(u32, the newest record) pseq ptime
+_SIZE = const(28)
+_ZERO_UID = const(b"\x00\x00\x00\x00\x00\x00\x00")
+_KIND_CHARGE = const(1)  # = card_schema.taprecord.KIND_CHARGE
+_KIND_REFUSED = const(2)  # = card_schema.taprecord.KIND_REFUSED
+_KIND_DENIED = const(3)  # = card_schema.taprecord.KIND_DENIED
+_KIND_VOID = const(4)  # = card_schema.taprecord.KIND_VOID
+_KIND_REFUND = const(6)  # = card_schema.taprecord.KIND_REFUND
+_KIND_CONFIRM = const(7)  # = card_schema.taprecord_host.KIND_CONFIRM
+_RESULT_OK = const(0)  # = card_schema.taprecord.RESULT_OK
+_RESULT_DENYLIST = const(2)  # = card_schema.taprecord_host.RESULT_DENYLIST
+_RESULT_ROLLBACK = const(11)  # = card_schema.taprecord_host.RESULT_ROLLBACK
+
+
 _READ = const(0)  # _io operations
 _PROGRAM = const(1)
 _ERASE = const(2)
@@ -250,6 +295,21 @@ class Journal:
         self._mac = mac
         return seq
 
+    def append(self, time, *fields):
+        """append_tap with positional fields, in card_schema.taprecord.pack_into's order after
+        `terminal`: uid, kind, result, profile, zone, counter, amount, balance, line, stop, duration,
+        tariff_ver, deny_ver. The tap path uses it: no keyword dict per record (two of ~640 bytes
+        each on the VM, at the worst moment of a Wi-Fi board's heap)."""
+        if self._slot >= _SLOTS:
+            self._open()
+        seq = self.head_seq + 1
+        buf = self._buf
+        mac = taprecord.pack_into(buf, self._mac, self.key, seq, time, self.terminal_id, *fields)
+        self._write_slot(buf)
+        self.head_seq = seq
+        self._mac = mac
+        return seq
+
     def _write_slot(self, buf):
         addr = self._cur * _SECTOR + _SLOT0 + self._slot * _SLOT
         # the slot counts as used from here on: a failed program may have cleared bits
@@ -350,6 +410,28 @@ class Journal:
             s = (s + 1) % n
         return count
 
+    def scan(self, from_seq):
+        """Yield every complete tap with seq >= from_seq still on flash, oldest first, in one reused
+        64-byte buffer (valid until the next step; records() makes a list): the boot replay of
+        the card memory (Cards), which must not need a big block of a fragmented heap."""
+        n = self.n
+        s = self._oldest()
+        rb = self._rb
+        for _ in range(n):
+            cur = s == self._cur
+            if cur or self._base[(s + 1) % n] > from_seq:
+                for i in range(self._slot if cur else _SLOTS):
+                    self._io(_READ, s * _SECTOR + _SLOT0 + i * _SLOT, rb)
+                    if (
+                        rb[0] == taprecord.VERSION
+                        and taprecord.crc_ok(rb)
+                        and taprecord.seq_of(rb) >= from_seq
+                    ):
+                        yield rb
+            if cur:
+                break
+            s = (s + 1) % n
+
     # ---- state ---------------------------------------------------------------------------------
     @property
     def unsynced(self):
@@ -390,6 +472,108 @@ class Journal:
             self._slot >= _SLOTS
             and self._base[q] != _NO_BASE
             and self._base[(q + 1) % n] - 1 > self.acked_seq  # the last tap in q
+        )
+
+
+class Cards:
+    """What the terminal remembers of the cards it saw recently (module doc, "Cards")."""
+
+    def __init__(self, n=32):
+        self.n = n
+        self._t = bytearray(n * _SIZE)  # flags 0: a free entry
+
+    def find(self, uid):
+        t = self._t
+        last = uid[6]  # compared first: the slice (an allocation) only for a likely match
+        for i in range(self.n):
+            o = i * _SIZE
+            if t[o + 6] == last and t[o : o + 7] == uid:
+                return i
+        return -1
+
+    def get(self, i):
+        """(uid, flags, counter, balance, seq, pseq, ptime) of entry i."""
+        t = self._t
+        o = i * _SIZE
+        u = struct.unpack_from  # formats the firmware has already: a new one would be a qstr
+        return (
+            bytes(t[o : o + 7]),
+            t[o + 7],
+            u("<I", t, o + 8)[0],
+            u("<i", t, o + 12)[0],
+            u("<I", t, o + 16)[0],
+            u("<I", t, o + 20)[0],
+            u("<I", t, o + 24)[0],
+        )
+
+    def set(self, i, uid, flags, counter, balance, seq, pseq, ptime):
+        t = self._t
+        o = i * _SIZE
+        t[o : o + 7] = uid
+        t[o + 7] = flags | _USED
+        struct.pack_into("<II", t, o + 8, counter, balance & 0xFFFFFFFF)
+        struct.pack_into("<II", t, o + 16, seq, pseq)
+        struct.pack_into("<I", t, o + 24, ptime)
+
+    def update(self, seq, kind, result, uid, counter, amount, balance, time):
+        """Learn from one journal record (written now, or read at boot); kind 0: the card's state as
+        just read from it, nothing journalled (seq: the journal's head, for the age)."""
+        if uid == _ZERO_UID or result == _RESULT_ROLLBACK:
+            return  # no card; or a card gone back, whose state is not what this terminal saw
+        i = self.find(uid)
+        e = self.get(i) if i >= 0 else None
+        pend = e is not None and e[1] & _PENDING
+        p = t = 0
+        if kind == _KIND_CHARGE or kind == _KIND_REFUND:
+            if result:
+                return
+            flags, p, t = (
+                _PENDING | _UNCERTAIN | _BALANCE,
+                seq,
+                time,
+            )  # journalled before its commit
+        elif kind == _KIND_CONFIRM or kind == _KIND_VOID:
+            if not pend or e[5] != amount:
+                return  # not the pending charge this terminal remembers
+            if kind == _KIND_CONFIRM:
+                flags, counter, balance = e[1] & _BALANCE, e[2], e[3]
+            else:  # the card never committed it: one counter back, balance not known
+                flags, counter, balance = 0, e[2] - 1, -1
+        elif pend or kind > _KIND_DENIED:
+            return  # (a pending charge is resolved first, from the card itself)
+        elif balance < 0:
+            flags = 0
+        elif kind == _KIND_DENIED and result == _RESULT_DENYLIST:
+            flags = _UNCERTAIN | _BALANCE  # a block mark, journalled before its commit
+        else:
+            flags = _BALANCE
+        if i < 0:  # a new card: a free entry, else the oldest without a pending charge
+            best = bp = bs = 0
+            tb = self._t
+            for j in range(self.n):
+                o = j * _SIZE
+                f = tb[o + 7]
+                if not f:
+                    best = j
+                    break
+                fp = f & _PENDING  # pending entries go last; then the oldest newest record
+                s = struct.unpack_from("<I", tb, o + 16)[0]
+                if j == 0 or fp < bp or fp == bp and s < bs:
+                    best = j
+                    bp = fp
+                    bs = s
+            i = best
+        self.set(i, uid, flags, counter, balance, seq, p, t)
+
+    def check(self, i, counter, balance):
+        """False when the card (its newest trip's counter and balance) is behind what entry i saw:
+        a lower counter, or the same counter with another balance."""
+        e = self.get(i)
+        low = e[2] - 1 if e[1] & _UNCERTAIN else e[2]
+        if counter < low:
+            return False
+        return not (
+            counter == e[2] and e[1] & (_BALANCE | _UNCERTAIN) == _BALANCE and balance != e[3]
         )
 
 

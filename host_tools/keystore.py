@@ -6,6 +6,7 @@ traces or --json output: callers get derived keys only.
     ks = keystore.init("issuer.keys", issuer_id=1)      # refuses an existing file
     ks = keystore.load("issuer.keys")
     k = keystore.card_key(ks, "debit", uid)              # AN10922-diversified for this card
+    p = keystore.picc_key(ks, uid)                       # the card's PICC master key (issue)
     t = keystore.terminal_key(ks, 1001)                  # the terminal's journal MAC key
     o = keystore.office_key(ks, 9001)                    # a card office's journal MAC key
 """
@@ -20,7 +21,12 @@ from card_schema.compat import urandom
 from card_schema.crypto_host import cmac_fast
 from host_tools import TapkitError
 
-ROLES = citizen_host.ROLE_NAMES + ("journal", "config")
+FIRST_ROLES = citizen_host.ROLE_NAMES + ("journal", "config")  # every keystore file has these
+# Roles added after the first keystores were made: a keystore without one still loads (the
+# operations that need it say how to add it: `tapkit keys upgrade`). "picc": the issuer's PICC master
+# key, diversified per card, that card issue puts on the card in place of the factory key.
+LATER_ROLES = ("picc",)
+ROLES = FIRST_ROLES + LATER_ROLES  # what `keys init` makes
 
 
 class KeystoreError(TapkitError):
@@ -54,9 +60,12 @@ def load(path):
     except OSError as e:
         raise KeystoreError("cannot read keystore %s: %s" % (path, e.strerror or e))
     try:
-        keys = {r: binascii.unhexlify(doc["keys"][r]) for r in ROLES}
+        keys = {r: binascii.unhexlify(doc["keys"][r]) for r in FIRST_ROLES}
+        keys.update(
+            {r: binascii.unhexlify(doc["keys"][r]) for r in LATER_ROLES if r in doc["keys"]}
+        )
         issuer_id = int(doc.get("issuer_id", 1))
-        short = [r for r in ROLES if len(keys[r]) != 16]
+        short = [r for r in keys if len(keys[r]) != 16]
     except (KeyError, ValueError, TypeError, AttributeError, binascii.Error) as e:
         what = "no %s key" % e if isinstance(e, KeyError) else "bad content"
         raise KeystoreError("keystore %s is damaged or incomplete (%s)" % (path, what))
@@ -73,6 +82,41 @@ def diversify_aes128(master_key, div_input):
     if not 0 < len(div_input) <= 31:
         raise ValueError("diversification input must be 1..31 bytes")
     return cmac_fast(master_key, b"\x01" + bytes(div_input))
+
+
+def upgrade(path):
+    """Add the roles of LATER_ROLES a keystore lacks (fresh random keys; the existing keys are
+    kept byte for byte). The new file is written 0600 beside it and renamed over it. Returns the
+    roles added (empty: nothing to do, the file is untouched)."""
+    ks = load(path)
+    with open(path) as f:
+        doc = json.load(f)
+    added = [r for r in LATER_ROLES if r not in ks["keys"]]
+    if not added:
+        return []
+    for r in added:
+        doc["keys"][r] = binascii.hexlify(urandom(16)).decode()
+    tmp = path + ".new"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise KeystoreError("cannot upgrade keystore %s: %s" % (path, e.strerror))
+    return added
+
+
+def picc_key(ks, uid):
+    """The card's PICC master key (AES): the issuer's "picc" key diversified for this UID."""
+    if "picc" not in ks["keys"]:
+        raise KeystoreError(
+            "keystore %s has no PICC key (made before tapkit secured cards): add it with "
+            "`tapkit keys upgrade --keystore %s`" % (ks.get("path"), ks.get("path"))
+        )
+    return diversify_aes128(ks["keys"]["picc"], citizen_host.picc_div_input(uid))
 
 
 def master_key(ks, role):

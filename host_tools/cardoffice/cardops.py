@@ -9,10 +9,14 @@ host_tools/keystore.py) and the card's UID (the keys are diversified per card). 
     cardops.topup(df, ks, uid, 20000)             # -> 70000
     cardops.show(df, ks, uid)["balance"]          # 70000 (GetValue with the credit key)
 
-Key use: issue uses the default (all-zero) keys of the fresh application and then the new master and
-credit keys; topup reads the trip log with the read key and credits with the credit key; show reads
-the card info freely, the trip log with the read key and the purse with the credit key (the read key
-has no right on the purse).
+Key use: issue uses the factory PICC key and the default (all-zero) keys of the fresh application,
+then the new master and credit keys, and last puts the issuer's PICC key (diversified, AES) and PICC
+key settings on the card (FormatPICC, CreateApplication and DeleteApplication need it from then on);
+topup reads the card info with the master key, the trip log with the read key and credits with the
+credit key; show reads the inspection copy of the card info and the trip log with the read key and
+the purse with the credit key (the read key has no right on the purse). Card info itself is read by
+terminals with the debit key (MACed in their session). `secure` migrates a card issued before that
+(card info free to read, no inspection copy, the factory PICC key); topup does it on the way.
 """
 
 import contextlib
@@ -30,7 +34,7 @@ from card_schema.desfire_admin import (
     CardError,
 )
 from host_tools import TapkitError
-from host_tools.keystore import card_key
+from host_tools.keystore import card_key, picc_key
 from host_tools.cardoffice.readers import CardRemoved
 
 # Application key settings: ChangeKey needs the master key (0x0_), configuration changeable (0x08),
@@ -173,9 +177,13 @@ def _counter(df, ks, uid):
     return citizen.unpack_trip(raw)[citizen.TR_COUNTER] if raw else 0
 
 
-def _read_info(df):
+def _read_info(df, ks, uid, file_no=citizen.FILE_INFO):
+    """The card info, read MACed in a master-key session (or, file_no the inspection copy, in the
+    read-key session already open)."""
+    if file_no == citizen.FILE_INFO:
+        _auth(df, citizen_host.KEY_MASTER, _role_key(ks, citizen_host.KEY_MASTER, uid))
     try:
-        raw = df.read_data(citizen.FILE_INFO, 0, citizen.INFO_SIZE, MODE_MAC)
+        raw = df.read_data(file_no, 0, citizen.INFO_SIZE, MODE_MAC)
     except CardError as e:
         raise _fail(e, "reading the card info")
     try:
@@ -194,11 +202,12 @@ def issue(df, ks, uid, holder, card_no, expiry, balance=0, now=None, journal=Non
     holder = _holder(holder)
     if balance < 0 or balance > citizen_host.PURSE_UPPER:
         raise CardOpsError(f"initial balance must be 0..{citizen_host.PURSE_UPPER}")
+    picc = picc_key(ks, uid)  # an old keystore is refused before the card is touched
     with _removal("issue") as prog:
-        return _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal)
+        return _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal, picc)
 
 
-def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal=None):
+def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal=None, picc=None):
     partly = (
         "the card is partly personalised (the tapkit application exists but is not complete): "
         "format it before issuing it again"
@@ -207,12 +216,8 @@ def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal=Non
     try:
         df.select_application(0)
         step = "authentication with the factory PICC key"
-        try:  # a card as it leaves the factory: the all-zero 2K3DES PICC master key (ISO, 0x1A)
-            df.authenticate_iso(0, FACTORY_PICC_KEY)
-        except CardError as e:
-            if e.status not in (AUTHENTICATION_ERROR, RESPONSE_INTEGRITY):
-                raise
-            # the PICC key was changed: go on unauthenticated (the card's PICC key settings decide
+        if not _picc_auth(df, picc):
+            # another PICC key: go on unauthenticated (the card's PICC key settings decide
             # whether anyone may create an application)
             df.select_application(0)
         step = "CreateApplication"
@@ -232,7 +237,7 @@ def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal=Non
         for file_no, comm, r, w, rw, car in citizen_host.FILE_RIGHTS:
             ar = citizen_host.access_rights(r, w, rw, car)
             step = f"creating file {file_no}"
-            if file_no == citizen.FILE_INFO:
+            if file_no in (citizen.FILE_INFO, citizen_host.FILE_INFO_COPY):
                 df.create_std_data_file(file_no, comm, ar, citizen.INFO_SIZE)
             elif file_no == citizen.FILE_PURSE:
                 df.create_value_file(
@@ -258,8 +263,13 @@ def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal=Non
     _auth(df, citizen_host.KEY_MASTER, _role_key(ks, citizen_host.KEY_MASTER, uid))
     try:
         df.write_data(citizen.FILE_INFO, 0, info, MODE_MAC)
+        df.write_data(citizen_host.FILE_INFO_COPY, 0, info, MODE_MAC)
     except CardError as e:
         raise _fail(e, "writing the card info")
+    prog.state = "the card is issued but its PICC key may still be the factory key: run `tapkit card secure`"
+    _secure_picc(df, picc, [])
+    prog.state = "the card is issued and secured"
+    _select(df)
     if balance:
         prog.state = (
             "the card is issued, but the initial balance may not be on it: "
@@ -269,6 +279,109 @@ def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal=Non
     elif journal is not None:
         journal.append(taprecord_host.KIND_ISSUE, uid, 0, 0, 0, now=now)
     return {"uid": bytes(uid).hex(), "card_no": card_no, "balance": balance}
+
+
+def _picc_auth(df, picc):
+    """Authenticate at PICC level (selected) with the issuer's PICC key, else the factory key.
+    Returns "issuer", "factory", or None (neither: the card is not this issuer's to manage)."""
+    for name, auth, key in (
+        ("issuer", df.authenticate_aes, picc),
+        ("factory", df.authenticate_iso, FACTORY_PICC_KEY),
+    ):
+        try:
+            auth(0, key)
+            return name
+        except CardError as e:
+            if e.status not in (AUTHENTICATION_ERROR, RESPONSE_INTEGRITY):
+                raise
+            df.select_application(0)
+    return None
+
+
+def _secure_picc(df, picc, done):
+    """The issuer's PICC key and PICC key settings on the card (each step skipped when done)."""
+    step = "SelectApplication (PICC)"
+    try:
+        df.select_application(0)
+        step = "authentication at PICC level"
+        who = _picc_auth(df, picc)
+        if who is None:
+            raise CardOpsError(
+                "the card's PICC master key is neither the factory key nor this issuer's: "
+                "it cannot be secured with this keystore"
+            )
+        if who == "factory":
+            step = "ChangeKey (PICC master key)"
+            df.change_picc_key(picc, aes=True, version=1)  # ends the session
+            done.append("picc key")
+            step = "authentication with the new PICC key"
+            df.authenticate_aes(0, picc)
+        step = "GetKeySettings (PICC)"
+        if df.get_key_settings()[0] != citizen_host.PICC_KEY_SETTINGS:
+            step = "ChangeKeySettings (PICC)"
+            df.change_key_settings(citizen_host.PICC_KEY_SETTINGS)
+            done.append("picc key settings")
+    except CardError as e:
+        raise _fail(e, step)
+    return done
+
+
+def _secure_app(df, ks, uid, done):
+    """Card info readable by the debit key only (MACed in the terminal's session) and its
+    inspection copy for the read key (each step skipped when done)."""
+    _select(df)
+    _auth(df, citizen_host.KEY_MASTER, _role_key(ks, citizen_host.KEY_MASTER, uid))
+    step = "reading the card info"
+    try:
+        raw = df.read_data(citizen.FILE_INFO, 0, citizen.INFO_SIZE, MODE_MAC)
+        step = "GetFileSettings"
+        want = {f[0]: f for f in citizen_host.FILE_RIGHTS}
+        _, comm, r, w, rw, car = want[citizen.FILE_INFO]
+        s = df.get_file_settings(citizen.FILE_INFO)
+        if (s["read"], s["write"], s["read_write"], s["change"]) != (r, w, rw, car):
+            step = "ChangeFileSettings (card info)"
+            df.change_file_settings(
+                citizen.FILE_INFO, comm, citizen_host.access_rights(r, w, rw, car)
+            )
+            done.append("card info rights")
+        step = "GetFileIDs"
+        copy_no = citizen_host.FILE_INFO_COPY
+        if copy_no not in df.get_file_ids():
+            _, comm, r, w, rw, car = want[copy_no]
+            step = "creating the inspection copy"
+            df.create_std_data_file(
+                copy_no, comm, citizen_host.access_rights(r, w, rw, car), citizen.INFO_SIZE
+            )
+            done.append("inspection copy")
+        step = "writing the inspection copy"
+        if df.read_data(copy_no, 0, citizen.INFO_SIZE, MODE_MAC) != raw:
+            df.write_data(copy_no, 0, raw, MODE_MAC)
+    except CardError as e:
+        raise _fail(e, step)
+    return done
+
+
+def secure(df, ks, uid):
+    """Bring a card issued before tapkit secured cards up to date: card info read by terminals with
+    the debit key only (MACed: a relay cannot rewrite holder type, status or expiry), its copy for
+    inspection (read key), and the issuer's PICC master key (AES, diversified) with PICC key
+    settings under which FormatPICC, CreateApplication and DeleteApplication need it. Every step is
+    checked first and skipped when done: safe to run again, and after an interruption.
+
+    Returns {"uid", "card_no", "done": [the steps done now], "secured": True}."""
+    picc = picc_key(ks, uid)
+    with _removal("card secure") as prog:
+        prog.state = "the card may be partly secured: run `tapkit card secure` again"
+        done = _secure_app(df, ks, uid, [])
+        _secure_picc(df, picc, done)
+        _select(df)
+        info = _read_info(df, ks, uid)
+    return {
+        "uid": bytes(uid).hex(),
+        "card_no": info[citizen_host.CI_CARD_NO],
+        "done": done,
+        "secured": True,
+    }
 
 
 def _commit(df, journal, kind, uid, counter, amount, balance, now):
@@ -338,9 +451,12 @@ def topup(df, ks, uid, amount, terminal_id=0, now=None, journal=None):
     if amount <= 0:
         raise CardOpsError("top-up amount must be positive")
     now = _now(now)
+    picc = picc_key(ks, uid) if "picc" in ks["keys"] else None
     with _removal("top-up") as prog:
+        if picc is not None:  # a card issued before tapkit secured cards is migrated first
+            _secure_picc(df, picc, _secure_app(df, ks, uid, []))
         _select(df)
-        info = _read_info(df)
+        info = _read_info(df, ks, uid)
         if info[citizen.CI_STATUS] == citizen.STATUS_BLOCKED:
             raise CardBlocked(
                 f"card {info[citizen_host.CI_CARD_NO]} is blocked: it cannot be topped up"
@@ -367,8 +483,20 @@ def show(df, ks, uid):
 
 def _show(df, ks, uid):
     _select(df)
-    info = _read_info(df)
+    df.select_application(0)
+    try:  # free directory listing: the PICC key type (AES once issued by tapkit)
+        picc = "issuer" if df.get_key_settings()[1] & 0x80 else "factory"
+    except CardError:
+        picc = "unknown"
+    _select(df)
     _auth(df, citizen_host.KEY_READ, _role_key(ks, citizen_host.KEY_READ, uid))
+    try:  # the inspection copy (read key); a card not yet secured has its card info free to read
+        info = _read_info(df, ks, uid, citizen_host.FILE_INFO_COPY)
+        secured = picc == "issuer"
+    except CardOpsError:
+        info = _read_info(df, ks, uid)  # no copy: not secured yet (the master key reads it)
+        secured = False
+        _auth(df, citizen_host.KEY_READ, _role_key(ks, citizen_host.KEY_READ, uid))
     raw = _read_trips(df, 0)
     trips = [trip_to_dict(raw, i) for i in range(0, len(raw), citizen.TRIP_SIZE)]
     balance = read_balance(df, ks, uid)
@@ -388,6 +516,7 @@ def _show(df, ks, uid):
         "balance_key": "credit",
         "counter": trips[0]["counter"] if trips else 0,
         "trips": trips,
+        "secured": secured,
     }
 
 
@@ -398,7 +527,7 @@ def block(df, ks, uid, blocked=True, journal=None, now=None):
     `journal`: a change is recorded in it with the card's counter and balance."""
     with _removal("block" if blocked else "unblock") as prog:
         _select(df)
-        info = _read_info(df)
+        info = _read_info(df, ks, uid)
         return _set_status(df, ks, uid, info, blocked, prog, journal, _now(now))
 
 
@@ -427,6 +556,8 @@ def _set_status(df, ks, uid, info, blocked, prog, journal=None, now=None):
     )
     try:
         df.write_data(citizen.FILE_INFO, 0, new, MODE_MAC)
+        if citizen_host.FILE_INFO_COPY in df.get_file_ids():  # a card not secured has none yet
+            df.write_data(citizen_host.FILE_INFO_COPY, 0, new, MODE_MAC)
     except CardError as e:
         raise _fail(e, "writing the card info")
     prog.state = "the card is %s" % res["status"]
@@ -451,7 +582,7 @@ def refund(df, ks, uid, terminal_id=0, now=None, journal=None):
     now = _now(now)
     with _removal("refund") as prog:
         _select(df)
-        info = _read_info(df)
+        info = _read_info(df, ks, uid)
         _set_status(df, ks, uid, info, True, prog, journal, now)
         if journal is not None:
             terminal_id = journal.office_id

@@ -138,6 +138,26 @@ def refund(a):
     return 0
 
 
+def secure(a):
+    from host_tools.cardoffice import cardops
+
+    ks, reader, df = _session(a)
+    with reader:
+        res = cardops.secure(df, ks, reader.uid)
+    if a.json:
+        print_json(res)
+    else:
+        print(
+            "card %s (UID %s) %s"
+            % (
+                res["card_no"],
+                res["uid"].upper(),
+                "secured: " + ", ".join(res["done"]) if res["done"] else "was already secured",
+            )
+        )
+    return 0
+
+
 def _show_card(a, info, headline):
     if a.json:
         print_json(info)
@@ -360,5 +380,12 @@ COMMANDS = (
         office_sync,
         "store the office journal's records in the back office (idempotent)",
         (_OFFICE, KEYSTORE, DB),
+    ),
+    Command(
+        ("card", "secure"),
+        secure,
+        "migrate a card issued by an older tapkit: card info for terminals only (MACed), the "
+        "issuer's PICC key (FormatPICC needs it)",
+        _ON_A_READER,
     ),
 )

@@ -25,6 +25,23 @@ def init(a):
     return 0
 
 
+def upgrade(a):
+    from host_tools import keystore
+
+    added = keystore.upgrade(a.keystore)
+    res = {"keystore": os.path.abspath(a.keystore), "added": added}
+    if a.json:
+        print_json(res)
+    elif added:
+        print(
+            "keystore %s: added the %s key%s (the other keys are unchanged)"
+            % (a.keystore, ", ".join(added), "s" if len(added) > 1 else "")
+        )
+    else:
+        print("keystore %s already has every key role" % a.keystore)
+    return 0
+
+
 GROUPS = {"keys": "issuer key ceremony"}
 COMMANDS = (
     Command(
@@ -35,5 +52,11 @@ COMMANDS = (
             KEYSTORE,
             arg("--issuer-id", type=int, default=1, metavar="N", help="the card issuer's id"),
         ),
+    ),
+    Command(
+        ("keys", "upgrade"),
+        upgrade,
+        "add the key roles a keystore made by an older tapkit lacks (picc: the cards' PICC key)",
+        (KEYSTORE,),
     ),
 )

@@ -24,10 +24,10 @@ import time
 
 from host_tools import TapkitError
 
-CARDS = (  # name, holder, initial balance (Rial), taps
+CARDS = (  # name, holder, initial balance (Rial), taps (student 50%, senior 30% of the fare)
     ("alice", "adult", 200000, 3),
     ("bahram", "student", 100000, 2),
-    ("cyrus", "senior", 30000, 2),
+    ("cyrus", "senior", 10000, 2),
 )
 TERMINAL_ID = 1001
 FARE = 25000
@@ -87,7 +87,8 @@ def run(workdir="demo-run", heap="112K", progress=None):
     )
     state = os.path.join(workdir, "bus-%d" % TERMINAL_ID)
     os.makedirs(state)
-    deploy_virtual(os.path.join(state, "fs.img"), ks, TERMINAL_ID, fare=FARE, line=LINE)
+    # the demo's rides follow each other within seconds: no repeat window (a bus has 60 s by default)
+    deploy_virtual(os.path.join(state, "fs.img"), ks, TERMINAL_ID, fare=FARE, line=LINE, repeat=0)
     vb = VirtualBoard(state, heap=heap)
     try:
         vb.start()

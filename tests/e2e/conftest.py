@@ -39,12 +39,13 @@ def keystore_path(tmp_path, capsys):
 
 @pytest.fixture
 def virtual_bus(tmp_path, keystore_path):
-    """A deployed, running virtual bus terminal (id 1001, fare 25,000 Rial)."""
+    """A deployed, running virtual bus terminal (id 1001, fare 25,000 Rial; no repeat window: the
+    tests tap the same card for several rides within seconds; test_money.py tests the window)."""
     from emulator.vboard import VirtualBoard
     from harness.boards import deploy
     from host_tools import keystore
 
-    state = deploy(tmp_path / "bus", keystore.load(str(keystore_path)), 1001, fare=25000, line=7)
+    state = deploy(tmp_path / "bus", keystore.load(str(keystore_path)), 1001, fare=25000, line=7, repeat=0)
     vb = VirtualBoard(state)  # its filesystem: state/fs.img (littlefs)
     vb.start()
     try:

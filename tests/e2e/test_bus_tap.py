@@ -25,7 +25,7 @@ def _issue(capsys, card, keystore_path, balance):
             "--balance",
             balance,
             "--holder",
-            "student",
+            "adult",  # full fare (a student card pays the concession, test_money.py)
             "--json",
         )
     assert rc == 0, err
@@ -61,7 +61,7 @@ def test_tap_is_charged_on_card_and_in_ledger(tmp_path, capsys, pcscd, keystore_
     assert "75,000" in shown["display"]  # the rider sees the new balance
 
     summary, rep = _sync_and_report(capsys, virtual_bus, keystore_path, tmp_path)
-    assert summary["stored"] == 1
+    assert summary["stored"] == 2  # the charge and the CONFIRM of the card's commit answer
     rows = [r for r in rep["cards"] if r["uid"] == issued["uid"]]
     assert len(rows) == 1
     # one tap: confirmed by the terminal's confirm record, or unconfirmed until the card shows up

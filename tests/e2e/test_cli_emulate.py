@@ -57,7 +57,8 @@ def test_emulate_board_then_tap_then_sync(tmp_path, capsys, keystore_path):
         db = "sqlite:///%s" % (tmp_path / "t.db")
         rc, summary, err = sync_json(capsys, port, keystore_path, db)
         assert rc == 0, err
-        assert summary["stored"] == 1 and summary["terminal"] == 9
+        # the charge, and the CONFIRM the card's commit answer made of it
+        assert summary["stored"] == 2 and summary["terminal"] == 9
     finally:
         proc.send_signal(signal.SIGINT)
         rc = proc.wait(20)

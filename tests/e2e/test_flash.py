@@ -78,18 +78,21 @@ def test_flash_keeps_unsynced_taps_and_guards_identity(
         "--keystore", keystore_path, "--json",
     )  # fmt: skip
     assert rc == 0, err
-    assert r["terminal_id"] == 1001 and r["unsynced"] == 1  # the tap survived the flash
+    # the tap (its charge and the CONFIRM of the card's commit answer) survived the flash
+    assert r["terminal_id"] == 1001 and r["unsynced"] == 2
     assert "/config.json" in r["changed"]
-    assert "30,000" in virtual_bus.tap(card)["display"]  # the new fare is in force
+    # the new fare is in force (another rider: the flashed config has the 60 s repeat window)
+    other = rider_card(tmp_path / "other.card", keystore_path, 100000, card_no=2)
+    assert "30,000" in virtual_bus.tap(other)["display"]
     rc, out, err = run_cli(
         capsys, "flash", "--port", virtual_bus.port, "--board", BOARD, "--terminal-id", 1002,
         "--keystore", keystore_path,
     )  # fmt: skip
     assert rc == 1
-    assert "terminal 1001" in err and "2 unsynced taps" in err and "--force" in err
+    assert "terminal 1001" in err and "4 unsynced taps" in err and "--force" in err
     assert len(err.strip().splitlines()) == 1
     rc, d, err = run_cli(capsys, "diag", "--port", virtual_bus.port, "--json")
-    assert (d["terminal_id"], d["unsynced"], d["head_seq"]) == (1001, 2, 2)
+    assert (d["terminal_id"], d["unsynced"], d["head_seq"]) == (1001, 4, 4)
 
 
 def test_flash_all_three_boards_one_unplugged_mid_way(capsys, keystore_path, blank_boards):

@@ -55,7 +55,11 @@ def _journal(capsys, vb, keystore_path, tmp_path):
     rc, _, err = sync_json(capsys, vb.port, keystore_path, db)
     assert rc == 0, err
     with open_store(db) as st:
-        return st.taps()
+        recs = st.taps()
+    # every charge is confirmed by a later CONFIRM naming its seq (the card's commit answer)
+    confirmed = {r["amount"] for r in recs if r["kind"] == "confirm"}
+    assert all(r["seq"] in confirmed for r in recs if r["kind"] == "charge"), recs
+    return [r for r in recs if r["kind"] != "confirm"]
 
 
 @pytest.fixture

@@ -61,6 +61,7 @@ def test_wifi_upload_with_server_down_then_up(tmp_path, keystore_path):
         server="127.0.0.1:%d" % port,
         upload_backoff_max_ms=3000,
         upload_idle_ms=2000,
+        repeat=0,  # one card rides several times within seconds
     )
     card = rider_card(tmp_path / "a.card", keystore_path, 100000)
     with VirtualBoard(str(state), wifi=True) as vb:
@@ -71,13 +72,14 @@ def test_wifi_upload_with_server_down_then_up(tmp_path, keystore_path):
         srv = Server(url, ks, port)
         try:
             with store_mod.open_store(url) as db:
-                _wait(lambda: db.count() == 2, timeout=30)
-                assert [t["seq"] for t in db.taps(TID)] == [1, 2]
-                assert [t["amount"] for t in db.taps(TID)] == [25000, 25000]
+                # each charge, then the CONFIRM (amount: the seq it confirms) of its commit answer
+                _wait(lambda: db.count() == 4, timeout=30)
+                assert [t["seq"] for t in db.taps(TID)] == [1, 2, 3, 4]
+                assert [t["amount"] for t in db.taps(TID)] == [25000, 1, 25000, 3]
             # the terminal was told: its journal acknowledged both, and it installed the deny list
             with SerialLink(vb.port, timeout=2) as link:
                 info = _wait(
-                    lambda: (lambda i: i if i["acked_seq"] == 2 and i["deny_ver"] == 4 else None)(
+                    lambda: (lambda i: i if i["acked_seq"] == 4 and i["deny_ver"] == 4 else None)(
                         link.identify()
                     )
                 )
@@ -91,8 +93,8 @@ def test_wifi_upload_with_server_down_then_up(tmp_path, keystore_path):
             assert vb.tap(card)["buzzer"] == "ok"
             srv = Server(url, ks, port)
             with store_mod.open_store(url) as db:
-                _wait(lambda: db.count() == 3, timeout=30)
-                assert [t["seq"] for t in db.taps(TID)] == [1, 2, 3]
+                _wait(lambda: db.count() == 6, timeout=30)
+                assert [t["seq"] for t in db.taps(TID)] == [1, 2, 3, 4, 5, 6]
         finally:
             if srv:
                 srv.close()
@@ -103,8 +105,9 @@ def test_wifi_upload_with_server_down_then_up(tmp_path, keystore_path):
 
 def test_wifi_stalled_server_never_blocks_taps_and_anchor_after_usb_sync(tmp_path, keystore_path):
     """A server that accepts the connection and never answers: taps go on, the exchange times out.
-    Then seq 1 is synced over USB into another store; the Wi-Fi batch of seq 2 carries seq 1 as
-    its anchor, so the Wi-Fi store verifies and takes it (no gap refusal)."""
+    Then seqs 1-2 (a charge and its CONFIRM) are synced over USB into another store; the Wi-Fi
+    batch of seqs 3-4 carries seq 2 as its anchor, so the Wi-Fi store verifies and takes it (no gap
+    refusal)."""
     from host_tools.fleet import sync as sync_mod
 
     ks = keystore.load(str(keystore_path))
@@ -126,25 +129,26 @@ def test_wifi_stalled_server_never_blocks_taps_and_anchor_after_usb_sync(tmp_pat
         server="127.0.0.1:%d" % port,
         upload_backoff_max_ms=3000,
         upload_idle_ms=2000,
+        repeat=0,  # one card rides several times within seconds
     )
     card = rider_card(tmp_path / "a.card", keystore_path, 100000)
     srv = None
     with VirtualBoard(str(state), wifi=True) as vb:
-        assert vb.tap(card)["buzzer"] == "ok"  # seq 1, while an upload hangs
+        assert vb.tap(card)["buzzer"] == "ok"  # seqs 1-2, while an upload hangs
         vb.wait_for("LOG| wifi: OSError [Errno 110]", timeout=30, since=0)
         with (
             SerialLink(vb.port, timeout=2) as link,
             store_mod.open_store("sqlite:///%s" % (tmp_path / "usb.db")) as other,
         ):
             s = sync_mod.sync_terminal(link, other, ks)
-        assert (s["stored"], s["acked_seq"]) == (1, 1)
-        assert vb.tap(card)["buzzer"] == "ok"  # seq 2
+        assert (s["stored"], s["acked_seq"]) == (2, 2)
+        assert vb.tap(card)["buzzer"] == "ok"  # seqs 3-4
         stall.close()
         srv = Server(url, ks, port)
         try:
             with store_mod.open_store(url) as db:
-                _wait(lambda: db.count() == 1, timeout=30)
-                assert [t["seq"] for t in db.taps(TID)] == [2]
+                _wait(lambda: db.count() == 2, timeout=30)
+                assert [t["seq"] for t in db.taps(TID)] == [3, 4]
                 assert db.rejects() == []
         finally:
             srv.close()

@@ -12,7 +12,7 @@ from card_schema.crypto import rotl
 from card_schema.desfire import MODE_ENC, MODE_MAC, CardError
 from card_schema.desfire_admin import DESFireAdmin
 from emulator.card import DESFireCard
-from host_tools import TapkitError
+from host_tools import TapkitError, keystore
 from host_tools.cardoffice import cardops
 from host_tools.keystore import card_key
 
@@ -23,7 +23,7 @@ T0 = 1700000000
 def _ks(seed):
     keys = {
         r: bytes([seed + i]) * 16
-        for i, r in enumerate(("master", "debit", "credit", "read", "journal"))
+        for i, r in enumerate(("master", "debit", "credit", "read", "journal", "picc"))
     }
     return {"issuer_id": 7, "keys": keys, "path": None}
 
@@ -91,8 +91,18 @@ def test_issue_topup_show(issued, ks):
 def test_issued_card_structure(issued, ks):
     card, df = issued
     df.select_application(AID)
-    assert df.get_file_ids() == [1, 2, 3]
+    assert df.get_file_ids() == [1, 2, 3, 4]
     assert df.get_key_settings() == (cardops.APP_KEY_SETTINGS, 0x84)  # 4 AES keys
+    # card info: only the debit key reads it (MACed, in the terminal's session); its copy: read key
+    for file_no, read in ((citizen.FILE_INFO, 1), (citizen_host.FILE_INFO_COPY, 3)):
+        s = df.get_file_settings(file_no)
+        assert (s["comm"], s["read"], s["write"], s["read_write"], s["change"]) == (
+            1,
+            read,
+            0,
+            0,
+            0,
+        )
     purse = df.get_file_settings(citizen.FILE_PURSE)
     assert (purse["type"], purse["comm"], purse["read"], purse["write"], purse["read_write"]) == (
         2,
@@ -109,6 +119,14 @@ def test_issued_card_structure(issued, ks):
     assert e.value.status == 0xAE
     _auth(df, ks, card, "master")
     assert df.get_card_uid() == card.uid
+    # the PICC: the issuer's AES key (diversified), settings 0x0B; the factory key is gone
+    df.select_application(0)
+    assert df.get_key_settings() == (citizen_host.PICC_KEY_SETTINGS, 0x81)
+    with pytest.raises(CardError) as e:
+        df.authenticate_iso(0, bytes(16))
+    assert e.value.status == 0xAE
+    df.select_application(0)
+    df.authenticate_aes(0, keystore.picc_key(ks, card.uid))
 
 
 def test_debit_with_debit_key(issued, ks):
@@ -191,11 +209,16 @@ def test_credit_key_cannot_read_trips_read_key_cannot_write(issued, ks):
 def test_unauthenticated_access(issued, ks):
     _card, df = issued
     df.select_application(AID)
-    info = citizen.unpack_card_info(df.read_data(citizen.FILE_INFO, 0, 32))  # free read
+    for file_no in (citizen.FILE_INFO, citizen_host.FILE_INFO_COPY, citizen.FILE_PURSE):
+        with pytest.raises(CardError) as e:  # card info is no longer free to read
+            if file_no == citizen.FILE_PURSE:
+                df.get_value(file_no)
+            else:
+                df.read_data(file_no, 0, 32)
+        assert e.value.status == 0xAE
+    _auth(df, ks, _card, "read")  # the inspection copy, with the read key
+    info = citizen.unpack_card_info(df.read_data(citizen_host.FILE_INFO_COPY, 0, 32, MODE_MAC))
     assert info[citizen_host.CI_CARD_NO] == 1001
-    with pytest.raises(CardError) as e:
-        df.get_value(citizen.FILE_PURSE)
-    assert e.value.status == 0xAE
 
 
 def test_wrong_key_is_authentication_error(issued, ks):
@@ -325,6 +348,7 @@ def test_long_enciphered_data_and_backup_file(card, wrapped):
     assert df.apdus == 5 and card.frames > 20  # select, auth x2, read (100 bytes + MAC: 2 frames)
     assert sorted(df.get_file_ids()) == [5, 6]
     df.select_application(0)
+    df.authenticate_iso(0, bytes(16))  # DeleteApplication and FormatPICC need the PICC master key
     df.delete_application(0x123456)
     df.format_picc()
     assert df.get_application_ids() == []

@@ -106,12 +106,19 @@ def scenario(df, note):
     df.authenticate_aes(1, K1)
     df.clear_record_file(10)
     df.commit_transaction()
-    note("master key: delete a file, change its own key, delete the application, format")
+    note("master key: delete a file, change file and key settings, change its own key")
     df.authenticate_aes(0, bytes(16))
     df.delete_file(13)
+    df.change_file_settings(1, MODE_MAC, ar(2, 1, 1, 0))
+    df.change_key_settings(0x0B)
     df.change_key(0, K2, version=5)
+    note("PICC master key: delete the application, make the PICC key AES, its settings, format")
     df.select_application(0)
+    df.authenticate_iso(0, bytes(16))
     df.delete_application(AID)
+    df.change_picc_key(K1, aes=True, version=1)
+    df.authenticate_aes(0, K1)
+    df.change_key_settings(0x0B)
     df.format_picc()
 
 
@@ -168,6 +175,8 @@ def test_transcript(wrapped):
         0x64,
         0xCA,
         0xDA,
+        0x54,
+        0x5F,
         0x6A,
         0xFC,
         0x60,

@@ -112,6 +112,8 @@ JSON_PROOF = {
     "card block": "tests/e2e/test_card_office.py::test_block_refuses_topup_then_unblock",
     "card unblock": "tests/e2e/test_cli_json.py::test_card_show_and_unblock",
     "card refund": "tests/e2e/test_card_office.py::test_refund_closes_the_card_and_logs_the_payout",
+    "card secure": "tests/e2e/test_card_secure.py::test_card_secure_migrates_an_old_card_once",
+    "keys upgrade": "tests/e2e/test_card_secure.py::test_keys_upgrade_adds_the_picc_key_only",
     "emulate card": "tests/e2e/test_cli_json.py::test_emulate_card_json_lines",
     "emulate board": "tests/e2e/test_cli_json.py::test_emulate_board_json_lines_then_tap_json",
     "emulate tap": "tests/e2e/test_cli_json.py::test_emulate_board_json_lines_then_tap_json",
