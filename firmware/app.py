@@ -56,7 +56,9 @@ terminal refuses a card whose newest trip record carries it. The card office's n
 `card block`) replaces that mark: unblocking is the card office's decision.
 
 Price codes: REPEAT (same card on this terminal within the table's `repeat` seconds) shows "Already
-paid" and the balance, and neither charges nor journals anything; NO_FARE shows "Out of service";
+paid" and the balance, and neither charges nor journals anything; the terminal also takes as REPEAT
+any price equal to the card's newest debit on this terminal within that window (default 60 s,
+card_schema.profile_host.DEFAULT_REPEAT): the sale retyped after a power cut is not paid twice; NO_FARE shows "Out of service";
 WAIT (a keypad profile with nothing entered) refuses the tap, nothing journalled; OWN hands the tap,
 after the card checks, to the profile's own() (the POS refund: LimitedCredit + a refund trip record +
 a KIND_REFUND journal record, one transaction).
@@ -453,6 +455,15 @@ class Terminal:
         fare, flags = prof.price(
             self.table, self.line, info[_CI_HOLDER], now, trips, self.terminal_id
         )
+        if (
+            fare > 0
+            and last
+            and last[_TR_KIND] == citizen.TRIP_DEBIT
+            and last[citizen.TR_TERMINAL] == self.terminal_id
+            and last[citizen.TR_AMOUNT] == fare
+            and 0 <= now - last[citizen.TR_TIME] < self.table.get("repeat", _DEFAULT_REPEAT)
+        ):
+            fare = _REPEAT  # the same card, amount and terminal at once: a retry after a cut
         if fare == _REPEAT and last:
             mem.update(self.journal.head_seq, 0, 0, uid, counter, 0, tbal, 0)
             self.show(_t(msg.PAID), _t(msg.BALANCE) + " " + _money(last[citizen.TR_BALANCE]), "ok")

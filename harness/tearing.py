@@ -130,7 +130,10 @@ def tearing_campaign(seed=1, drops=300, fare=FARE, heap="112K", plan=None):
         state = os.path.join(d, "bus")
         db = store.open_store("sqlite:///" + os.path.join(d, "office.db"))
         try:
-            with deployed_board(state, ks, TERMINAL, heap=heap, fare=fare, line=1) as vb:
+            # repeat=0: one card taps again and again within seconds here (the repeat window
+            # and the card resting on the reader across a power cut: harness/money.py)
+            cfg = {"fare": fare, "line": 1, "repeat": 0}
+            with deployed_board(state, ks, TERMINAL, heap=heap, **cfg) as vb:
                 rider = _RiderCard(card, vb.field)
                 for step in range(drops):
                     if plan is None:

@@ -14,7 +14,8 @@ def test_power_cycle_keeps_taps_and_sequence(tmp_path, capsys, keystore_path, vi
     db = "sqlite:///%s" % (tmp_path / "t.db")
     rc, summary, err = sync_json(capsys, virtual_bus.port, keystore_path, db)
     assert rc == 0, err
-    assert summary["stored"] == 2 and summary["head_seq"] == 2  # both taps, seq 1 and 2
+    # both taps: their charges (seq 1, 3) and the CONFIRMs of the commit answers (seq 2, 4)
+    assert summary["stored"] == 4 and summary["head_seq"] == 4
 
 
 def test_watchdog_resets_a_hung_firmware(tmp_path, keystore_path, virtual_bus):

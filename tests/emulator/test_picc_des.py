@@ -103,7 +103,8 @@ def test_issue_authenticates_with_the_factory_picc_key(wrapped):
     ks = {
         "issuer_id": 1,
         "keys": {
-            r: bytes([i + 1]) * 16 for i, r in enumerate(("master", "debit", "credit", "read"))
+            r: bytes([i + 1]) * 16
+            for i, r in enumerate(("master", "debit", "credit", "read", "picc"))
         },
         "path": None,
     }
