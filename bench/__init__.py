@@ -12,6 +12,7 @@ Sections, in table order (each a module of this package):
     journal   flash erases/programs per tap, littlefs beside it, boot recovery, power cuts survived
     profiles  APDUs per tap and peak heap in a tap, per terminal profile
     backoffice  a generated month of a 3,000-vehicle fleet: audit, report and dashboard page times
+    money     every rial: power cuts, lost/damaged answers, riders next; the ledger against the cards
 
 The result convention: every section's `run(opts)` returns `(rows, data)`:
 - rows: a list of row(section, name, value, unit, note) dicts, {"section", "name", "value", "unit",
@@ -21,12 +22,13 @@ The result convention: every section's `run(opts)` returns `(rows, data)`:
 
 `--json` prints one JSON object: {"sections": [names run], "rows": [every row], SECTION: data, ...}.
 Its keys are stable; name a figure by its path, e.g. `sync.SQLite.ingest_per_s`,
-`sync.PostgreSQL.bulk_per_s`, `tearing.committed`, `journal.reentrant.cuts`, `heap.total`.
+`sync.PostgreSQL.bulk_per_s`, `tearing.committed`, `journal.reentrant.cuts`, `heap.total`,
+`money.phantom_charges`.
 """
 
 import argparse
 
-SECTIONS = ("tap", "heap", "tearing", "sync", "journal", "profiles", "backoffice")
+SECTIONS = ("tap", "heap", "tearing", "sync", "journal", "profiles", "backoffice", "money")
 
 
 def parser(prog="python -m bench"):
@@ -39,6 +41,8 @@ def parser(prog="python -m bench"):
     ap.add_argument("--drops", type=int, default=3000, help="tearing campaign field drops")
     ap.add_argument("--seed", type=int, default=1, help="tearing campaign seed")
     ap.add_argument("--cuts", type=int, default=10000, help="journal power cuts (reentrant run)")
+    ap.add_argument("--cases", type=int, default=10000, help="money campaign cases")
+    ap.add_argument("--workers", type=int, help="money campaign boards at once (default: cores)")
     ap.add_argument(
         "--sync-vehicles", type=int, default=40, help="vehicles x 500 taps for the ingest bench"
     )

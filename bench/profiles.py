@@ -15,7 +15,8 @@ from bench import row
 
 SECTION = "profiles"
 PROFILES = {
-    # profile: (fare table, keys before each tap)
+    # profile: (fare table, keys before each tap); "repeat": 0: the bench taps one card again and
+    # again within seconds (the repeat window itself: harness/money.py)
     "bus": (
         {
             "fares": {"1": 25000},
@@ -23,13 +24,17 @@ PROFILES = {
             "peak": {"pct": 125, "days": [0, 1, 2, 3, 4, 5, 6], "spans": [[420, 540]]},
             "tz": 12600,
             "transfer": {"window": 5400, "pct": 50},
+            "repeat": 0,
         },
         "",
     ),
-    "taxi": ({}, "25000#"),
-    "parking": ({"grace": 0, "steps": [[60, 20000]], "hourly": 30000, "cap": 200000}, ""),
-    "pos": ({"max": 1000000}, "25000#"),
-    "charity": ({"amounts": [25000, 50000]}, "1"),
+    "taxi": ({"repeat": 0}, "25000#"),
+    "parking": (
+        {"grace": 0, "steps": [[60, 20000]], "hourly": 30000, "cap": 200000, "repeat": 0},
+        "",
+    ),
+    "pos": ({"max": 1000000, "repeat": 0}, "25000#"),
+    "charity": ({"amounts": [25000, 50000], "repeat": 0}, "1"),
 }
 
 

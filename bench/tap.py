@@ -30,6 +30,7 @@ FARES = {
     "peak": {"pct": 125, "days": [0, 1, 2, 3, 4, 5, 6], "spans": [[420, 540]]},
     "tz": 12600,
     "transfer": {"window": 5400, "pct": 50},
+    "repeat": 0,
 }
 
 

@@ -539,8 +539,8 @@ class Run:
     def closing(self):
         """Every card once more, clean (pending charges resolve), then the ledger check."""
         self.jump(200)  # a new day: outside every repeat window
-        for i, rider in enumerate(self.cards):
-            self._try("seed %d closing tap %d" % (self.seed, i), _Intent(rider, TERMINAL))
+        for i in sorted(self.last_use):  # every card that rode
+            self._try("seed %d closing tap %d" % (self.seed, i), _Intent(self.cards[i], TERMINAL))
         self.sync_and_check("seed %d closing" % self.seed, final=True)
 
     def sync_and_check(self, where, final=False):
