@@ -623,71 +623,44 @@ def _signed(trip):
 
 
 def ledger(recs):
-    """The back office's rule on one terminal's records (dicts of taprecord_host.to_dict): each
-    charge (kind charge or refund) is confirmed by a CONFIRM naming its seq, voided by a VOID naming
-    it, else resolved by the card's later records: a later record of the card that read a counter
-    >= the charge's (refused, denied, or a later charge's counter - 1) with no other confirmed
-    transaction at that counter confirms it; a later confirmed transaction at the same counter
-    voids it. Returns {charges, confirmed, voided, by_continuity, unresolved: [...], cards: {uid:
-    {revenue, counters}}}."""
-    named = {}
-    for r in recs:
-        if r["kind"] in ("confirm", "void"):
-            named.setdefault(r["amount"], r["kind"])
-    charges = [r for r in recs if r["kind"] in ("charge", "refund") and r["result"] == "ok"]
-    status = {}
-    for c in charges:
-        status[c["seq"]] = named.get(c["seq"])
-    # counter continuity for the rest
+    """The back office's ledger (host_tools.backoffice.ledger.resolve, per card) of one terminal's
+    records (dicts of taprecord_host.to_dict): a charge or refund is confirmed by a CONFIRM naming
+    its seq or by the card's later state, voided by a VOID naming it, phantom when another
+    transaction of its counter is the one the card went on from, else unconfirmed. Returns
+    {charges, confirmed, voided, by_continuity, unresolved: [...], pending: {(uid, counter):
+    amount}, cards: {uid: {revenue, counters}}}."""
+    from host_tools.backoffice.ledger import resolve
+
+    named = {r["amount"] for r in recs if r["kind"] in ("confirm", "void")}
     by_card = {}
     for r in recs:
-        by_card.setdefault(r["uid"], []).append(r)
-    cont = 0
-    for c in charges:
-        if status[c["seq"]]:
-            continue
-        later = [r for r in by_card[c["uid"]] if r["seq"] > c["seq"]]
-        taken = any(
-            r is not c
-            and r["kind"] in ("charge", "refund")
-            and r["counter"] == c["counter"]
-            and status.get(r["seq"]) == "confirm"
-            for r in by_card[c["uid"]]
-        )
-        read = [
-            r["counter"] - (1 if r["kind"] in ("charge", "refund") else 0)
-            for r in later
-            if r["kind"] in ("charge", "refund", "refused", "denied")
-        ]
-        if taken:
-            status[c["seq"]] = "void"
-            cont += 1
-        elif any(n >= c["counter"] for n in read):
-            status[c["seq"]] = "confirm"
-            cont += 1
-    cards = {}
-    unresolved = []
-    pending = {}  # (uid, counter) -> signed amount of each unresolved charge
-    for c in charges:
-        s = status[c["seq"]]
-        if s is None:
-            unresolved.append("seq %d card %s counter %d" % (c["seq"], c["uid"], c["counter"]))
-            pending[(c["uid"], c["counter"])] = (
-                c["amount"] if c["kind"] == "charge" else -c["amount"]
-            )
-        elif s == "confirm":
-            d = cards.setdefault(c["uid"], {"revenue": 0, "counters": []})
-            d["revenue"] += c["amount"] if c["kind"] == "charge" else -c["amount"]
-            d["counters"].append(c["counter"])
-    return {
-        "charges": len(charges),
-        "confirmed": sum(1 for s in status.values() if s == "confirm"),
-        "voided": sum(1 for s in status.values() if s == "void"),
-        "by_continuity": cont,
-        "unresolved": unresolved,
-        "pending": pending,
-        "cards": cards,
-    }
+        if r["uid"] != "00" * 7:
+            d = dict(r, status=None)
+            by_card.setdefault(r["uid"], []).append(d)
+    out = {"charges": 0, "confirmed": 0, "voided": 0, "by_continuity": 0}
+    cards, unresolved, pending = {}, [], {}
+    for uid, rows in by_card.items():
+        status, _found = resolve(rows)
+        for r in rows:
+            if r["kind"] not in ("charge", "refund"):
+                continue
+            st = status.get((r["terminal"], r["seq"]))
+            out["charges"] += 1
+            signed = r["amount"] if r["kind"] == "charge" else -r["amount"]
+            if st != "unconfirmed" and r["seq"] not in named:
+                out["by_continuity"] += 1
+            if st == "confirmed":
+                out["confirmed"] += 1
+                d = cards.setdefault(uid, {"revenue": 0, "counters": []})
+                d["revenue"] += signed
+                d["counters"].append(r["counter"])
+            elif st in ("voided", "phantom"):
+                out["voided"] += 1
+            else:
+                unresolved.append("seq %d card %s counter %d" % (r["seq"], uid, r["counter"]))
+                pending[(uid, r["counter"])] = signed
+    out.update(unresolved=unresolved, pending=pending, cards=cards)
+    return out
 
 
 def money_campaign(seed=1, cases=200, profile="bus", heap="112K", keep_going=False):
