@@ -630,6 +630,10 @@ def run(store, keys, full=False, now=None, batch=_BATCH):
             for k in total:
                 total[k] += r.stats[k]
     total["cards_settled"] = settle_dirty(store, now)
+    if total["cards_settled"]:
+        from host_tools.backoffice import denylist  # clones onto the deny list (setting "auto")
+
+        total["deny_published"] = denylist.auto(store)
     total["seconds"] = round(time.time() - t0, 3)
     return total
 

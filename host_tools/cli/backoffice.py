@@ -386,6 +386,44 @@ def fleet(a):
     return 0
 
 
+def clones(a):
+    from host_tools.backoffice import audit, denylist
+    from host_tools.backoffice import store as store_mod
+
+    with store_mod.open_store(a.db, create=False) as db:
+        if a.auto:
+            denylist.set_mode(db, "auto" if a.auto == "on" else "propose")
+        audit.run(db, _keys(a))
+        p = denylist.proposal(db)
+        p["published"] = denylist.publish(db) if a.publish else None
+        p["mode"] = denylist.mode(db)
+    if a.json:
+        print_json(p)
+        return 0
+    con = console()
+    con.print(
+        table(
+            "cards whose state went back (clones, rollbacks)",
+            ("card", "money lost (Rial)", "on the deny list", "finding"),
+            [
+                (c["uid"], money(c["lost"]), "yes" if c["listed"] else "no", c["text"])
+                for c in p["cards"]
+            ],
+        )
+    )
+    if p["published"]:
+        con.print(
+            "deny list version %d published with %d new cards" % (p["published"], len(p["new"]))
+        )
+    elif p["new"]:
+        con.print(
+            "%d cards are not on the deny list: --publish adds them (action block); --auto on lets "
+            "the audit do it" % len(p["new"])
+        )
+    con.print("clone deny entries: %s" % ("automatic" if p["mode"] == "auto" else "proposed"))
+    return 0
+
+
 def ledger_cmd(a):
     from host_tools.backoffice import audit, ledger, report
     from host_tools.backoffice import store as store_mod
@@ -562,6 +600,21 @@ COMMANDS = (
                 default=0.8,
                 metavar="F",
                 help="flag a journal filled to this fraction at its last contact (default 0.8)",
+            ),
+        ),
+    ),
+    Command(
+        ("clones",),
+        clones,
+        "cards whose state went back (clones, rollbacks): money lost, deny-list entries",
+        (
+            DB,
+            KEYSTORE,
+            arg("--publish", action="store_true", help="publish the next deny list with them"),
+            arg(
+                "--auto",
+                choices=("on", "off"),
+                help="on: the audit publishes new ones itself (store setting clone_deny)",
             ),
         ),
     ),

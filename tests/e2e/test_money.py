@@ -5,9 +5,13 @@ campaign that proves the promise over seeded cases (harness/money.py; `make benc
 What each asserts is what a rider and an operator see: the card's balance and trip log, the lines
 on the display, the records the back office gets and what its ledger counts."""
 
+import json
+import os
+
 import pytest
 
 from card_schema.desfire_admin import DESFireAdmin
+from e2e_helpers import run_cli
 from harness import money
 from harness.legacy import make_legacy
 from host_tools.cardoffice import cardops
@@ -187,7 +191,9 @@ def test_card_info_rewritten_by_a_relay_is_never_acted_on(run, fresh, case, offs
     assert want.get(case, "Card expired") in shown[0]
 
 
-def test_a_card_image_restored_to_an_older_state_is_refused_also_after_a_reboot(run, fresh):
+def test_a_card_image_restored_to_an_older_state_is_refused_also_after_a_reboot(
+    run, fresh, tmp_path, capsys
+):
     a = fresh()
     old = a.card.card.to_json()  # the rider's copy of the card before the ride
     run._try("ride", a)
@@ -208,6 +214,24 @@ def test_a_card_image_restored_to_an_older_state_is_refused_also_after_a_reboot(
         ("denied", "rollback"),
         ("denied", "rollback"),
     ]
+    # the back office: a clone finding with the money lost, and its deny-list entry
+    ks = tmp_path / "issuer.keys"
+    ks.write_text(json.dumps({"version": 1, "issuer_id": 1, "keys": {
+        k: v.hex() for k, v in run.ks["keys"].items()}}))  # fmt: skip
+    db = "sqlite:///" + os.path.join(run.state_dir, "office.db")
+    rc, out, err = run_cli(capsys, "clones", "--db", db, "--keystore", ks, "--json")
+    assert rc == 0, err
+    (mine,) = [c for c in out["cards"] if c["uid"] == uid]
+    # nothing lost: the terminal refused the restored image before it rode (the ledger counts
+    # what a copy spent elsewhere); not on the deny list yet, entries proposed, not automatic
+    assert "went back" in mine["text"] and mine["lost"] == 0 and not mine["listed"]
+    assert out["mode"] == "propose" and uid in out["new"]
+    rc, out, err = run_cli(capsys, "clones", "--db", db, "--keystore", ks, "--publish", "--json")
+    assert rc == 0 and out["published"] == 1
+    rc, out, err = run_cli(capsys, "clones", "--db", db, "--keystore", ks, "--json")
+    assert [c["listed"] for c in out["cards"] if c["uid"] == uid] == [True] and out["new"] == []
+    rc, out, err = run_cli(capsys, "clones", "--db", db, "--keystore", ks, "--auto", "on", "--json")
+    assert rc == 0 and out["mode"] == "auto"  # from now on the audit publishes new ones itself
 
 
 def test_flat_fare_concessions_and_the_repeat_window_also_across_a_reboot(run, fresh):

@@ -135,6 +135,7 @@ JSON_PROOF = {
     "office sync": "tests/e2e/test_card_office.py::test_every_operation_is_in_the_office_journal_and_reaches_the_store",
     "fleet": "tests/host_tools/backoffice/test_fleetstatus.py::test_fleet_and_ledger_commands",
     "ledger": "tests/host_tools/backoffice/test_fleetstatus.py::test_fleet_and_ledger_commands",
+    "clones": "tests/e2e/test_money.py::test_a_card_image_restored_to_an_older_state_is_refused_also_after_a_reboot",
     "dashboard": "tests/e2e/test_dashboard_browser.py::served",
 }
 
