@@ -58,7 +58,7 @@ terminal refuses a card whose newest trip record carries it. The card office's n
 Price codes: REPEAT (same card on this terminal within the table's `repeat` seconds) shows "Already
 paid" and the balance, and neither charges nor journals anything; the terminal also takes as REPEAT
 any price equal to the card's newest debit on this terminal within that window (default 60 s,
-card_schema.profile_host.DEFAULT_REPEAT): the sale retyped after a power cut is not paid twice; NO_FARE shows "Out of service";
+card_schema.tariff_host.DEFAULT_REPEAT): the sale retyped after a power cut is not paid twice; NO_FARE shows "Out of service";
 WAIT (a keypad profile with nothing entered) refuses the tap, nothing journalled; OWN hands the tap,
 after the card checks, to the profile's own() (the POS refund: LimitedCredit + a refund trip record +
 a KIND_REFUND journal record, one transaction).
@@ -100,7 +100,7 @@ _KIND_CONFIRM = const(7)  # = card_schema.taprecord_host.KIND_CONFIRM
 _RESULT_COMMIT_ANSWER = const(8)  # = card_schema.taprecord_host.RESULT_COMMIT_ANSWER
 _RESULT_NOT_SENT = const(10)  # = card_schema.taprecord_host.RESULT_NOT_SENT
 _RESULT_ROLLBACK = const(11)  # = card_schema.taprecord_host.RESULT_ROLLBACK
-_DEFAULT_REPEAT = const(60)  # = card_schema.profile_host.DEFAULT_REPEAT
+_DEFAULT_REPEAT = const(60)  # = card_schema.tariff_host.DEFAULT_REPEAT
 _MEM_CARDS = const(32)  # cards the terminal remembers (firmware.journal.Cards)
 _PENDING = const(1)  # firmware.journal.Cards' flag: a charge of the card is pending
 _NO_TARGET = const(0x27)  # PN532 status: no activated target (the chip transmitted nothing)
@@ -187,7 +187,7 @@ class Terminal:
         for rb in j.scan(max(j.head_seq - _WINDOW + 1, 1)):
             t = struct.unpack_from(taprecord.FMT, rb, 0)
             self.mem.update(t[4], t[1], t[2], t[7], t[9], t[10], t[11], t[5])
-        rb = t = None
+        rb = None  # the replay's garbage goes in one collection
         gc.collect()
 
     # --- diagnostics -------------------------------------------------------------------------
@@ -235,7 +235,7 @@ class Terminal:
                     self.table = {
                         "default": self.fare,
                         "repeat": int(self.config.get("repeat", _DEFAULT_REPEAT)),
-                        # = card_schema.profile_host.FLAT_CONC
+                        # = card_schema.tariff_host.FLAT_CONC
                         "conc": self.config.get("conc", (100, 50, 30, 0)),
                     }
             except ValueError as e:

@@ -527,13 +527,10 @@ class Cards:
         if kind == _KIND_CHARGE or kind == _KIND_REFUND:
             if result:
                 return
-            flags, p, t = (
-                _PENDING | _UNCERTAIN | _BALANCE,
-                seq,
-                time,
-            )  # journalled before its commit
+            # journalled before its commit
+            flags, p, t = _PENDING | _UNCERTAIN | _BALANCE, seq, time
         elif kind == _KIND_CONFIRM or kind == _KIND_VOID:
-            if not pend or e[5] != amount:
+            if e is None or not pend or e[5] != amount:
                 return  # not the pending charge this terminal remembers
             if kind == _KIND_CONFIRM:
                 flags, counter, balance = e[1] & _BALANCE, e[2], e[3]

@@ -25,7 +25,7 @@ from firmware import journal, msg
 _t = msg.text
 _KIND_CONFIRM = const(7)  # = card_schema.taprecord_host.KIND_CONFIRM
 _RESULT_TRIP_LOG = const(9)  # = card_schema.taprecord_host.RESULT_TRIP_LOG
-_SAME_TAP_S = const(120)  # = card_schema.profile_host.SAME_TAP_S
+_SAME_TAP_S = const(120)  # = card_schema.tariff_host.SAME_TAP_S
 _TRIPS_ON_CARD = const(9)  # records the cyclic trip log keeps (citizen_host.TRIP_RECORDS - 1)
 _TR_KIND = const(7)  # = card_schema.citizen_host.TR_KIND
 _PENDING = const(1)  # firmware.journal.Cards' flag

@@ -12,7 +12,7 @@ card's own trip log.
   seconds, and was not itself a transfer: `transfer.pct` percent off, the new trip record carries
   _FLAG_TRANSFER (so a journey has one discounted change, not a chain of them);
 - repeat: the newest trip record is a debit by this terminal less than `repeat` seconds ago (default
-  60, card_schema.profile_host.DEFAULT_REPEAT; 0 turns it off): REPEAT
+  60, card_schema.tariff_host.DEFAULT_REPEAT; 0 turns it off): REPEAT
   (already paid, nothing is charged or journalled);
 - `round`: the fare is rounded down to a multiple of it.
 
@@ -29,7 +29,7 @@ PROFILE = const(1)  # = card_schema.profile.BUS
 HISTORY = const(3)  # trip records the tap reads: the newest debit behind a top-up or two
 
 _REPEAT = const(-1)  # = card_schema.profile.REPEAT
-_DEFAULT_REPEAT = const(60)  # = card_schema.profile_host.DEFAULT_REPEAT
+_DEFAULT_REPEAT = const(60)  # = card_schema.tariff_host.DEFAULT_REPEAT
 _NO_FARE = const(-2)  # = card_schema.profile.NO_FARE
 _FLAG_TRANSFER = const(0x01)  # = card_schema.citizen_host.FLAG_TRANSFER
 _TR_LINE = const(5)  # = card_schema.citizen_host.TR_LINE

@@ -16,7 +16,7 @@ Fare table (per zone in "zones", or one rule for all):
   daily cap (the meter cannot know when the car left), "duration" charges the duration by that
   zone's rule; either way the next tap starts a session here;
 - repeat: seconds in which a second tap on the meter that opened the session is not a tap out
-  (default 60, card_schema.profile_host.DEFAULT_REPEAT);
+  (default 60, card_schema.tariff_host.DEFAULT_REPEAT);
 - prepaid (optional, per zone): minutes paid up front at tap in (the rule's charge for them, carried
   as the open record's amount); tap out charges the session by the rule minus what was prepaid:
   leaving early refunds nothing, an overstay pays the difference (an other-zone cap likewise).
@@ -34,7 +34,7 @@ PROFILE = const(3)  # = card_schema.profile.PARKING
 HISTORY = const(1)
 
 _REPEAT = const(-1)  # = card_schema.profile.REPEAT
-_DEFAULT_REPEAT = const(60)  # = card_schema.profile_host.DEFAULT_REPEAT
+_DEFAULT_REPEAT = const(60)  # = card_schema.tariff_host.DEFAULT_REPEAT
 _FLAG_OPEN = const(0x02)  # = card_schema.citizen_host.FLAG_OPEN
 _TR_KIND = const(7)  # = card_schema.citizen_host.TR_KIND
 _TR_PROFILE = const(8)  # = card_schema.citizen_host.TR_PROFILE

@@ -45,7 +45,9 @@ def virtual_bus(tmp_path, keystore_path):
     from harness.boards import deploy
     from host_tools import keystore
 
-    state = deploy(tmp_path / "bus", keystore.load(str(keystore_path)), 1001, fare=25000, line=7, repeat=0)
+    state = deploy(
+        tmp_path / "bus", keystore.load(str(keystore_path)), 1001, fare=25000, line=7, repeat=0
+    )
     vb = VirtualBoard(state)  # its filesystem: state/fs.img (littlefs)
     vb.start()
     try:
