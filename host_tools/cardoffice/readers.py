@@ -139,6 +139,10 @@ class NFCReader(_Reader):
         else:
             path = "usb" + (":" + rest if rest else "")
         self.name = "nfc:" + path
+        # nfcpy waits the card's frame waiting time (from its ATS, ms) for each answer; on the
+        # simulated air the card is a process on a loaded host: a late answer there is not a lost
+        # card (after a timeout nfcpy's R(NAK) meets the late answer: "unrecoverable protocol error")
+        self._timeout = 2.0 if kind == "udp" else None
         self._errors = (nfc.tag.tt4.Type4TagCommandError, nfc.clf.CommunicationError)
         clf = nfc.ContactlessFrontend()
         try:
@@ -171,7 +175,7 @@ class NFCReader(_Reader):
 
     def transceive(self, apdu):
         try:
-            resp = self.tag.transceive(bytearray(apdu))
+            resp = self.tag.transceive(bytearray(apdu), self._timeout)
         except self._errors as e:
             raise CardRemoved("card removed or not answering on %s (%s)" % (self.name, e))
         return bytes(resp)
