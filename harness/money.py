@@ -148,8 +148,8 @@ class Rider:
             r = None
         elif kind == "damaged" and r:
             r = bytearray(r)
-            i = p[2] % len(r)
-            r[i] ^= 1 << (p[3] % 8)
+            i = p[3] % len(r)
+            r[i] ^= 1 << p[4]
             r = bytes(r)
         elif kind == "late":
             time.sleep(LATE_S)
@@ -202,6 +202,7 @@ class Run:
             "voided": 0,
             "by_continuity": 0,
             "checking_shown": 0,
+            "retaps": 0,
             "syncs": 0,
             # the report before confirmations: every charge not voided is revenue
             "naive_phantoms": 0,
@@ -363,10 +364,18 @@ class Run:
             vb.field.remove()
             if not self.killed:
                 vb.remove(wait_seen=5.0)
+                # A card left in the field after "Please tap again" is tapped again by the terminal
+                # before the rider lifts it: the rider then sees that tap's answer (its beep is in
+                # the lines now: the firmware has polled the empty field since).
+                lines = vb.lines(mark)
+                beeps = [ln for ln in lines if ln.startswith("BUZZER|")]
+                if len(beeps) > 1:
+                    self.tally["retaps"] += 1
+                    beep = beeps[-1]
         if beep is None or self.killed:
             return None
         shown = [ln for ln in lines if ln.startswith("DISPLAY|")]
-        i = lines.index(beep)
+        i = len(lines) - 1 - lines[::-1].index(beep)
         before = [ln for ln in lines[:i] if ln.startswith("DISPLAY|")]
         return ((before or shown or [""])[-1], beep.split("|", 1)[1].strip())
 
