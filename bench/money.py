@@ -39,6 +39,7 @@ SUM = (
     "by_continuity",
     "checking_shown",
     "attempts",
+    "retaps",
 )
 
 
@@ -80,8 +81,8 @@ def campaign(cases, seed=1, workers=None):
     out = {k: 0 for k in SUM}
     out.update({"faults": {}, "profiles": {}, "fails": [], "workers": workers})
     for t in tallies:
-        for k in SUM:
-            out[k] += t.get(k, 0)
+        for k in SUM:  # a board's ledger difference counts whole: + and - never cancel
+            out[k] += abs(t.get(k, 0)) if k == "ledger_minus_cards" else t.get(k, 0)
         for f, n in t.get("faults", {}).items():
             out["faults"][f] = out["faults"].get(f, 0) + n
         out["profiles"][t["profile"]] = out["profiles"].get(t["profile"], 0) + t.get("cases", 0)

@@ -84,7 +84,15 @@ def test_the_card_office_block_runs_as_written(tmp_path):
     init = next(a for a in EXAMPLES if a[1:3] == ["office", "init"])
     assert tapkit(init).returncode == 0  # every card-office operation goes into its journal
     office = [a for a in EXAMPLES if a[1] == "card" and "--reader" in a and "emulator:" in str(a)]
-    assert [a[2] for a in office] == ["issue", "topup", "show", "block", "unblock", "refund"]
+    assert [a[2] for a in office] == [
+        "issue",
+        "topup",
+        "show",
+        "secure",
+        "block",
+        "unblock",
+        "refund",
+    ]
     out = {}
     for argv in office:
         r = tapkit(argv)
@@ -92,6 +100,7 @@ def test_the_card_office_block_runs_as_written(tmp_path):
         out[argv[2]] = r.stdout
     assert json.loads(out["show"])["balance"] == 200000 + 50000
     assert "250,000 Rial refunded" in out["refund"]
+    assert "was already secured" in out["secure"]  # issue puts the PICC key on the card
     for argv in (a for a in EXAMPLES if a[1] == "office" and a[2] in ("show", "sync")):
         r = tapkit(argv)
         assert r.returncode == 0 and r.stderr == "", (argv, r.stderr)
