@@ -351,7 +351,7 @@ def test_streamed_sync_keeps_pulls_in_flight_and_acks_after_each_commit(terminal
 def test_a_wide_window_still_fits_the_console_budget(terminal_factory):
     term = terminal_factory(n_records=200)
     term.delay = 0.005  # a slow terminal: every PULL the window allows is waiting in its console
-    with open_link(term) as link:
+    with open_link(term, timeout=10.0) as link:  # no retransmission: each line counted once
         s = link.stream(1, 200, window=30)
         got = [taprecord.seq_of(r) for recs in s for r in recs]
     assert got == list(range(1, 201))
