@@ -728,5 +728,8 @@ def findings(store, kinds=None, uid=None, limit=None, offset=0):
 
 
 def pending(store):
-    """Rows not audited yet (the report says how many)."""
-    return int(store._one("SELECT COUNT(*) FROM taps WHERE status IS NULL")[0])
+    """Rows not audited yet (the report says how many). SQLite is told to count the partial
+    index: statistics taken while rows waited for their audit (an ANALYZE after a bulk load)
+    make its planner scan the whole table instead (2 to 10 s a page at 12 M rows)."""
+    hint = " INDEXED BY taps_unaudited" if store.dialect == "sqlite" else ""
+    return int(store._one(f"SELECT COUNT(*) FROM taps{hint} WHERE status IS NULL")[0])

@@ -12,7 +12,7 @@ tapkit_unconfirmed_rial / tapkit_findings (by kind) / tapkit_unaudited_records.
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from host_tools.backoffice import fleetstatus
+from host_tools.backoffice import audit, fleetstatus
 
 
 class FleetCollector:
@@ -69,7 +69,7 @@ class FleetCollector:
             g.add_metric([kind], int(n))
         yield g
         g = GaugeMetricFamily("tapkit_unaudited_records", "Stored records not audited yet.")
-        g.add_metric([], int(store._one("SELECT COUNT(*) FROM taps WHERE status IS NULL")[0]))
+        g.add_metric([], audit.pending(store))
         yield g
 
 
