@@ -262,12 +262,9 @@ def card_totals(store, uid=None):
     ]
 
 
-def suspects(terminals, finding, now=None, limit=5):
-    """Where a missing transaction may be: terminals not in contact since the card's record after
-    the gap (they hold what they took since), then terminals that said at their last contact they
-    hold records the store lacks (head seq beyond the stored one); most recently seen first."""
-    after = (finding["detail"] or {}).get("after") or {}
-    t_after = after.get("time")
+def contacts(terminals):
+    """(terminal, last seen, records it held beyond the stored ones, unsynced it said) of every
+    terminal of store.terminals(): what suspects() weighs, taken once for many findings."""
     out = []
     for t in terminals:
         if t["role"] != "terminal":
@@ -277,13 +274,26 @@ def suspects(terminals, finding, now=None, limit=5):
             (x for x in (t.get("last_usb"), t.get("last_wifi")) if x), default=t.get("last_sync")
         )
         behind = max(0, int(info.get("head_seq") or 0) - int(t.get("last_seq") or 0))
+        out.append((t["id"], seen, behind, int(info.get("unsynced") or 0)))
+    return out
+
+
+def suspects(terminals, finding, now=None, limit=5, seen_by=None):
+    """Where a missing transaction may be: terminals not in contact since the card's record after
+    the gap (they hold what they took since), then terminals that said at their last contact they
+    hold records the store lacks (head seq beyond the stored one); most recently seen first.
+    `seen_by`: contacts(terminals), when many findings are placed."""
+    after = (finding["detail"] or {}).get("after") or {}
+    t_after = after.get("time")
+    out = []
+    for tid, seen, behind, unsynced in contacts(terminals) if seen_by is None else seen_by:
         silent = t_after is not None and (not seen or seen < t_after)
         if silent or behind:
             out.append(
                 {
-                    "terminal": t["id"],
+                    "terminal": tid,
                     "last_seen": seen or None,
-                    "unsynced": int(info.get("unsynced") or 0) if silent else behind,
+                    "unsynced": unsynced if silent else behind,
                     "silent": silent,
                 }
             )
@@ -313,9 +323,10 @@ def _suspect_text(found, total):
 def locate_missing(found, terminals):
     """Each missing transaction in `found` gets where it may be (`suspects`, added to its
     text); `terminals` is store.terminals(). Returns `found`."""
+    seen_by = contacts(terminals)
     for f in found:
         if f["kind"] == "missing":
-            near, total = suspects(terminals, f)
+            near, total = suspects(terminals, f, seen_by=seen_by)
             f["suspects"] = near
             f["text"] += _suspect_text(near, total)
     return found

@@ -274,10 +274,7 @@ def make_app(backend):
             counts = dict(s._all("SELECT kind, COUNT(*) FROM findings GROUP BY kind"))
             fleet_rows = s.terminals()
             tz = audit.tz_of(s)
-        for f in found:
-            if f["kind"] == "missing":
-                near, total = report.suspects(fleet_rows, f)
-                f["text"] += report._suspect_text(near, total)
+        report.locate_missing(found, fleet_rows)
         return page(
             request,
             "findings.html",
