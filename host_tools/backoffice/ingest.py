@@ -232,7 +232,11 @@ class Ingest:
             with self.lock:
                 self.seen.add(tid)
             chunk = self._chunk(store, tid, ckey, b)
-            if chunk is not None:
+            if chunk is None:  # no config to send: maybe a firmware release (otaserve.py)
+                from host_tools.backoffice import otaserve
+
+                chunk = otaserve.offer(self, store, tid)
+            else:
                 self._count("config_sent", len(chunk[4]))
             return 200, upload_host.answer_body(
                 jkey, wire, b.iv, acked, int(time.time()), chunk, mac=cmac_fast

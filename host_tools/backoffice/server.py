@@ -8,6 +8,8 @@ Starlette (ASGI) on uvicorn, the back office's stack:
     serve(Options(db="sqlite:///taps.db", keystore="issuer.keys", workers=4, ...))   # the command
 
 Endpoints:
+  POST /v1/ota     a terminal's firmware status; the answer may carry a chunk of a release for it
+                   (backoffice/otaserve.py)
   POST /v1/batch   a batch of journal records from one terminal (card_schema/upload.py), handed to
                    Ingest.batch in a worker thread: 200 and the answer, or 4xx with one line
                    (ingest.py says which).
@@ -111,7 +113,7 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT):
             chunks.append(c)
         return b"".join(chunks), None
 
-    async def batch(request):
+    async def batch(request, handler=None):
         try:
             body, refusal = await asyncio.wait_for(read_body(request), body_timeout)
         except asyncio.TimeoutError:
@@ -119,7 +121,7 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT):
         if refusal is not None:
             return refusal
         try:
-            status, out = await run_in_threadpool(ingest.batch, body)
+            status, out = await run_in_threadpool(handler or ingest.batch, body)
         except store_mod.StoreError as e:
             return text(503, f"store unavailable: {e}")
         except Exception as e:  # noqa: BLE001 - one bad request must not stop the server
@@ -128,6 +130,11 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT):
         if isinstance(out, str):
             return text(status, out)
         return Response(out, status_code=status, media_type="application/octet-stream")
+
+    async def ota(request):  # firmware status and chunks (backoffice/otaserve.py)
+        from host_tools.backoffice import otaserve
+
+        return await batch(request, lambda body: otaserve.answer(ingest, body))
 
     async def healthz(request):
         ok = await run_in_threadpool(ingest.healthy)
@@ -143,6 +150,7 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT):
     return Starlette(
         routes=[
             Route("/v1/batch", batch, methods=["POST"]),
+            Route("/v1/ota", ota, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ],

@@ -21,7 +21,18 @@ libraries inside the handlers, so `tapkit --help` loads no crypto, database or s
 import argparse
 import sys
 
-from host_tools.cli import backoffice, bench, card, demo, emulate, errors, fleet, keys, tariff
+from host_tools.cli import (
+    backoffice,
+    bench,
+    card,
+    demo,
+    emulate,
+    errors,
+    fleet,
+    keys,
+    release,
+    tariff,
+)
 from host_tools.cli.spec import Env
 
 AREAS = (
@@ -31,6 +42,7 @@ AREAS = (
     fleet,
     backoffice,
     tariff,
+    release,
     demo,
     bench,
 )  # the order of `tapkit --help`

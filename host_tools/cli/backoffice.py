@@ -4,7 +4,8 @@ import sys
 import time
 
 from host_tools.cli.output import console, money, print_json, print_jsonl, table
-from host_tools.cli.spec import DB, KEYSTORE, TABLE_KIND, Command, arg
+from host_tools import UsageError
+from host_tools.cli.spec import DB, KEYSTORE, Command, arg, lazy_choices
 
 
 # --- serve / publish ----------------------------------------------------------------------------
@@ -68,6 +69,24 @@ def publish(a):
     from host_tools.backoffice import store as store_mod
     from host_tools.fleet import tables
 
+    if a.kind == "firmware":  # a release file (tapkit release build) and its rollout plan
+        from host_tools.backoffice import releases
+        from host_tools.fleet import release
+
+        payload = release.read(a.file)
+        with store_mod.open_store(a.db) as db:
+            r = releases.publish(db, payload, a.rollout)
+        r["bytes"] = len(payload)
+        if a.json:
+            print_json(r)
+        else:
+            print(
+                f"firmware release {r['release']} for {r['board']} ({len(payload)} bytes), "
+                f"rollout {r['plan']}: " + ("published" if r["new"] else "plan updated")
+            )
+        return 0
+    if a.version is None:
+        raise UsageError("publish --kind %s needs --version" % a.kind)
     payload = tables.payload_from_file(a.kind, a.file)
     with store_mod.open_store(a.db) as db:
         new = db.put_config(tables.KINDS[a.kind], a.version, payload)
@@ -80,6 +99,12 @@ def publish(a):
             + ("published" if new else "was already published")
         )
     return 0
+
+
+def _publish_kinds():
+    from card_schema import signed_host
+
+    return sorted(signed_host.KINDS) + ["firmware"]
 
 
 # --- report / audit -----------------------------------------------------------------------------
@@ -554,10 +579,21 @@ COMMANDS = (
         publish,
         "publish a fare table or deny list for sync and serve",
         (
-            TABLE_KIND,
-            arg("--version", type=int, required=True, help="the table's version number"),
+            arg(
+                "--kind",
+                choices=lazy_choices(_publish_kinds),
+                required=True,
+                metavar="KIND",
+                help="what it is: %(choices)s",
+            ),
+            arg("--version", type=int, help="the table's version number (not for firmware)"),
+            arg(
+                "--rollout",
+                default="all",
+                help="firmware: which terminals get it: all, percent:N, terminals:ID,ID-ID, line:N",
+            ),
             DB,
-            arg("file", help="the payload (card_schema/tariff.py format)"),
+            arg("file", help="the payload (card_schema/tariff.py format), or a release (.tkr)"),
         ),
     ),
     Command(

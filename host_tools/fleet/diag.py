@@ -115,6 +115,10 @@ def rows(d):
             ),
         )
     )
+    if "ota" in d or "fw" in d:
+        from host_tools.fleet import release
+
+        out.append(("firmware", release.status_text(d.get("ota"))))
     if "clock" in d:
         drift = d.get("drift", 0)
         out.append(

@@ -104,6 +104,8 @@ def test_help_loads_no_crypto_database_serial_or_rich():
 # The test that runs each command with --json and parses what it prints (JSON, or JSON Lines for
 # the json="lines" commands). A new command adds its line here, or this test fails.
 JSON_PROOF = {
+    "release build": "tests/host_tools/fleet/test_release.py::test_release_file_round_trip_and_cli",
+    "release show": "tests/host_tools/fleet/test_release.py::test_release_file_round_trip_and_cli",
     "keys init": "tests/host_tools/cli/test_cli_exit_codes.py::test_0_ok",
     "readers": "tests/e2e/test_cli_ports_readers.py::test_readers_lists_the_pcsc_reader_and_its_card",
     "card issue": "tests/e2e/test_card_office.py::issued",

@@ -1,0 +1,72 @@
+"""`tapkit release`: firmware releases a terminal updates itself from (host_tools/fleet/release.py).
+
+    tapkit release build --board bus-validator --release 7 -o r7.tkr   # the board's .mpy set, hashed
+    tapkit release show r7.tkr                                        # what it holds
+    tapkit publish --kind firmware r7.tkr --rollout percent:10        # for `tapkit serve`
+
+The server seals the bundle per terminal with its config key (backoffice/otaserve.py). The
+terminal's half (staging beside the running set, trial boot, self-test, rollback) is not on main
+yet (docs/architecture.md "Firmware releases").
+"""
+
+from host_tools.cli.output import console, print_json, table
+from host_tools.cli.spec import Command, arg
+
+
+def build(a):
+    from host_tools.fleet import release
+
+    payload = release.build(a.board, a.release, min_fares=a.min_fares, min_deny=a.min_deny)
+    out = a.output or "%s-%d.tkr" % (a.board, a.release)
+    release.write(out, payload)
+    d = release.describe(payload)
+    res = {k: d[k] for k in ("release", "board", "platform", "fw", "min_fares", "min_deny")}
+    res.update(files=len(d["files"]), bytes=d["bytes"], output=out)
+    if a.json:
+        print_json(res)
+    else:
+        print(
+            "release %d for %s (fw %s): %d files, %d bytes: %s"
+            % (a.release, a.board, d["fw"], len(d["files"]), d["bytes"], out)
+        )
+    return 0
+
+
+def show(a):
+    from host_tools.fleet import release
+
+    d = release.describe(release.read(a.file), a.file)
+    if a.json:
+        print_json(d)
+        return 0
+    title = "release %d for %s (%s), fw %s, needs fares >= %d, deny >= %d: %d bytes" % (
+        d["release"],
+        d["board"],
+        d["platform"],
+        d["fw"],
+        d["min_fares"],
+        d["min_deny"],
+        d["bytes"],
+    )
+    rows = [(p, "{:,}".format(f["bytes"]), f["sha256"][:16]) for p, f in d["files"].items()]
+    console(width=100).print(table(title, ["file", "bytes", "sha256"], rows, right=(1,)))
+    return 0
+
+
+_FILE = arg("file", help="a release file (.tkr, from `tapkit release build`)")
+GROUPS = {"release": "firmware releases: build, show"}
+COMMANDS = (
+    Command(
+        ("release", "build"),
+        build,
+        "build a firmware release for a board (its .mpy set, hashed)",
+        (
+            arg("--board", required=True, help="the board it is for (boards/<name>)"),
+            arg("--release", type=int, required=True, help="its number (grows every release)"),
+            arg("--min-fares", type=int, default=0, help="the oldest fare table it runs with"),
+            arg("--min-deny", type=int, default=0, help="the oldest deny list it runs with"),
+            arg("-o", "--output", help="the release file (default: BOARD-RELEASE.tkr)"),
+        ),
+    ),
+    Command(("release", "show"), show, "print what a release file holds", (_FILE,)),
+)
