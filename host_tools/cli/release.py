@@ -2,6 +2,7 @@
 
     tapkit release build --board bus-validator --release 7 -o r7.tkr   # the board's .mpy set, hashed
     tapkit release show r7.tkr                                        # what it holds
+    tapkit release status --db URL                                    # the fleet's firmware
     tapkit publish --kind firmware r7.tkr --rollout percent:10        # for `tapkit serve`
 
 The server seals the bundle per terminal with its config key (backoffice/otaserve.py). The
@@ -10,7 +11,7 @@ yet (docs/architecture.md "Firmware releases").
 """
 
 from host_tools.cli.output import console, print_json, table
-from host_tools.cli.spec import Command, arg
+from host_tools.cli.spec import DB, Command, arg
 
 
 def build(a):
@@ -53,8 +54,61 @@ def show(a):
     return 0
 
 
+def status(a):
+    from host_tools.backoffice import releases
+    from host_tools.backoffice import store as store_mod
+
+    with store_mod.open_store(a.db, create=False) as db:
+        view = releases.fleet(db)
+    if a.json:
+        print_json(view)
+        return 0
+    con = console(width=110)
+    rows = [
+        (
+            r["release"],
+            r["board"],
+            r["plan"],
+            "%d of %d" % (r["running"], r["targeted"]),
+            r["in_progress"],
+            r["rolled_back"],
+            r["refused"],
+        )
+        for r in view["releases"]
+    ]
+    con.print(
+        table(
+            "rollouts",
+            ["release", "board", "plan", "running", "in progress", "rolled back", "refused"],
+            rows,
+            right=(0, 3, 4, 5, 6),
+        )
+    )
+    rows = [
+        (
+            t["terminal"],
+            t["board"] or "-",
+            t["running"] or "as flashed",
+            t["state"] + (" %d" % t["staged"] if t["staged"] else ""),
+            ("%s %s" % (t["last_release"], t["last_result"])) if t["last_result"] else "-",
+            t["reason"] or "",
+            t["via"],
+        )
+        for t in view["terminals"]
+    ]
+    con.print(
+        table(
+            "terminals",
+            ["terminal", "board", "runs", "state", "last", "why", "via"],
+            rows,
+            right=(0,),
+        )
+    )
+    return 0
+
+
 _FILE = arg("file", help="a release file (.tkr, from `tapkit release build`)")
-GROUPS = {"release": "firmware releases: build, show"}
+GROUPS = {"release": "firmware releases: build, show, status of the rollouts"}
 COMMANDS = (
     Command(
         ("release", "build"),
@@ -69,4 +123,10 @@ COMMANDS = (
         ),
     ),
     Command(("release", "show"), show, "print what a release file holds", (_FILE,)),
+    Command(
+        ("release", "status"),
+        status,
+        "the fleet's firmware: versions per terminal, rollout progress, rollbacks",
+        (DB,),
+    ),
 )

@@ -74,6 +74,13 @@ def test_release_file_round_trip_and_cli(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["plan"] == "percent:10"
     assert main(pub + ["--rollout", "half"]) == 1
     assert "rollout plan 'half'" in capsys.readouterr().err
+    assert main(["release", "status", "--db", db, "--json"]) == 0
+    view = json.loads(capsys.readouterr().out)
+    assert [(r["release"], r["plan"], r["targeted"]) for r in view["releases"]] == [
+        (4, "percent:10", 0)
+    ]
+    assert main(["release", "status", "--db", db]) == 0
+    assert "percent:10" in capsys.readouterr().out
 
 
 def test_plans():
