@@ -16,7 +16,12 @@ to find its keys; nothing in it is rider data):
      22     1  part_kind       the config blob the terminal is receiving in chunks (0: none)
      23     4  part_ver        its version
      27     4  part_off        bytes of it the terminal holds (its staging file, firmware/install.py)
-     31    16  iv              fresh random per request: the records' CBC IV and the request's nonce
+     31    16  iv              nonce(8) | tag(8): the records' CBC IV and the request's nonce;
+                               tag = cmac(journal key, head bytes 0..30 | nonce)[:8]
+
+The tag authenticates the request (REQUEST_TAGGED): the server answers only a request made with the
+terminal's own journal key (keystore.terminal_key), so a stranger learns nothing from it, not even
+whether the id it sent is one of the operator's (ingest.py: one refusal for both).
 
 The records are encrypted with the terminal's wire key (keystore.wire_key, keys.json "wire") in CBC
 from `iv`: 64-byte records need no padding. Encryption gives confidentiality only; the records carry
@@ -63,3 +68,4 @@ ANSWER_MAGIC = b"TKA2"
 ANSWER_FMT = "<4sIIBIIII16s8s"
 ANSWER_HEAD = const(53)
 ANSWER_MACED = const(45)  # answer bytes the MAC covers (after the request's iv)
+REQUEST_TAGGED = const(31)  # batch head bytes the request tag covers (then the 8-byte nonce)

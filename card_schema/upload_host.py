@@ -3,8 +3,9 @@
 The format is card_schema.upload (the terminal packs and parses it in place with that module). Common
 subset of MicroPython and CPython (tests/shared/t_upload.py runs it on both).
 
-    body = upload_host.batch_body(wire, 1001, records, {"fares_ver": 3}, anchor=None)
+    body = upload_host.batch_body(wire, 1001, records, {"fares_ver": 3}, anchor=None, journal_key=jkey)
     head = upload_host.parse_batch(body)             # Batch: terminal, versions, count, iv, part...
+    upload_host.authentic(jkey, body)                # the request's tag is the terminal's
     plain = upload_host.records(wire, head, body)    # count x 64 bytes, the anchor first if any
     ans = upload_host.answer_body(jkey, wire, head.iv, acked=10, server_time=now)
     acked, server_time, chunk = upload_host.parse_answer(jkey, wire, head.iv, ans)
@@ -27,6 +28,7 @@ from card_schema.upload import (
     BATCH_FMT,
     BATCH_HEAD,
     BATCH_MAGIC,
+    REQUEST_TAGGED,
 )
 
 MAX_RECORDS = 1024  # per batch the server takes (the firmware sends up to firmware/wifi.py _BATCH)
@@ -49,17 +51,39 @@ def _pad16(n):
     return (n + 15) // 16 * 16
 
 
+def request_tag(journal_key, body, nonce, mac=cmac):
+    """The 8-byte tag of a batch head: cmac(journal key, head bytes 0..30 | nonce)[:8]."""
+    return mac(journal_key, bytes(body[:REQUEST_TAGGED]) + bytes(nonce))[:8]
+
+
+def authentic(journal_key, body, mac=cmac):
+    """True when the batch head's iv carries the tag made with `journal_key` (card_schema.upload)."""
+    iv = body[REQUEST_TAGGED : REQUEST_TAGGED + 16]
+    return len(iv) == 16 and request_tag(journal_key, body, iv[:8], mac) == bytes(iv[8:])
+
+
 def batch_body(
-    wire_key, terminal_id, records, versions=None, anchor=None, part=(0, 0, 0), iv=None
+    wire_key,
+    terminal_id,
+    records,
+    versions=None,
+    anchor=None,
+    part=(0, 0, 0),
+    iv=None,
+    journal_key=None,
 ):
     """A batch of `records` (64-byte journal records), optionally led by the `anchor` record,
-    encrypted with the terminal's wire key."""
+    encrypted with the terminal's wire key; with `journal_key` the iv is nonce | tag (what the server
+    answers: `iv` then gives the nonce, its first 8 bytes)."""
     versions = versions or {}
     records = ([anchor] if anchor is not None else []) + list(records)
     iv = bytes(iv) if iv is not None else urandom(16)
     fields = [int(versions.get(k, 0)) for k in VERSION_KEYS]
     fields.append(len(records) | (ANCHOR if anchor is not None else 0))
     head = struct.pack(BATCH_FMT, BATCH_MAGIC, terminal_id, *fields, *part, iv)
+    if journal_key is not None:
+        iv = iv[:8] + request_tag(journal_key, head, iv[:8])
+        head = head[:REQUEST_TAGGED] + iv
     plain = b"".join(bytes(r) for r in records)
     return head + (aes_cbc(wire_key, iv).encrypt(plain) if plain else b"")
 

@@ -7,7 +7,7 @@ readiness is asked with select.poll(0), and a whole exchange has a deadline. A t
 waiting by the upload.
 
 One exchange (the format is card_schema/upload.py, the server host_tools/backoffice/server.py):
-    POST /v1/batch HTTP/1.0   batch head (with a fresh random iv) | [the record acked_seq, the anchor]
+    POST /v1/batch HTTP/1.0   batch head (iv: a fresh nonce | its tag with the journal key) | [the record acked_seq, the anchor]
                               up to _BATCH records from acked_seq + 1, AES-CBC with the wire key
     200                       answer head, MAC'd with the journal key over the request's iv | maybe
                               one chunk of a signed config blob the terminal lacks, AES-CBC
@@ -57,6 +57,7 @@ _ANSWER_MAGIC = const(b"TKA2")  # = card_schema.upload.ANSWER_MAGIC
 _ANSWER_FMT = const("<4sIIBIIII16s8s")  # = card_schema.upload.ANSWER_FMT
 _ANSWER_HEAD = const(53)  # = card_schema.upload.ANSWER_HEAD
 _ANSWER_MACED = const(45)  # = card_schema.upload.ANSWER_MACED
+_TAGGED = const(31)  # = card_schema.upload.REQUEST_TAGGED
 _BATCH = const(1024)  # records per POST: 47 + 1024 * 64 = 65,583 bytes of body, streamed
 _BUF = const(512)  # the one buffer: 8 records out, or 512 bytes of a config chunk in
 _STEP = const(4096)  # bytes sent or received per poll (a pass of the main loop)
@@ -163,8 +164,7 @@ class Uploader:
         self.seq = a if flag else a + 1
         self.pending = n + (1 if flag else 0)
         self.sent_to = a + n
-        self.iv = urandom(16)
-        self.aes = aes_cbc(self.key, self.iv)
+        nonce = urandom(8)
         i = self.term.info
         p = self.part
         head = struct.pack(
@@ -178,8 +178,12 @@ class Uploader:
             p[0],
             p[1],
             p[3],
-            self.iv,
+            nonce,
         )
+        # iv = nonce | tag: the tag (the journal key over the head) is what makes the server answer
+        self.iv = nonce + cmac(self.term.journal.key, head[:_TAGGED] + nonce)[:8]
+        head = head[:_TAGGED] + self.iv
+        self.aes = aes_cbc(self.key, self.iv)
         self.out = memoryview(
             b"POST /v1/batch HTTP/1.0\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
             b"Content-Length: %d\r\n\r\n"

@@ -100,7 +100,8 @@ async def _run_terminal(t, host, port, stats, rnd, resend, timeout):
         sends = 2 if rnd.random() < resend else 1
         for k in range(sends):
             iv = rnd.randbytes(16)
-            body = upload_host.batch_body(t.wire, t.tid, chunk, iv=iv)
+            body = upload_host.batch_body(t.wire, t.tid, chunk, iv=iv, journal_key=t.jkey)
+            iv = body[31:47]  # nonce | tag: what the answer's MAC covers
             for attempt in range(20):
                 t0 = time.perf_counter()
                 try:

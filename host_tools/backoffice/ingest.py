@@ -9,8 +9,13 @@ config blob it is receiving, a fresh iv) | count x 64-byte journal records encry
 terminal's wire key (keystore.wire_key). After decryption a batch is authenticated by the MAC chain made
 with the terminal's own journal key (keystore.terminal_key): it must continue the chain stored for the
 terminal, so a forged or altered record (or ciphertext, or a wrong key) is refused (422, nothing of the
-batch stored). A terminal outside `terminals` and never seen in the store is refused (403). Both are
-logged (`log` and the store's `rejects` table). Idempotent by (terminal, seq): the same batch twice is
+batch stored). A request is answered only when its head carries the tag made with that terminal's
+journal key (card_schema/upload.py) and the terminal is one of `terminals` or known to the store;
+anything else gets one refusal (403 "refused"), the same for an id of ours as for any other, after
+the same work (the tag is checked before the store is asked), so a stranger can neither enumerate
+the fleet nor fetch its config. Refusals are counted per source (client address), terminal and
+reason and written as one row per key every REJECT_FLUSH s; a source past REJECT_BURST refusals
+(then REJECT_RATE a second) gets 429 before any parsing. Idempotent by (terminal, seq): the same batch twice is
 stored once.
 
 Count bit 15 (ANCHOR): the first record is the terminal's last acknowledged one, sent only as the
@@ -19,8 +24,8 @@ predecessor is not in this store (acknowledged into another store, e.g. over USB
 covers the anchor's MAC, so nothing in the batch goes unauthenticated. A batch that neither continues
 the stored chain nor carries an anchor is refused (409), never stored unverified.
 
-Answer (200): `acked` (the last seq of the batch, now durable in the store; 0 for an empty batch: a
-terminal asks for time and config only), the server time, and one chunk (upload_host.CHUNK bytes) of
+Answer (200): `acked` (the last seq of the batch, now durable in the store; 0 for a check-in, an
+empty or anchor-only batch: it asks for time and config only and can set no seq), the server time, and one chunk (upload_host.CHUNK bytes) of
 the first published config blob the terminal lacks by the versions it sent, signed with its config key
 (keystore.config_key), encrypted with its wire key, from where the terminal's staging file ends; the
 head MAC'd with its journal key over the request's iv (card_schema/upload.py). Published payloads are
@@ -52,6 +57,10 @@ class Ingest:
     CONFIG_TTL = 5.0  # seconds a look at the published config versions is reused
     GROUP = 64  # batches one SQLite commit takes at most
     SEALED = 16  # signed blobs kept for the terminals downloading them
+    REJECT_FLUSH = 30.0  # seconds between writes of the counted refusals
+    REJECT_BURST = 20  # refusals a source may cause at once...
+    REJECT_RATE = 1.0  # ...and then per second; beyond that: 429 before any work
+    SOURCES = 1024  # sources (client addresses) tracked; a spray beyond shares one bucket row
 
     def __init__(self, db_url, ks, terminals=(), pool=4, log=None):
         self.db_url = db_url
@@ -68,6 +77,9 @@ class Ingest:
             "config_sent": 0,
         }
         self.rejects = {}
+        self._pending = {}  # (source, terminal, reason) -> [count, first message]
+        self._flushed = time.monotonic()
+        self._buckets = collections.OrderedDict()  # source -> [tokens, when]
         self.seen = set()
         self._known = set()
         self._keys = {}  # terminal -> (journal key, wire key, config key)
@@ -84,6 +96,7 @@ class Ingest:
             self.pool.put(None)  # opened when first needed
 
     def close(self):
+        self.flush_rejects()
         w = self._writer
         if w is not None:
             with self.lock:
@@ -103,14 +116,60 @@ class Ingest:
         with self.lock:
             self.metrics[key] += n
 
-    def _reject(self, store, tid, reason, message):
+    def _allowed(self, source):
+        """False when `source` spent its refusals: REJECT_BURST at once, then REJECT_RATE a second."""
+        now = time.monotonic()
+        with self.lock:
+            b = self._buckets.pop(source, None)
+            tokens = self.REJECT_BURST if b is None else b[0]
+            if b is not None:
+                tokens = min(self.REJECT_BURST, tokens + (now - b[1]) * self.REJECT_RATE)
+            self._buckets[source] = [tokens, now]  # newest last: the oldest are forgotten first
+            while len(self._buckets) > self.SOURCES:
+                self._buckets.pop(next(iter(self._buckets)))
+            return tokens >= 1.0
+
+    def _reject(self, store, tid, reason, message, source="-"):
+        """Counted per (source, terminal, reason) in memory and written as one row per key every
+        REJECT_FLUSH s (flush_rejects): a flood of bad POSTs costs a counter, not a row and an fsync
+        each. The first of each key in a window is logged; the rest are in the count."""
+        now = time.monotonic()
         with self.lock:
             self.rejects[reason] = self.rejects.get(reason, 0) + 1
-        self.log(f"tapkit serve: refused batch from terminal {tid}: {message}")
+            b = self._buckets.get(source)
+            if b is not None:
+                b[0] -= 1.0
+            key = (source, tid, reason)
+            if key not in self._pending and len(self._pending) >= self.SOURCES:
+                key = ("other", None, reason)  # a spray of sources: one row for the rest
+            agg = self._pending.get(key)
+            first = agg is None
+            if first:
+                agg = self._pending[key] = [0, message]
+            agg[0] += 1
+            due = now - self._flushed >= self.REJECT_FLUSH
+        if first:
+            self.log(f"tapkit serve: refused batch from terminal {tid} ({source}): {message}")
+        if due:
+            self.flush_rejects(store)
+
+    def flush_rejects(self, store=None):
+        """Write the counted refusals (one row per source, terminal and reason) to the store."""
+        with self.lock:
+            pending, self._pending = self._pending, {}
+            self._flushed = time.monotonic()
+        if not pending:
+            return
+        own = store is None
+        store = self._store() if own else store
         try:
-            store.note_reject(tid, "wifi", f"{reason}: {message}")
-        except Exception:  # noqa: BLE001 - the log line above is the record then
+            for (source, tid, reason), (n, message) in pending.items():
+                store.note_reject(tid, f"wifi {source}", f"{reason}: {message}", count=n)
+        except Exception:  # noqa: BLE001 - the log lines are the record then
             pass
+        finally:
+            if own:
+                self.pool.put(store)
 
     def known(self, store, tid):
         if tid in self._known or any(lo <= tid <= hi for lo, hi in self.ranges):
@@ -186,20 +245,28 @@ class Ingest:
             )
         return k
 
-    def batch(self, body):
-        """(HTTP status, answer bytes or one line of text) for one POST /v1/batch."""
+    def batch(self, body, source="-"):
+        """(HTTP status, answer bytes or one line of text) for one POST /v1/batch from `source` (the
+        client's address: refusals are counted and rate-limited per source)."""
+        if not self._allowed(source):
+            with self.lock:
+                self.rejects["rate_limited"] = self.rejects.get("rate_limited", 0) + 1
+            return 429, "too many refused requests: slow down"
         store = self._store()
         try:
             try:
                 b = upload_host.parse_batch(body)
             except ValueError as e:
-                self._reject(store, None, "malformed", str(e))
+                self._reject(store, None, "malformed", str(e), source)
                 return 400, f"bad batch: {e}"
             tid = b.terminal
             self._count("batches")
-            if not self.known(store, tid):
-                self._reject(store, tid, "unknown_terminal", "not a terminal of this operator")
-                return 403, f"unknown terminal {tid}"
+            # the request's tag first, for any id (the key derives for any): a stranger gets the
+            # same refusal, after the same work, for an id of ours and for any other
+            jkey = keystore.terminal_key(self.ks, tid)  # derived, not cached: one timing for all
+            if not upload_host.authentic(jkey, body, cmac_fast) or not self.known(store, tid):
+                self._reject(store, None, "unauthenticated", f"terminal {tid}", source)
+                return 403, "refused"
             jkey, wire, ckey = self.keys(tid)
             recs = bytes(upload_host.records(wire, b, body))  # the batch joined, as stored
             anchor = None
@@ -208,12 +275,10 @@ class Ingest:
                 if recs and taprecord.seq_of(anchor) + 1 != taprecord.seq_of(recs):
                     # what decrypts to no chain at all (a wrong key, altered ciphertext)
                     e = "the anchor is not the record before the batch"
-                    self._reject(store, tid, "bad_mac", e)
+                    self._reject(store, tid, "bad_mac", e, source)
                     return 422, f"terminal {tid}: {e} (altered, or not this terminal's key)"
             self._count("taps_received", len(recs) // taprecord.SIZE)
-            acked = 0
-            if anchor is not None and not recs:
-                acked = taprecord.seq_of(anchor)  # nothing new: the terminal checks in
+            acked = 0  # a check-in (the anchor alone, or nothing) acks nothing: it is only asking
             if recs:
                 prev = anchor[taprecord.BODY : taprecord.BODY + 8] if anchor else None
                 try:
@@ -222,9 +287,9 @@ class Ingest:
                     )
                 except store_mod.ChainError as e:
                     if "is missing" in str(e):  # no stored predecessor, no anchor
-                        self._reject(store, tid, "gap", str(e))
+                        self._reject(store, tid, "gap", str(e), source)
                         return 409, str(e) + " (send the anchor record)"
-                    self._reject(store, tid, "bad_mac", str(e))
+                    self._reject(store, tid, "bad_mac", str(e), source)
                     return 422, str(e)
                 self._count("taps_stored", inserted)
                 self._count("duplicates", dups)
@@ -326,7 +391,7 @@ class Ingest:
             "# HELP tapkit_rejects_total Batches refused, by reason.",
             "# TYPE tapkit_rejects_total counter",
         ]
-        for reason in ("malformed", "unknown_terminal", "bad_mac", "gap"):
+        for reason in ("malformed", "unauthenticated", "bad_mac", "gap", "rate_limited"):
             lines.append(f'tapkit_rejects_total{{reason="{reason}"}} {rejects.get(reason, 0)}')
         text = "\n".join(lines) + "\n"
         from host_tools.backoffice.metrics import fleet_metrics

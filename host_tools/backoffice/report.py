@@ -404,7 +404,7 @@ def report(store, keys, since=None, until=None, tz=None, cards=None, recheck=Tru
     uploads = {}
     for r in store.rejects():
         reason = r["reason"].split(":", 1)[0]
-        uploads[reason] = uploads.get(reason, 0) + 1
+        uploads[reason] = uploads.get(reason, 0) + int(r.get("count") or 1)
     n_cards = None
     if cards is None:
         n_cards = int(store._one("SELECT COUNT(*) FROM taps")[0])

@@ -15,7 +15,13 @@ Endpoints:
                    (ingest.py says which).
   GET /healthz     200 "ok" when the store answers, else 503.
   GET /metrics     Prometheus text: taps received/stored, batches, terminals seen, rejects by reason.
-Errors are 4xx/5xx with one line of text.
+Errors are 4xx/5xx with one line of text. /healthz and /metrics answer only the networks of
+--metrics-from (loopback by default): per-terminal gauges would name the fleet to anyone.
+
+Strangers get nothing (ingest.py): a batch is answered only when its head carries the terminal's
+request tag; an unknown id and a known one without the tag get the same 403 "refused"; refusals
+are counted per client address and reason (a row per flush, not per POST) and a source past its
+refusal budget gets 429 before any work.
 
 What the server does for a fleet:
 - HTTP/1.1 with keep-alive (uvicorn, h11) for clients that want it; the terminals speak HTTP/1.0, one
@@ -88,12 +94,42 @@ def parse_listen(text):
         raise ServeError(f"bad --listen {text!r}: use HOST:PORT, e.g. 0.0.0.0:8080") from None
 
 
-def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT):
-    """The ASGI application over one Ingest."""
+def parse_networks(text):
+    """ "127.0.0.1,10.0.0.0/8" -> [ip_network...]; ServeError on a bad one."""
+    import ipaddress
+
+    out = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if part:
+            try:
+                out.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ServeError(f"bad network {part!r}: use e.g. 127.0.0.1,10.1.0.0/16") from None
+    return out
+
+
+LOOPBACK = "127.0.0.0/8,::1"
+
+
+def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT, metrics_from=LOOPBACK):
+    """The ASGI application over one Ingest; /metrics and /healthz answer only clients in
+    `metrics_from` (their gauges name the fleet's terminals), others get the 404 of any path."""
+    import ipaddress
+
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
+
+    allowed = parse_networks(metrics_from)
+
+    def insider(request):
+        try:
+            ip = ipaddress.ip_address(request.client.host if request.client else "")
+        except ValueError:
+            return False
+        return any(ip in net for net in allowed if net.version == ip.version)
 
     def text(status, msg, media="text/plain; charset=utf-8"):
         return PlainTextResponse(msg + "\n", status_code=status, media_type=media)
@@ -121,7 +157,11 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT):
         if refusal is not None:
             return refusal
         try:
-            status, out = await run_in_threadpool(handler or ingest.batch, body)
+            source = request.client.host if request.client else "-"
+            if handler is not None:
+                status, out = await run_in_threadpool(handler, body)
+            else:
+                status, out = await run_in_threadpool(ingest.batch, body, source)
         except store_mod.StoreError as e:
             return text(503, f"store unavailable: {e}")
         except Exception as e:  # noqa: BLE001 - one bad request must not stop the server
@@ -137,10 +177,14 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT):
         return await batch(request, lambda body: otaserve.answer(ingest, body))
 
     async def healthz(request):
+        if not insider(request):
+            return text(404, "not found")
         ok = await run_in_threadpool(ingest.healthy)
         return text(200 if ok else 503, "ok" if ok else "store unavailable")
 
     async def metrics(request):
+        if not insider(request):
+            return text(404, "not found")
         out = await run_in_threadpool(ingest.prometheus)  # per-terminal gauges read the store
         return text(200, out.rstrip("\n"), "text/plain; version=0.0.4")
 

@@ -182,6 +182,14 @@ MIGRATIONS = [
             lambda store: store._partition_taps(),
         ],
     ),
+    (
+        7,
+        [
+            # refused uploads are counted (a row per source, terminal and reason per flush of
+            # host_tools/backoffice/ingest.py), not written one fsynced row per bad POST
+            "ALTER TABLE rejects ADD COLUMN count BIGINT NOT NULL DEFAULT 1",
+        ],
+    ),
 ]
 
 # PostgreSQL taps partitions: one per calendar month (UTC) of the tap's time, named taps_YYYYMM;
@@ -797,16 +805,17 @@ class Store:
                     out.append((kind, version, payload))
         return out
 
-    def note_reject(self, terminal_id, source, reason):
+    def note_reject(self, terminal_id, source, reason, count=1):
         with self._tx():
             self._exec(
-                "INSERT INTO rejects (at, terminal, source, reason) VALUES (?, ?, ?, ?)",
-                (int(time.time()), terminal_id, source, reason[:500]),
+                "INSERT INTO rejects (at, terminal, source, reason, count) VALUES (?, ?, ?, ?, ?)",
+                (int(time.time()), terminal_id, source[:100], reason[:500], int(count)),
             )
 
     def rejects(self):
-        rows = self._all("SELECT at, terminal, source, reason FROM rejects ORDER BY at")
-        return [dict(zip(("at", "terminal", "source", "reason"), r, strict=True)) for r in rows]
+        rows = self._all("SELECT at, terminal, source, reason, count FROM rejects ORDER BY at")
+        keys = ("at", "terminal", "source", "reason", "count")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     # ---- reading -------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ def serve(a):
     if a.workers < 1:
         raise server.ServeError(f"--workers {a.workers}: at least 1")
     server.check_tls(a.tls_cert, a.tls_key)
+    server.parse_networks(a.metrics_from)
     store_mod.open_store(a.db).close()  # fails early: bad URL, server down (each worker reopens)
     sock = server.bind(host, port)
     h, p = sock.getsockname()[:2]
@@ -32,7 +33,7 @@ def serve(a):
     def make():  # in each worker: its own store connections
         ingest = Ingest(a.db, ks, ranges)
         made.append(ingest)
-        app = server.make_app(ingest)
+        app = server.make_app(ingest, metrics_from=a.metrics_from)
         cfg = server.config(app, a.access_log, a.tls_cert, a.tls_key)
         import uvicorn
 
@@ -565,6 +566,12 @@ COMMANDS = (
             ),
             arg("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain)"),
             arg("--tls-key", metavar="PEM", help="the private key of --tls-cert"),
+            arg(
+                "--metrics-from",
+                default="127.0.0.0/8,::1",
+                metavar="NETS",
+                help="who may read /metrics and /healthz (they name the fleet's terminals)",
+            ),
             arg(
                 "--no-access-log",
                 dest="access_log",

@@ -128,3 +128,19 @@ def test_forged_and_malformed_answers_are_refused():
 
 def test_version_keys_follow_the_kind_names():
     return [list(signed_host.VERSION_KEYS), sorted(signed_host.KINDS.items())]
+
+
+def test_request_tag_is_the_journal_key_over_the_head():
+    body = upload_host.batch_body(WIRE, 1001, [_rec(5)], iv=IV, journal_key=JKEY)
+    iv = body[31:47]
+    if iv[:8] != IV[:8] or not upload_host.authentic(JKEY, body):
+        raise AssertionError("not tagged")
+    if upload_host.authentic(WIRE, body) or upload_host.authentic(
+        JKEY, upload_host.batch_body(WIRE, 1001, [_rec(5)], iv=IV)
+    ):
+        raise AssertionError("a tag without the journal key")
+    changed = bytearray(body)
+    changed[4] ^= 1  # another terminal id
+    if upload_host.authentic(JKEY, bytes(changed)):
+        raise AssertionError("the tag does not cover the head")
+    return _hex(iv)

@@ -103,8 +103,11 @@ class Term:
         self.iv = None
 
     def body(self, recs, versions=None, anchor=None, part=(0, 0, 0)):
-        self.iv = os.urandom(16)
-        return upload_host.batch_body(self.wire, self.tid, recs, versions, anchor, part, self.iv)
+        body = upload_host.batch_body(
+            self.wire, self.tid, recs, versions, anchor, part, journal_key=self.jkey
+        )
+        self.iv = body[31:47]  # nonce | tag
+        return body
 
     def answer(self, body):
         return upload_host.parse_answer(self.jkey, self.wire, self.iv, body)
@@ -208,7 +211,7 @@ def test_a_big_config_comes_in_chunks_and_resumes(server_factory, store_url, ks)
 def test_unknown_terminal_and_altered_record_are_refused_and_logged(server_factory, store_url, ks):
     srv = server_factory(store_url, terminals="1001")
     status, text = post(srv.port, Term(ks, 2002).body(records(ks, 3, tid=2002)))
-    assert (status, text) == (403, b"unknown terminal 2002\n")
+    assert (status, text) == (403, b"refused\n")  # a real terminal, but not one of this server's
     t = Term(ks)
     recs = records(ks, 6)
     bad = bytearray(recs[3])
@@ -226,13 +229,14 @@ def test_unknown_terminal_and_altered_record_are_refused_and_logged(server_facto
     assert status == 422
     status, _ = post(srv.port, b"TKB2 garbage")
     assert status == 400
+    srv.ingest.flush_rejects()
     with store_mod.open_store(store_url) as db:
         assert db.count() == 0  # nothing of a refused batch is stored
-        reasons = [r["reason"].split(":")[0] for r in db.rejects()]
-    assert reasons == ["unknown_terminal", "bad_mac", "bad_mac", "bad_mac", "malformed"]
-    assert any("refused batch from terminal 2002" in line for line in srv.logged)
+        rows = {r["reason"].split(":")[0]: r["count"] for r in db.rejects()}
+    assert rows == {"unauthenticated": 1, "bad_mac": 3, "malformed": 1}
+    assert any("127.0.0.1" in line and "terminal 2002" in line for line in srv.logged)
     assert metric(srv.port, 'tapkit_rejects_total{reason="bad_mac"}') == 3
-    assert metric(srv.port, 'tapkit_rejects_total{reason="unknown_terminal"}') == 1
+    assert metric(srv.port, 'tapkit_rejects_total{reason="unauthenticated"}') == 1
     # the honest batch still goes in
     assert t.acked(srv.port, recs) == 6
 
@@ -578,9 +582,78 @@ def test_a_gap_needs_the_anchor_record(server_factory, store_url, ks):
     forged[60:64] = (binascii.crc32(bytes(forged[:60])) & 0xFFFFFFFF).to_bytes(4, "little")
     assert post(srv.port, t.body([bytes(forged)] + recs[11:], anchor=recs[9]))[0] == 422
     assert t.acked(srv.port, recs[10:], anchor=recs[9]) == 15
-    # the anchor alone: a terminal with nothing new checks in
-    assert t.acked(srv.port, [], anchor=recs[14]) == 15
+    # the anchor alone: a terminal with nothing new checks in (and is told of no seq)
+    assert t.acked(srv.port, [], anchor=recs[14]) == 0
+    srv.ingest.flush_rejects()
     with store_mod.open_store(store_url) as db:
         assert [taprecord.seq_of(r) for r in db.raw_records(TID)] == list(range(11, 16))
         assert [r["reason"].split(":")[0] for r in db.rejects()] == ["gap", "bad_mac"]
     assert metric(srv.port, 'tapkit_rejects_total{reason="gap"}') == 1
+
+
+def test_strangers_get_nothing_and_cannot_tell_our_ids(server_factory, store_url, ks):
+    """The probes of a stranger on the depot network (no keys): an empty batch for an id of ours
+    fetched the signed config and the deny list, and 200 vs 403 told which ids are ours."""
+    srv = server_factory(store_url, terminals="1001-1099")
+    with store_mod.open_store(store_url) as db:
+        db.put_config(signed.KIND_DENY, 2, b"deny v2: the blocked cards")
+    asked = []
+    real_known = srv.ingest.known
+    srv.ingest.known = lambda store, tid: asked.append(tid) or real_known(store, tid)
+
+    def stranger(tid, recs=()):  # the same head a terminal sends, with an iv of its own choosing
+        return upload_host.batch_body(keystore.wire_key(ks, tid), tid, list(recs))
+
+    ours, other = post(srv.port, stranger(1001)), post(srv.port, stranger(5555))
+    assert ours == other == (403, b"refused\n")
+    assert asked == []  # decided before the store is asked: one path, one timing, for both ids
+    # replaying a terminal's records under a fresh iv: the tag does not follow
+    t = Term(ks)
+    recs = records(ks, 3)
+    good = t.body(recs)
+    assert post(srv.port, good[:35] + os.urandom(12) + good[47:]) == (403, b"refused\n")
+    # the terminal itself gets its config, encrypted for it
+    status, body = post(srv.port, t.body([]))
+    assert status == 200 and b"blocked cards" not in body
+    assert t.answer(body)[2][0] == signed.KIND_DENY
+    # /metrics names the fleet's terminals: only the networks of --metrics-from read it
+    app = server.make_app(srv.ingest, metrics_from="10.9.9.0/24")
+    with server.Running(app) as other_srv:
+        assert get(other_srv.port, "/metrics") == (404, "not found\n")
+        assert get(other_srv.port, "/healthz") == (404, "not found\n")
+
+
+def test_a_check_in_sets_no_seq(server_factory, store_url, ks):
+    """An anchor-only check-in used to be answered with the anchor's seq, any made-up one."""
+    srv = server_factory(store_url)
+    t = Term(ks)
+    recs = records(ks, 5)
+    assert t.acked(srv.port, recs) == 5
+    made_up = records(ks, 1, first=900000)[0]
+    assert t.acked(srv.port, [], anchor=made_up) == 0
+    assert t.acked(srv.port, [], anchor=recs[-1]) == 0
+    with store_mod.open_store(store_url) as db:
+        assert db.terminal(TID)["last_seq"] == 5
+
+
+def test_a_flood_of_bad_posts_is_counted_not_written(server_factory, store_url, ks):
+    """300 malformed POSTs wrote 300 fsynced rows in 0.5 s. Now: the source's refusal budget, then
+    429 before any work; one row per (source, reason) when the counts are written."""
+    srv = server_factory(store_url)
+    statuses = [post(srv.port, b"TKB2" + os.urandom(60))[0] for _ in range(300)]
+    assert statuses.count(400) == srv.ingest.REJECT_BURST
+    assert statuses.count(429) == 300 - srv.ingest.REJECT_BURST
+    with store_mod.open_store(store_url) as db:
+        assert db.rejects() == []  # nothing written per POST
+    # an honest terminal elsewhere on the network is not held up by the flood
+    t = Term(ks)
+    status, body = srv.ingest.batch(t.body(records(ks, 2)), "10.1.0.7")
+    assert status == 200 and t.answer(body)[0] == 2
+    srv.ingest.flush_rejects()
+    with store_mod.open_store(store_url) as db:
+        rows = db.rejects()
+    assert [(r["source"], r["reason"].split(":")[0], r["count"]) for r in rows] == [
+        ("wifi 127.0.0.1", "malformed", srv.ingest.REJECT_BURST)
+    ]
+    assert metric(srv.port, 'tapkit_rejects_total{reason="rate_limited"}') == 280
+    assert sum(1 for line in srv.logged if "refused" in line) == 1
