@@ -110,9 +110,35 @@ def parse_records(body):
     return [bytes(body[1 + i * RECORD_SIZE : 1 + (i + 1) * RECORD_SIZE]) for i in range(n)]
 
 
+# Controls (ACK, SET_CLOCK, INSTALL) end with TAG bytes: cmac(journal key, nonce | type | body)[:8]
+# over the nonce the terminal's IDENTIFY gave (firmware/serialsync.py); without them: ERROR ERR_AUTH
+TAG = 8
+ERR_AUTH = 5
+
+
 # INSTALL request: offset u32, total u32, then a chunk of the signed blob
 INSTALL_HEAD = struct.calcsize(INSTALL_FMT)
-INSTALL_CHUNK = frames.MAX_BODY - INSTALL_HEAD
+INSTALL_CHUNK = frames.MAX_BODY - INSTALL_HEAD - TAG  # the control tag follows the chunk
+
+
+def control_tag(journal_key, nonce, ftype, body):
+    """The tag that makes the terminal obey a control: cmac(journal key, nonce | type | body)[:8],
+    the nonce from its IDENTIFY answer (8 bytes)."""
+    from card_schema.crypto import cmac
+
+    return cmac(journal_key, bytes(nonce) + bytes((ftype,)) + bytes(body))[:TAG]
+
+
+def parse_clock(body):
+    """(the clock before, the terminal's new nonce or None) of a SET_CLOCK answer."""
+    if len(body) == 4 + 8:
+        return frames.unpack(U32_FMT, body[:4])[0], bytes(body[4:])
+    return frames.unpack(U32_FMT, body)[0], None
+
+
+def control_body(journal_key, nonce, ftype, body):
+    """`body` with its control tag (ACK, SET_CLOCK, INSTALL)."""
+    return bytes(body) + control_tag(journal_key, nonce, ftype, body)
 
 
 def install_body(offset, total, chunk):

@@ -169,6 +169,7 @@ class Terminal:
             self.journal, self.info, board.clock, board.console.write, log=lambda: self.errors
         )
         self.responder.extra = lambda t, b: _diag(self, t, b)  # `tapkit diag` (firmware/diag.py)
+        self.responder.auth[4] = self.log_error  # a refused USB control is logged
         self.last_sync = 0  # when a host last acknowledged taps (diag)
         self.booted = time.ticks_ms()
         if self.config_key:

@@ -15,6 +15,14 @@ modules add commands this way, e.g. diagnostics): returns (response_type, respon
 `config_key`: the terminal's config key (keys.json "config"): INSTALL verifies signed blobs with it
 (firmware/install.py, imported only when an INSTALL arrives).
 
+Controls are authenticated: ACK, SET_CLOCK and INSTALL end with a tag, cmac(journal key, nonce | type
+| body)[:8] (card_schema.frames_host.TAG), over the nonce this terminal's IDENTIFY gave. Without it (or
+with a wrong one: forged, altered, replayed from another boot) nothing changes, the host gets ERROR
+ERR_AUTH and the alarm (auth[4], app.py: log_error) logs it. An untagged SET_CLOCK may still move the clock, by
+_FREE_STEP s in all per boot (a drift fix from an old host), never days. A tagged SET_CLOCK renews
+the nonce (its answer carries the new one), so a recorded one replayed later is refused; the same
+one again at once (its answer lost) is answered again and changes nothing.
+
 `journal`: `head_seq`, `acked_seq`, `capacity`, `unsynced`, `read(from_seq, buf)` (copies the
 consecutive 64-byte records from the first with seq >= from_seq into buf, returns how many),
 `ack(upto_seq)`; optional `tail_seq`. `clock`: `time()`, `set(unix)`. `log`: optional callable
@@ -29,7 +37,8 @@ import json
 import struct
 
 from card_schema import frames, taprecord
-from card_schema.compat import const
+from card_schema.compat import const, urandom
+from card_schema.crypto import cmac
 
 _PULL_FMT = const("<IH")  # = card_schema.frames_host.PULL_FMT
 _PULL_BINARY = const(0x8000)  # = card_schema.frames_host.PULL_BINARY
@@ -37,8 +46,10 @@ _BINARY_RECORDS = const(14)  # = card_schema.frames_host.BINARY_RECORDS
 _PROTO_BINARY = const(2)  # = card_schema.frames_host.PROTO_BINARY
 _U32_FMT = const("<I")  # = card_schema.frames_host.U32_FMT
 
-_LOG_LINES = const(20)  # newest diagnostics lines offered to DIAG_LOG
+_ERR_AUTH = const(5)  # = card_schema.frames_host.ERR_AUTH
+_TAG = const(8)  # = card_schema.frames_host.TAG
 _MIN_TIME = const(1577836800)  # 2020-01-01: SET_CLOCK refuses anything older (an unset host clock)
+_LOG_LINES = const(20)  # newest diagnostics lines offered to DIAG_LOG
 
 
 class Responder:
@@ -54,6 +65,11 @@ class Responder:
         self._out = bytearray(frames.OVERHEAD + 1 + taprecord.SIZE * _BINARY_RECORDS)
         self.requests = 0  # requests answered, ERROR answers included (diagnostics)
         self.dropped = 0  # lines that were not frames
+        # the controls' state (_tagged, _set_clock below), one list (an attribute more would grow the
+        # instance's map, heap a Wi-Fi board does not have): the nonce a control's tag covers
+        # (fresh per boot and per clock set), the untagged clock seconds left this boot, the last
+        # tagged SET_CLOCK (tag, answer), the controls refused, alarm(where, exc) that logs them
+        self.auth = [urandom(8), 300, None, 0, None]
 
     def handle_line(self, line):
         """Decode one line and answer it. Returns True when a response was written. Never raises."""
@@ -78,6 +94,7 @@ class Responder:
                 d["capacity"] = j.capacity
                 d["max_records"] = frames.MAX_RECORDS
                 d["proto"] = _PROTO_BINARY  # version-1 frames, binary RECORDS lines too
+                d["nonce"] = binascii.hexlify(self.auth[0]).decode()  # for the controls' tags
                 if self.config_key and "fares_ver" not in self.info:
                     _install().versions(self.info)  # once: INSTALL keeps them current
                     _unload()
@@ -117,7 +134,7 @@ class Responder:
                 else:
                     frames.seal(buf, rtype, req_id, n, self.write)
             elif ftype == frames.ACK:
-                upto = frames.unpack(_U32_FMT, body)[0]
+                upto = frames.unpack(_U32_FMT, _tagged(self, ftype, body))[0]
                 if upto > j.head_seq:
                     code = frames.ERR_RANGE
                     raise ValueError(f"ack {upto} beyond head {j.head_seq}")
@@ -125,13 +142,7 @@ class Responder:
                     j.ack(upto)  # an ACK at or below acked_seq changes nothing
                 body = struct.pack(_U32_FMT, j.acked_seq)
             elif ftype == frames.SET_CLOCK:
-                unix = frames.unpack(_U32_FMT, body)[0]
-                if unix < _MIN_TIME:
-                    raise frames.FrameError(f"clock value {unix} is before 2020")
-                body = struct.pack(
-                    _U32_FMT, int(self.clock.time()) & 0xFFFFFFFF
-                )  # the clock before
-                self.clock.set(unix)
+                body = _set_clock(self, body)
             elif ftype == frames.DIAG_LOG and self.log:
                 lines = list(self.log())[-_LOG_LINES:]
                 body = json.dumps(lines).encode()
@@ -139,8 +150,9 @@ class Responder:
                     lines.pop(0)  # keep the newest that fit in one line
                     body = json.dumps(lines).encode()
             elif ftype == frames.INSTALL and self.config_key:
+                b = _tagged(self, ftype, body)
                 try:
-                    body = _install().chunk(self.config_key, body, self.info)
+                    body = _install().chunk(self.config_key, b, self.info)
                 finally:
                     _unload()
             else:
@@ -154,6 +166,12 @@ class Responder:
             if line is not None:
                 self.write(line)
         except Exception as e:  # noqa: BLE001 - bad body, journal I/O...: tell the host, stay up
+            if isinstance(e, AuthError):
+                code = _ERR_AUTH
+                st = self.auth
+                st[3] += 1
+                if st[4]:
+                    st[4]("usb control 0x%02x" % ftype, e)
             if not code:
                 code = frames.ERR_BAD_REQUEST
                 if not isinstance(e, frames.FrameError):
@@ -179,3 +197,46 @@ def _unload():
     import firmware
 
     firmware.forget("install", "store")
+
+
+# ---- the controls' tags (ACK, SET_CLOCK, INSTALL) ------------------------------------------------
+class AuthError(ValueError):
+    auth = True  # serialsync answers ERROR ERR_AUTH and logs it
+
+
+def _tagged(r, ftype, body):
+    """The body without its tag when it carries the terminal's tag, else AuthError."""
+    if len(body) <= 8:
+        raise AuthError("control 0x%02x without a tag: nothing done" % ftype)
+    mv = memoryview(body)
+    k = len(body) - 8
+    if cmac(r.journal.key, r.auth[0] + bytes((ftype,)) + mv[:k])[:8] != mv[k:]:
+        raise AuthError("control 0x%02x tag does not verify (forged, altered or replayed)" % ftype)
+    return mv[:k]
+
+
+def _set_clock(r, body):
+    """SET_CLOCK: tagged, the clock is set, the nonce renewed and the answer is the clock before
+    and the new nonce; untagged, only a drift fix (auth[1] seconds in all per boot). The same tagged
+    control again (its answer lost) gets the same answer and changes nothing."""
+    a = r.auth  # [nonce, untagged seconds left, (tag, answer) of the last, refused, alarm]
+    last = a[2]
+    if last is not None and len(body) == 4 + 8 and body[4:] == last[0]:
+        return last[1]
+    b = None if len(body) == 4 else _tagged(r, frames.SET_CLOCK, body)
+    unix = frames.unpack("<I", body if b is None else b)[0]
+    if unix < _MIN_TIME:
+        raise frames.FrameError("clock value %d is before 2020" % unix)
+    now = int(r.clock.time())
+    if b is None:
+        step = abs(unix - now)
+        if step > a[1]:
+            raise AuthError("untagged clock step of %d s refused" % step)
+        a[1] -= step
+    r.clock.set(unix)
+    out = struct.pack("<I", now & 0xFFFFFFFF)
+    if b is not None:
+        a[0] = urandom(8)
+        out += a[0]
+        a[2] = (bytes(body[4:]), out)
+    return out

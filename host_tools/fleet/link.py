@@ -70,6 +70,8 @@ class SerialLink:
         self.stats = {"sent": 0, "received": 0, "retries": 0, "ignored": 0}
         self._req_id = random.randint(1, 0xFFFE)
         self._buf = bytearray()
+        self.key = None  # the terminal's journal key (keystore.terminal_key): controls are tagged
+        self.nonce = None  # the terminal's, from its IDENTIFY answer (renewed by a SET_CLOCK)
         try:
             kw = {"exclusive": True} if not str(port).startswith(("socket:", "loop:")) else {}
             self._ser = serial.serial_for_url(port, baudrate=baud, timeout=0.05, **kw)
@@ -187,7 +189,18 @@ class SerialLink:
             ) from None
         if not isinstance(info, dict) or "terminal_id" not in info:
             raise LinkError(f"terminal on {self.port} sent an incomplete IDENTIFY answer")
+        try:
+            self.nonce = bytes.fromhex(info["nonce"]) if "nonce" in info else None
+        except (TypeError, ValueError):
+            self.nonce = None
         return info
+
+    def control(self, ftype, body):
+        """A control's body with its tag (card_schema.frames_host.TAG), when the link has the terminal's
+        key and nonce; else as it is (the terminal then obeys only a small clock step)."""
+        if self.key is None or self.nonce is None:
+            return body
+        return frames_host.control_body(self.key, self.nonce, ftype, body)
 
     def pull(self, from_seq, max_n=frames.MAX_RECORDS):
         """Up to max_n records (64-byte bytes) starting at from_seq; [] when there are none."""
@@ -205,11 +218,21 @@ class SerialLink:
 
     def ack(self, upto_seq):
         """Acknowledge records up to upto_seq (the terminal may reclaim them); returns acked_seq."""
-        return self._u32(self.request(frames.ACK, frames_host.u32_body(upto_seq)))
+        body = self.control(frames.ACK, frames_host.u32_body(upto_seq))
+        return self._u32(self.request(frames.ACK, body))
 
     def set_clock(self, unix):
         """Set the terminal clock; returns the terminal's clock before the change."""
-        return self._u32(self.request(frames.SET_CLOCK, frames_host.u32_body(int(unix))))
+        body = self.request(
+            frames.SET_CLOCK, self.control(frames.SET_CLOCK, frames_host.u32_body(int(unix)))
+        )
+        try:
+            before, nonce = frames_host.parse_clock(body)
+        except frames.FrameError as e:
+            raise LinkError(f"terminal on {self.port} sent a bad answer: {e}") from None
+        if nonce is not None:
+            self.nonce = nonce  # what the next control covers
+        return before
 
     def diag_log(self):
         return json.loads(bytes(self.request(frames.DIAG_LOG)).decode())
@@ -224,7 +247,12 @@ class SerialLink:
         try:  # how much of this very blob does the terminal hold (an interrupted install)?
             body = self.request(
                 frames.INSTALL,
-                frames_host.install_body(frames_host.INSTALL_QUERY, total, blob[: signed.HEADER]),
+                self.control(
+                    frames.INSTALL,
+                    frames_host.install_body(
+                        frames_host.INSTALL_QUERY, total, blob[: signed.HEADER]
+                    ),
+                ),
             )
             off = frames_host.parse_install(body)[0]
         except (TerminalError, frames.FrameError):  # firmware without the query: from the start
@@ -234,7 +262,10 @@ class SerialLink:
         while True:
             chunk = blob[off : off + frames_host.INSTALL_CHUNK]
             try:
-                body = self.request(frames.INSTALL, frames_host.install_body(off, total, chunk))
+                body = self.request(
+                    frames.INSTALL,
+                    self.control(frames.INSTALL, frames_host.install_body(off, total, chunk)),
+                )
             except TerminalError:
                 if off + len(chunk) < total:
                     raise
@@ -317,7 +348,8 @@ class PullStream:
         return rid
 
     def ack(self, upto_seq):
-        self.acks.append(self._send(frames.ACK, frames_host.u32_body(upto_seq), "ack"))
+        body = self.link.control(frames.ACK, frames_host.u32_body(upto_seq))
+        self.acks.append(self._send(frames.ACK, body, "ack"))
 
     def __iter__(self):
         while True:

@@ -60,6 +60,7 @@ def sync_terminal(
     head = int(info["head_seq"])
     acked = int(info["acked_seq"])
     key = keystore.terminal_key(ks, tid)
+    link.key = key  # ACK, SET_CLOCK, INSTALL carry the terminal's tag (it obeys no other)
 
     drift = round(int(info.get("clock", 0)) - (t0 + t1) / 2)
     clock_set = False

@@ -14,6 +14,14 @@ RULE = {"grace": 10, "steps": [[60, 20000], [120, 50000]], "hourly": 30000, "cap
 TABLE = {"zones": {"1": RULE, "2": dict(RULE, cap=120000)}, "repeat": 30}
 
 
+def _set_clock(board, ks, unix):
+    """SET_CLOCK as `tapkit sync` sends it: tagged with the terminal's key over its nonce."""
+    with SerialLink(board.port) as link:
+        link.key = keystore.terminal_key(ks, link.identify()["terminal_id"])
+        link.identify()
+        link.set_clock(unix)
+
+
 def test_parking_tap_in_tap_out_and_other_zone(tmp_path, capsys, keystore_path):
     ks = keystore.load(str(keystore_path))
     car, uid = _issue(tmp_path, ks, "car", citizen_host.HOLDER_STUDENT, 500000)
@@ -21,13 +29,11 @@ def test_parking_tap_in_tap_out_and_other_zone(tmp_path, capsys, keystore_path):
     zone2 = _board(tmp_path, ks, 7002, 0, profile="parking", zone=2, fares=TABLE)
     try:
         t0 = int(time.time())
-        with SerialLink(zone1.port) as link:
-            link.set_clock(t0)
+        _set_clock(zone1, ks, t0)
         shown = zone1.tap(car)
         assert shown["buzzer"] == "ok" and "Parking started" in shown["display"]
         assert "Already paid" in zone1.tap(car)["display"]  # a second tap at once is no tap out
-        with SerialLink(zone1.port) as link:
-            link.set_clock(t0 + 95 * 60 + 5)  # 95 minutes later
+        _set_clock(zone1, ks, t0 + 95 * 60 + 5)  # 95 minutes later
         shown = zone1.tap(car)
         assert shown["buzzer"] == "ok"
         assert "Parked 95 min  -50,000 Rial" in shown["display"]  # no concession on parking
@@ -67,18 +73,15 @@ def test_parking_prepaid_hour_then_overstay(tmp_path, capsys, keystore_path):
     meter = _board(tmp_path, ks, 7011, 0, profile="parking", zone=1, fares=table)
     try:
         t0 = int(time.time())
-        with SerialLink(meter.port) as link:
-            link.set_clock(t0)
+        _set_clock(meter, ks, t0)
         shown = meter.tap(car)
         assert shown["buzzer"] == "ok" and "Parking started  -20,000 Rial" in shown["display"]
         assert "80,000" in shown["display"]
         assert "Parking started  -20,000 Rial" in meter.tap(early)["display"]
-        with SerialLink(meter.port) as link:
-            link.set_clock(t0 + 20 * 60 + 5)
+        _set_clock(meter, ks, t0 + 20 * 60 + 5)
         shown = meter.tap(early)  # left after 20 minutes: nothing back, nothing more
         assert shown["buzzer"] == "ok" and "Parked 20 min  -0 Rial" in shown["display"]
-        with SerialLink(meter.port) as link:
-            link.set_clock(t0 + 95 * 60 + 5)
+        _set_clock(meter, ks, t0 + 95 * 60 + 5)
         shown = meter.tap(car)  # 95 minutes: 50,000 by the rule, 20,000 of it prepaid
         assert "Parked 95 min  -30,000 Rial" in shown["display"] and "50,000" in shown["display"]
         recs = _journal(capsys, meter, keystore_path, tmp_path)

@@ -140,6 +140,10 @@ def main():
         extra=extra if os.getenv("TAPKIT_EXTRA") else None,
         config_key=ck or None,
     )
+    if os.getenv("TAPKIT_NONCE"):  # a fixed nonce: the tests' controls are tagged in advance
+        import binascii
+
+        r.auth[0] = binascii.unhexlify(os.getenv("TAPKIT_NONCE"))
     if len(sys.argv) > 5:
         with open(sys.argv[5], "rb") as f:
             data = f.read()
@@ -155,6 +159,7 @@ def main():
                     "clock": clock.time(),
                     "dropped": r.dropped,
                     "requests": r.requests,
+                    "refused": r.auth[3],
                 }
             )
         )

@@ -17,6 +17,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "fake_terminal_mp.py")
 KEY = bytes(range(16))
 TERMINAL = 7
+NONCE = bytes(range(0xA0, 0xA8))  # the terminal's (TAPKIT_NONCE): controls are tagged over it
+
+
+def _ctl(ftype, req_id, body, key=KEY, nonce=NONCE):
+    """A control frame (ACK, SET_CLOCK, INSTALL) with the tag the terminal obeys."""
+    return frames.encode(ftype, req_id, frames_host.control_body(key, nonce, ftype, body))
 
 
 def run_terminal(mp_run, tmp_path, requests, n_records=20, clock_offset=0, env=None):
@@ -26,6 +32,7 @@ def run_terminal(mp_run, tmp_path, requests, n_records=20, clock_offset=0, env=N
     req.write_bytes(b"".join(requests))
     board = tmp_path / "board"
     board.mkdir(exist_ok=True)
+    env = {"TAPKIT_NONCE": NONCE.hex(), **(env or {})}
     p = mp_run(
         SCRIPT, KEY.hex(), TERMINAL, n_records, clock_offset, req, check=True, env=env, cwd=board
     )
@@ -57,10 +64,10 @@ def test_transcript(mp_run, tmp_path):
     reqs = [
         frames.encode(frames.IDENTIFY, 0x0101),
         frames.encode(frames.PULL, 0x0102, frames_host.pull_body(1, 3)),
-        frames.encode(frames.ACK, 0x0103, frames_host.u32_body(3)),
-        frames.encode(frames.ACK, 0x0104, frames_host.u32_body(21)),
+        _ctl(frames.ACK, 0x0103, frames_host.u32_body(3)),
+        _ctl(frames.ACK, 0x0104, frames_host.u32_body(21)),
         frames.encode(0x09, 0x0105),
-        frames.encode(frames.SET_CLOCK, 0x0106, frames_host.u32_body(1800000000)),
+        _ctl(frames.SET_CLOCK, 0x0106, frames_host.u32_body(1800000000)),
         frames.encode(frames.DIAG_LOG, 0x0107),
     ]
     resp, state = run_terminal(mp_run, tmp_path, reqs, clock_offset=-100)
@@ -85,7 +92,8 @@ def test_transcript(mp_run, tmp_path):
         "01ff040103" + b"ack 21 beyond head 20".hex(),  # ERROR out of range
         "01ff050101" + b"unknown request 0x09".hex(),  # ERROR unknown request
     ]
-    old = frames_host.parse_u32(resp[5][2])
+    old, fresh = frames_host.parse_clock(resp[5][2])
+    assert fresh is not None and fresh != NONCE  # the next control covers a new nonce
     assert abs(old - (time.time() - 100)) < 60  # the terminal's clock before the change (-100 s)
     assert state["clock"] >= 1800000000 and state["acked"] == 3 and state["acks"] == [3]
     assert json.loads(resp[6][2]) == ["boot ok", "pn532 ok"]
@@ -98,7 +106,7 @@ def test_pull_limits(mp_run, tmp_path):
         frames.encode(frames.PULL, 3, frames_host.pull_body(21, 5)),  # beyond head: none
         frames.encode(frames.PULL, 4, frames_host.pull_body(0, 5)),  # seq 0: bad request
         frames.encode(frames.PULL, 5, b"\x01\x00"),  # short body: bad request
-        frames.encode(frames.SET_CLOCK, 6, frames_host.u32_body(1000)),  # 1970: refused
+        _ctl(frames.SET_CLOCK, 6, frames_host.u32_body(1000)),  # 1970: refused
         frames.encode(frames.PULL, 7, frames_host.pull_body(3, 0)),  # max 0: none
     ]
     resp, _state = run_terminal(mp_run, tmp_path, reqs)
@@ -152,7 +160,7 @@ CONFIG_KEY = bytes(range(16, 32))
 def _install_reqs(blob, req_id, chunk=frames_host.INSTALL_CHUNK, offsets=None):
     offsets = offsets if offsets is not None else range(0, len(blob), chunk)
     return [
-        frames.encode(
+        _ctl(
             frames.INSTALL, req_id + i, frames_host.install_body(o, len(blob), blob[o : o + chunk])
         )
         for i, o in enumerate(offsets)
@@ -209,7 +217,7 @@ def test_install_signed_blobs(mp_run, tmp_path):
     reqs += _install_reqs(fares, 10, offsets=[0, c, c, 2 * c])
     reqs += _install_reqs(deny, 20) + _install_reqs(deny, 30)  # the same blob twice: no-op
     reqs += _install_reqs(forged, 40) + _install_reqs(old, 50) + _install_reqs(broken, 70)
-    reqs += [frames.encode(frames.INSTALL, 60, frames_host.install_body(900, 1000, b"x"))]
+    reqs += [_ctl(frames.INSTALL, 60, frames_host.install_body(900, 1000, b"x"))]
     reqs += [frames.encode(frames.IDENTIFY, 2)]
     env = {"TAPKIT_CONFIG_KEY": CONFIG_KEY.hex()}
     resp, _ = run_terminal(mp_run, tmp_path, reqs, env=env)
@@ -267,7 +275,7 @@ def test_install_resumes_after_a_reboot(mp_run, tmp_path):
 
     def query(blob, req_id):
         body = frames_host.install_body(frames_host.INSTALL_QUERY, len(blob), blob[:13])
-        return frames.encode(frames.INSTALL, req_id, body)
+        return _ctl(frames.INSTALL, req_id, body)
 
     resp, _ = run_terminal(mp_run, tmp_path, _install_reqs(deny, 1, offsets=offsets[:6]), env=env)
     assert frames_host.parse_install(resp[-1][2]) == (6 * c, 0, 0)
@@ -309,3 +317,38 @@ def test_extra_handler_serves_new_request_types(mp_run, tmp_path):
         frames.ERR_UNKNOWN_TYPE,
     )
     assert resp[3][0] == frames_host.IDENTIFY_R and state["requests"] == 4
+
+
+# ---- controls are authenticated (issue "Stolen terminal") ----------------------------------------
+def test_forged_replayed_and_untagged_controls_change_nothing(mp_run, tmp_path):
+    """Over a bare cable an ACK without storing made 17 taps vanish and SET_CLOCK three days back let
+    an expired card ride. Now a control needs the terminal's tag over its nonce."""
+    other = bytes(range(100, 116))  # a key that is not this terminal's
+    now = int(time.time())
+    reqs = [
+        frames.encode(frames.IDENTIFY, 1),
+        frames.encode(frames.ACK, 2, frames_host.u32_body(17)),  # no tag
+        _ctl(frames.ACK, 3, frames_host.u32_body(17), key=other),  # forged
+        _ctl(frames.ACK, 4, frames_host.u32_body(17), nonce=bytes(8)),  # another boot's nonce
+        frames.encode(frames.ACK, 5, frames_host.u32_body(18) + _ctl(frames.ACK, 0, b"")[-8:]),
+        frames.encode(frames.SET_CLOCK, 6, frames_host.u32_body(now - 3 * 86400)),  # 3 days back
+        frames.encode(frames.SET_CLOCK, 7, frames_host.u32_body(4102444800)),  # 2100
+        frames.encode(frames.INSTALL, 8, frames_host.install_body(0, 100, b"x" * 20)),  # no tag
+        frames.encode(frames.SET_CLOCK, 9, frames_host.u32_body(now + 100)),  # a drift fix: ok
+        _ctl(frames.ACK, 10, frames_host.u32_body(5)),  # the technician's: obeyed
+        _ctl(frames.SET_CLOCK, 11, frames_host.u32_body(now + 3600)),  # tagged: obeyed
+        _ctl(frames.SET_CLOCK, 11, frames_host.u32_body(now + 3600)),  # its retransmit
+        _ctl(frames.SET_CLOCK, 12, frames_host.u32_body(now - 3 * 86400)),  # replay: old nonce
+    ]
+    resp, state = run_terminal(mp_run, tmp_path, reqs, env={"TAPKIT_CONFIG_KEY": CONFIG_KEY.hex()})
+    nonce = json.loads(resp[0][2])["nonce"]
+    assert nonce == NONCE.hex()
+    codes = {r: frames_host.parse_error(b)[0] for t, r, b in resp if t == frames.ERROR}
+    assert codes == {r: frames_host.ERR_AUTH for r in (2, 3, 4, 5, 6, 7, 8, 12)}
+    by_id = {r: b for t, r, b in resp if t != frames.ERROR}
+    assert frames_host.parse_u32(by_id[10]) == 5
+    # the tagged SET_CLOCK answers with the clock before and the nonce the next control covers
+    assert len(by_id[11]) == 12 and by_id[11][4:] != NONCE
+    assert state["acked"] == 5 and state["acks"] == [5]
+    assert abs(state["clock"] - (now + 3600)) < 60
+    assert state["refused"] == 8
