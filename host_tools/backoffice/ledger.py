@@ -13,7 +13,9 @@ import json
 MONEY_KINDS = ("charge", "refund", "issue", "topup", "payout")
 REF_KINDS = ("void", "confirm")
 BAD = ("quarantined", "unverified")
-CARD_FINDINGS = ("missing", "balance", "clone")
+CARD_FINDINGS = ("missing", "balance", "clone", "minted")
+LOADS = ("issue", "topup", "refund")  # what puts money on a card: an office's issue and top-ups,
+# a POS refund
 NO_UID = "00" * 7
 
 _FIELDS = (
@@ -441,10 +443,12 @@ def settle(store, cards, rollups, now, chunk=500):
     updates = []
     uids = sorted(u for u in cards if u and u != NO_UID)
     found_rows = []
+    office = has_office(store)
     for i in range(0, len(uids), chunk):
         part = uids[i : i + chunk]
         windows = _windows(store, {u: cards[u] for u in part})
         rows_of = _rows_of(store, windows)
+        loaded = _loaded(store, part)
         for uid in part:
             lo = windows[uid]
             store._exec(
@@ -456,6 +460,9 @@ def settle(store, cards, rollups, now, chunk=500):
         for uid in part:
             rows = rows_of[uid]
             statuses, found = resolve(rows)
+            m = minted(rows, loaded.get(uid), office)
+            if m is not None:
+                found.append(m)
             for r in rows:
                 new = statuses.get((r["terminal"], r["seq"]))
                 if new is not None and new != r["status"]:
@@ -489,6 +496,67 @@ def settle(store, cards, rollups, now, chunk=500):
             found_rows,
         )
     store.set_statuses(updates)
+
+
+def _loaded(store, uids):
+    """{uid: Rial} that offices loaded onto each card (issue balances, top-ups) and POS refunds
+    gave back, from every audited record of the card (not only the settling window)."""
+    if not uids:
+        return {}
+    rows = store._all(
+        "SELECT uid, SUM(amount) FROM taps WHERE uid IN (%s) AND kind IN (%s) "
+        "AND status IS NOT NULL AND status NOT IN (%s, 'voided', 'phantom') GROUP BY uid"
+        % (", ".join("?" * len(uids)), ", ".join("?" * len(LOADS)), ", ".join("?" * len(BAD))),
+        tuple(uids) + LOADS + BAD,
+    )
+    return {u: int(n or 0) for u, n in rows}
+
+
+def has_office(store):
+    """True when an office's journal feeds this store (then a card no office issued is minted)."""
+    return store._one("SELECT 1 FROM terminals WHERE role = 'office' LIMIT 1") is not None
+
+
+def minted(rows, loaded, office):
+    """The minted finding of one card, or None: a terminal read a balance above everything the
+    offices ever loaded onto it (and POS refunds gave back), or, where an office journal feeds the
+    store, a card no office ever issued was charged. Value a stolen debit key made: the terminals
+    cannot tell it from money (docs/architecture.md "Keys on a terminal cannot mint value")."""
+    seen = [
+        r
+        for r in rows
+        if r["kind"] not in LOADS
+        and r["kind"] != "payout"
+        and r.get("status") not in BAD
+        and r["balance"] >= 0
+        and r["counter"] > 0
+    ]
+    if not seen or (loaded is None and not office):
+        return None
+    top = max(seen, key=lambda r: (r["balance"], r["time"]))
+    if loaded is None:
+        text = (
+            f"card never issued by an office: {_at(top)} read it at counter {top['counter']} "
+            f"with {_money(top['balance'])} Rial"
+        )
+        excess = top["balance"]
+    elif top["balance"] > loaded:
+        excess = top["balance"] - loaded
+        text = (
+            f"{_at(top)} read {_money(top['balance'])} Rial at counter {top['counter']}, "
+            f"{_money(excess)} above the {_money(loaded)} the offices ever loaded"
+        )
+    else:
+        return None
+    return {
+        "kind": "minted",
+        "counter_from": top["counter"],
+        "counter_to": top["counter"],
+        "terminal": top["terminal"],
+        "seq": top["seq"],
+        "amount": excess,
+        "detail": {"text": text, "loaded": loaded, "balance": top["balance"]},
+    }
 
 
 def card_view(store, uid):
