@@ -59,7 +59,11 @@ def serial_model(n=10000):
         k = min(per, n - seq + 1)
         total += len(frames.encode(frames.PULL, 1, frames_host.pull_body(seq, per)))
         total += len(frames.encode(frames_host.RECORDS, 1, frames_host.records_body([rec] * k)))
-        total += len(frames.encode(frames.ACK, 1, frames_host.u32_body(seq + k - 1)))
+        total += len(  # the ACK with its control tag
+            frames.encode(
+                frames.ACK, 1, frames_host.u32_body(seq + k - 1) + bytes(frames_host.TAG)
+            )
+        )
         total += len(frames.encode(frames_host.ACK_R, 1, frames_host.u32_body(seq + k - 1)))
         exchanges += 2
         seq += k
@@ -176,6 +180,8 @@ def deny_install(n=100000):
         with VirtualBoard(state) as vb:
             with serial_line.PacedLine(vb.port) as line:
                 with link_mod.SerialLink(line.port, timeout=10.0) as link:
+                    link.key = keystore.terminal_key(ks, tid)  # INSTALL is a tagged control
+                    link.identify()
                     t0 = time.perf_counter()
                     got = link.install(blob)
                     out["usb_seconds"] = time.perf_counter() - t0

@@ -186,6 +186,8 @@ def test_tables_installed_over_serial_apply_from_the_next_tap(
     try:
         assert "-25,000 Rial" in vb.tap(c["adult"][0])["display"]
         with SerialLink(vb.port) as link:
+            link.key = keystore.terminal_key(ks, 1004)  # INSTALL is a control: tagged
+            link.identify()
             assert link.install(tables.fares_blob(ks, 1004, 4, dict(FARES, default=1))) == (
                 1,
                 4,
