@@ -114,6 +114,9 @@ def parse_records(body):
 # over the nonce the terminal's IDENTIFY gave (firmware/serialsync.py); without them: ERROR ERR_AUTH
 TAG = 8
 ERR_AUTH = 5
+# MAINT (tagged): seconds u16 -> the terminal's console takes Ctrl-C that long (the REPL for
+# mpremote, `tapkit flash`), then locks itself again; the answer: seconds u16, the new nonce
+MAINT = 0x07
 
 
 # INSTALL request: offset u32, total u32, then a chunk of the signed blob

@@ -88,6 +88,7 @@ class VirtualBoard:
         self._held = None  # bytes that arrived while the board switched programs
         self._fw_deaths = 0  # times the firmware ended by itself (crash): wait_for stops early
         self._repl_busy = False
+        self._kbd_locked = False  # the firmware locked its console (KBD|locked on stderr)
         self.kind = None  # "fw" or "repl": the program on the board
         self.reset_cause = "power-on"
 
@@ -201,6 +202,7 @@ class VirtualBoard:
             self.proc = proc
             self.kind = kind
             self._repl_busy = False
+            self._kbd_locked = False  # every boot starts with Ctrl-C on (until the firmware locks)
             if kind == "fw":
                 self.boots = getattr(self, "boots", 0) + 1
             held, self._held = bytes(self._held or b""), None
@@ -496,7 +498,8 @@ class VirtualBoard:
                     self._held += data
                     continue
                 proc = self.proc
-                if b"\x03" in data and (proc.kind == "fw" or self._repl_busy):
+                fw = proc.kind == "fw" and not self._kbd_locked  # a locked console: a byte
+                if b"\x03" in data and (fw or self._repl_busy):
                     i = data.index(b"\x03")
                     self._to_proc(proc, data[:i])
                     if proc.kind == "fw":
@@ -549,6 +552,10 @@ class VirtualBoard:
                 if line.startswith("REPL|"):
                     self._repl_busy = line == "REPL|exec" and proc is self.proc
                     continue
+                if line.startswith("KBD|") and proc is self.proc:
+                    # micropython.kbd_intr(-1) on the board: its UART ISR no longer turns 0x03
+                    # into KeyboardInterrupt (firmware/hal.py lock_console)
+                    self._kbd_locked = line == "KBD|locked"
                 if not _TAGGED.match(line) and self._master is not None:
                     try:  # a traceback: on a board it is printed on the USB serial
                         os.write(self._master, line.encode() + b"\r\n")

@@ -47,6 +47,7 @@ _PROTO_BINARY = const(2)  # = card_schema.frames_host.PROTO_BINARY
 _U32_FMT = const("<I")  # = card_schema.frames_host.U32_FMT
 
 _ERR_AUTH = const(5)  # = card_schema.frames_host.ERR_AUTH
+_MAINT = const(0x07)  # = card_schema.frames_host.MAINT
 _TAG = const(8)  # = card_schema.frames_host.TAG
 _MIN_TIME = const(1577836800)  # 2020-01-01: SET_CLOCK refuses anything older (an unset host clock)
 _LOG_LINES = const(20)  # newest diagnostics lines offered to DIAG_LOG
@@ -68,8 +69,9 @@ class Responder:
         # the controls' state (_tagged, _set_clock below), one list (an attribute more would grow the
         # instance's map, heap a Wi-Fi board does not have): the nonce a control's tag covers
         # (fresh per boot and per clock set), the untagged clock seconds left this boot, the last
-        # tagged SET_CLOCK (tag, answer), the controls refused, alarm(where, exc) that logs them
-        self.auth = [urandom(8), 300, None, 0, None]
+        # tagged SET_CLOCK (tag, answer), the controls refused, alarm(where, exc) that logs them,
+        # the seconds of maintenance an authenticated MAINT asked for (app.py opens the console)
+        self.auth = [urandom(8), 300, None, 0, None, None]
 
     def handle_line(self, line):
         """Decode one line and answer it. Returns True when a response was written. Never raises."""
@@ -143,6 +145,12 @@ class Responder:
                 body = struct.pack(_U32_FMT, j.acked_seq)
             elif ftype == frames.SET_CLOCK:
                 body = _set_clock(self, body)
+            elif ftype == _MAINT:  # maintenance: the REPL for `secs` s (firmware/app.py)
+                b = _tagged(self, ftype, body)
+                st = self.auth
+                st[5] = frames.unpack("<H", b)[0]
+                st[0] = urandom(8)  # a recorded MAINT is never obeyed again
+                body = bytes(b) + st[0]
             elif ftype == frames.DIAG_LOG and self.log:
                 lines = list(self.log())[-_LOG_LINES:]
                 body = json.dumps(lines).encode()

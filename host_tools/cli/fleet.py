@@ -79,6 +79,24 @@ def _answer(r):
     return {"none": "no tapkit answer", "not probed": "-"}.get(r["answer"], r.get("note", "?"))
 
 
+# --- unlock -------------------------------------------------------------------------------------
+def unlock(a):
+    from host_tools import keystore
+    from host_tools.fleet import ports
+    from host_tools.fleet.flash import FlashError
+    from host_tools.fleet.flash import unlock as unlock_port
+
+    port = ports.resolve_port(a.port)
+    secs = unlock_port(port, keystore.load(a.keystore), seconds=max(1, a.minutes) * 60)
+    if secs is None:
+        raise FlashError("no tapkit firmware answers on %s" % port)
+    if a.json:
+        print_json({"port": port, "open_seconds": secs})
+    else:
+        print("console on %s open for %d s (then locked again)" % (port, secs))
+    return 0
+
+
 # --- flash --------------------------------------------------------------------------------------
 def flash(a):
     from host_tools import keystore
@@ -90,6 +108,7 @@ def flash(a):
         for k, v in (("profile", a.profile), ("fare", a.fare), ("line", a.line), ("stop", a.stop))
         if v is not None
     }
+    over["console_lock"] = a.console_lock  # in the field: the console takes the sync protocol only
     if a.all:
         if a.port:
             raise UsageError("give --port or --all, not both")
@@ -98,6 +117,8 @@ def flash(a):
             raise FlashError("no reader connected (no CP210x/CH340/FTDI/ESP32 USB serial port)")
     else:
         found = [ports.resolve_port(p) for p in port_list(a)]
+    if a.flash_encryption and not a.firmware_image:
+        raise UsageError("--flash-encryption needs --firmware-image (the chip is written anew)")
     if a.firmware_image:
         import importlib.util
         import subprocess
@@ -106,7 +127,12 @@ def flash(a):
             raise FlashError("--firmware-image needs esptool: pip install esptool")
 
         for port in found:
-            for cmd in esp32.esptool_command(port, a.board, a.firmware_image):
+            cmds = esp32.esptool_command(
+                port, a.board, a.firmware_image, encrypt=bool(a.flash_encryption)
+            )
+            if a.flash_encryption:  # eFuses burnt only when asked: irreversible on the chip
+                cmds = esp32.encryption_commands(port, a.flash_encryption) + cmds
+            for cmd in cmds:
                 if not a.json:
                     print("$ " + " ".join(cmd))
                 if subprocess.run(cmd).returncode != 0:
@@ -287,6 +313,28 @@ COMMANDS = (
                 metavar="FILE.bin",
                 help="write this MicroPython image with esptool first",
             ),
+            arg(
+                "--no-console-lock",
+                dest="console_lock",
+                action="store_false",
+                help="leave the USB console open (a bench board; in the field it is locked)",
+            ),
+            arg(
+                "--flash-encryption",
+                metavar="KEYFILE",
+                help="with --firmware-image: burn this 256-bit key and enable flash encryption "
+                "(IRREVERSIBLE eFuses; see docs/architecture.md)",
+            ),
+        ),
+    ),
+    Command(
+        ("unlock",),
+        unlock,
+        "open a terminal's locked USB console for maintenance (mpremote, REPL)",
+        (
+            port(),
+            KEYSTORE,
+            arg("--minutes", type=int, default=10, help="how long until it locks itself again"),
         ),
     ),
     Command(

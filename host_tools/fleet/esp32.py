@@ -42,8 +42,9 @@ def _pt_int(text):
     return int(text[:-1] if mult > 1 else text, 0) * mult
 
 
-def partition_table(csv_path):
-    """The binary ESP32 partition table (what gen_esp32part.py makes) of a partitions.csv."""
+def partition_table(csv_path, encrypt=()):
+    """The binary ESP32 partition table (what gen_esp32part.py makes) of a partitions.csv; the
+    partitions named in `encrypt` get the encrypted flag too."""
     entries = b""
     with open(csv_path) as f:
         for n, line in enumerate(f, 1):
@@ -65,7 +66,7 @@ def partition_table(csv_path):
                     _pt_int(offset),
                     _pt_int(size),
                     name.encode()[:16],
-                    1 if "encrypted" in flags else 0,
+                    1 if "encrypted" in flags or name in encrypt else 0,
                 )
             except (KeyError, ValueError):
                 raise ImageError(
@@ -75,9 +76,43 @@ def partition_table(csv_path):
     return table + b"\xff" * (0xC00 - len(table))
 
 
-def esptool_command(port, board, image, baud=460800, out_dir=None):
+# Flash encryption (`tapkit flash --flash-encryption KEY`): what is encrypted on the chip. vfs holds
+# keys.json and config.json; the journal stays plain: the power-safe journal programs a failed slot
+# to zeros over what it wrote (NOR bit clearing), which an encrypted partition cannot do, and its
+# records are MAC'd (not secret from someone with the chip in hand).
+ENCRYPTED = ("vfs",)
+
+
+def encryption_commands(port, keyfile):
+    """The espefuse commands that burn a host-made flash-encryption key (256-bit, from
+    `espsecure.py generate_flash_encryption_key`, kept with the issuer's keystore) and turn flash
+    encryption on (release mode: the ROM's UART download mode can no longer read or write plain
+    flash). IRREVERSIBLE: only with an explicit --flash-encryption; never run by default."""
+    if not os.path.exists(keyfile):
+        raise ImageError("no flash-encryption key %s" % keyfile)
+    fuse = [
+        sys.executable,
+        "-m",
+        "espefuse",
+        "--chip",
+        "esp32",
+        "--port",
+        port,
+        "--do-not-confirm",
+    ]
+    return [
+        fuse + ["burn_key", "flash_encryption", keyfile],
+        fuse + ["burn_efuse", "FLASH_CRYPT_CONFIG", "0xF"],
+        fuse + ["burn_efuse", "FLASH_CRYPT_CNT", "127"],
+        fuse + ["burn_efuse", "DISABLE_DL_DECRYPT", "1", "DISABLE_DL_CACHE", "1"],
+    ]
+
+
+def esptool_command(port, board, image, baud=460800, out_dir=None, encrypt=False):
     """The esptool command line that writes a MicroPython image and the board's partition table
-    (boards/<board>/partitions.csv, converted to its binary form next to the build)."""
+    (boards/<board>/partitions.csv, converted to its binary form next to the build); `encrypt`:
+    for a chip with flash encryption on (encryption_commands), the image written through the
+    chip's encryption (--encrypt) and the ENCRYPTED partitions flagged in the table."""
     try:
         spec = boards.spec(board)
     except boards.UnknownBoard as e:
@@ -91,9 +126,10 @@ def esptool_command(port, board, image, baud=460800, out_dir=None):
     os.makedirs(out_dir, exist_ok=True)
     table = os.path.join(out_dir, "partitions.bin")
     with open(table, "wb") as f:
-        f.write(partition_table(parts))
+        f.write(partition_table(parts, ENCRYPTED if encrypt else ()))
     esptool = [sys.executable, "-m", "esptool", "--chip", "esp32", "--port", port]
+    write = ["--baud", str(baud), "write_flash"] + (["--encrypt"] if encrypt else ["-z"])
     return [
         esptool + ["erase_flash"],
-        esptool + ["--baud", str(baud), "write_flash", "-z", "0x1000", image, "0x8000", table],
+        esptool + write + ["0x1000", image, "0x8000", table],
     ]

@@ -31,9 +31,10 @@ import threading
 import time
 
 import boards
+from card_schema import frames
 from host_tools import TapkitError
 from host_tools.fleet import provision
-from host_tools.fleet.link import LinkError, SerialLink
+from host_tools.fleet.link import LinkError, SerialLink, TerminalError
 from host_tools.fleet.rawrepl import RawREPL
 from mpybuild import BuildError, cross, manifest
 
@@ -106,6 +107,26 @@ def _identify(port, timeout=1.0):
         return None
 
 
+def unlock(port, ks, ident=None, seconds=600):
+    """Open a running terminal's locked USB console for `seconds` (an authenticated MAINT with its
+    key from the keystore), so the raw REPL, mpremote and `tapkit flash` reach it; the firmware
+    locks it again after that. Returns the seconds, or None when no tapkit firmware answers."""
+    from host_tools import keystore
+
+    try:
+        with SerialLink(port, timeout=1.0, retries=2) as link:
+            info = ident or link.identify()
+            link.key = keystore.terminal_key(ks, int(info["terminal_id"]))
+            link.identify()  # its nonce
+            return link.maintain(seconds)
+    except TerminalError as e:
+        if e.code == frames.ERR_UNKNOWN_TYPE:
+            return None  # firmware from before the lock: its console is open anyway
+        raise FlashError("cannot unlock the console on %s: %s" % (port, e)) from None
+    except LinkError as e:
+        raise FlashError("cannot unlock the console on %s: %s" % (port, e)) from None
+
+
 def _wait_healthy(port, timeout=30.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -127,6 +148,7 @@ def flash_board(
     ident = _identify(port)
     if ident:  # the running firmware knows its journal: decide before interrupting it
         _guard(port, int(ident["terminal_id"]), terminal_id, ident.get("unsynced", 0), force)
+        unlock(port, ks, ident)  # a locked console takes no Ctrl-C until then
     with RawREPL(port) as dev:
         say("raw REPL")
         if ident:

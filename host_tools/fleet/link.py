@@ -14,6 +14,7 @@ ACK only moves forward, SET_CLOCK sets), so a retransmission is always safe. Tra
 
 import errno
 import json
+import struct
 import random
 import time
 
@@ -233,6 +234,19 @@ class SerialLink:
         if nonce is not None:
             self.nonce = nonce  # what the next control covers
         return before
+
+    def maintain(self, seconds):
+        """Open the terminal's locked console for `seconds` (tagged: needs `key`); returns them."""
+        if self.key is None or self.nonce is None:
+            raise LinkError("unlocking the terminal's console needs its key (the keystore)")
+        body = self.request(
+            frames_host.MAINT,
+            self.control(frames_host.MAINT, struct.pack("<H", min(int(seconds), 0xFFFF))),
+        )
+        if len(body) != 2 + 8:
+            raise LinkError(f"terminal on {self.port} sent a bad MAINT answer")
+        self.nonce = bytes(body[2:])
+        return struct.unpack("<H", bytes(body[:2]))[0]
 
     def diag_log(self):
         return json.loads(bytes(self.request(frames.DIAG_LOG)).decode())

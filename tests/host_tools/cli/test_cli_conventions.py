@@ -122,6 +122,7 @@ JSON_PROOF = {
     "emulate tap": "tests/e2e/test_cli_json.py::test_emulate_board_json_lines_then_tap_json",
     "emulate press": "tests/e2e/test_cli_emulate_profiles.py::test_pos_terminal_sale_and_refund_from_the_command_line",
     "ports": "tests/e2e/test_cli_ports_readers.py::test_ports_finds_the_terminal_on_a_virtual_boards_pty",
+    "unlock": "tests/e2e/test_console_lock.py::test_a_stranger_gets_no_repl_the_keystore_unlocks_it_for_a_while",
     "sync": "tests/host_tools/fleet/test_sync.py::test_cli_sync_killed_mid_ingest_then_rerun_stores_every_tap_once",
     "flash": "tests/e2e/test_flash.py::test_flash_fresh_board_then_diag_then_nothing_to_copy",
     "diag": "tests/e2e/test_diag.py::test_diag_watch_json_lines_show_refusals_and_reader_errors",
