@@ -304,8 +304,12 @@ class Terminal:
         except Exception as e:
             self.log_error("sync", e)
         m = self.responder.auth[5]
-        if m is not None:
-            _maintain(self, m)
+        if m is not None:  # maintenance mode: firmware/maint.py, loaded only while it lasts
+            from firmware import maint
+
+            maint.maintain(self, m)
+            if self.responder.auth[5] is None:
+                firmware.forget("maint")
         if self.board.net is not None and "server" in self.config:
             from firmware import wifi  # lazy: only a board with a network and a server pays for it
 
@@ -610,23 +614,6 @@ class Terminal:
         self._journal(uid, now, kind, result, counter, amount, balance)
 
 
-def _maintain(term, m):
-    """Maintenance mode (an authenticated MAINT, firmware/serialsync.py): the console takes Ctrl-C
-    for m s (mpremote, `tapkit flash`), then locks itself again. responder.auth[5]: the seconds
-    asked (int), then the deadline (a 1-tuple of ticks), None when locked."""
-    st = term.responder.auth
-    now = time.ticks_ms()
-    if isinstance(m, int):
-        st[5] = (time.ticks_add(now, m * 1000),)
-        term.board.lock_console(False)
-        term.board.log("console open for maintenance, %d s" % m)
-    elif time.ticks_diff(m[0], now) <= 0:
-        st[5] = None
-        if term.config.get("console_lock"):
-            term.board.lock_console(True)
-        term.board.log("console locked again")
-
-
 def _diag(term, ftype, body):
     """Requests of firmware/diag.py (`tapkit diag`); imported only while it answers (RAM)."""
     if ftype != frames.DIAG:
@@ -679,8 +666,11 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
             board.wdt.feed()
             time.sleep(1)
     term.start()
-    if config.get("console_lock"):
-        board.lock_console(True)  # in the field: the sync protocol only (MAINT opens it a while)
+    if config.get("console_lock"):  # in the field: the sync protocol only (MAINT opens it)
+        from firmware import maint
+
+        maint.lock(True)
+        firmware.forget("maint")
     board.log(
         "boot: terminal %d ready, journal head %d, %d unsynced"
         % (term.terminal_id, term.journal.head_seq, term.journal.unsynced)

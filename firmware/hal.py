@@ -79,18 +79,6 @@ class Board:
     def log(self, msg):
         _err_line("LOG| ", msg)
 
-    def lock_console(self, on):
-        """The production lock: while on, Ctrl-C on the USB console is a byte like any other (the
-        sync protocol ignores it), so neither noise nor a stranger's mpremote stops the firmware;
-        off (an authenticated MAINT, firmware/serialsync.py), the REPL is reachable again."""
-        try:
-            import micropython
-
-            micropython.kbd_intr(-1 if on else 3)
-        except (ImportError, AttributeError):
-            pass
-        _err_line("KBD|", "locked" if on else "open")  # the virtual board models the UART ISR
-
     def stat(self, msg):
         _err_line("STAT| ", msg)
 

@@ -66,7 +66,7 @@ class Responder:
         self._out = bytearray(frames.OVERHEAD + 1 + taprecord.SIZE * _BINARY_RECORDS)
         self.requests = 0  # requests answered, ERROR answers included (diagnostics)
         self.dropped = 0  # lines that were not frames
-        # the controls' state (_tagged, _set_clock below), one list (an attribute more would grow the
+        # the controls' state (_tagged below, firmware/maint.py), one list (an attribute more would grow the
         # instance's map, heap a Wi-Fi board does not have): the nonce a control's tag covers
         # (fresh per boot and per clock set), the untagged clock seconds left this boot, the last
         # tagged SET_CLOCK (tag, answer), the controls refused, alarm(where, exc) that logs them,
@@ -85,6 +85,7 @@ class Responder:
         j = self.journal
         rtype = ftype | frames.RESPONSE
         code = 0  # ERROR code of a refusal raised below; 0: decided by the exception's type
+        refused = self.auth[3]
         try:
             if ftype == frames.IDENTIFY:
                 d = dict(self.info)
@@ -144,13 +145,13 @@ class Responder:
                     j.ack(upto)  # an ACK at or below acked_seq changes nothing
                 body = struct.pack(_U32_FMT, j.acked_seq)
             elif ftype == frames.SET_CLOCK:
-                body = _set_clock(self, body)
-            elif ftype == _MAINT:  # maintenance: the REPL for `secs` s (firmware/app.py)
-                b = _tagged(self, ftype, body)
-                st = self.auth
-                st[5] = frames.unpack("<H", b)[0]
-                st[0] = urandom(8)  # a recorded MAINT is never obeyed again
-                body = bytes(b) + st[0]
+                from firmware import maint  # rare: forgotten again below
+
+                body = maint.set_clock(self, body)
+            elif ftype == _MAINT:  # maintenance: the REPL for a while (firmware/maint.py)
+                from firmware import maint
+
+                body = maint.maint(self, body)
             elif ftype == frames.DIAG_LOG and self.log:
                 lines = list(self.log())[-_LOG_LINES:]
                 body = json.dumps(lines).encode()
@@ -174,10 +175,9 @@ class Responder:
             if line is not None:
                 self.write(line)
         except Exception as e:  # noqa: BLE001 - bad body, journal I/O...: tell the host, stay up
-            if isinstance(e, AuthError):
+            st = self.auth
+            if st[3] != refused:  # a control without its tag (_tagged): nothing was done
                 code = _ERR_AUTH
-                st = self.auth
-                st[3] += 1
                 if st[4]:
                     st[4]("usb control 0x%02x" % ftype, e)
             if not code:
@@ -190,6 +190,10 @@ class Responder:
             except Exception:  # noqa: BLE001 - the port itself failed: nothing more to do
                 return False
         self.requests += 1
+        if (ftype == frames.SET_CLOCK or ftype == _MAINT) and self.auth[5] is None:
+            import firmware
+
+            firmware.forget("maint")  # its code leaves the heap until the next one
         return True
 
 
@@ -207,44 +211,14 @@ def _unload():
     firmware.forget("install", "store")
 
 
-# ---- the controls' tags (ACK, SET_CLOCK, INSTALL) ------------------------------------------------
-class AuthError(ValueError):
-    auth = True  # serialsync answers ERROR ERR_AUTH and logs it
-
-
+# ---- the controls' tags (ACK, SET_CLOCK, INSTALL, MAINT) ------------------------------------------
 def _tagged(r, ftype, body):
-    """The body without its tag when it carries the terminal's tag, else AuthError."""
-    if len(body) <= 8:
-        raise AuthError("control 0x%02x without a tag: nothing done" % ftype)
-    mv = memoryview(body)
+    """The body without its tag when it carries the terminal's tag; else the refusal is counted
+    (auth[3]: handle_line answers ERR_AUTH and logs it) and ValueError raised."""
     k = len(body) - 8
-    if cmac(r.journal.key, r.auth[0] + bytes((ftype,)) + mv[:k])[:8] != mv[k:]:
-        raise AuthError("control 0x%02x tag does not verify (forged, altered or replayed)" % ftype)
-    return mv[:k]
-
-
-def _set_clock(r, body):
-    """SET_CLOCK: tagged, the clock is set, the nonce renewed and the answer is the clock before
-    and the new nonce; untagged, only a drift fix (auth[1] seconds in all per boot). The same tagged
-    control again (its answer lost) gets the same answer and changes nothing."""
-    a = r.auth  # [nonce, untagged seconds left, (tag, answer) of the last, refused, alarm]
-    last = a[2]
-    if last is not None and len(body) == 4 + 8 and body[4:] == last[0]:
-        return last[1]
-    b = None if len(body) == 4 else _tagged(r, frames.SET_CLOCK, body)
-    unix = frames.unpack("<I", body if b is None else b)[0]
-    if unix < _MIN_TIME:
-        raise frames.FrameError("clock value %d is before 2020" % unix)
-    now = int(r.clock.time())
-    if b is None:
-        step = abs(unix - now)
-        if step > a[1]:
-            raise AuthError("untagged clock step of %d s refused" % step)
-        a[1] -= step
-    r.clock.set(unix)
-    out = struct.pack("<I", now & 0xFFFFFFFF)
-    if b is not None:
-        a[0] = urandom(8)
-        out += a[0]
-        a[2] = (bytes(body[4:]), out)
-    return out
+    if k > 0:
+        mv = memoryview(body)
+        if cmac(r.journal.key, r.auth[0] + bytes((ftype,)) + mv[:k])[:8] == mv[k:]:
+            return mv[:k]
+    r.auth[3] += 1
+    raise ValueError("control 0x%02x without its tag (forged, altered or replayed)" % ftype)

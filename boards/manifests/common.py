@@ -14,6 +14,7 @@ for name in (
     "journal",
     "pending",
     "serialsync",
+    "maint",
     "install",
     "store",
     "diag",

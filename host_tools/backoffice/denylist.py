@@ -47,13 +47,14 @@ def _current(store):
 
 
 def proposal(store):
-    """The clone findings of the audited store and which of their cards the deny list lacks."""
+    """The clone and minted findings (ledger.minted: value a stolen debit key made) of the audited
+    store and which of their cards the deny list lacks."""
     import json
 
     version, listed = _current(store)
     cards = {}
     for uid, amount, detail in store._all(
-        "SELECT uid, amount, detail FROM findings WHERE kind = 'clone' ORDER BY uid"
+        "SELECT uid, amount, detail FROM findings WHERE kind IN ('clone', 'minted') ORDER BY uid"
     ):
         c = cards.setdefault(uid, {"uid": uid, "lost": 0, "text": "", "listed": False})
         c["lost"] += int(amount)

@@ -9,7 +9,7 @@ import os
 import time
 
 from host_tools import keystore
-from host_tools.backoffice import audit
+from host_tools.backoffice import audit, denylist
 from host_tools.backoffice.store import open_store
 from host_tools.cardoffice.journal import OfficeJournal
 from host_tools.fleet import sync
@@ -49,8 +49,10 @@ def test_a_card_minted_with_the_stolen_debit_key_is_flagged_within_one_sync(
         office.sync_into(db)
         audit.run(db, audit.keys_from(ks))
         found = [f for f in audit.findings(db) if f["kind"] == "minted"]
+        proposed = denylist.proposal(db)["new"]  # `tapkit clones --publish` lists it
     finally:
         db.close()
     print("the minted card at the terminal:", shown["display"])
     assert [(f["uid"], f["amount"]) for f in found] == [(uid, 2_000_000_000 - 25000)]
     assert "never issued by an office" in found[0]["detail"]["text"]
+    assert proposed == [uid]  # the deny-list entry: only the minted card
