@@ -13,7 +13,6 @@ import time
 
 from card_schema import frames
 from card_schema.compat import const, urandom
-from firmware.serialsync import _tagged
 
 _MIN_TIME = const(1577836800)  # 2020-01-01: SET_CLOCK refuses anything older (an unset host clock)
 _MAINT = const(0x07)  # = card_schema.frames_host.MAINT
@@ -35,8 +34,9 @@ def lock(on):
         pass
 
 
-def maint(r, body):
-    """MAINT (tagged): seconds u16; the answer is them and the new nonce."""
+def maint(r, body, _tagged):
+    """MAINT (tagged: `_tagged` is serialsync's check): seconds u16; the answer is them and the
+    new nonce."""
     b = _tagged(r, _MAINT, body)
     a = r.auth
     a[5] = frames.unpack("<H", b)[0]
@@ -60,7 +60,7 @@ def maintain(term, m):
         term.board.log("console locked again")
 
 
-def set_clock(r, body):
+def set_clock(r, body, _tagged):
     """SET_CLOCK: tagged, the clock is set, the nonce renewed and the answer is the clock before
     and the new nonce; untagged, only a drift fix (auth[1] seconds in all per boot). The same tagged
     control again (its answer lost) gets the same answer and changes nothing."""

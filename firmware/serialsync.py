@@ -147,11 +147,11 @@ class Responder:
             elif ftype == frames.SET_CLOCK:
                 from firmware import maint  # rare: forgotten again below
 
-                body = maint.set_clock(self, body)
+                body = maint.set_clock(self, body, _tagged)
             elif ftype == _MAINT:  # maintenance: the REPL for a while (firmware/maint.py)
                 from firmware import maint
 
-                body = maint.maint(self, body)
+                body = maint.maint(self, body, _tagged)
             elif ftype == frames.DIAG_LOG and self.log:
                 lines = list(self.log())[-_LOG_LINES:]
                 body = json.dumps(lines).encode()

@@ -297,7 +297,11 @@ class Run:
         from host_tools.fleet.link import SerialLink
 
         self.clock_offset += seconds
+        from host_tools import keystore
+
         with SerialLink(self.vb.port) as link:
+            link.key = keystore.terminal_key(self.ks, TERMINAL)  # SET_CLOCK is a tagged control
+            link.identify()
             link.set_clock(self.now())
 
     def now(self):

@@ -499,17 +499,19 @@ def settle(store, cards, rollups, now, chunk=500):
 
 
 def _loaded(store, uids):
-    """{uid: Rial} that offices loaded onto each card (issue balances, top-ups) and POS refunds
-    gave back, from every audited record of the card (not only the settling window)."""
+    """{uid: (Rial, issued)}: what offices loaded onto each card (issue balances, top-ups) and POS
+    refunds gave back, from every audited record of the card (not only the settling window), and
+    whether an office's issue record is among them (then the card's whole history is known)."""
     if not uids:
         return {}
     rows = store._all(
-        "SELECT uid, SUM(amount) FROM taps WHERE uid IN (%s) AND kind IN (%s) "
+        "SELECT uid, SUM(amount), SUM(CASE WHEN kind = 'issue' THEN 1 ELSE 0 END) "
+        "FROM taps WHERE uid IN (%s) AND kind IN (%s) "
         "AND status IS NOT NULL AND status NOT IN (%s, 'voided', 'phantom') GROUP BY uid"
         % (", ".join("?" * len(uids)), ", ".join("?" * len(LOADS)), ", ".join("?" * len(BAD))),
         tuple(uids) + LOADS + BAD,
     )
-    return {u: int(n or 0) for u, n in rows}
+    return {u: (int(n or 0), bool(issued)) for u, n, issued in rows}
 
 
 def has_office(store):
@@ -534,13 +536,15 @@ def minted(rows, loaded, office):
     if not seen or (loaded is None and not office):
         return None
     top = max(seen, key=lambda r: (r["balance"], r["time"]))
+    issued = loaded is not None and loaded[1]
+    loaded = None if loaded is None else loaded[0]
     if loaded is None:
         text = (
             f"card never issued by an office: {_at(top)} read it at counter {top['counter']} "
             f"with {_money(top['balance'])} Rial"
         )
         excess = top["balance"]
-    elif top["balance"] > loaded:
+    elif issued and top["balance"] > loaded:  # (a card issued before the journal: unknown)
         excess = top["balance"] - loaded
         text = (
             f"{_at(top)} read {_money(top['balance'])} Rial at counter {top['counter']}, "
