@@ -3,7 +3,7 @@
 import sys
 import time
 
-from host_tools.cli.output import console, money, print_json, print_jsonl, table
+from host_tools.cli.output import console, count, money, print_json, print_jsonl, table
 from host_tools import UsageError
 from host_tools.cli.spec import DB, KEYSTORE, Command, arg, lazy_choices
 
@@ -203,10 +203,10 @@ def _period_text(rep):
 def render_report(rep, con, by=None):
     """Print a report (backoffice.report.report) as tables on a rich console."""
     con.print(
-        f"[bold]revenue[/bold] {money(rep['revenue'])} Rial from {rep['charges']} confirmed "
-        "charges"
+        f"[bold]revenue[/bold] {money(rep['revenue'])} Rial from "
+        + count(rep["charges"], "confirmed charge")
         + (
-            f" less {rep['refunds']} refunds ({money(rep['refunded'])} Rial)"
+            f" less {count(rep['refunds'], 'refund')} ({money(rep['refunded'])} Rial)"
             if rep.get("refunds")
             else ""
         )
@@ -216,15 +216,15 @@ def render_report(rep, con, by=None):
     unc = rep["unconfirmed"]
     if unc["count"]:
         con.print(
-            f"unconfirmed: {unc['count']} money records, {money(unc['amount'])} Rial (not in "
+            f"unconfirmed: {count(unc['count'], 'money record')}, {money(unc['amount'])} Rial (not in "
             "the revenue until the card's later state or a confirm record settles them)"
         )
     off = rep["office"]
     if off["topups"] or off["payouts"] or off["issued"]:
         con.print(
-            f"card office: {off['topups']} top-ups {money(off['topped_up'])} Rial, "
-            f"{off['payouts']} card refunds paid out {money(off['paid_out'])} Rial, "
-            f"{off['issued']} cards issued with {money(off['issued_balance'])} Rial"
+            f"card office: {count(off['topups'], 'top-up')} {money(off['topped_up'])} Rial, "
+            f"{count(off['payouts'], 'card refund')} paid out {money(off['paid_out'])} Rial, "
+            f"{count(off['issued'], 'card')} issued with {money(off['issued_balance'])} Rial"
         )
     cols = ("terminal", "taps", "charges", "revenue", "unconfirmed", "refused", "voids", "errors")
     con.print(

@@ -64,6 +64,11 @@ def money(v):
     return "-" if v is None else f"{v:,}"
 
 
+def count(n, word, plural=None):
+    """'1 top-up', '2 top-ups', '1,200 taps': a count with its noun in the right number."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
+
+
 def table(title, columns, rows, right=None):
     """A rich table; `right`: the right-aligned columns (default: amounts "(Rial)", taps, seq)."""
     from rich.table import Table

@@ -145,7 +145,7 @@ def test_period_csv_and_json(tmp_path, capsys, ks_path):
     rc, out, err = cli(capsys, *base, "--tz", "12600", "--by", "day", "--csv")
     assert out.splitlines()[1:] == ["2023-11-15,4,4,100000,0"]
     rc, out, err = cli(capsys, *base, "--until", "2023-11-14T23:00", "--by", "terminal")
-    assert "revenue 25,000 Rial from 1 confirmed charges" in out
+    assert "revenue 25,000 Rial from 1 confirmed charge" in out
     rc, out, err = cli(capsys, *base, "--since", "yesterday")
     assert rc != 0 and "bad time 'yesterday'" in err
     rc, out, err = cli(capsys, "audit", "--db", url, "--keystore", ks_path, "--full", "--json")

@@ -83,7 +83,6 @@ def test_refund_is_negative_revenue(store):
     out = io.StringIO()
     render_report(rep, Console(file=out, width=140, color_system=None))
     assert (
-        "revenue 4,000 Rial from 2 confirmed charges less 1 refunds (15,000 Rial)"
-        in out.getvalue()
+        "revenue 4,000 Rial from 2 confirmed charges less 1 refund (15,000 Rial)" in out.getvalue()
     )
-    assert "unconfirmed: 1 money records, 2,000 Rial" in out.getvalue()
+    assert "unconfirmed: 1 money record, 2,000 Rial" in out.getvalue()
