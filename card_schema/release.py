@@ -42,7 +42,7 @@ ENTRY = 68
 #    8 16 board (NUL padded)    35  4 wanted   release it asks chunks of (0: a status report;
 #                                              state STAGING..TRIAL: the release staged)
 #   24  4 running release       39  4 part_off bytes of that release the terminal holds
-#   28  1 state (IDLE..TRIAL)   43 16 iv       fresh random: the answer's MAC covers it
+#   28  1 state (NO_UPDATE..TRIAL)   43 16 iv       fresh random: the answer's MAC covers it
 #   29  1 (0)                   59  8 mac      cmac(journal key, bytes 0..58)[:8]
 OTA_MAGIC = b"TKO1"
 OTA_FMT = "<4sI16sIBBIBII16s8s"
@@ -50,7 +50,7 @@ OTA_HEAD = 67
 OTA_MACED = 59
 
 # OTA states (firmware/ota.py) and the results of the last update
-IDLE = 0
+NO_UPDATE = 0  # "idle": no update under way (not msg.IDLE, a display text)
 DOWNLOADING = 1
 STAGING = 2  # the bundle verified, its files being written beside the running set
 STAGED = 3  # complete, waiting for a safe moment to boot it on trial
