@@ -510,7 +510,10 @@ class Run:
         self.last_use[a] = self.now()
         shown = self._try(where, rider, plan, hold=follow == "kept", pull=follow == "pulled",
                           timer=timer)  # fmt: skip
-        told_ok = any(ln.startswith("DISPLAY| OK") for ln in self.shown)  # even if cut after it
+        told_ok = (shown is not None and shown[1] == "ok") or any(
+            ln.startswith("DISPLAY| OK")
+            for ln in self.shown  # an OK shown, even if cut after it
+        )
         if self.killed:
             rider.card.arm(None, False)
             if follow != "kept":
@@ -553,11 +556,11 @@ class Run:
         self.tally["cases"] += 1
 
     def _retries(self, intent, told_ok):
-        """Whether the rider taps again for this intent: always, but on the POS a sale the
-        terminal showed OK for (even if the power went right after) is done: there two sales in
-        a row are two sales (no repeat window, firmware/profile_pos.py), and the cashier does not
-        type it again."""
-        return not (self.profile == "pos" and told_ok and intent.changes)
+        """Whether the rider taps again for this intent: always, but on the POS a sale and in the
+        car park an entry or exit the terminal showed OK for (even if the power went right after)
+        is done: there a second tap is a second transaction (a second sale, no repeat window,
+        firmware/profile_pos.py; the exit after the entry, firmware/profile_parking.py)."""
+        return not (self.profile in ("pos", "parking") and told_ok and intent.changes)
 
     def _seen_beep(self, mark):
         return any(ln.startswith("BUZZER|") for ln in self.vb.lines(mark))
