@@ -121,7 +121,7 @@ MAINT = 0x07
 
 # INSTALL request: offset u32, total u32, then a chunk of the signed blob
 INSTALL_HEAD = struct.calcsize(INSTALL_FMT)
-INSTALL_CHUNK = frames.MAX_BODY - INSTALL_HEAD - TAG  # the control tag follows the chunk
+INSTALL_CHUNK = frames.MAX_REQUEST_BODY - INSTALL_HEAD - TAG  # fits the console budget, tag after
 
 
 def control_tag(journal_key, nonce, ftype, body):

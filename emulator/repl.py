@@ -22,7 +22,7 @@ import os
 import sys
 
 _RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
-_WINDOW = 256
+_WINDOW = 128  # half the 256-byte MICROPY_REPL_STDIN_BUFFER_MAX, as pyexec.c grants
 _inp = sys.stdin.buffer
 _out = sys.stdout.buffer
 _err = sys.stderr

@@ -14,6 +14,7 @@ ACK only moves forward, SET_CLOCK sets), so a retransmission is always safe. Tra
 
 import errno
 import json
+import os
 import struct
 import random
 import time
@@ -22,6 +23,17 @@ import serial
 
 from card_schema import frames, frames_host, signed
 from host_tools import TapkitError
+
+try:
+    from termios import (
+        error as _TermiosError,
+    )  # pyserial's flush() (tcdrain) on an unplugged cable
+except ImportError:  # Windows
+    _TermiosError = OSError
+
+# What a serial port raises when the cable goes away mid-exchange: one clear line for all of them
+IO_ERRORS = (OSError, serial.SerialException, _TermiosError, ValueError)
+_VID_SILICON_LABS = 0x10C4
 
 
 class LinkError(TapkitError):
@@ -60,10 +72,47 @@ def open_error(port, e):
     return LinkError(f"cannot open {port}: {text}")
 
 
-class SerialLink:
-    """A framed request/response link over a serial port (or any pyserial URL, e.g. a pty path)."""
+def open_port(port, baud=115200, timeout=0.05):
+    """Open a terminal's serial port (a device, a pty or a pyserial URL such as rfc2217://) the way
+    mpremote does, so that opening it does not pulse the ESP32's EN line through the DevKitC's
+    auto-reset circuit (DTR/RTS): on a host that asserts both together (Linux) pyserial's defaults
+    are kept; where the CP210x driver sets them one after the other (Windows) both are cleared
+    before the open and raised in the order that never pulls EN low. Exclusive where pyserial can
+    lock. The usual trouble (busy, dialout, unplugged) becomes one LinkError line."""
+    kw = {"exclusive": True} if not str(port).startswith(("socket:", "loop:", "rfc2217:")) else {}
+    try:
+        ser = serial.serial_for_url(port, baudrate=baud, timeout=timeout, do_not_open=True, **kw)
+        if os.name == "nt" and _cp210x(port):
+            ser.dtr = ser.rts = False
+            ser.open()
+            ser.dtr = True  # DTR first: IO0 low for a moment with EN high is harmless
+            ser.rts = True
+        else:
+            ser.open()
+    except (serial.SerialException, OSError) as e:
+        raise open_error(port, e) from None
+    return ser
 
-    def __init__(self, port, baud=115200, timeout=2.0, retries=3, trace=None):
+
+def _cp210x(port):
+    from serial.tools import list_ports
+
+    found = list(list_ports.grep(port))
+    return bool(found) and getattr(found[0], "vid", None) == _VID_SILICON_LABS
+
+
+def lost(port, e):
+    """The one line for a cable pulled (or a board gone) in the middle of an exchange."""
+    why = getattr(e, "strerror", None) or (e.args[-1] if getattr(e, "args", None) else e)
+    return LinkError(f"lost the terminal on {port}: {why} (cable unplugged or board reset?)")
+
+
+class SerialLink:
+    """A framed request/response link over a serial port (or any pyserial URL, e.g. a pty path).
+    `ser`: an open pyserial port to use instead of opening `port` (flash shares one open port
+    between the link and the raw REPL); it is closed with the link."""
+
+    def __init__(self, port, baud=115200, timeout=2.0, retries=3, trace=None, ser=None):
         self.port = port
         self.timeout = timeout
         self.retries = retries
@@ -73,13 +122,7 @@ class SerialLink:
         self._buf = bytearray()
         self.key = None  # the terminal's journal key (keystore.terminal_key): controls are tagged
         self.nonce = None  # the terminal's, from its IDENTIFY answer (renewed by a SET_CLOCK)
-        try:
-            kw = {"exclusive": True} if not str(port).startswith(("socket:", "loop:")) else {}
-            self._ser = serial.serial_for_url(port, baudrate=baud, timeout=0.05, **kw)
-        except serial.SerialException as e:
-            raise open_error(port, e) from None
-        except OSError as e:
-            raise open_error(port, e) from None
+        self._ser = ser if ser is not None else open_port(port, baud)
 
     # ---- plumbing ------------------------------------------------------------------------------
 
@@ -88,7 +131,7 @@ class SerialLink:
         if ser is not None:
             try:
                 ser.close()
-            except (OSError, serial.SerialException):
+            except IO_ERRORS:
                 pass
 
     def __enter__(self):
@@ -102,13 +145,15 @@ class SerialLink:
         return self._req_id
 
     def _write(self, line):
+        if len(line) > frames.MAX_REQUEST:  # the console budget (card_schema/frames.py)
+            raise ValueError("request line of %d bytes: more than the console budget" % len(line))
         if self.trace:
             self.trace(">", line)
         try:
             self._ser.write(line)
             self._ser.flush()
-        except (OSError, serial.SerialException) as e:
-            raise LinkError(f"lost the terminal on {self.port}: {e}") from None
+        except IO_ERRORS as e:
+            raise lost(self.port, e) from None
         self.stats["sent"] += 1
 
     def _read_line(self, deadline):
@@ -128,8 +173,8 @@ class SerialLink:
             try:
                 n = self._ser.in_waiting
                 chunk = self._ser.read(n if n else 1)
-            except (OSError, serial.SerialException) as e:
-                raise LinkError(f"lost the terminal on {self.port}: {e}") from None
+            except IO_ERRORS as e:
+                raise lost(self.port, e) from None
             if chunk:
                 self._buf += chunk
 

@@ -201,7 +201,7 @@ def test_install_signed_blobs(mp_run, tmp_path):
 
     from card_schema import tariff
 
-    table = {"fares": {str(n): 20000 + n for n in range(150)}, "default": 25000}  # ~2 KB
+    table = {"fares": {str(n): 20000 + n for n in range(25)}, "default": 25000}  # ~370 B
     fares = signed.seal(CONFIG_KEY, signed.KIND_FARES, 7, json.dumps(table).encode())  # 3 chunks
     assert 2 * frames_host.INSTALL_CHUNK < len(fares) <= 3 * frames_host.INSTALL_CHUNK
     deny = signed.seal(

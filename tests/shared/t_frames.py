@@ -85,6 +85,15 @@ def test_records_body_max_fits_line():
         raise AssertionError("MAX_BODY is not the largest that fits")
     if frames_host.line_length(frames.OVERHEAD + frames.MAX_BODY) > frames.MAX_LINE:
         raise AssertionError("MAX_BODY does not fit")
+    if frames_host.line_length(frames.OVERHEAD + frames.MAX_REQUEST_BODY) > frames.MAX_REQUEST:
+        raise AssertionError("MAX_REQUEST_BODY does not fit the console budget")
+    if (
+        frames_host.line_length(frames.OVERHEAD + frames.MAX_REQUEST_BODY + 1)
+        <= frames.MAX_REQUEST
+    ):
+        raise AssertionError("MAX_REQUEST_BODY is not the largest that fits")
+    if frames.MAX_REQUEST >= 259:
+        raise AssertionError("MAX_REQUEST must fit the ESP32's 259-byte console ring buffer")
     return len(line), frames_host.line_length(frames.OVERHEAD + 1 + 64 * frames.MAX_RECORDS)
 
 

@@ -496,7 +496,7 @@ def test_line_faults_still_store_every_tap_once(terminal_factory, db, ks, fault,
 def test_sync_installs_missing_config_signed_for_the_terminal(terminal_factory, db, ks):
     from card_schema import frames_host, signed, tariff
 
-    table = {"fares": {str(n): 20000 + n for n in range(60)}, "default": 25000}
+    table = {"fares": {str(n): 20000 + n for n in range(15)}, "default": 25000}
     fares = json.dumps(table).encode()
     assert frames_host.INSTALL_CHUNK < len(fares) + 29 <= 2 * frames_host.INSTALL_CHUNK  # 2 chunks
     db.put_config(signed.KIND_FARES, 4, fares)
