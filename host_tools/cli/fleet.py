@@ -120,23 +120,21 @@ def flash(a):
     if a.flash_encryption and not a.firmware_image:
         raise UsageError("--flash-encryption needs --firmware-image (the chip is written anew)")
     if a.firmware_image:
-        import importlib.util
-        import subprocess
-
-        if importlib.util.find_spec("esptool") is None:
-            raise FlashError("--firmware-image needs esptool: pip install esptool")
-
         for port in found:
-            cmds = esp32.esptool_command(
-                port, a.board, a.firmware_image, encrypt=bool(a.flash_encryption)
-            )
             if a.flash_encryption:  # eFuses burnt only when asked: irreversible on the chip
-                cmds = esp32.encryption_commands(port, a.flash_encryption) + cmds
-            for cmd in cmds:
+                import subprocess
+
+                for cmd in esp32.encryption_commands(port, a.flash_encryption):
+                    if not a.json:
+                        print("$ " + " ".join(cmd))
+                    if subprocess.run(cmd).returncode != 0:
+                        raise FlashError("espefuse failed on %s (see its output above)" % port)
+            for argv in esp32.esptool_command(
+                port, a.board, a.firmware_image, encrypt=bool(a.flash_encryption)
+            ):
                 if not a.json:
-                    print("$ " + " ".join(cmd))
-                if subprocess.run(cmd).returncode != 0:
-                    raise FlashError("esptool failed on %s (see its output above)" % port)
+                    print("$ esptool " + " ".join(argv))
+                esp32.run_esptool(argv)
     ks = keystore.load(a.keystore)
     if len(found) == 1 and not a.all:
         with FlashProgress(found, quiet=not sys.stderr.isatty()) as progress:

@@ -1,9 +1,16 @@
-"""ESP32 images: the binary partition table of a board's partitions.csv, and the esptool command
-lines that write MicroPython's merged image and that table onto a blank board (`tapkit flash
---firmware-image`).
+"""ESP32 images: the binary partition table of a board's partitions.csv, MicroPython's merged image
+with that table in it, and esptool (a library: a declared dependency) writing it onto a blank board
+(`tapkit flash --firmware-image`).
 
     table = partition_table(boards.path("esp32-devkitc", "partitions.csv"))   # 0xC00 bytes
-    for argv in esptool_command("/dev/ttyUSB0", "esp32-devkitc", "ESP32_GENERIC.bin"): ...
+    for argv in esptool_command("/dev/ttyUSB0", "esp32-devkitc", "ESP32_GENERIC.bin"):
+        run_esptool(argv)
+
+MicroPython's ESP32 .bin is one merged image, written at 0x1000: the second-stage bootloader, the
+partition table at 0x8000 (file offset 0x7000) and the app at 0x10000 (file offset 0xF000), as the
+port's makeimg.py puts them together. Writing a table at 0x8000 in the same esptool command overlaps
+the image (esptool refuses); so the board's table replaces the image's own, in a copy, the way
+makeimg.py puts a board's table in, and one file is written.
 """
 
 import hashlib
@@ -108,11 +115,62 @@ def encryption_commands(port, keyfile):
     ]
 
 
+_FLASH_AT = 0x1000  # where MicroPython's merged ESP32 image is written (the bootloader's offset)
+_TABLE_AT = 0x8000
+_APP_AT = 0x10000
+
+
+def merged_image(board, image, out_dir, encrypt=()):
+    """A copy of MicroPython's merged image `image` with the board's partition table in place of its
+    own (out_dir/<image name>-<board>.bin). Refuses an image that is not a merged one (an app-only
+    .bin) and an app that does not fit the board's factory partition."""
+    spec = boards.spec(board)
+    csv = boards.path(board, spec.get("partitions", "partitions.csv"))
+    table = partition_table(csv, encrypt)
+    try:
+        with open(image, "rb") as f:
+            data = bytearray(f.read())
+    except OSError as e:
+        raise ImageError("cannot read firmware image %s: %s" % (image, e.strerror)) from None
+    t, a = _TABLE_AT - _FLASH_AT, _APP_AT - _FLASH_AT
+    if len(data) <= a or data[0] != 0xE9 or data[t : t + 2] != b"\xaa\x50" or data[a] != 0xE9:
+        raise ImageError(
+            "%s is not MicroPython's merged ESP32 image (bootloader, partition table and app, "
+            "written at 0x1000): use the .bin from micropython.org/download/ESP32_GENERIC" % image
+        )
+    factory = [(off, size) for name, off, size in _entries(table) if name in ("factory", "ota_0")]
+    if not factory or factory[0][0] != _APP_AT:
+        raise ImageError("%s: the board's app partition must start at 0x10000" % csv)
+    if len(data) - a > factory[0][1]:
+        raise ImageError(
+            "%s: the app (%d bytes) does not fit the board's app partition (%d bytes)"
+            % (image, len(data) - a, factory[0][1])
+        )
+    data[t : t + len(table)] = table
+    os.makedirs(out_dir, exist_ok=True)
+    out = os.path.join(
+        out_dir, "%s-%s.bin" % (os.path.splitext(os.path.basename(image))[0], board)
+    )
+    with open(out, "wb") as f:
+        f.write(data)
+    return out
+
+
+def _entries(table):
+    out = []
+    for i in range(0, len(table), 32):
+        magic, _t, _st, off, size, name, _fl = struct.unpack_from("<2sBBLL16sL", table, i)
+        if magic != b"\xaa\x50":
+            break
+        out.append((name.rstrip(b"\0").decode(), off, size))
+    return out
+
+
 def esptool_command(port, board, image, baud=460800, out_dir=None, encrypt=False):
-    """The esptool command line that writes a MicroPython image and the board's partition table
-    (boards/<board>/partitions.csv, converted to its binary form next to the build); `encrypt`:
-    for a chip with flash encryption on (encryption_commands), the image written through the
-    chip's encryption (--encrypt) and the ENCRYPTED partitions flagged in the table."""
+    """esptool's arguments (for run_esptool) that erase a blank board and write MicroPython's merged
+    image with the board's partition table in it (merged_image) at 0x1000; `encrypt`: for a chip
+    with flash encryption on (encryption_commands), the image written through the chip's
+    encryption (--encrypt) and the ENCRYPTED partitions flagged in the table."""
     try:
         spec = boards.spec(board)
     except boards.UnknownBoard as e:
@@ -121,15 +179,30 @@ def esptool_command(port, board, image, baud=460800, out_dir=None, encrypt=False
         raise ImageError("board %s is not an ESP32: nothing to write with esptool" % board)
     if not os.path.exists(image):
         raise ImageError("no firmware image %s" % image)
-    parts = boards.path(board, spec.get("partitions", "partitions.csv"))
     out_dir = out_dir or tempfile.mkdtemp(prefix="tapkit-%s-" % board)
-    os.makedirs(out_dir, exist_ok=True)
-    table = os.path.join(out_dir, "partitions.bin")
-    with open(table, "wb") as f:
-        f.write(partition_table(parts, ENCRYPTED if encrypt else ()))
-    esptool = [sys.executable, "-m", "esptool", "--chip", "esp32", "--port", port]
-    write = ["--baud", str(baud), "write_flash"] + (["--encrypt"] if encrypt else ["-z"])
+    merged = merged_image(board, image, out_dir, ENCRYPTED if encrypt else ())
+    esptool = ["--chip", "esp32", "--port", port]
+    write = ["--baud", str(baud), "write-flash"] + (["--encrypt"] if encrypt else ["-z"])
     return [
-        esptool + ["erase_flash"],
-        esptool + write + ["0x1000", image, "0x8000", table],
+        esptool + ["erase-flash"],
+        esptool + write + [hex(_FLASH_AT), merged],
     ]
+
+
+def run_esptool(argv):
+    """Run esptool as a library (esptool.main) with `argv`; its errors as one ImageError line."""
+    try:
+        import esptool
+    except ImportError:
+        raise ImageError("--firmware-image needs esptool: pip install esptool") from None
+    try:
+        esptool.main(list(argv))
+    except esptool.FatalError as e:  # several lines (the cause, a hint): the first paragraph
+        raise ImageError(
+            "esptool: %s" % " ".join(str(e).strip().split("\n\n")[0].split())
+        ) from None
+    except SystemExit as e:
+        if e.code:
+            raise ImageError("esptool failed (exit %s)" % e.code) from None
+    except OSError as e:  # the port (pyserial's SerialException is an OSError)
+        raise ImageError("esptool: %s" % e) from None

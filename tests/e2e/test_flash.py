@@ -163,21 +163,33 @@ def test_an_esp32_is_flashed_with_the_esp32_manifest(keystore_path):
     assert info["fw"] == "0.1.0" and info["board"] == "taxi-unit"
 
 
+def _merged(path, app=1000):
+    """A stand-in for MicroPython's ESP32_GENERIC .bin: bootloader, its own partition table at file
+    offset 0x7000 (0x8000 in flash), app at 0xF000 (0x10000), as ports/esp32/makeimg.py merges them."""
+    img = bytearray(b"\xff" * 0xF000)
+    img[0:4] = b"\xe9\x03\x02\x20"
+    img[0x7000:0x7002] = b"\xaa\x50"  # MicroPython's table (the board's replaces it)
+    img += b"\xe9" + bytes(app - 1)
+    path.write_bytes(bytes(img))
+    return bytes(img)
+
+
 def test_esptool_command_for_a_blank_esp32(tmp_path):
     import struct
 
     image = tmp_path / "ESP32_GENERIC-v1.24.bin"
-    image.write_bytes(b"\xe9" + bytes(100))
+    orig = _merged(image)
     erase, write = esp32.esptool_command(
         "/dev/ttyUSB0", "esp32-devkitc", str(image), out_dir=str(tmp_path)
     )
-    assert erase[-3:] == ["--port", "/dev/ttyUSB0", "erase_flash"]
+    assert erase == ["--chip", "esp32", "--port", "/dev/ttyUSB0", "erase-flash"]
     assert write[write.index("--port") + 1] == "/dev/ttyUSB0"
-    assert write[write.index("write_flash") :] == [
-        "write_flash", "-z", "0x1000", str(image), "0x8000", str(tmp_path / "partitions.bin"),
-    ]  # fmt: skip
-    table = (tmp_path / "partitions.bin").read_bytes()
-    assert len(table) == 0xC00
+    merged = str(tmp_path / "ESP32_GENERIC-v1.24-esp32-devkitc.bin")
+    # one file at 0x1000: no partitions.bin at 0x8000 overlapping the image (esptool refuses that)
+    assert write[write.index("write-flash") :] == ["write-flash", "-z", "0x1000", merged]
+    data = open(merged, "rb").read()
+    table = data[0x7000:0x7C00]
+    assert data[:0x7000] == orig[:0x7000] and data[0x7C00:] == orig[0x7C00:]
     rows = [struct.unpack_from("<2sBBLL16sL", table, i * 32) for i in range(6)]
     journal = [r for r in rows if r[5].rstrip(b"\0") == b"journal"][0]
     assert journal[1:5] == (1, 0x40, 0x300000, 0x100000)  # data, custom subtype, 1 MB at 3 MB
@@ -195,7 +207,7 @@ def test_flash_encryption_is_explicit_and_the_commands_are_built(tmp_path, capsy
     from host_tools.cli.app import main
 
     image = tmp_path / "ESP32_GENERIC.bin"
-    image.write_bytes(b"\xe9" + bytes(100))
+    _merged(image)
     key = tmp_path / "fe.key"
     key.write_bytes(bytes(32))
     fuses = esp32.encryption_commands("/dev/ttyUSB0", str(key))
@@ -209,8 +221,8 @@ def test_flash_encryption_is_explicit_and_the_commands_are_built(tmp_path, capsy
     _, write = esp32.esptool_command(
         "/dev/ttyUSB0", "esp32-devkitc", str(image), out_dir=str(tmp_path), encrypt=True
     )
-    assert write[write.index("write_flash") :][:2] == ["write_flash", "--encrypt"]
-    table = (tmp_path / "partitions.bin").read_bytes()
+    assert write[write.index("write-flash") :][:2] == ["write-flash", "--encrypt"]
+    table = open(write[-1], "rb").read()[0x7000:0x7C00]  # the merged image's table
     rows = {
         r[5].rstrip(b"\0"): r[6]
         for r in (struct.unpack_from("<2sBBLL16sL", table, i * 32) for i in range(5))
@@ -222,6 +234,30 @@ def test_flash_encryption_is_explicit_and_the_commands_are_built(tmp_path, capsy
     code = main(["flash", "--port", "/dev/null", "--flash-encryption", str(key)])
     err = capsys.readouterr().err
     assert code != 0 and "--flash-encryption needs --firmware-image" in err
+
+
+def test_esptool_refuses_an_app_only_image_and_a_too_big_app(tmp_path):
+    app_only = tmp_path / "micropython.bin"
+    app_only.write_bytes(b"\xe9" + bytes(0x20000))  # the app alone (build/micropython.bin)
+    with pytest.raises(esp32.ImageError, match="not MicroPython's merged ESP32 image"):
+        esp32.esptool_command(
+            "/dev/ttyUSB0", "esp32-devkitc", str(app_only), out_dir=str(tmp_path)
+        )
+    big = tmp_path / "big.bin"
+    _merged(big, app=0x1F0001)  # one byte more than the 0x1F0000 factory partition
+    with pytest.raises(esp32.ImageError, match="does not fit"):
+        esp32.esptool_command("/dev/ttyUSB0", "esp32-devkitc", str(big), out_dir=str(tmp_path))
+
+
+def test_esptool_runs_as_a_library_and_its_errors_are_one_line(tmp_path):
+    image = tmp_path / "ESP32_GENERIC.bin"
+    _merged(image)
+    erase, _write = esp32.esptool_command(
+        "/dev/tapkit-no-such-port", "esp32-devkitc", str(image), out_dir=str(tmp_path)
+    )
+    with pytest.raises(esp32.ImageError) as e:
+        esp32.run_esptool(erase + [])  # no such port: esptool's own error, one line
+    assert "\n" not in str(e.value) and "/dev/tapkit-no-such-port" in str(e.value)
 
 
 def _silent_pty(banner=b""):
