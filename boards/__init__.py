@@ -9,6 +9,7 @@ they differ from its platform's manifest, boards/manifests/<platform>.py).
     boards.spec("taxi-unit")                   # board.json as a dict
     boards.path("taxi-unit", "partitions.csv") # a file of the board, as a filesystem path
     boards.manifest("taxi-unit")               # the manifest naming its firmware modules
+    boards.partitions("taxi-unit")             # [Partition(name, type, subtype, offset, size, flags)]
 
 Plain data: imports nothing of the project (firmware reads board.json from the board's own "/").
 """
@@ -59,3 +60,48 @@ def manifest(board):
 
 def platform_manifest(platform):
     return os.path.join(_root(), "manifests", "%s.py" % platform)
+
+
+class PartitionError(ValueError):
+    pass
+
+
+def _csv_int(text):
+    text = text.strip()
+    mult = {"K": 1024, "M": 1024 * 1024}.get(text[-1:].upper(), 1)
+    return int(text[:-1] if mult > 1 else text, 0) * mult
+
+
+def partitions(board, name=None):
+    """The board's partition table (its partitions.csv, board.json "partitions"), as ESP-IDF's
+    gen_esp32part.py reads it: [(name, type, subtype, offset, size, flags)], offsets filled in
+    where the CSV leaves them out (apps on 64 KB, data on 4 KB boundaries, from 0x9000). `name`: a
+    file path instead of the board's. [] for a board without one."""
+    csv = name or path(board, spec(board).get("partitions", "partitions.csv"))
+    if not os.path.isfile(csv):
+        return []
+    out = []
+    nxt = 0x9000
+    with open(csv) as f:
+        for n, line in enumerate(f, 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            cols = [c.strip() for c in line.split(",")] + [""] * 6
+            try:
+                size = _csv_int(cols[4])
+                align = 0x10000 if cols[1] == "app" else 0x1000
+                off = _csv_int(cols[3]) if cols[3] else (nxt + align - 1) // align * align
+            except (ValueError, IndexError):
+                raise PartitionError("%s line %d: bad partition entry %r" % (csv, n, line))
+            out.append((cols[0], cols[1], cols[2], off, size, cols[5]))
+            nxt = off + size
+    return out
+
+
+def partition(board, label):
+    """(offset, size) of the partition labelled `label`, or None."""
+    for p in partitions(board):
+        if p[0] == label:
+            return p[3], p[4]
+    return None

@@ -17,7 +17,7 @@ while it runs sees the last complete commit (littlefs is power-loss safe).
 import os
 
 BLOCK_SIZE = 4096
-BLOCK_COUNT = 512  # 2 MB, the size of an ESP32-WROOM's MicroPython vfs partition
+BLOCK_COUNT = 512  # 2 MB: no board's (a board has its partitions.csv vfs: vboard.vfs_size)
 _GEOMETRY = {"read_size": 32, "prog_size": 32, "lookahead_size": 32, "block_cycles": 100}
 
 
@@ -25,13 +25,14 @@ class ImageError(Exception):
     pass
 
 
-def _lfs(img, create=False):
+def _lfs(img, create=False, size=None):
     from littlefs import LittleFS, UserContext
 
     if not os.path.exists(img):
         if not create:
             raise FileNotFoundError("no filesystem image %s" % img)
-        fs = LittleFS(block_size=BLOCK_SIZE, block_count=BLOCK_COUNT, mount=False, **_GEOMETRY)
+        n = (size or BLOCK_SIZE * BLOCK_COUNT) // BLOCK_SIZE  # the board's vfs partition
+        fs = LittleFS(block_size=BLOCK_SIZE, block_count=n, mount=False, **_GEOMETRY)
         fs.format()
         _save(fs, img)
     with open(img, "rb") as f:
@@ -62,15 +63,17 @@ def _p(path):
     return "/" + path.strip("/")
 
 
-def create(img):
-    """A formatted, empty image (a board fresh from the factory); an existing one is kept."""
-    _lfs(img, create=True)
+def create(img, size=None):
+    """A formatted, empty image of `size` bytes (default 2 MB; a board's vfs partition: see
+    emulator.vboard.vfs_size) when there is none (a board fresh from the factory); an existing one
+    is kept, whatever its size."""
+    _lfs(img, create=True, size=size)
 
 
-def write_files(img, files):
-    """Write {path: bytes or str} into the image (created when missing), parent dirs included;
-    the image file is replaced as a whole (a crash leaves the old or the new one)."""
-    fs = _lfs(img, create=True)
+def write_files(img, files, size=None):
+    """Write {path: bytes or str} into the image (created when missing, `size` bytes), parent dirs
+    included; the image file is replaced as a whole (a crash leaves the old or the new one)."""
+    fs = _lfs(img, create=True, size=size)
     for path, data in files.items():
         path = _p(path)
         parts = path.strip("/").split("/")[:-1]
@@ -127,7 +130,7 @@ def walk_files(img):
     return out
 
 
-def import_dir(img, src):
+def import_dir(img, src, size=None):
     """Copy a host directory tree (e.g. a build) into the image."""
     files = {}
     for top, _dirs, names in os.walk(src):
@@ -136,4 +139,4 @@ def import_dir(img, src):
             if os.path.isfile(full):
                 with open(full, "rb") as f:
                     files["/" + os.path.relpath(full, src)] = f.read()
-    write_files(img, files)
+    write_files(img, files, size)

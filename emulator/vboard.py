@@ -11,7 +11,7 @@ What stands for what:
 - UART2 + PN532 -> emulator.pn532.PN532Emulator on TCP 127.0.0.1:<port>; the firmware's hal_unix opens
   it through firmware/uart_socket.py. Its RF field holds 0 or 1 emulated card (emulator.card).
 - the board's filesystem (its vfs partition) -> <state>/fs.img, a littlefs image (4096-byte blocks,
-  2 MB) that the firmware and the REPL mount as vfs.VfsLfs2 at "/" (emulator/lfsmount.py, run
+  the size of the vfs partition in the board's partitions.csv: 1 MB, as a DevKitC's) that the firmware and the REPL mount as vfs.VfsLfs2 at "/" (emulator/lfsmount.py, run
   before boot.py and main.py); the host reads and writes it with emulator/lfsimage.py
   (littlefs-python) while the board is off. The files the board host watches stay host files in
   <state>, mounted on the board at "/_host" ($TAPKIT_HOST, see firmware/hal_unix.py): the journal
@@ -62,6 +62,12 @@ def micropython_exe():
     return exe
 
 
+def vfs_size(board):
+    """Bytes of the board's vfs partition (its partitions.csv), the littlefs image's size."""
+    p = boards.partition(board, "vfs")
+    return p[1] if p else lfsimage.BLOCK_SIZE * lfsimage.BLOCK_COUNT
+
+
 class VirtualBoard:
     def __init__(self, state_dir, heap=DEFAULT_HEAP, board="unix-virtual", echo=None, wifi=False):
         self.state = os.path.abspath(state_dir)
@@ -99,8 +105,8 @@ class VirtualBoard:
         os.makedirs(self.state, exist_ok=True)
         legacy = os.path.join(self.state, "fs")  # a firmware deployed as files (older tapkit)
         if not os.path.exists(self.image) and os.path.exists(os.path.join(legacy, "main.py")):
-            lfsimage.import_dir(self.image, legacy)
-        lfsimage.create(self.image)
+            lfsimage.import_dir(self.image, legacy, size=vfs_size(self.board))
+        lfsimage.create(self.image, size=vfs_size(self.board))
         has_main = "main.py" in self._root()
         if not has_main and not blank:
             raise BoardError("no firmware deployed in %s (deploy it first)" % self.image)

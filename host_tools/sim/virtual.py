@@ -33,7 +33,9 @@ def deploy_virtual(fs, ks, terminal_id, **over):
         files = cross.read_built(out, cross.build(out, manifest.for_board(BOARD)))
     for name, data in terminal_files(ks, terminal_id, **over).items():
         files["/" + name] = data.encode() if isinstance(data, str) else data
-    lfsimage.write_files(img, files)
+    from emulator.vboard import vfs_size
+
+    lfsimage.write_files(img, files, size=vfs_size(BOARD))  # the board's vfs partition
     return img
 
 

@@ -42,3 +42,35 @@ def test_a_damaged_image_is_one_clear_error(tmp_path):
     img.write_bytes(b"\0" * 100)
     with pytest.raises(lfsimage.ImageError, match="4096-byte blocks"):
         lfsimage.listdir(str(img))
+
+
+def test_the_virtual_boards_filesystem_has_its_partition_tables_vfs_size(tmp_path):
+    import boards
+    from host_tools import keystore
+    from host_tools.sim.virtual import deploy_virtual
+
+    keystore_path = tmp_path / "ks.json"
+    keystore.init(str(keystore_path))
+
+    vfs = boards.partition("unix-virtual", "vfs")
+    assert vfs == boards.partition("esp32-devkitc", "vfs") == (0x200000, 0x100000)  # a DevKitC's
+    img = deploy_virtual(str(tmp_path / "fs.img"), keystore.load(str(keystore_path)), 1001)
+    assert os.path.getsize(img) == 0x100000  # 1 MB, not the 2 MB it used to be whatever the board
+    fs = lfsimage._lfs(img)
+    assert fs.cfg.block_count * fs.cfg.block_size == 0x100000
+
+
+def test_partitions_fill_in_offsets_as_gen_esp32part_does(tmp_path):
+    import boards
+
+    csv = tmp_path / "p.csv"
+    csv.write_text(
+        "# n, t, st, off, size\nnvs, data, nvs, , 0x6000,\nfactory, app, factory, , 1M,\n"
+    )
+    assert boards.partitions(None, str(csv)) == [
+        ("nvs", "data", "nvs", 0x9000, 0x6000, ""),
+        ("factory", "app", "factory", 0x10000, 0x100000, ""),  # apps on 64 KB boundaries
+    ]
+    csv.write_text("nvs, data, nvs, 0x9000, lots,\n")
+    with pytest.raises(boards.PartitionError, match="line 1"):
+        boards.partitions(None, str(csv))
