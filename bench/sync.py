@@ -295,34 +295,10 @@ def load_test(url, ks_path, terminals, n, batch, workers=2):
     """3,000 simulated terminals at once against `tapkit serve --workers N` (a subprocess) on
     `url`; a share of the batches sent twice. Returns loadgen's figures plus what the store holds:
     stored, duplicates (rows beyond one per terminal and seq) and missing."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "host_tools.cli",
-            "serve",
-            "--db",
-            url,
-            "--keystore",
-            ks_path,
-            "--listen",
-            "127.0.0.1:0",
-            "--terminals",
-            "1-%d" % terminals,
-            "--workers",
-            str(workers),
-            "--no-access-log",
-            "--json",
-        ],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    from harness import serveproc
+
+    p, base = serveproc.start(url, ks_path, terminals, workers)
     try:
-        base = json.loads(p.stdout.readline())["url"]
-        time.sleep(1.0)
         r = _loadgen(base, ks_path, terminals, n, batch, resend=0.05)
     finally:
         p.terminate()

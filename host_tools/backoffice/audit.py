@@ -37,27 +37,10 @@ from cryptography.hazmat.primitives.cmac import CMAC
 
 from card_schema import taprecord, taprecord_host
 from host_tools import keystore
+from host_tools.backoffice import store as store_mod
 
-# columns the audit compares with the decoded record (store._TAP_COLUMNS less raw, received_at)
-COLUMNS = (
-    "terminal",
-    "seq",
-    "time",
-    "uid",
-    "kind",
-    "result",
-    "profile",
-    "zone",
-    "counter",
-    "amount",
-    "balance",
-    "line",
-    "stop",
-    "duration",
-    "tariff_ver",
-    "deny_ver",
-    "mac",
-)
+# columns the audit compares with the decoded record: the store's, less raw and received_at
+COLUMNS = tuple(c for c in store_mod._TAP_COLUMNS if c not in ("raw", "received_at"))
 _SELECT = "SELECT {}, raw, status FROM taps".format(", ".join(COLUMNS))
 _I_RAW = len(COLUMNS)
 _I_STATUS = _I_RAW + 1

@@ -527,6 +527,20 @@ def dashboard(a):
     return 0
 
 
+STALE_HOURS = arg(
+    "--stale-hours",
+    type=float,
+    default=24.0,
+    metavar="H",
+    help="flag a terminal not heard from for longer (default 24)",
+)
+HIGH_WATER = arg(
+    "--high-water",
+    type=float,
+    default=0.8,
+    metavar="F",
+    help="flag a journal filled to this fraction at its last contact (default 0.8)",
+)
 _PERIOD = (
     arg("--since", help="from this time on: YYYY-MM-DD[THH:MM] (local to --tz) or unix seconds"),
     arg("--until", help="up to (not including) this time"),
@@ -630,20 +644,8 @@ COMMANDS = (
         "fleet status: last contact, unsynced taps, journal fill, versions, drift, alerts",
         (
             DB,
-            arg(
-                "--stale-hours",
-                type=float,
-                default=24.0,
-                metavar="H",
-                help="flag a terminal not heard from for longer (default 24)",
-            ),
-            arg(
-                "--high-water",
-                type=float,
-                default=0.8,
-                metavar="F",
-                help="flag a journal filled to this fraction at its last contact (default 0.8)",
-            ),
+            STALE_HOURS,
+            HIGH_WATER,
         ),
     ),
     Command(
@@ -682,20 +684,8 @@ COMMANDS = (
                 metavar="S",
                 help="seconds between audits of what arrived (default 10)",
             ),
-            arg(
-                "--stale-hours",
-                type=float,
-                default=24.0,
-                metavar="H",
-                help="flag a terminal not heard from for longer (default 24)",
-            ),
-            arg(
-                "--high-water",
-                type=float,
-                default=0.8,
-                metavar="F",
-                help="flag a journal filled to this fraction (default 0.8)",
-            ),
+            STALE_HOURS,
+            HIGH_WATER,
         ),
         json="lines",
     ),

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from harness import serveproc
 from host_tools import keystore
 from host_tools.backoffice import store as store_mod
 
@@ -18,36 +19,6 @@ ROOT = os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 )
 TERMINALS, RECORDS, BATCH = 3000, 10, 5
-
-
-def _serve(url, ks_path, workers):
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "host_tools.cli",
-            "serve",
-            "--db",
-            url,
-            "--keystore",
-            ks_path,
-            "--listen",
-            "127.0.0.1:0",
-            "--terminals",
-            "1-%d" % TERMINALS,
-            "--workers",
-            str(workers),
-            "--no-access-log",
-            "--json",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    ev = json.loads(p.stdout.readline())
-    time.sleep(1.0)  # the workers start after the socket is bound
-    return p, ev["url"]
 
 
 @pytest.mark.parametrize("db,workers", [("postgresql", 2), ("sqlite", 1)])
@@ -58,7 +29,7 @@ def test_3000_terminals_at_once_every_record_once(db, workers, tmp_path, pg_serv
         pg_server.create_database() if db == "postgresql" else "sqlite:///%s" % (tmp_path / "t.db")
     )
     store_mod.open_store(url).close()
-    p, base = _serve(url, ks_path, workers)
+    p, base = serveproc.start(url, ks_path, TERMINALS, workers, stderr=subprocess.PIPE)
     try:
         t0 = time.monotonic()
         r = subprocess.run(
