@@ -128,7 +128,12 @@ def overview(store, params, stale_hours=24.0, high_water=0.8):
     if r and r[0] is not None:
         h_until = min(until, ((int(r[0]) * 1800 + tz) // 3600 + 1) * 3600 - tz)
     h_since = max(since, h_until - 48 * 3600)
-    hours = report.grouped(store, "hour", h_since, h_until, tz)
+    by_hour = dict(report.grouped(store, "hour", h_since, h_until, tz))
+    # every hour of the window, an hour without taps drawn as 0 (not left out of the line)
+    hours = [
+        (k, by_hour.get(k, {"taps": 0}))
+        for k in range((h_since + tz) // 3600, (h_until + tz + 3599) // 3600)
+    ]
     fleet_rows = fleetstatus.status(store, stale_hours=stale_hours, high_water=high_water)
     n_findings = {
         k: int(n) for k, n in store._all("SELECT kind, COUNT(*) FROM findings GROUP BY kind")
