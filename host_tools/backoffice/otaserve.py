@@ -18,6 +18,7 @@ import time
 
 from card_schema import release, release_host, upload_host
 from card_schema.crypto_host import cmac_fast
+from host_tools import keystore
 from host_tools.backoffice import releases
 
 _TTL = 5.0  # seconds a look at the published plans is reused
@@ -81,21 +82,28 @@ def offer(ingest, store, tid):
     return (release.KIND_FIRMWARE, rel, len(blob), 0, b"") if blob else None
 
 
-def answer(ingest, body):
-    """(HTTP status, answer bytes or one line of text) for one POST /v1/ota."""
+def answer(ingest, body, source="-"):
+    """(HTTP status, answer bytes or one line of text) for one POST /v1/ota from `source`: the same
+    rules for strangers as POST /v1/batch (ingest.batch): refusals counted and rate-limited per
+    source, an unknown id and a wrong MAC get the same 403 after the same work."""
+    if not ingest._allowed(source):
+        with ingest.lock:
+            ingest.rejects["rate_limited"] = ingest.rejects.get("rate_limited", 0) + 1
+        return 429, "too many refused requests: slow down"
     store = ingest._store()
     try:
         try:
             r = release_host.parse_ota(body)
         except ValueError as e:
+            ingest._reject(store, None, "malformed", f"OTA: {e}", source)
             return 400, f"bad OTA request: {e}"
         tid = r.terminal
-        if not ingest.known(store, tid):
-            return 403, f"unknown terminal {tid}"
+        jkey = keystore.terminal_key(ingest.ks, tid)  # derived for any id: one timing for all
+        mac_ok = cmac_fast(jkey, bytes(body[: release.OTA_MACED]))[:8] == r.mac
+        if not mac_ok or not ingest.known(store, tid):
+            ingest._reject(store, None, "unauthenticated", f"OTA: terminal {tid}", source)
+            return 403, "refused"
         jkey, wire, _ = ingest.keys(tid)
-        if cmac_fast(jkey, bytes(body[: release.OTA_MACED]))[:8] != r.mac:
-            ingest._reject(store, tid, "bad_mac", "OTA status MAC does not verify")
-            return 422, f"terminal {tid}: OTA status MAC does not verify"
         staging = r.state >= release.STAGING
         status = releases.from_info(
             {

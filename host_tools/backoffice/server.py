@@ -174,7 +174,8 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT, metrics_from=
     async def ota(request):  # firmware status and chunks (backoffice/otaserve.py)
         from host_tools.backoffice import otaserve
 
-        return await batch(request, lambda body: otaserve.answer(ingest, body))
+        source = request.client.host if request.client else "-"
+        return await batch(request, lambda body: otaserve.answer(ingest, body, source))
 
     async def healthz(request):
         if not insider(request):

@@ -124,9 +124,18 @@ def test_ota_server_offers_serves_and_records(tmp_path, ks, payload):
         status, ans = otaserve.answer(ing, _ota(ks, 1002, [0, 0, 0, 0, 0], wanted=2))
         k2, w2 = keystore.terminal_key(ks, 1002), keystore.wire_key(ks, 1002)
         assert upload_host.parse_answer(k2, w2, b"\1" * 16, ans)[2] is None
+        # a forged MAC on an id of ours and a genuine-looking request for an id not ours: the same
+        # refusal (a stranger cannot enumerate the fleet through the OTA endpoint either)
         forged = bytearray(_ota(ks, 1003, [0, 5, 0, 0, 0]))
         forged[-1] ^= 1
-        assert otaserve.answer(ing, bytes(forged))[0] == 422
+        assert otaserve.answer(ing, bytes(forged), "10.0.0.9") == (403, "refused")
+        stranger = _ota(ks, 4242, [0, 0, 0, 0, 0])
+        assert otaserve.answer(ing, stranger, "10.0.0.9") == (403, "refused")
+        # a flood from one source: counted, then 429 before any work; other sources still served
+        for _ in range(ing.REJECT_BURST):
+            otaserve.answer(ing, b"junk", "10.0.0.9")
+        assert otaserve.answer(ing, _ota(ks, 1001, [0, 0, 0, 0, 0]), "10.0.0.9")[0] == 429
+        assert otaserve.answer(ing, _ota(ks, 1001, [0, 0, 0, 0, 0]), "10.0.0.7")[0] == 200
         # rolled back on 1001: never offered again; the fleet view shows it
         otaserve.answer(ing, _ota(ks, 1001, [0, 0, 0, 2, 2]))
         with store_mod.open_store(url) as db:
