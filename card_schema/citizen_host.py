@@ -11,6 +11,7 @@ described in docs/architecture.md.
 
 import struct
 
+from card_schema import issuersig
 from card_schema.citizen import (
     FILE_INFO,
     FILE_PURSE,
@@ -45,12 +46,16 @@ PURSE_UPPER = 2000000000  # Rial; int32 on the card
 # are written only with the master key. Cards issued before (card info free to read, no copy) are
 # migrated by `tapkit card secure` or their next top-up (host_tools/cardoffice/cardops.secure).
 FILE_INFO_COPY = 0x04
+# The issuer's signature over UID and ceiling (card_schema.issuersig): read by terminals with the
+# debit key in their session, written only with the master key (issue, top-up, `card secure`).
+FILE_SIG = issuersig.FILE_SIG
 # (file_no, comm, read, write, read_write, change_access)
 FILE_RIGHTS = (
     (FILE_INFO, COMM_MAC, KEY_DEBIT, KEY_MASTER, KEY_MASTER, KEY_MASTER),
     (FILE_PURSE, COMM_ENC, KEY_DEBIT, KEY_DEBIT, KEY_CREDIT, KEY_MASTER),
     (FILE_TRIPS, COMM_MAC, KEY_READ, KEY_CREDIT, KEY_DEBIT, KEY_MASTER),
     (FILE_INFO_COPY, COMM_MAC, KEY_READ, KEY_MASTER, KEY_MASTER, KEY_MASTER),
+    (FILE_SIG, COMM_MAC, KEY_DEBIT, KEY_MASTER, KEY_MASTER, KEY_MASTER),
 )
 LEGACY_INFO_RIGHTS = (FREE, KEY_MASTER, KEY_MASTER, KEY_MASTER)  # card info before `card secure`
 

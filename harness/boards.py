@@ -17,6 +17,17 @@ import re
 import time
 
 _STAT = re.compile(r"(\w+)=(-?\d+)")
+_SIGN = []
+
+
+def shared_sign_key():
+    """One issuer signing key per process for the replayable keystores of the campaigns (made
+    from a seed; RSA key generation cannot be, and a signature's bytes change nothing a tap does)."""
+    from host_tools import keystore
+
+    if not _SIGN:
+        _SIGN.append(keystore.new_sign_key())
+    return _SIGN[0]
 
 
 def rider_card(path, keystore, balance, card_no=1, valid=86400, holder=None, now=None):

@@ -1,6 +1,7 @@
 """A card as tapkit issued it before cards were secured (for the migration tests and the campaign):
 card info free to read (no MAC: anyone relaying the answer could rewrite it), no inspection copy,
-and the factory PICC master key (all-zero 2K3DES, key settings 0x0F: anyone may FormatPICC).
+no issuer signature (file 0x05: terminals with require_issuer_sig refuse it), and the factory PICC
+master key (all-zero 2K3DES, key settings 0x0F: anyone may FormatPICC).
 
     card = DESFireCard.load(path); make_legacy(card); card.save()
 """
@@ -14,6 +15,7 @@ def make_legacy(card):
     r, w, rw, car = citizen_host.LEGACY_INFO_RIGHTS
     app["files"][citizen.FILE_INFO]["access"] = r << 12 | w << 8 | rw << 4 | car
     app["files"].pop(citizen_host.FILE_INFO_COPY, None)
+    app["files"].pop(citizen_host.FILE_SIG, None)
     card.picc_key = bytes(16)
     card.picc_key_aes = False
     card.picc_key_version = 0

@@ -218,10 +218,11 @@ class Run:
         from host_tools.backoffice import store
 
         rng = self.rng
+        from harness.boards import shared_sign_key
         from host_tools import keystore
 
         keys = {r: bytes(rng.getrandbits(8) for _ in range(16)) for r in keystore.ROLES}
-        self.ks = {"issuer_id": 1, "keys": keys, "path": None}
+        self.ks = {"issuer_id": 1, "keys": keys, "path": None, "sign": shared_sign_key()}
         self.cards = [self._issue(i) for i in range(CARDS)]
         self.last_use = {}  # card index -> terminal time of its last intent
         cfg = {"profile": self.profile, "line": 1, "zone": 1}

@@ -71,11 +71,12 @@ def _issued_card(rng, balance):
     """A freshly issued card and the issuer keystore, both from `rng` (replayable)."""
     from card_schema.desfire_admin import DESFireAdmin
     from emulator.card import DESFireCard
+    from harness.boards import shared_sign_key
     from host_tools import keystore
     from host_tools.cardoffice import cardops
 
     keys = {r: bytes(rng.getrandbits(8) for _ in range(16)) for r in keystore.ROLES}
-    ks = {"issuer_id": 1, "keys": keys, "path": None}
+    ks = {"issuer_id": 1, "keys": keys, "path": None, "sign": shared_sign_key()}
     card = DESFireCard.blank(uid=b"\x04" + bytes(rng.getrandbits(8) for _ in range(6)))
     card.random = lambda n: bytes(rng.getrandbits(8) for _ in range(n))
     df = DESFireAdmin(card.transceive, random=card.random)

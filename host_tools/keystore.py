@@ -9,6 +9,12 @@ traces or --json output: callers get derived keys only.
     p = keystore.picc_key(ks, uid)                       # the card's PICC master key (issue)
     t = keystore.terminal_key(ks, 1001)                  # the terminal's journal MAC key
     o = keystore.office_key(ks, 9001)                    # a card office's journal MAC key
+    pub = keystore.issuer_public(ks)                     # key id || RSA modulus: for terminals
+    sig = keystore.issuer_sign(ks, digest)               # the card office signs a card (issuersig)
+
+The issuer's signing key (RSA-2048, e = 65537: card_schema.issuersig) is the keystore's "sign"
+entry, {"id": key id, "pem": PKCS#8}; a keystore made before it still loads, and the operations
+that sign say `tapkit keys upgrade`, which adds it.
 """
 
 import binascii
@@ -33,9 +39,31 @@ class KeystoreError(TapkitError):
     pass
 
 
+SIGN_BITS = 2048  # card_schema.issuersig checks RSA-2048 signatures
+
+
+def new_sign_key(kid=1):
+    """A fresh issuer signing key entry {"id", "pem"} (as a loaded keystore holds it)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=SIGN_BITS)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return {"id": kid, "pem": pem}
+
+
+def _sign_doc(kid=1):
+    e = new_sign_key(kid)
+    return {"id": e["id"], "pem": e["pem"].decode()}
+
+
 def init(path, issuer_id=1):
     keys = {role: binascii.hexlify(urandom(16)).decode() for role in ROLES}
-    doc = {"version": 1, "issuer_id": issuer_id, "keys": keys}
+    doc = {"version": 1, "issuer_id": issuer_id, "keys": keys, "sign": _sign_doc()}
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -73,7 +101,14 @@ def load(path):
         raise KeystoreError(
             "keystore %s is damaged: the %s key is not 16 bytes" % (path, ", ".join(short))
         )
-    return {"issuer_id": issuer_id, "keys": keys, "path": path}
+    ks = {"issuer_id": issuer_id, "keys": keys, "path": path}
+    sign = doc.get("sign")
+    if sign is not None:
+        try:
+            ks["sign"] = {"id": int(sign["id"]), "pem": sign["pem"].encode()}
+        except (KeyError, ValueError, TypeError, AttributeError):
+            raise KeystoreError("keystore %s is damaged (bad signing key entry)" % path)
+    return ks
 
 
 def diversify_aes128(master_key, div_input):
@@ -92,10 +127,15 @@ def upgrade(path):
     with open(path) as f:
         doc = json.load(f)
     added = [r for r in LATER_ROLES if r not in ks["keys"]]
+    if "sign" not in ks:
+        added.append("sign")
     if not added:
         return []
     for r in added:
-        doc["keys"][r] = binascii.hexlify(urandom(16)).decode()
+        if r == "sign":
+            doc["sign"] = _sign_doc()
+        else:
+            doc["keys"][r] = binascii.hexlify(urandom(16)).decode()
     tmp = path + ".new"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -117,6 +157,44 @@ def picc_key(ks, uid):
             "`tapkit keys upgrade --keystore %s`" % (ks.get("path"), ks.get("path"))
         )
     return diversify_aes128(ks["keys"]["picc"], citizen_host.picc_div_input(uid))
+
+
+def _sign_entry(ks):
+    if "sign" not in ks:
+        raise KeystoreError(
+            "keystore %s has no issuer signing key (made before cards were signed): add it with "
+            "`tapkit keys upgrade --keystore %s`" % (ks.get("path"), ks.get("path"))
+        )
+    return ks["sign"]
+
+
+def _private(ks):
+    from cryptography.hazmat.primitives import serialization
+
+    e = _sign_entry(ks)
+    key = e.get("_key")
+    if key is None:  # parsed once per loaded keystore
+        key = e["_key"] = serialization.load_pem_private_key(e["pem"], password=None)
+    return key
+
+
+def issuer_public(ks):
+    """What a terminal holds to check card signatures: key id (1 byte) || RSA modulus (256 bytes,
+    big endian); e is 65537 (card_schema.issuersig)."""
+    n = _private(ks).public_key().public_numbers().n
+    return bytes((_sign_entry(ks)["id"],)) + n.to_bytes(SIGN_BITS // 8, "big")
+
+
+def issuer_key_id(ks):
+    return _sign_entry(ks)["id"]
+
+
+def issuer_sign(ks, digest):
+    """RSASSA-PKCS1-v1_5 signature (SHA-256, `digest` already hashed) with the issuer key."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, utils
+
+    return _private(ks).sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
 
 
 def master_key(ks, role):

@@ -22,19 +22,20 @@ terminals with the debit key (MACed in their session). `secure` migrates a card 
 import contextlib
 import time
 
-from card_schema import citizen, citizen_host, taprecord_host
+from card_schema import citizen, citizen_host, issuersig, issuersig_host, taprecord_host
 from card_schema.desfire_admin import (
     APPLICATION_NOT_FOUND,
     AUTHENTICATION_ERROR,
     BOUNDARY_ERROR,
     DUPLICATE_ERROR,
+    FILE_NOT_FOUND,
     MODE_ENC,
     MODE_MAC,
     RESPONSE_INTEGRITY,
     CardError,
 )
 from host_tools import TapkitError
-from host_tools.keystore import card_key, picc_key
+from host_tools.keystore import card_key, issuer_key_id, issuer_public, issuer_sign, picc_key
 from host_tools.cardoffice.readers import CardRemoved
 
 # Application key settings: ChangeKey needs the master key (0x0_), configuration changeable (0x08),
@@ -203,6 +204,7 @@ def issue(df, ks, uid, holder, card_no, expiry, balance=0, now=None, journal=Non
     if balance < 0 or balance > citizen_host.PURSE_UPPER:
         raise CardOpsError(f"initial balance must be 0..{citizen_host.PURSE_UPPER}")
     picc = picc_key(ks, uid)  # an old keystore is refused before the card is touched
+    issuer_public(ks)  # and so is one without the issuer's signing key
     with _removal("issue") as prog:
         return _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal, picc)
 
@@ -239,6 +241,8 @@ def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal=Non
             step = f"creating file {file_no}"
             if file_no in (citizen.FILE_INFO, citizen_host.FILE_INFO_COPY):
                 df.create_std_data_file(file_no, comm, ar, citizen.INFO_SIZE)
+            elif file_no == issuersig.FILE_SIG:
+                df.create_std_data_file(file_no, comm, ar, issuersig.SIZE)
             elif file_no == citizen.FILE_PURSE:
                 df.create_value_file(
                     file_no, comm, ar, citizen_host.PURSE_LOWER, citizen_host.PURSE_UPPER, 0, True
@@ -264,6 +268,7 @@ def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal=Non
     try:
         df.write_data(citizen.FILE_INFO, 0, info, MODE_MAC)
         df.write_data(citizen_host.FILE_INFO_COPY, 0, info, MODE_MAC)
+        _write_sig(df, ks, uid, balance)  # the ceiling before the value: never a value above it
     except CardError as e:
         raise _fail(e, "writing the card info")
     prog.state = "the card is issued but its PICC key may still be the factory key: run `tapkit card secure`"
@@ -361,6 +366,67 @@ def _secure_app(df, ks, uid, done):
     return done
 
 
+def _write_sig(df, ks, uid, ceiling):
+    """The issuer's signature over UID and ceiling into the card's file 0x05 (the caller has
+    authenticated with the master key)."""
+    raw = issuersig_host.pack(uid, ceiling, issuer_key_id(ks), lambda d: issuer_sign(ks, d))
+    df.write_data(issuersig.FILE_SIG, 0, raw, MODE_MAC)
+
+
+def _sig_file(df, done):
+    """Create the signature file on a card issued before cards were signed (master key
+    authenticated); True when it was there."""
+    if issuersig.FILE_SIG in df.get_file_ids():
+        return True
+    _, comm, r, w, rw, car = {f[0]: f for f in citizen_host.FILE_RIGHTS}[issuersig.FILE_SIG]
+    df.create_std_data_file(
+        issuersig.FILE_SIG, comm, citizen_host.access_rights(r, w, rw, car), issuersig.SIZE
+    )
+    done.append("signature file")
+    return False
+
+
+def read_sig(df, ks, uid):
+    """The card's issuer signature as the terminals check it: {"valid", "ceiling"}, or None when
+    the card has no signature file (issued before cards were signed: `tapkit card secure`)."""
+    _select(df)
+    _auth(df, citizen.KEY_DEBIT, _role_key(ks, citizen.KEY_DEBIT, uid))
+    try:
+        raw = df.read_data(issuersig.FILE_SIG, 0, issuersig.SIZE, MODE_MAC)
+    except CardError as e:
+        if e.status == FILE_NOT_FOUND:
+            return None
+        raise _fail(e, "reading the issuer signature")
+    ceiling = issuersig.check(issuer_public(ks), bytes(uid), raw)
+    return {"valid": ceiling >= 0, "ceiling": issuersig_host.unpack(raw)[2]}
+
+
+def _secure_sig(df, ks, uid, done):
+    """The issuer's signature with the card's balance as its ceiling, on a card without a valid
+    one; a card whose balance is above its valid signature's ceiling is refused (its value was
+    raised outside the card office: the ledger's `minted` finding says by how much)."""
+    sig = read_sig(df, ks, uid)
+    balance = read_balance(df, ks, uid)
+    if sig and sig["valid"] and balance > sig["ceiling"]:
+        raise CardOpsError(
+            f"card balance {balance} is above its signed ceiling {sig['ceiling']}: value was "
+            "added outside the card office; the card is not signed again (see `tapkit audit`)"
+        )
+    if sig and sig["valid"]:
+        return done
+    _select(df)
+    _auth(df, citizen_host.KEY_MASTER, _role_key(ks, citizen_host.KEY_MASTER, uid))
+    step = "creating the signature file"
+    try:
+        _sig_file(df, done)
+        step = "writing the issuer signature"
+        _write_sig(df, ks, uid, balance)
+    except CardError as e:
+        raise _fail(e, step)
+    done.append("issuer signature")
+    return done
+
+
 def secure(df, ks, uid):
     """Bring a card issued before tapkit secured cards up to date: card info read by terminals with
     the debit key only (MACed: a relay cannot rewrite holder type, status or expiry), its copy for
@@ -370,9 +436,11 @@ def secure(df, ks, uid):
 
     Returns {"uid", "card_no", "done": [the steps done now], "secured": True}."""
     picc = picc_key(ks, uid)
+    issuer_public(ks)
     with _removal("card secure") as prog:
         prog.state = "the card may be partly secured: run `tapkit card secure` again"
         done = _secure_app(df, ks, uid, [])
+        _secure_sig(df, ks, uid, done)
         _secure_picc(df, picc, done)
         _select(df)
         info = _read_info(df, ks, uid)
@@ -452,6 +520,7 @@ def topup(df, ks, uid, amount, terminal_id=0, now=None, journal=None):
         raise CardOpsError("top-up amount must be positive")
     now = _now(now)
     picc = picc_key(ks, uid) if "picc" in ks["keys"] else None
+    issuer_public(ks)  # the new ceiling is signed: refused before the card is touched without
     with _removal("top-up") as prog:
         if picc is not None:  # a card issued before tapkit secured cards is migrated first
             _secure_picc(df, picc, _secure_app(df, ks, uid, []))
@@ -462,6 +531,22 @@ def topup(df, ks, uid, amount, terminal_id=0, now=None, journal=None):
                 f"card {info[citizen_host.CI_CARD_NO]} is blocked: it cannot be topped up"
             )
         counter = _counter(df, ks, uid)
+        before = read_balance(df, ks, uid)
+        if before + amount > citizen_host.PURSE_UPPER:
+            raise CardOpsError(
+                f"top-up refused: balance {before} + {amount} exceeds the purse limit {citizen_host.PURSE_UPPER}"
+            )
+        # the new ceiling goes on the card before the value: a top-up cut in between leaves a
+        # ceiling above the balance (a bound, not value), never a balance above its ceiling
+        _select(df)
+        _auth(df, citizen_host.KEY_MASTER, _role_key(ks, citizen_host.KEY_MASTER, uid))
+        step = "creating the signature file"
+        try:
+            _sig_file(df, [])
+            step = "writing the issuer signature"
+            _write_sig(df, ks, uid, before + amount)
+        except CardError as e:
+            raise _fail(e, step)
         return _credit(df, ks, uid, amount, counter, terminal_id, now, prog, journal)
 
 
@@ -500,6 +585,7 @@ def _show(df, ks, uid):
     raw = _read_trips(df, 0)
     trips = [trip_to_dict(raw, i) for i in range(0, len(raw), citizen.TRIP_SIZE)]
     balance = read_balance(df, ks, uid)
+    sig = read_sig(df, ks, uid) if "sign" in ks else None
     holder = info[citizen_host.CI_HOLDER]
     status = info[citizen.CI_STATUS]
     return {
@@ -514,6 +600,7 @@ def _show(df, ks, uid):
         "expiry": info[citizen.CI_EXPIRY],
         "balance": balance,
         "balance_key": "credit",
+        "signature": sig,
         "counter": trips[0]["counter"] if trips else 0,
         "trips": trips,
         "secured": secured,

@@ -158,6 +158,18 @@ def secure(a):
     return 0
 
 
+def _sig_text(sig, balance):
+    """The issuer signature as terminals judge it (docs/architecture.md, "Stolen terminal")."""
+    if sig is None:
+        return "none: terminals refuse the card (run `tapkit card secure`)"
+    if not sig["valid"]:
+        return "not this issuer's: terminals refuse the card"
+    text = "valid, ceiling %s Rial" % format(sig["ceiling"], ",")
+    if balance is not None and balance > sig["ceiling"]:
+        text += ": the balance is above it, terminals refuse the card"
+    return text
+
+
 def _show_card(a, info, headline):
     if a.json:
         print_json(info)
@@ -169,11 +181,23 @@ def _show_card(a, info, headline):
     for k in ("expiry", "issued"):
         if k in shown:
             shown[k] = when(shown[k])
+    if "signature" in shown:
+        shown["signature"] = _sig_text(info["signature"], info.get("balance"))
     if "balance" in shown:
         shown["balance"] = "%s Rial" % format(shown["balance"], ",")
     rows = [
         (k, shown[k])
-        for k in ("uid", "card_no", "holder", "status", "issued", "expiry", "balance", "counter")
+        for k in (
+            "uid",
+            "card_no",
+            "holder",
+            "status",
+            "issued",
+            "expiry",
+            "balance",
+            "signature",
+            "counter",
+        )
         if k in shown
     ]
     con.print(table("card", ["field", "value"], rows))

@@ -109,6 +109,7 @@ def flash(a):
         if v is not None
     }
     over["console_lock"] = a.console_lock  # in the field: the console takes the sync protocol only
+    over["require_issuer_sig"] = a.require_issuer_sig  # unsigned cards refused (migration: off)
     if a.all:
         if a.port:
             raise UsageError("give --port or --all, not both")
@@ -316,6 +317,13 @@ COMMANDS = (
                 dest="console_lock",
                 action="store_false",
                 help="leave the USB console open (a bench board; in the field it is locked)",
+            ),
+            arg(
+                "--no-require-issuer-sig",
+                dest="require_issuer_sig",
+                action="store_false",
+                help="let cards without the issuer's signature ride (while an old fleet's cards "
+                "are signed by `tapkit card secure`); a signed card is checked still",
             ),
             arg(
                 "--flash-encryption",

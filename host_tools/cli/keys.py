@@ -14,13 +14,14 @@ def init(a):
         "keystore": os.path.abspath(a.keystore),
         "issuer_id": ks["issuer_id"],
         "roles": list(keystore.ROLES),
+        "sign": {"id": keystore.issuer_key_id(ks), "bits": keystore.SIGN_BITS},
     }
     if a.json:
         print_json(res)
     else:
         print(
-            "created keystore %s (issuer %d; roles %s; file mode 0600)"
-            % (a.keystore, ks["issuer_id"], ", ".join(keystore.ROLES))
+            "created keystore %s (issuer %d; roles %s; card signing key RSA-%d; file mode 0600)"
+            % (a.keystore, ks["issuer_id"], ", ".join(keystore.ROLES), keystore.SIGN_BITS)
         )
     return 0
 

@@ -12,7 +12,9 @@ its config key. It never holds the issuer's application master, credit or read k
 
 config.json keys: terminal_id, profile (firmware/profile_<name>.py: "bus"), fare (the flat fare used
 while no signed fare table is installed), line, stop, lang ("en" | "fa"), unit ("rial" | "toman"),
-tariff_ver/deny_ver (the versions of the provisioned tables), config_ver.
+tariff_ver/deny_ver (the versions of the provisioned tables), config_ver, require_issuer_sig (default
+true: a card without a valid issuer signature is refused; false: such a card rides while the
+office signs the old cards, a card with a signature is still checked).
 """
 
 import binascii
@@ -29,6 +31,9 @@ DEFAULTS = {
     "tariff_ver": 1,
     "deny_ver": 0,
     "config_ver": 1,
+    # refuse cards without the issuer's signature (card_schema.issuersig); false only while an
+    # old fleet's cards are being signed (`tapkit card secure`, or their next top-up)
+    "require_issuer_sig": True,
 }
 
 
@@ -40,11 +45,15 @@ def terminal_config(terminal_id, **over):
 
 
 def terminal_keys(ks, terminal_id):
+    """keys.json: the debit master key, the terminal's own keys and the issuer's *public* key
+    (key id || RSA modulus: card_schema.issuersig), which checks the cards' signatures and can make
+    none. A keystore without a signing key is refused (`tapkit keys upgrade`)."""
     return {
         "debit": binascii.hexlify(keystore.master_key(ks, "debit")).decode(),
         "journal": binascii.hexlify(keystore.terminal_key(ks, terminal_id)).decode(),
         "wire": binascii.hexlify(keystore.wire_key(ks, terminal_id)).decode(),
         "config": binascii.hexlify(keystore.config_key(ks, terminal_id)).decode(),
+        "issuer": binascii.hexlify(keystore.issuer_public(ks)).decode(),
     }
 
 

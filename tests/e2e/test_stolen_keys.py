@@ -33,6 +33,7 @@ def test_a_card_minted_with_the_stolen_debit_key_is_flagged_within_one_sync(
     # key is made up
     stolen = dict(ks, keys={r: os.urandom(16) for r in ks["keys"]})
     stolen["keys"]["debit"] = keystore.master_key(ks, "debit")
+    stolen["sign"] = keystore.new_sign_key()  # the issuer's signing key is not on a terminal
     minted = str(tmp_path / "minted.card")
     uid = new_emulated_card(minted, stolen, card_no=7, balance=2_000_000_000, now=now).hex()
 

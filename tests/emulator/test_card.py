@@ -20,12 +20,15 @@ AID = citizen.AID
 T0 = 1700000000
 
 
+_SIGN = keystore.new_sign_key()
+
+
 def _ks(seed):
     keys = {
         r: bytes([seed + i]) * 16
         for i, r in enumerate(("master", "debit", "credit", "read", "journal", "picc"))
     }
-    return {"issuer_id": 7, "keys": keys, "path": None}
+    return {"issuer_id": 7, "keys": keys, "path": None, "sign": _SIGN}
 
 
 @pytest.fixture
@@ -91,10 +94,15 @@ def test_issue_topup_show(issued, ks):
 def test_issued_card_structure(issued, ks):
     card, df = issued
     df.select_application(AID)
-    assert df.get_file_ids() == [1, 2, 3, 4]
+    assert df.get_file_ids() == [1, 2, 3, 4, 5]
     assert df.get_key_settings() == (cardops.APP_KEY_SETTINGS, 0x84)  # 4 AES keys
     # card info: only the debit key reads it (MACed, in the terminal's session); its copy: read key
-    for file_no, read in ((citizen.FILE_INFO, 1), (citizen_host.FILE_INFO_COPY, 3)):
+    # the issuer signature too (debit key reads it, only the master key writes it: 264 bytes)
+    for file_no, read in (
+        (citizen.FILE_INFO, 1),
+        (citizen_host.FILE_INFO_COPY, 3),
+        (citizen_host.FILE_SIG, 1),
+    ):
         s = df.get_file_settings(file_no)
         assert (s["comm"], s["read"], s["write"], s["read_write"], s["change"]) == (
             1,

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from card_schema.desfire import CardError
 from card_schema.desfire_admin import DESFireAdmin
 from emulator.card import DESFireCard
-from host_tools import TapkitError
+from host_tools import TapkitError, keystore
 from host_tools.cardoffice import cardops
 
 ZERO = bytes(16)
@@ -107,6 +107,7 @@ def test_issue_authenticates_with_the_factory_picc_key(wrapped):
             for i, r in enumerate(("master", "debit", "credit", "read", "picc"))
         },
         "path": None,
+        "sign": keystore.new_sign_key(),
     }
     card = DESFireCard.blank()
     card.picc_key_settings = 0x09  # only the PICC master key may create applications
