@@ -547,6 +547,10 @@ def topup(df, ks, uid, amount, terminal_id=0, now=None, journal=None):
             _write_sig(df, ks, uid, before + amount)
         except CardError as e:
             raise _fail(e, step)
+        prog.state = (
+            "the balance is unchanged (nothing was committed; the card's signed ceiling already "
+            "allows this top-up)"
+        )
         return _credit(df, ks, uid, amount, counter, terminal_id, now, prog, journal)
 
 
