@@ -1,7 +1,8 @@
 """Merchant POS (a bakery counter): the cashier types the amount, the customer taps.
 
 Keys (board.json ui.keypad): 0-9 type the amount in the display unit (config "unit": Toman typed,
-Rial charged), "#" arms it, "*" clears. The armed amount stays until a charge commits or "*": a
+Rial charged), "#" arms it (the next digit starts a new amount: "4#" rung again is 4, not 44), "*"
+clears. The armed amount stays until a charge commits or "*": a
 refused card (insufficient balance) can be followed by another card for the same sale. A tap with
 nothing armed is refused ("Enter amount first"), nothing journalled. No concessions, no repeat
 window: two sales in a row on the same card are two sales.
@@ -66,6 +67,7 @@ def key(term, k):
             term.show(msg.text(msg.AMOUNT) + " > " + msg.money(mx), "", "refused")
             return
         armed = a
+        typed = 0  # the next digit starts a new amount (a sale rung again is not appended)
     idle(term)
 
 

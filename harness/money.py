@@ -399,6 +399,8 @@ class Run:
                     wrong = (
                         "Already paid, but the card's newest transaction is not this terminal's"
                     )
+                elif intent.changes < 1:  # every intent is outside the repeat windows (case())
+                    wrong = "Already paid, but the card did not pay for this tap"
             elif intent.changes < 1:
                 wrong = "OK, but the card did not pay for this tap"
             elif "Balance" in text and "{:,}".format(balance) not in text:
@@ -436,13 +438,20 @@ class Run:
         """One more issued card, outside the pool (tests)."""
         return self._issue(len(self.history), holder, expiry, balance)
 
-    def records(self):
-        """The terminal's records in the back office (synced now), as taprecord_host dicts."""
+    def sync(self):
+        """`tapkit sync` of the terminal into the back office, on the campaign's clock: a sync sets
+        the terminal's clock when it drifts, and with the host's own it would undo every jump (the
+        terminal then a jump behind: riders the campaign takes as new inside its repeat and
+        same-tap windows, "Already paid" and an earlier pending charge's OK for a new intent)."""
         from host_tools.fleet.link import SerialLink
         from host_tools.fleet.sync import sync_terminal
 
         with SerialLink(self.vb.port) as link:
-            sync_terminal(link, self.db, self.ks)
+            sync_terminal(link, self.db, self.ks, now=lambda: time.time() + self.clock_offset)
+
+    def records(self):
+        """The terminal's records in the back office (synced now), as taprecord_host dicts."""
+        self.sync()
         return [taprecord_host.to_dict(r) for r in self.db.raw_records(TERMINAL)]
 
     def _try(self, where, intent, plan=None, hold=False, pull=False, timer=None):
@@ -478,18 +487,32 @@ class Run:
         except MoneyFailure as e:
             raise MoneyFailure("seed %d case %d: %s" % (self.seed, step, e))
 
-    def _case(self, step):
-        rng = self.rng
-        where = "seed %d case %d" % (self.seed, step)
+    def riders(self):
+        """(rider, other rider) of the next case: card indexes, each outside every repeat and
+        same-tap window (the clock jumps when none is)."""
         # the rider: the card that rode longest ago (a new intent, outside the repeat window)
         a = min(range(CARDS), key=lambda i: (self.last_use.get(i, -(10**9)), i))
         if self.now() - self.last_use.get(a, -(10**9)) < 130:
             self.jump(200)
+
         # the other rider: one that rode longest ago too (every rider's tap is a new intent: a
         # card back within the firmware's same-tap time is told OK for its earlier tap, truly)
-        now = self.now()
-        free = [i for i in range(CARDS) if i != a and now - self.last_use.get(i, -(10**9)) >= 130]
-        b = free[rng.randrange(len(free))] if free else (a + 1) % CARDS
+        def free():
+            now = self.now()
+            return [
+                i for i in range(CARDS) if i != a and now - self.last_use.get(i, -(10**9)) >= 130
+            ]
+
+        others = free()
+        if not others:  # every other card rode within the window (a + 1, which had, was taken)
+            self.jump(200)
+            others = free()
+        return a, others[self.rng.randrange(len(others))]
+
+    def _case(self, step):
+        rng = self.rng
+        where = "seed %d case %d" % (self.seed, step)
+        a, b = self.riders()
         kind = rng.choice(self.kinds)
         follow = rng.choice(FOLLOWS)
         k = rng.randrange(FRAMES)
@@ -575,12 +598,8 @@ class Run:
         self.sync_and_check("seed %d closing" % self.seed, final=True)
 
     def sync_and_check(self, where, final=False):
-        from host_tools.fleet.link import SerialLink
-        from host_tools.fleet.sync import sync_terminal
-
         try:
-            with SerialLink(self.vb.port) as link:
-                sync_terminal(link, self.db, self.ks)
+            self.sync()
         except Exception as e:  # noqa: BLE001  any failure of the sync is the campaign's failure
             raise MoneyFailure("%s: the sync failed: %s: %s" % (where, type(e).__name__, e))
         self.tally["syncs"] += 1

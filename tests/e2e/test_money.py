@@ -15,6 +15,7 @@ from e2e_helpers import run_cli
 from harness import money
 from harness.legacy import make_legacy
 from host_tools.cardoffice import cardops
+from host_tools.fleet.link import SerialLink
 
 FARE = money.FARE
 
@@ -191,6 +192,23 @@ def test_card_info_rewritten_by_a_relay_is_never_acted_on(run, fresh, case, offs
     assert want.get(case, "Card expired") in shown[0]
 
 
+def test_a_sync_keeps_the_campaigns_clock_the_next_ride_is_charged(run, fresh):
+    """The campaign moves the terminal's clock on (Run.jump) to put every intent outside the repeat
+    windows; a sync sets the clock when it drifts, and with the host's own clock it put the terminal
+    back behind every jump: the campaign's new rides were then "Already paid" or the OK of an earlier
+    pending charge (2 "untrue messages" in 1,500 cases of the bench, right after its sync at case
+    150)."""
+    a = fresh()
+    assert "-25,000" in run._try("a ride", a)[0]
+    run.jump(200)  # the next ride: a new intent, outside the repeat window
+    run.sync()
+    with SerialLink(run.vb.port) as link:
+        assert abs(link.identify()["clock"] - run.now()) <= 5  # was the host's: jumps behind
+    b = money._Intent(a.card, money.TERMINAL)
+    assert "-25,000" in run._try("the next ride, after a sync", b)[0]
+    assert _paid(a.card) == 2 * FARE
+
+
 def test_a_card_image_restored_to_an_older_state_is_refused_also_after_a_reboot(
     run, fresh, tmp_path, capsys
 ):
@@ -245,6 +263,20 @@ def test_flat_fare_concessions_and_the_repeat_window_also_across_a_reboot(run, f
     assert _paid(s.card) == FARE // 2 and _paid(o.card) == FARE * 30 // 100
 
 
+def test_the_other_rider_of_a_case_is_outside_the_windows_also_when_every_card_rode(run):
+    """When every card but the rider had ridden within the campaign's window, the other rider was
+    the next card anyway (one had ridden a second before: "Already paid" for a new intent)."""
+    saved = dict(run.last_use)
+    now = run.now()
+    run.last_use = {i: now - 5 for i in range(money.CARDS)}
+    run.last_use[3] = now - 1000  # the rider: the card that rode longest ago
+    try:
+        a, b = run.riders()
+        assert a == 3 and b != a and run.now() - run.last_use[b] >= 130
+    finally:
+        run.last_use = saved
+
+
 def test_a_card_issued_before_cards_were_secured_still_rides_then_is_secured(run, fresh):
     a = fresh()
     make_legacy(a.card.card)
@@ -258,6 +290,74 @@ def test_a_card_issued_before_cards_were_secured_still_rides_then_is_secured(run
     run.jump(300)
     assert "-25,000" in run._try("secured card", a)[0]
     assert _paid(a.card) == 2 * FARE
+
+
+@pytest.fixture(scope="module")
+def pos(tmp_path_factory):
+    r = money.Run(20262, "pos", str(tmp_path_factory.mktemp("money") / "pos")).start()
+    yield r
+    r.stop()
+
+
+def _pos_sale(run, amount):
+    return money._Intent(run.new_card(), money.TERMINAL, amount=amount)
+
+
+def test_pos_a_cut_right_after_the_ok_then_the_sale_rung_again(pos):
+    """Design (docs/architecture.md "The tap"): the POS has no repeat window of its own, but the
+    terminal's rule covers it: the same amount rung again on the same card within the window
+    (default 60 s) is not charged twice (the earlier OK, resolved from the card's trip log, or
+    "Already paid"); another amount, or the same after the window, is a new sale rung and charged.
+    Every message is true (the harness's judge) and the journal has one charge per sale charged."""
+    pos.jump(300)
+    del pos.failures[:]
+    sale = _pos_sale(pos, 4)
+    assert pos._try("sale", sale, ("cut-ok", 0, "before", 0, 0)) is None and pos.killed
+    pos.vb.field.remove()
+    pos.restart()
+    shown = pos._try("rung again after the cut", sale)  # the same sale: the cashier retries it
+    assert shown[1] == "ok" and ("OK  -4 Rial" in shown[0] or "Already paid" in shown[0])
+    assert _paid(sale.card) == 4
+    other = money._Intent(sale.card, money.TERMINAL, amount=7)  # another sale, at once
+    assert "OK  -7 Rial" in pos._try("another sale", other)[0]
+    pos.jump(120)  # the same amount, after the window: a new sale too
+    again = money._Intent(sale.card, money.TERMINAL, amount=4)
+    assert "OK  -4 Rial" in pos._try("the same amount later", again)[0]
+    assert _paid(sale.card) == 15 and pos.failures == []
+    recs = pos.records()
+    charges = [r for r in _mine(recs, sale.card) if r["kind"] == "charge"]
+    assert [c["amount"] for c in charges] == [4, 7, 4]
+    led = money.ledger(recs)
+    assert led["cards"][bytes(sale.card.uid).hex()]["revenue"] == 15
+
+
+@pytest.mark.parametrize("where", ["bus", "pos"])
+@pytest.mark.parametrize("frame", [5, 7])
+def test_a_card_resting_on_the_reader_when_it_says_removed_is_charged_once(run, pos, where, frame):
+    """The reader chip loses its target after frame `frame` (the next frame is never sent: PN532
+    status 27) while the card rests on the reader: "Card removed" (true: nothing was committed; a
+    commit frame never sent is voided at once), the terminal sees the card again and charges it
+    once; lifted and put back within the same second, it is not charged again."""
+    r = run if where == "bus" else pos
+    r.jump(300)
+    del r.failures[:]
+    a = money._Intent(r.new_card(), money.TERMINAL, amount=3)
+    fare = FARE if where == "bus" else 3
+    r._keys(a)
+    mark = r.vb.mark()
+    shown = r.attempt(a.card, ("unlisted", frame, 0, 0, 0), hold=True)
+    assert shown[0].startswith("DISPLAY| Card removed")
+    first = mark + r.vb.lines(mark).index("BUZZER|error") + 1
+    r._wait(first, "BUZZER|", 20)  # the card never left: the terminal taps it again
+    r._wait(first + [ln[:7] for ln in r.vb.lines(first)].index("BUZZER|"), "STAT|", 20)
+    r.vb.field.remove()
+    r.vb.remove()
+    assert _paid(a.card) == fare
+    assert any(ln.startswith("DISPLAY| OK  -") for ln in r.vb.lines(mark))
+    if where == "pos":
+        r._keys(a)  # the cashier rings the same amount again
+    assert r.attempt(a.card)[0].startswith("DISPLAY| Already paid")
+    assert _paid(a.card) == fare
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ SALE, REFUND, CREDIT = 1, 3, 2
 REFUNDS = [
     ("no refund asked, nothing typed", "", [SALE, 60, POS, 15000, 4], {}, "wait"),
     ("a sale typed", "15#", [SALE, 60, POS, 15000, 4], {}, "sale 15"),
+    ("a sale rung again is a new amount", "15#15#", [SALE, 60, POS, 15000, 4], {}, "sale 15"),
+    ("another amount after an armed one", "15#7#", [SALE, 60, POS, 15000, 4], {}, "sale 7"),
     ("R without the confirmation", "R", [SALE, 60, POS, 15000, 4], {}, "wait"),
     ("R then * cancels", "R*", [SALE, 60, POS, 15000, 4], {}, "wait"),
     ("R then a digit cancels", "R5", [SALE, 60, POS, 15000, 4], {}, "wait"),
