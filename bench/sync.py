@@ -26,6 +26,7 @@ data: {"serial": {model}, "serial_line": {records, seconds, raw_seconds, of_line
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -279,13 +280,41 @@ def _loadgen(url, ks_path, terminals, n, batch, resend=0.0, timeout=1800):
     return r
 
 
-def http_ingest(url, ks, ks_path, vehicles, taps, batch=WIFI_BATCH):
+def _proc_cpu(pid):
+    """CPU seconds (user + system) of a running process so far (Linux /proc), or 0.0."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read().rsplit(")", 1)[1].split()
+        return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def http_ingest(url, ks, ks_path, vehicles, taps, batch=WIFI_BATCH, stats=None):
     """Records/s through `tapkit serve` (uvicorn in a thread here) into `url`, the terminals in
-    another process (harness/loadgen.py: all at once, encrypted batches of up to `batch`)."""
+    another process (harness/loadgen.py: all at once, encrypted batches of up to `batch`). `stats`
+    (a dict) gets the run's wall seconds and CPU seconds: this process (HTTP, decryption, MACs; on
+    PostgreSQL the inserts too), SQLite's writer process, and the terminals' (loadgen)."""
     ing = ingest.Ingest(url, ks, [(1, 10**6)], pool=8, log=lambda m: None)
     srv = serve.Running(serve.make_app(ing))
+    w = ing._writer
     try:
-        return _loadgen(srv.url, ks_path, vehicles, taps, batch)["per_s"]
+        w0 = _proc_cpu(w.proc.pid) if w is not None else 0.0  # its start-up is not the run's
+        c0, k0 = time.process_time(), _children_cpu()
+        r = _loadgen(srv.url, ks_path, vehicles, taps, batch)
+        if stats is not None:
+            stats.update(
+                seconds=r["seconds"],
+                server_cpu_s=time.process_time() - c0,
+                writer_cpu_s=(_proc_cpu(w.proc.pid) - w0) if w is not None else 0.0,
+                loadgen_cpu_s=_children_cpu() - k0,  # its start-up and records included
+            )
+        return r["per_s"]
     finally:
         srv.stop()
         ing.close()
@@ -316,10 +345,11 @@ def load_test(url, ks_path, terminals, n, batch, workers=2):
     return r
 
 
-def bulk_insert(url, fleet, bare=False, copy=False):
+def bulk_insert(url, fleet, bare=False, copy=False, stats=None, multi=False):
     """Records/s of the plain bulk insert of the same rows: one executemany in one transaction, no
     chain check, into a table shaped as `taps` is (its primary key and indexes: what the database
-    itself costs for these rows), or with `bare` into a table without them."""
+    itself costs for these rows), or with `bare` into a table without them; `copy` (PostgreSQL)
+    by one COPY, `multi` (SQLite) by multi-row INSERTs as ingest writes (store._insert_taps)."""
     with store_mod.open_store(url) as s:
         cols = list(store_mod._TAP_COLUMNS)
         if s.dialect == "postgresql":
@@ -348,15 +378,26 @@ def bulk_insert(url, fleet, bare=False, copy=False):
                 ", ".join(cols), ", ".join("?" * len(cols))
             )
         )
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with s._tx():
             if copy:  # PostgreSQL's own fastest way in (what ingest uses for a batch)
                 with s.conn.cursor() as cur:
                     with cur.copy("COPY bulk_taps ({}) FROM STDIN".format(", ".join(cols))) as cp:
                         for r in rows:
                             cp.write_row(r)
+            elif multi:
+                per = store_mod._multi_rows(s.conn)
+                one = "(" + ", ".join("?" * len(cols)) + ")"
+                for i in range(0, len(rows), per):
+                    part = rows[i : i + per]
+                    s.conn.execute(
+                        sql.split(" VALUES ")[0] + " VALUES " + ", ".join([one] * len(part)),
+                        [v for r in part for v in r],
+                    )
             else:
                 s.conn.cursor().executemany(sql, rows)
+        if stats is not None:
+            stats.update(seconds=time.perf_counter() - t0, cpu_s=time.process_time() - c0)
         return len(rows) / (time.perf_counter() - t0)
 
 
@@ -461,8 +502,9 @@ def run(opts, taps=500):
             )
         try:
             for name, url, url2 in targets:
-                rate = http_ingest(url, ks, ks_path, vehicles, taps)
-                bulk = bulk_insert(url2, fleet)
+                ist, bst = {}, {}
+                rate = http_ingest(url, ks, ks_path, vehicles, taps, stats=ist)
+                bulk = bulk_insert(url2, fleet, stats=bst)
                 bare = bulk_insert(
                     url2.replace("b.db", "c.db") if "b.db" in url2 else pg.create_database(),
                     fleet,
@@ -474,10 +516,20 @@ def run(opts, taps=500):
                     "bulk_per_s": bulk,
                     "bare_per_s": bare,
                     "ingest_of_bulk": rate / bulk,
+                    "ingest_seconds": ist["seconds"],
+                    "ingest_cpu_s": ist["server_cpu_s"] + ist["writer_cpu_s"],
+                    "ingest_server_cpu_s": ist["server_cpu_s"],
+                    "ingest_writer_cpu_s": ist["writer_cpu_s"],
+                    "loadgen_cpu_s": ist["loadgen_cpu_s"],
+                    "bulk_seconds": bst["seconds"],
+                    "bulk_cpu_s": bst["cpu_s"],
                 }
                 if name == "PostgreSQL":
                     cp = bulk_insert(pg.create_database(), fleet, copy=True)
                     data[name].update(copy_per_s=cp, ingest_of_copy=rate / cp)
+                else:
+                    mr = bulk_insert(url2.replace("b.db", "m.db"), fleet, multi=True)
+                    data[name].update(multi_per_s=mr, ingest_of_multi=rate / mr)
                 rows.append(
                     row(
                         SECTION,
@@ -485,8 +537,19 @@ def run(opts, taps=500):
                         round(rate),
                         "rec/s",
                         "%.0f %% of the bulk insert; %d vehicles x %d taps (of 3,000 x 500), "
-                        "batches of up to %d, MACs checked: a fleet day %.1f min"
-                        % (100 * rate / bulk, vehicles, taps, WIFI_BATCH, FLEET_DAY / rate / 60),
+                        "batches of up to %d, MACs checked: a fleet day %.1f min; %.2f s wall, "
+                        "CPU %.2f s server + %.2f s SQLite writer (terminals %.2f s)"
+                        % (
+                            100 * rate / bulk,
+                            vehicles,
+                            taps,
+                            WIFI_BATCH,
+                            FLEET_DAY / rate / 60,
+                            ist["seconds"],
+                            ist["server_cpu_s"],
+                            ist["writer_cpu_s"],
+                            ist["loadgen_cpu_s"],
+                        ),
                     )
                 )
                 rows.append(
@@ -496,7 +559,8 @@ def run(opts, taps=500):
                         round(bulk),
                         "rec/s",
                         "same rows, one executemany, a table shaped as taps (key, indexes): a "
-                        "fleet day %.1f min" % (FLEET_DAY / bulk / 60),
+                        "fleet day %.1f min; %.2f s wall, CPU %.2f s"
+                        % (FLEET_DAY / bulk / 60, bst["seconds"], bst["cpu_s"]),
                     )
                 )
                 rows.append(
@@ -508,6 +572,18 @@ def run(opts, taps=500):
                         "no key, no index: what the database writes without them",
                     )
                 )
+                if name == "SQLite":
+                    rows.append(
+                        row(
+                            SECTION,
+                            "  the same by multi-row INSERTs (SQLite)",
+                            round(data[name]["multi_per_s"]),
+                            "rec/s",
+                            "into a table shaped as taps, %d rows a statement as ingest writes: "
+                            "ingest is %.0f %% of it"
+                            % (store_mod._MULTI, 100 * data[name]["ingest_of_multi"]),
+                        )
+                    )
                 if name == "PostgreSQL":
                     rows.append(
                         row(

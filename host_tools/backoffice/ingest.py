@@ -86,23 +86,24 @@ class Ingest:
         self._configs = (0.0, {})  # (when, {kind: version}) of the published configs
         self._payloads = {}  # (kind, version) -> payload
         self._sealed = collections.OrderedDict()  # (terminal, kind, version) -> signed blob
-        self._queue = []  # SQLite: (batch, [done event, result]) for the group writer
-        self._wake = threading.Event()
-        self._writer = None
-        self._closing = False
+        self._writer = None  # SQLite: the writer process (Writer), started with the server
+        # one batch at a time through the CPU-bound checks (the GIL runs one anyway): batches are
+        # ready in turn, so the writer starts on the first while the next are checked, instead
+        # of all of them ready together at the end (40 at once: 0.35 -> 0.25 s)
+        self._preparing = threading.Semaphore(1)
         s = store_mod.open_store(db_url)  # fails early: bad URL, server down
         self.pool.put(s)
         for _ in range(pool - 1):
             self.pool.put(None)  # opened when first needed
+        if s.dialect == "sqlite":
+            from host_tools.backoffice.writer import Writer
+
+            self._writer = Writer(db_url, self.GROUP)
 
     def close(self):
         self.flush_rejects()
-        w = self._writer
-        if w is not None:
-            with self.lock:
-                self._closing = True
-                self._wake.set()
-            w.join(30)
+        if self._writer is not None:
+            self._writer.close()
         while not self.pool.empty():
             s = self.pool.get_nowait()
             if s is not None:
@@ -180,59 +181,19 @@ class Ingest:
         return False
 
     def _write(self, store, item):
-        """store.ingest of one batch; on SQLite through the group writer: the batches that arrive
-        while one commit runs go into the next transaction together (one fsync for all; SQLite's
-        writers take turns anyway), each under its own savepoint (store.ingest_group)."""
+        """store.ingest of one batch; on SQLite through the writer process (writer.py): the batches
+        that arrive while one commit runs go into the next transaction together (one fsync for
+        all), each under its own savepoint (store.ingest_group); the answer comes after the
+        commit."""
         tid, recs, key, prev, sync = item
-        # checked and turned into rows here, in the request's thread (store.Prepared): the writer
-        # (one per SQLite file) only links the batch to the store and writes it
-        recs = store_mod.Prepared(tid, recs, key)
+        # checked and turned into rows here, in the request's thread (store.Prepared: CRC,
+        # sequence, the batch's own MAC chain at C speed): the writer only links the batch to
+        # the store and writes it
+        with self._preparing:
+            recs = store_mod.Prepared(tid, recs, key)
         if store.dialect != "sqlite":
             return store.ingest(tid, recs, key, prev_mac=prev, sync=sync)
-        item = (tid, recs, key, prev, sync)
-        done = threading.Event()
-        slot = [done, None]
-        with self.lock:
-            self._queue.append((item, slot))
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._group_writer, daemon=True)
-                self._writer.start()
-            self._wake.set()
-        done.wait()
-        if isinstance(slot[1], BaseException):
-            raise slot[1]
-        return slot[1]
-
-    def _group_writer(self):
-        store = None
-        while True:
-            self._wake.wait()
-            with self.lock:
-                items, self._queue = self._queue[: self.GROUP], self._queue[self.GROUP :]
-                if not self._queue and not self._closing:
-                    self._wake.clear()
-                if self._closing and not items:
-                    self._writer = None
-                    break
-            if not items:
-                continue
-            try:
-                if store is None:
-                    store = store_mod.open_store(self.db_url)
-                results = store.ingest_group([i for i, _ in items])
-            except Exception as e:  # noqa: BLE001 - the store failed: every batch of the group
-                results = [e] * len(items)
-                if store is not None:
-                    try:
-                        store.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-                    store = None
-            for (_, slot), r in zip(items, results, strict=True):
-                slot[1] = r
-                slot[0].set()
-        if store is not None:
-            store.close()
+        return self._writer.write((tid, recs, key, prev, sync))
 
     def keys(self, tid):
         """(journal key, wire key, config key) of a terminal, derived once."""

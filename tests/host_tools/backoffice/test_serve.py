@@ -657,3 +657,38 @@ def test_a_flood_of_bad_posts_is_counted_not_written(server_factory, store_url, 
     ]
     assert metric(srv.port, 'tapkit_rejects_total{reason="rate_limited"}') == 280
     assert sum(1 for line in srv.logged if "refused" in line) == 1
+
+
+def test_sqlite_writer_process_killed_mid_batch_acks_nothing_then_a_new_one_writes(
+    server_factory, tmp_path, ks
+):
+    """SQLite's writer runs in a process of its own (host_tools/backoffice/writer.py): killed with a
+    batch, that batch is not acked (503: the terminal sends it again); the next batch starts a new
+    writer; every record is then stored once."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    srv = server_factory(url)
+    t = Term(ks)
+    recs = records(ks, 30)
+    assert t.acked(srv.port, recs[:10]) == 10
+    w = srv.ingest._writer
+    first = w.proc.pid
+    os.kill(first, signal.SIGSTOP)  # the writer holds the next batch when the power goes
+    got = []
+    th = threading.Thread(target=lambda: got.append(post(srv.port, t.body(recs[10:20]))))
+    th.start()
+    deadline = time.monotonic() + 10
+    while not w.waiting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(first, signal.SIGKILL)
+    th.join(10)
+    assert got[0][0] == 503  # not acked: the terminal keeps the records and sends them again
+    while w.dead is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert w.dead == "the SQLite writer process stopped"
+    assert t.acked(srv.port, recs[10:20]) == 20  # a new writer process
+    assert w.proc.pid != first
+    assert t.acked(srv.port, recs[10:30]) == 30  # 10 again: stored once
+    srv.close()
+    with store_mod.open_store(url) as s:
+        assert s._one("SELECT COUNT(*), COUNT(DISTINCT seq) FROM taps") == (30, 30)
+    assert w.proc.poll() is not None  # closed with the server

@@ -69,6 +69,20 @@ def test_ingest_is_idempotent(store):
     assert store.ingest(7, [], KEY7) == (0, 0)
 
 
+def test_a_big_batch_is_stored_whole_in_multi_row_inserts(store):
+    """More records than one multi-row INSERT takes (SQLite: store._MULTI rows a statement), with
+    a retransmitted part: every record stored once, as sent, its columns decoded."""
+    n = 2 * store_mod._MULTI + 17
+    recs = chain(KEY7, 7, charges(n))
+    assert store.ingest(7, recs[: n - 40], KEY7) == (n - 40, 0)
+    assert store.ingest(7, recs[n - 600 :], KEY7) == (40, 560)
+    assert store.count() == n and store.raw_records(7) == recs
+    taps = store.taps(7)
+    assert [t["seq"] for t in taps] == list(range(1, n + 1))
+    assert [t["counter"] for t in taps] == list(range(1, n + 1))
+    assert taps[-1]["mac"] == recs[-1][52:60].hex()
+
+
 def test_chain_break_is_refused_and_nothing_is_stored(store):
     recs = chain(KEY7, 7, charges(12))
     store.ingest(7, recs[:4], KEY7)

@@ -1,0 +1,182 @@
+"""SQLite's one writer of `tapkit serve`, in a process of its own (ingest.Ingest starts it).
+
+    w = Writer("sqlite:///taps.db", group=64)
+    inserted, duplicates = w.write((terminal, prepared, key, prev_mac, sync))   # after commit
+    w.close()
+
+Why a process: in the server's process the sqlite3 module releases the GIL around every row it
+steps and must take it back for the next one; with the HTTP threads busy (parsing, decrypting,
+checking MACs) each retake waits for them (a GIL convoy: the writer ran about 10 times slower than
+alone, ingest was 40 % of the plain bulk insert). Here it never waits.
+
+The request's thread sends the batch as store.Prepared (decrypted, checked: CRC, sequence, its own
+MAC chain; its rows built) over a socket pair (pickled: under a microsecond a row); the writer
+takes every batch that is waiting or comes within COLLECT_S of the one before, up to `group`,
+into one transaction (one fsync:
+store.ingest_group, each batch under its own savepoint) and answers each only after the commit:
+an acknowledged batch is durable (synchronous=FULL). A started process, not multiprocessing: no
+fork of a threaded server, no re-import of the caller's main module. When the server goes, the
+writer reads end-of-file and exits; when the writer goes, every waiting batch fails (not acked: the
+terminal sends it again) and the next write starts a new one.
+"""
+
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+
+from host_tools.backoffice import store as store_mod
+
+READY_S = 60  # seconds a new writer process has to import and open the store
+# while batches keep coming less than this apart, they join the group: fewer commits (an fsync
+# each) for one more wait of this at the group's end (40 batches of 500 at once: 0.35 -> 0.26 s)
+COLLECT_S = 0.002
+
+
+class Writer:
+    def __init__(self, db_url, group):
+        self.db_url = db_url
+        self.group = group
+        self.lock = threading.Lock()  # the waiting batches (never held while sending)
+        self.send_lock = threading.Lock()  # one message at a time on the socket
+        self.proc = None
+        self._start()
+
+    def _start(self):
+        import socket
+
+        a, b = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(b.fileno()), self.db_url, str(self.group)],
+                pass_fds=(b.fileno(),),
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+            )
+        finally:
+            b.close()
+        self.conn = Connection(a.detach())
+        # ready: imported and the store open (a first batch does not wait for the start-up; a
+        # store that cannot open fails here, as Ingest's own open does)
+        ready = self.conn.recv() if self.conn.poll(READY_S) else "no answer"
+        if ready != "ready":
+            self.proc.kill()
+            self.proc.wait()
+            self.conn.close()
+            raise store_mod.StoreError(f"the SQLite writer process did not start: {ready}")
+        self.waiting = {}  # request id -> [done event, result]
+        self.next = 0
+        self.dead = None  # why this writer process is gone
+        self.reader = threading.Thread(target=self._answers, args=(self.conn,), daemon=True)
+        self.reader.start()
+
+    def write(self, batch):
+        """(inserted, duplicates) of one batch once committed, or its ChainError raised."""
+        done = threading.Event()
+        slot = [done, None]
+        with self.send_lock:
+            with self.lock:
+                gone = self.dead is not None and self.dead != "closing"
+            if gone:  # a new process for the next batches
+                self._stop()
+                self._start()
+            with self.lock:
+                i = self.next = self.next + 1
+                self.waiting[i] = slot
+                conn = self.conn
+            try:
+                conn.send((i, batch))
+            except OSError:
+                pass  # the reader sees the process gone and fails the batch
+        done.wait()
+        if isinstance(slot[1], BaseException):
+            raise slot[1]
+        return slot[1]
+
+    def _answers(self, conn):
+        while True:
+            try:
+                got = conn.recv()
+            except (EOFError, OSError):
+                break
+            with self.lock:
+                slots = [(self.waiting.pop(i), r) for i, r in got]
+            for slot, r in slots:
+                slot[1] = r
+                slot[0].set()
+        with self.lock:  # the process is gone: every batch still waiting fails (not acked)
+            if conn is not self.conn:
+                return
+            self.dead = self.dead or "the SQLite writer process stopped"
+            waiting, self.waiting = self.waiting, {}
+        for slot in waiting.values():
+            slot[1] = store_mod.StoreError(self.dead)
+            slot[0].set()
+
+    def _stop(self, timeout=30):
+        try:
+            self.conn.send(None)  # the writer finishes what it has, then exits
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(5)
+        self.conn.close()
+
+    def close(self):
+        with self.lock:
+            self.dead = "closing"
+        with self.send_lock:
+            self._stop()
+
+
+def serve(conn, db_url, group):
+    """The writer process: batches from `conn`, up to `group` per transaction; the answers of a
+    group are sent after its commit."""
+    try:
+        store = store_mod.open_store(db_url)
+    except Exception as e:  # noqa: BLE001 - said to the server, which refuses to start
+        conn.send(f"{type(e).__name__}: {e}")
+        return
+    conn.send("ready")
+    closing = False
+    while not closing:
+        try:
+            msgs = [conn.recv()]
+            while len(msgs) < group and conn.poll(COLLECT_S):
+                msgs.append(conn.recv())
+        except (EOFError, OSError):
+            break
+        if None in msgs:
+            closing = True
+            msgs = [m for m in msgs if m is not None]
+        out, items = [], msgs
+        if items:
+            try:
+                if store is None:
+                    store = store_mod.open_store(db_url)
+                results = store.ingest_group([b for _, b in items])
+            except Exception as e:  # noqa: BLE001 - the store failed: every batch of the group
+                results = [store_mod.StoreError(f"{type(e).__name__}: {e}")] * len(items)
+                if store is not None:
+                    try:
+                        store.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+                    store = None
+            out += [(i, r) for (i, _), r in zip(items, results, strict=True)]
+        if out:
+            try:
+                conn.send(out)
+            except (EOFError, OSError):
+                break
+    if store is not None:
+        store.close()
+    conn.close()
+
+
+if __name__ == "__main__":
+    serve(Connection(int(sys.argv[1])), sys.argv[2], int(sys.argv[3]))
