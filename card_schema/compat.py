@@ -4,8 +4,9 @@ Everything above this module is pure Python in the common subset of MicroPython 
 single-block AES engine differs: `cryptolib` (mbedTLS / axTLS, hardware AES on ESP32) on MicroPython,
 `cryptography` on CPython. CBC and CMAC are built on the ECB block so both interpreters run the same code.
 
-    from card_schema.compat import aes_ecb_encrypt, aes_cbc
-    aes_ecb_encrypt(bytes(16), bytes(16))  # one block
+    from card_schema.compat import ECB, aes_ecb_encrypt, aes_cbc
+    aes_ecb_encrypt(bytes(16), bytes(16))  # one block, a one-off key
+    c = ECB(key); c.encrypt_into(block, out)   # a key used for many blocks: no allocation
     c = aes_cbc(key, iv)                   # CBC, one direction per object, state kept between calls
     c.encrypt(buf, buf)                    # in place, any multiple of 16 bytes (C speed on both)
 
@@ -25,37 +26,44 @@ try:
     import cryptolib
 
     _MODE_ECB = const(1)
-    # ECB is stateless, so one cipher object serves every block of its key: a tap runs a few keys
-    # (session, journal, diversification) through dozens of blocks, and a fresh object per block
-    # (its key schedule) was most of a tap's garbage. Two encrypt keys, one decrypt key (an object
-    # does one direction only).
-    _enc = [b"", None, b"", None]  # type: list  # key, object, key, object (the newer first)
-    _dec = [b"", None]  # type: list
 
-    def aes_ecb_encrypt(key, block):
-        c = _enc
-        if c[0] != key:
-            if c[2] == key:
-                c[0], c[1], c[2], c[3] = c[2], c[3], c[0], c[1]
-            else:
-                k = bytes(key)
-                c[2], c[3] = c[0], c[1]
-                c[0], c[1] = k, cryptolib.aes(k, _MODE_ECB)
-        return c[1].encrypt(block)
+    class ECB:
+        """One AES-128 key, reused for many blocks: `encrypt_into(src, dst)` and `decrypt_into`
+        write 16 bytes into dst (which may be src) and allocate nothing. cryptolib's aes objects
+        (~350 bytes of heap each) are made once per key, one per direction (an object that has
+        encrypted may not decrypt)."""
 
-    def aes_ecb_decrypt(key, block):
-        c = _dec
-        if c[0] != key:
-            c[0] = bytes(key)
-            c[1] = cryptolib.aes(c[0], _MODE_ECB)
-        return c[1].decrypt(block)
+        def __init__(self, key):
+            self.key = bytes(key)
+            self._e = self._d = None
+
+        def encrypt_into(self, src, dst):
+            if self._e is None:
+                self._e = cryptolib.aes(self.key, _MODE_ECB)
+            self._e.encrypt(src, dst)
+
+        def decrypt_into(self, src, dst):
+            if self._d is None:
+                self._d = cryptolib.aes(self.key, _MODE_ECB)
+            self._d.decrypt(src, dst)
 
     def aes_cbc(key, iv):
         return cryptolib.aes(bytes(key), 2, bytes(iv))  # 2: MODE_CBC
 
-except ImportError:  # CPython: the same three functions over `cryptography`, kept in a host-only
+    def aes_ecb_encrypt(key, block):
+        """One block (bytes) with a one-off key."""
+        out = bytearray(16)
+        ECB(key).encrypt_into(block, out)
+        return bytes(out)
+
+    def aes_ecb_decrypt(key, block):
+        out = bytearray(16)
+        ECB(key).decrypt_into(block, out)
+        return bytes(out)
+
+except ImportError:  # CPython: the same names over `cryptography`, kept in a host-only
     # module so that the names of its code cost no qstrs on a terminal
-    from card_schema.compat_host import aes_cbc, aes_ecb_decrypt, aes_ecb_encrypt  # noqa: F401
+    from card_schema.compat_host import ECB, aes_cbc, aes_ecb_decrypt, aes_ecb_encrypt  # noqa: F401
 
 
 def urandom(n):

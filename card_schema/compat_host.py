@@ -5,6 +5,22 @@ in a branch the board never runs."""
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 
+class ECB:
+    """compat.ECB on CPython: one key, many blocks, `encrypt_into(src, dst)` / `decrypt_into`."""
+
+    def __init__(self, key):
+        self.key = bytes(key)
+        c = Cipher(algorithms.AES(self.key), modes.ECB())
+        self._e = c.encryptor()
+        self._d = c.decryptor()
+
+    def encrypt_into(self, src, dst):
+        dst[0:16] = self._e.update(bytes(src[0:16]))
+
+    def decrypt_into(self, src, dst):
+        dst[0:16] = self._d.update(bytes(src[0:16]))
+
+
 def aes_ecb_encrypt(key, block):
     enc = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
     return enc.update(bytes(block)) + enc.finalize()

@@ -24,6 +24,7 @@ Secure messaging (EV1, after AES authentication; the card does the same on its s
 """
 
 import struct
+from binascii import crc32
 
 from card_schema import compat
 from card_schema.compat import const
@@ -32,7 +33,6 @@ from card_schema.crypto import (
     cbc_decrypt,
     cbc_encrypt,
     cmac_iv,
-    crc32_bytes,
     ev1_session_key,
     rotl,
 )
@@ -77,6 +77,17 @@ class CardError(Exception):
         super().__init__("%s %X in %X" % (msg or "status", status, command or 0))
 
 
+def _crc_ok(pt, n):
+    # the DESFire CRC32 (JAMCRC) of pt[0:n] || status 00 is the 4 bytes at pt[n:]
+    c = crc32(b"\x00", crc32(memoryview(pt)[0:n])) ^ 0xFFFFFFFF
+    return struct.unpack_from("<I", pt, n)[0] == c & 0xFFFFFFFF
+
+
+def _padding(pt, i):
+    # pt[i:] is padding: empty, 00.., or 80 00..
+    return i >= len(pt) or (pt[i] in (0, 0x80) and not any(pt[i + 1 :]))
+
+
 def _file_hdr(file_no, offset, length):
     # file number, then two 24-bit little-endian fields (offset and length, or count)
     return bytes((file_no,)) + offset.to_bytes(3, "little") + length.to_bytes(3, "little")
@@ -93,6 +104,7 @@ class DESFire:
         self.session_key = None
         self.iv = None
         self.auth_key_no = None
+        self._f = None if wrapped else bytearray(64)  # a native frame, reused (see _xfer)
 
     # ---- framing -------------------------------------------------------------------------------
 
@@ -101,8 +113,15 @@ class DESFire:
         if self.wrapped:
             # 90 CMD 00 00 Lc data 00 (Le); without data: 90 CMD 00 00 00
             frame = bytes((0x90, cmd, 0, 0, len(data))) + data + (b"\x00" if data else b"")
+        elif len(data) < 64:
+            # native: the frame is a view of a reused buffer, valid until transceive returns (the
+            # PN532 driver copies it into its own; the tap then allocates no frame)
+            f = self._f  # type: bytearray  # type: ignore[assignment]
+            f[0] = cmd
+            f[1 : 1 + len(data)] = data
+            frame = memoryview(f)[0 : 1 + len(data)]
         else:
-            frame = bytes((cmd,)) + data
+            frame = bytes((cmd,)) + bytes(data)
         resp = self.transceive(frame)
         self.apdus += 1
         if self.wrapped:
@@ -121,7 +140,7 @@ class DESFire:
         # data bytes per frame after the command byte: DESFire's 64-byte frame buffer, minus the
         # ISO 7816 wrapping (CLA INS P1 P2 Lc .. Le) when wrapped
         n = 55 if self.wrapped else 59
-        st, out = self._xfer(cmd, payload[0:n])
+        st, out = self._xfer(cmd, payload if len(payload) <= n else payload[0:n])
         for pos in range(n, len(payload), n):
             if st != _ADDITIONAL_FRAME or out:
                 break  # the card refused part way (or answered early): report its status
@@ -154,22 +173,34 @@ class DESFire:
         if resp_mode is None:
             resp_mode = mode
         sk = self.session_key
-        plain = bytes((cmd,)) + bytes(header) + bytes(data)
+        h = len(header)
+        k = 1 + h + len(data)
+        # cmd || header || data, with room for the 8-byte CMAC a MODE_MAC command carries: one
+        # buffer for the CMAC input and the payload (the tap path allocates per command only this)
+        plain = bytearray(k + 8)
+        plain[0] = cmd
+        plain[1 : 1 + h] = header
+        plain[1 + h : k] = data
+        mv = memoryview(plain)
         if sk is None:
-            payload = plain[1:]
+            payload = mv[1:k]
         elif mode == MODE_ENC and data:
-            msg = bytes(data) + crc32_bytes(plain)
-            if len(msg) % 16:
-                msg += bytes(16 - len(msg) % 16)
+            d = len(data)
+            msg = bytearray(d + 4 + (-(d + 4)) % 16)
+            msg[0:d] = data
+            struct.pack_into("<I", msg, d, (crc32(mv[0:k]) ^ 0xFFFFFFFF) & 0xFFFFFFFF)
             ct = cbc_encrypt(sk, self.iv, msg)
             self.iv = ct[-16:]
             payload = bytes(header) + ct
         else:
-            mac = cmac_iv(sk, self.iv, plain)
+            mac = cmac_iv(sk, self.iv, plain, k)
             self.iv = mac
-            payload = plain[1:]
             if mode == MODE_MAC and data:
-                payload += mac[0:8]
+                for i in range(8):
+                    plain[k + i] = mac[i]
+                payload = mv[1 : k + 8]
+            else:
+                payload = mv[1:k]
         st, resp = self._exchange(cmd, payload)
         if st != _OK:
             self._drop()
@@ -190,21 +221,21 @@ class DESFire:
             # unknown length: try every place where the CRC is followed only by padding (00.. or
             # 80 00..); known length: the CRC is right after the data
             for n in range(k, max(k - 16, -1), -1) if resp_len is None else (resp_len,):
-                pad = pt[n + 4 :]
-                if (
-                    n <= k
-                    and crc32_bytes(pt[0:n] + b"\x00") == pt[n : n + 4]
-                    and (resp_len or not any(pad[1:]) and pad[:1] in (b"", b"\x00", b"\x80"))
-                ):
+                if n <= k and _crc_ok(pt, n) and (resp_len or _padding(pt, n + 4)):
                     return pt[0:n]
             self._drop()
             raise CardError(_RESPONSE_INTEGRITY, "bad CRC", cmd)
-        mac = cmac_iv(sk, self.iv, resp[:-8] + b"\x00")
+        n = len(resp) - 8
+        mac = cmac_iv(sk, self.iv, resp, max(n, 0), 0x00)  # CMAC(data || status), no copy
         self.iv = mac
-        if len(resp) < 8 or mac[0:8] != resp[-8:]:
+        bad = n < 0
+        for i in range(0 if bad else 8):
+            if mac[i] != resp[n + i]:
+                bad = True
+        if bad:
             self._drop()
             raise CardError(_RESPONSE_INTEGRITY, "bad MAC", cmd)
-        return resp[:-8]
+        return resp[:n]
 
     # ---- authentication ------------------------------------------------------------------------
 
@@ -276,6 +307,8 @@ class DESFire:
         n = len(r)
         if n % record_size:
             raise CardError(_PROTOCOL_ERROR, "record size", _CMD_READ_RECORDS)
+        if n <= record_size:
+            return r  # one record (the tap's usual read): nothing to reorder
         return b"".join([r[i : i + record_size] for i in range(n - record_size, -1, -record_size)])
 
     def commit_transaction(self):

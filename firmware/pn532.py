@@ -146,12 +146,10 @@ class PN532:
         status = self._rx[7] & 0x3F  # bit 6 MI, bit 7 NAD
         if status:
             raise (CardGone if status in _GONE else ReaderError)("PN532 status", status)
-        if copy:
-            return bytes(self._rx[8 : 7 + r])
         v = self._views.get(-r)
         if v is None:  # one view per answer length, made once
             v = self._views[-r] = memoryview(self._rx)[8 : 7 + r]
-        return v
+        return bytes(v) if copy else v
 
     def release(self):
         """InRelease all targets (the card is powered down / halted)."""

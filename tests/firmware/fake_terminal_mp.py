@@ -12,6 +12,7 @@
 # state as JSON. With REQUEST_FILE each line of the file goes to
 # Responder.handle_line (as firmware.app hands it the lines hal.Console assembles; overlong lines are
 # passed on too, the responder must drop them itself), then "#state ..." is printed.
+import gc
 import json
 import sys
 import time
@@ -79,6 +80,9 @@ class FakeJournal:
                 stop=seq % 9,
             )
             self.recs.append(bytes(buf))
+            # collect as we go: the records stay in RAM here (a terminal keeps them in flash),
+            # and a heap full of garbage between them fragments until a list can't grow
+            gc.collect()
 
     def read(self, from_seq, buf):
         n = 0
