@@ -17,7 +17,7 @@ Fare table (signed.KIND_FARES): a UTF-8 JSON object (decoded once, when installe
 Deny list (signed.KIND_DENY): `count u32` then `count` entries of 8 bytes, sorted by UID:
 `uid(7) | action(1)` with action 0 refuse, 1 refuse and block the card's application. The terminal
 keeps the verified blob in a file and looks UIDs up with a binary search over it (8 bytes of RAM per
-probe, whatever the list's length).
+probe, whatever the list's length: card_schema/denylist.py, the one part of this module a tap needs).
 
 Deny-list delta (signed.KIND_DENY_DELTA): the same entry format; action 0xFF removes a UID of the full
 list. A delta older than the full list is stale and ignored.
@@ -33,12 +33,15 @@ import struct
 
 from card_schema import signed
 from card_schema.compat import const
+from card_schema.denylist import (  # noqa: F401 - tariff's names too (install, host tools)
+    ACTION_BLOCK,
+    ACTION_REFUSE,
+    ACTION_REMOVE,
+    DENY_ENTRY,
+    deny_lookup,
+)
 
-DENY_ENTRY = 8
 _MAX_FARES = const(8192)  # a fare table is decoded in RAM
-ACTION_REFUSE = 0
-ACTION_BLOCK = 1
-ACTION_REMOVE = 0xFF  # delta only
 
 
 def load(key, path, kind, buf):
@@ -116,30 +119,6 @@ def deny_count(payload):
     if len(payload) != 4 + n * DENY_ENTRY:
         raise ValueError("deny list length")
     return n
-
-
-def deny_lookup(f, base, count, uid, buf):
-    """Binary search a sorted deny list stored in open file `f` at offset `base` (the first entry).
-    `buf` is a reusable 8-byte bytearray. Returns the action, or -1 when the UID is not listed.
-    Compares in place: a lookup allocates nothing, whatever the list's length."""
-    lo = 0
-    hi = count
-    while lo < hi:
-        mid = (lo + hi) // 2
-        f.seek(base + mid * DENY_ENTRY)
-        f.readinto(buf)
-        c = 0
-        for i in range(7):
-            c = buf[i] - uid[i]
-            if c:
-                break
-        if not c:
-            return buf[7]
-        if c < 0:
-            lo = mid + 1
-        else:
-            hi = mid
-    return -1
 
 
 def pack_deny(entries):

@@ -43,11 +43,11 @@ journal (full, unsynced...), and the methods show(line1, line2, sound), write_tr
 commit(...): a profile that changes the card stages its writes, then commit() journals and commits
 them in one step, durable first (see `commit`). Nothing else of Terminal is the profile's.
 
-Tables (card_schema/tariff.py): fares.bin, deny.bin, deny_delta.bin, signed blobs installed by
-firmware/install.py. Verified with keys.json "config" at boot and whenever the installed versions
-change; a table that fails verification is never used: without a valid fare table paid taps are
-refused ("Out of service"); without a provisioned fares.bin the config's flat "fare" is the table.
-Their versions go into every tap record (tariff_ver, deny_ver).
+Tables (card_schema/tariff.py, loaded by firmware/tables.py): fares.bin, deny.bin, deny_delta.bin,
+signed blobs installed by firmware/install.py. Verified with keys.json "config" at boot and whenever
+the installed versions change; a table that fails verification is never used: without a valid fare
+table paid taps are refused ("Out of service"); without a provisioned fares.bin the config's flat
+"fare" is the table. Their versions go into every tap record (tariff_ver, deny_ver).
 
 Deny list: a listed card is refused ("Card not allowed"); an entry with the block action also marks
 the card: the debit key cannot write card info (only the issuer key can set its status), so the
@@ -78,11 +78,13 @@ import time
 
 from micropython import const
 
-from card_schema import citizen, desfire, frames, signed, tariff, taprecord
+from card_schema import citizen, denylist, desfire, taprecord
+from card_schema import crypto
+from card_schema.compat import urandom
 from card_schema.crypto import diversify_aes128
 
 import firmware
-from firmware import hal, journal, msg, pn532, serialsync
+from firmware import hal, journal, msg, pn532
 
 _t = msg.text
 _money = msg.money
@@ -108,6 +110,15 @@ _NO_TARGET = const(0x27)  # PN532 status: no activated target (the chip transmit
 # the charge is pending (an exception class of its own would cost a qstr on every board)
 _PEND = const(-3)
 _WINDOW = const(240)  # journal records replayed into the card memory at boot
+_DIAG = const(0x10)  # = card_schema.frames.DIAG
+_SIGNED_HEADER = const(13)  # = card_schema.signed.HEADER
+# The sync responder (firmware/serialsync.py, card_schema/frames.py: ~9 KB of heap) is loaded when
+# a line arrives on the USB serial and forgotten after this much silence, so a terminal that no
+# host talks to has that much more heap for its taps.
+_SYNC_IDLE_MS = const(20000)
+_IDLE_GARBAGE = const(4096)  # bytes the main loop may allocate between two collections
+_UPLOAD_RETRY_MS = const(2000)  # = firmware.wifi._MIN_BACKOFF
+_TAP_GARBAGE = const(1024)  # bytes a tap may allocate between two collections (Terminal._exchange)
 
 
 class Terminal:
@@ -146,7 +157,8 @@ class Terminal:
             setup(self)
         self.table = None
         self.deny = []  # [(open file, count)], newest kind last (the delta is looked up first)
-        self._dbuf = bytearray(tariff.DENY_ENTRY)
+        self._vers = ()  # the tables' versions loaded (firmware/tables.py)
+        self._dbuf = bytearray(denylist.DENY_ENTRY)
         self.journal = journal.Journal(
             board.flash,
             _unhex(keys["journal"]),
@@ -157,7 +169,8 @@ class Terminal:
         # the cards seen recently and their pending charges, rebuilt from the journal
         self.mem = journal.Cards(_MEM_CARDS)
         self.reader = pn532.PN532(board.uart)
-        self.card = desfire.DESFire(self.reader.exchange, wrapped=False)
+        self.card = desfire.DESFire(self._exchange, wrapped=False)
+        self._gmark = self._peak = 0  # the tap's heap: in use at the last collection, and at most
         self.info = {
             "terminal_id": self.terminal_id,
             "fw": firmware.VERSION,
@@ -165,15 +178,21 @@ class Terminal:
             "profile": self.profile,
             "board": board.name,
         }
-        self.responder = serialsync.Responder(
-            self.journal, self.info, board.clock, board.console.write, log=lambda: self.errors
-        )
-        self.responder.extra = lambda t, b: _diag(self, t, b)  # `tapkit diag` (firmware/diag.py)
-        self.responder.auth[4] = self.log_error  # a refused USB control is logged
+        self.responder = None  # the sync responder while a host talks (sync_responder)
+        self.sync_requests = 0  # requests answered by responders already forgotten (diag)
+        self._heard = time.ticks_ms()  # of the last console line
+        self._sync_idle = int(config.get("sync_idle_ms", _SYNC_IDLE_MS))
+        # the USB controls' state (firmware/serialsync.py "auth", firmware/maint.py) lives here, not
+        # in the responder that is loaded and forgotten: [nonce (fresh per boot and per clock set),
+        # untagged clock seconds left this boot, (tag, answer) of the last tagged SET_CLOCK,
+        # controls refused, alarm (logs a refused control), maintenance window]
+        self.auth = [urandom(8), 300, None, 0, self.log_error, None]
+        # the Wi-Fi uploader (firmware/wifi.py, loaded only while an exchange is under way): its
+        # state between exchanges, [next try (ticks), back-off, wire key, install.part, address]
+        self.up = [time.ticks_ms(), 0, None, None, None] if board.net is not None else None
+        self._wifi = False  # an exchange is under way (the module is loaded)
         self.last_sync = 0  # when a host last acknowledged taps (diag)
         self.booted = time.ticks_ms()
-        if self.config_key:
-            self.responder.config_key = self.config_key  # INSTALL of signed tables (install.py)
         self.load_tables()
         self.present_uid = None  # card still in the field after its tap (not charged again)
         # the card committed in this tap (no message may then say "no charge"): (uid, seq, counter,
@@ -202,53 +221,21 @@ class Terminal:
 
     # --- signed tables -------------------------------------------------------------------------
     def load_tables(self):
-        """(Re)load fares.bin, deny.bin, deny_delta.bin; verify each; use only what verifies."""
-        for f, _ in self.deny:
-            f.close()
-        self.deny = []
-        self.table = None
-        self.deny_ver = 0
-        info = self.info
-        key = self.config_key
-        for kind in (signed.KIND_FARES, signed.KIND_DENY, signed.KIND_DENY_DELTA):
-            name = signed.NAMES[kind] + ".bin"
-            ver = signed.NAMES[kind] + "_ver"
-            info[ver] = 0
-            try:
-                if key is None:
-                    open(name).close()  # OSError: none provisioned
-                    raise ValueError("no config key to verify it")
-                # verified where it lies: a deny list may be 800 KB
-                v, f, n = tariff.load(key, name, kind, bytearray(512))
-                if kind == signed.KIND_FARES:
-                    with f:
-                        self.table = tariff.fare_table(f.read(n))
-                    self.tariff_ver = v
-                elif v >= self.deny_ver:  # a delta older than the full list is stale
-                    self.deny.append((f, (n - 4) // tariff.DENY_ENTRY))
-                    self.deny_ver = v
-                else:
-                    f.close()
-                info[ver] = v
-            except OSError:
-                if kind == signed.KIND_FARES and "fare" in self.config:
-                    # provisioned flat fare, no table yet: repeat window and concessions apply
-                    self.table = {
-                        "default": self.fare,
-                        "repeat": int(self.config.get("repeat", _DEFAULT_REPEAT)),
-                        # = card_schema.tariff_host.FLAT_CONC
-                        "conc": self.config.get("conc", (100, 50, 30, 0)),
-                    }
-            except ValueError as e:
-                self.log_error(name, e)
-        self._vers = (info["fares_ver"], info["deny_ver"], info["deny_delta_ver"])
+        """(Re)load fares.bin, deny.bin, deny_delta.bin; verify each; use only what verifies
+        (firmware/tables.py: loaded for it and forgotten after, with tariff and signed)."""
+        tables = firmware.load("tables")
+        try:
+            tables.load(self)
+        finally:
+            firmware.forget("tables")
+            _forget_schema("tariff", "signed")
 
     def _deny_action(self, uid):
         for i in range(len(self.deny) - 1, -1, -1):
             f, n = self.deny[i]
-            a = tariff.deny_lookup(f, signed.HEADER + 4, n, uid, self._dbuf)
+            a = denylist.deny_lookup(f, _SIGNED_HEADER + 4, n, uid, self._dbuf)
             if a >= 0:
-                return -1 if a == tariff.ACTION_REMOVE else a
+                return -1 if a == denylist.ACTION_REMOVE else a
         return -1
 
     def _idle(self):
@@ -283,6 +270,26 @@ class Terminal:
             )
 
     # --- main loop -----------------------------------------------------------------------------
+    def sync_responder(self):
+        """The sync protocol's responder (firmware/serialsync.py), loaded on first use."""
+        r = self.responder
+        if r is None:
+            serialsync = firmware.load("serialsync")
+
+            r = self.responder = serialsync.Responder(
+                self.journal, self.info, self.board.clock, self.board.console.write,
+                log=lambda: self.errors, auth=self.auth,
+            )  # fmt: skip
+            r.extra = lambda t, b: _diag(self, t, b)  # `tapkit diag` (firmware/diag.py)
+            r.config_key = self.config_key  # INSTALL of signed tables (install.py)
+        return r
+
+    def _forget_responder(self):
+        self.sync_requests += self.responder.requests  # type: ignore[union-attr]
+        self.responder = None
+        firmware.forget("serialsync")
+        _forget_schema("frames")
+
     def start(self):
         try:
             self.reader.wakeup()
@@ -297,23 +304,29 @@ class Terminal:
         try:
             line = self.board.console.poll_line()
             if line:
+                self._heard = time.ticks_ms()
+                if self._wifi:
+                    self._stop_upload()  # the host's answer first: the heap is not for both
                 acked = self.journal.acked_seq
-                self.responder.handle_line(line)
+                self.sync_responder().handle_line(line)
                 if self.journal.acked_seq != acked:
                     self.last_sync = self.board.clock.time()
+            elif (
+                self.responder and time.ticks_diff(time.ticks_ms(), self._heard) > self._sync_idle
+            ):
+                self._forget_responder()
         except Exception as e:
             self.log_error("sync", e)
-        m = self.responder.auth[5]
+        m = self.auth[5]
         if m is not None:  # maintenance mode: firmware/maint.py, loaded only while it lasts
             from firmware import maint
 
             maint.maintain(self, m)
-            if self.responder.auth[5] is None:
+            if self.auth[5] is None:
                 firmware.forget("maint")
         if self.board.net is not None and "server" in self.config:
-            from firmware import wifi  # lazy: only a board with a network and a server pays for it
-
-            wifi.poll(self)
+            if self._wifi or time.ticks_diff(time.ticks_ms(), self.up[0]) >= 0:  # type: ignore[index]
+                self._upload()
         if self.on_key:
             try:
                 k = self.board.keypad.poll()
@@ -340,13 +353,38 @@ class Terminal:
         if uid == self.present_uid:
             return  # same card still resting on the reader: already handled
         self.present_uid = uid
+        if self._wifi:
+            self._stop_upload()  # the tap first: it gets the heap a USB-only terminal has
         self.tap(uid)
+
+    def _upload(self):
+        """One step of the Wi-Fi upload (firmware/wifi.py): its code is in the heap only while an
+        exchange is under way, and forgotten after it (its state between exchanges: `up`)."""
+        try:
+            if self._wifi:
+                from firmware import wifi
+            else:
+                wifi = firmware.load("wifi")
+            self._wifi = wifi.poll(self)
+        except Exception as e:  # MemoryError loading it: tried again a while later
+            self._wifi = False
+            self.up[0] = time.ticks_add(time.ticks_ms(), _UPLOAD_RETRY_MS)  # type: ignore[index]
+            self.log_error("wifi", e)
+        if not self._wifi:
+            firmware.forget("wifi")
+
+    def _stop_upload(self):
+        from firmware import wifi
+
+        wifi.stop(self)
+        self._wifi = False
+        firmware.forget("wifi")
 
     def tap(self, uid):
         # Collect first: the tap then starts from a known heap, and the allocation it makes is
         # measured (gc.mem_alloc grows monotonically until the next collection).
         gc.collect()
-        heap0 = gc.mem_alloc()
+        heap0 = self._gmark = self._peak = gc.mem_alloc()
         t0 = time.ticks_ms()
         now_ = self.board.clock.time()
         apdus0 = self.card.apdus
@@ -391,17 +429,36 @@ class Terminal:
                 Exception
             ) as e:  # pending in flash: resolved when the card returns, or by the host
                 self.log_error("tap", e)
+        crypto.forget()  # the tap's ciphers (the confirm's too): nothing of them stays between taps
         self.taps += 1
         self.board.stat(
-            "tap apdus=%d ms=%d alloc=%d heap_used=%d heap_free=%d"
+            "tap apdus=%d ms=%d alloc=%d heap_used=%d heap_free=%d peak=%d"
             % (
                 self.card.apdus - apdus0,
                 time.ticks_diff(time.ticks_ms(), t0),
                 gc.mem_alloc() - heap0,
                 heap0,
                 gc.mem_free(),
+                max(self._peak, gc.mem_alloc()),  # heap in use at its highest, garbage counted
             )
         )
+
+    def _exchange(self, frame):
+        """The card's transceive (the reader's InDataExchange), where the tap's garbage is collected
+        once it passes _TAP_GARBAGE: a tap then needs what is live plus that much, not its whole
+        garbage (a charge makes ~18 KB of it on the 64-bit VM). 1 KB: about one collection per
+        exchange (a charge has 9; ~1-2 ms each on an ESP32). The highest use before a collection is
+        the tap's peak (its STAT line)."""
+        self._collect()
+        return self.reader.exchange(frame)
+
+    def _collect(self):
+        a = gc.mem_alloc()
+        if a - self._gmark > _TAP_GARBAGE:
+            if a > self._peak:
+                self._peak = a
+            gc.collect()
+            self._gmark = gc.mem_alloc()
 
     def _tap(self, uid):
         card = self.card
@@ -450,7 +507,7 @@ class Terminal:
             return
         action = self._deny_action(uid) if self.deny else -1
         if action >= 0:
-            if action == tariff.ACTION_BLOCK and not self.journal.full:
+            if action == denylist.ACTION_BLOCK and not self.journal.full:
                 self._block(uid, counter, now)
             else:
                 self._refuse(uid, counter, -1, taprecord.KIND_DENIED, _RESULT_DENYLIST, now)
@@ -589,6 +646,7 @@ class Terminal:
         self.pending = (uid, seq, counter, balance)
 
     def _journal(self, uid, now, kind, result, counter, amount, balance):
+        self._collect()  # the card session's garbage, before the record's MAC and flash write
         seq = self.journal.append(
             now,
             uid,
@@ -616,14 +674,22 @@ class Terminal:
 
 def _diag(term, ftype, body):
     """Requests of firmware/diag.py (`tapkit diag`); imported only while it answers (RAM)."""
-    if ftype != frames.DIAG:
+    if ftype != _DIAG:
         return None
-    from firmware import diag
-
+    diag = firmware.load("diag")
     try:
         return diag.answer(term, body)
     finally:
         firmware.forget("diag")
+
+
+def _forget_schema(*names):
+    """Forget card_schema modules a rare job loaded (as firmware.forget does for firmware's)."""
+    import card_schema
+
+    for n in names:
+        sys.modules.pop("card_schema." + n, None)
+        card_schema.__dict__.pop(n, None)
 
 
 def _unhex(s):
@@ -676,8 +742,10 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
         % (term.terminal_id, term.journal.head_seq, term.journal.unsynced)
     )
     n = 0
+    mark = gc.mem_alloc()
     while True:
-        asked = term.responder.requests
+        r = term.responder  # loaded while a host talks (sync_responder)
+        asked = r.requests if r else -1
         try:
             term.poll()
         except KeyboardInterrupt:
@@ -685,11 +753,19 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
         except Exception as e:  # last line of defence: the loop goes on
             term.log_error("loop", e)
         n += 1
+        # Collect as the idle loop's garbage grows, not only when the heap runs out: the heap then
+        # stays in one piece (garbage left to pile up until the heap is full leaves every later
+        # long-lived object in its own hole: a Wi-Fi terminal ended with 26 KB free and no 1 KB
+        # block). A pass makes little garbage; 4 KB of it is a collection every few seconds.
+        if gc.mem_alloc() - mark > _IDLE_GARBAGE:
+            gc.collect()
+            mark = gc.mem_alloc()
         if max_loops and n >= max_loops:
             return term
         # a host streaming a sync keeps several requests in the console buffer: take the next one
         # at once (the reader is still polled every pass); otherwise rest until the next pass
-        if term.responder.requests == asked:
+        r = term.responder
+        if (r.requests if r else -1) == asked:
             time.sleep_ms(20) if hasattr(time, "sleep_ms") else time.sleep(0.02)
 
 

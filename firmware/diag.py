@@ -38,7 +38,7 @@ def answer(term, body):
         "heap_used": gc.mem_alloc(),
         "taps": term.taps,
         "last_sync": term.last_sync,
-        "requests": term.responder.requests,
+        "requests": term.sync_requests + term.responder.requests,
         "errors": len(term.errors),
         "err": term.errors[-3:],
         "tariff_ver": getattr(term, "tariff_ver", 0),

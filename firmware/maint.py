@@ -2,9 +2,9 @@
 
 Imported when one of them arrives (firmware/serialsync.py) or at boot to lock the console
 (firmware/app.py), and forgotten after: a Wi-Fi board's heap has no room for code it runs once a
-sync. The state lives in the Responder's `auth` list: [nonce, untagged clock seconds left this boot,
-(tag, answer) of the last tagged SET_CLOCK, controls refused, alarm, maintenance (seconds asked, then
-a 1-tuple deadline in ticks, None when locked)].
+sync. The state lives in the `auth` list (the Terminal's, which every Responder it loads shares):
+[nonce, untagged clock seconds left this boot, (tag, answer) of the last tagged SET_CLOCK, controls
+refused, alarm, maintenance (seconds asked, then a 1-tuple deadline in ticks, None when locked)].
 """
 
 import struct
@@ -47,7 +47,7 @@ def maint(r, body, _tagged):
 def maintain(term, m):
     """Maintenance mode (firmware/app.py calls it while auth[5] is set): the console takes Ctrl-C
     for m s (mpremote, `tapkit flash`), then locks itself again."""
-    st = term.responder.auth
+    st = term.auth
     now = time.ticks_ms()
     if isinstance(m, int):
         st[5] = (time.ticks_add(now, m * 1000),)

@@ -54,7 +54,9 @@ _LOG_LINES = const(20)  # newest diagnostics lines offered to DIAG_LOG
 
 
 class Responder:
-    def __init__(self, journal, info, clock, write, log=None, extra=None, config_key=None):
+    def __init__(
+        self, journal, info, clock, write, log=None, extra=None, config_key=None, auth=None
+    ):
         self.journal = journal
         self.extra = extra
         self.config_key = config_key
@@ -70,8 +72,9 @@ class Responder:
         # instance's map, heap a Wi-Fi board does not have): the nonce a control's tag covers
         # (fresh per boot and per clock set), the untagged clock seconds left this boot, the last
         # tagged SET_CLOCK (tag, answer), the controls refused, alarm(where, exc) that logs them,
-        # the seconds of maintenance an authenticated MAINT asked for (app.py opens the console)
-        self.auth = [urandom(8), 300, None, 0, None, None]
+        # the seconds of maintenance an authenticated MAINT asked for (app.py opens the console).
+        # `auth`: the owner's list (app.py: the Terminal's, which outlives a forgotten responder)
+        self.auth = auth or [urandom(8), 300, None, 0, None, None]
 
     def handle_line(self, line):
         """Decode one line and answer it. Returns True when a response was written. Never raises."""
@@ -198,9 +201,9 @@ class Responder:
 
 
 def _install():
-    from firmware import install  # rare: its code stays out of the heap until needed
+    import firmware
 
-    return install
+    return firmware.load("install")  # rare: its code stays out of the heap until needed
 
 
 def _unload():

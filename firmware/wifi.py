@@ -1,10 +1,12 @@
 """Wi-Fi uploader: unsynced journal records to the operator's `tapkit serve`, encrypted, by HTTP POST.
 
-The main loop calls `poll(term)` once per pass (firmware/app.py imports this module only on a board
-with a network part, so a USB-only terminal never pays its heap). Every call does a bounded,
-non-blocking step (at most _STEP bytes sent or received) and returns: the socket is non-blocking,
-readiness is asked with select.poll(0), and a whole exchange has a deadline. A tap is never kept
-waiting by the upload.
+The main loop calls `poll(term)` once per pass while an exchange is due or under way (firmware/app.py
+imports this module then, on a board with a network part, and forgets it between exchanges: a tap or
+a USB sync never shares the heap with it, and a USB-only terminal never pays for it). Every call does
+a bounded, non-blocking step (at most _STEP bytes sent or received) and returns: the socket is
+non-blocking, readiness is asked with select.poll(0), and a whole exchange has a deadline. A tap is
+never kept waiting by the upload: a card in the field or a line from a USB host stops the exchange
+under way (`stop`), which is tried again _MIN_BACKOFF later.
 
 One exchange (the format is card_schema/upload.py, the server host_tools/backoffice/server.py):
     POST /v1/batch HTTP/1.0   batch head (iv: a fresh nonce | its tag with the journal key) | [the record acked_seq, the anchor]
@@ -74,38 +76,57 @@ _POLLERR = const(8)
 _POLLHUP = const(16)
 _PART = const("install.part")  # = firmware.install._PART
 
-_up = None
+_up = None  # the exchange under way
 
 
 def poll(term):
-    """One step of the uploader of `term` (created on the first call). Never raises."""
+    """One step of the upload of `term`: an exchange is started when one is due (term.up[0]).
+    Returns True while one is under way; False when none is (app.py then forgets this module: its
+    state between exchanges is term.up). Never raises."""
     global _up
     if _up is None:
-        server = term.config.get("server")
-        if not server:
-            return
-        _up = Uploader(term, server)
-    _up.poll()
+        _up = Uploader(term, term.config["server"])
+    u = _up
+    u.poll()
+    term.up[0:5] = (u.next, u.backoff, u.key, u.part, u.addr)
+    if u.state == 0:
+        _up = None
+        return False
+    return True
+
+
+def stop(term):
+    """Drop the exchange under way: a tap or a USB host needs the heap now. The socket is closed
+    and the upload tried again _MIN_BACKOFF later, not counted as a failure (a cut chunk of config
+    is found in install.part again)."""
+    global _up
+    u = _up
+    _up = None
+    if u is not None:
+        u._close()
+        term.up[0] = time.ticks_add(time.ticks_ms(), _MIN_BACKOFF)
 
 
 class Uploader:
     # Attribute and method names are chosen from names the board already has (qstrs: module doc of
     # docs/architecture.md "RAM on the board"): a Wi-Fi board is near the qstr pool's next growth.
+    # One exchange; what lasts between them is the terminal's `up` list: [next try (ticks),
+    # back-off (ms), wire key, install.part's [kind, version, total, received], address]
     def __init__(self, term, server):
-        self.addr = None  # resolved in _start: a DNS failure is one more failure with back-off
         self.host = server
         self.term = term
-        from firmware import store  # keys.json once: the wire key (app.py does not keep it)
+        self.next, self.backoff, self.key, self.part, self.addr = term.up
+        if self.key is None:
+            from firmware import store  # keys.json once: the wire key (app.py does not keep it)
 
-        w = (store.load("keys.json", {}) or {}).get("wire")
-        firmware.forget("store")
-        self.key = binascii.unhexlify(w) if w else None  # the wire key
+            w = (store.load("keys.json", {}) or {}).get("wire")
+            firmware.forget("store")
+            self.key = binascii.unhexlify(w) if w else None
+        self.backoff = self.backoff or _MIN_BACKOFF
         self.sock = None  # type: socket.socket | None
         self.poller = None  # type: select.poll | None
         self.state = 0  # 0 idle, 1 sending, 2 receiving
-        self.next = time.ticks_ms()
         self.deadline = time.ticks_ms()
-        self.backoff = _MIN_BACKOFF
         self.buf = bytearray(_BUF)
         self.out = memoryview(b"")  # what is being sent
         self.off = 0
@@ -116,12 +137,9 @@ class Uploader:
         self.aes = None  # the records' cipher, then the chunk's
         self.ans = None  # type: bytearray | None  # the HTTP head and the answer head, until parsed
         self.size = 0  # bytes of buf waiting to make a 16-byte block
-        self.part = None  # [kind, version, total, received] of install.part, read once
         self.chunk = (
             None  # [plain bytes of this answer's chunk still to write, kind, version, total]
         )
-        self.uploads = self.failures = 0
-        self.last_error = ""
         self.max_backoff = int(term.config.get("upload_backoff_max_ms", _MAX_BACKOFF))
         self.idle = int(term.config.get("upload_idle_ms", _IDLE_MS))
 
@@ -152,8 +170,7 @@ class Uploader:
         if self.key is None:
             raise ValueError("no wire key in keys.json: provision the terminal again")
         if self.part is None:
-            from firmware import install
-
+            install = firmware.load("install")
             self.part = list(install.part())
             firmware.forget("install", "store")
         j = self.term.journal
@@ -330,7 +347,6 @@ class Uploader:
         clock = term.board.clock
         if t > _MIN_TIME and abs(clock.time() - t) > _DRIFT:
             clock.set(t)
-        self.uploads += 1
         self.backoff = _MIN_BACKOFF
         now = time.ticks_ms()
         # on at once while records wait or the server has config for us, else check in later
@@ -340,10 +356,9 @@ class Uploader:
         if kind and n:
             ok = p == [kind, version, total, off]  # it continues what install.part holds
             if not off:
-                import gc
-
-                gc.collect()  # a module is many blocks: the most room for them
-                from firmware import install  # the free space for it, a fresh staging file
+                # collected first (a module is many blocks): the free space for it, a fresh
+                # staging file
+                install = firmware.load("install")
 
                 try:
                     install.put(0, total, b"")
@@ -364,10 +379,7 @@ class Uploader:
         self.buf[0 : self.size] = rest
 
     def _install(self):
-        import gc
-
-        gc.collect()  # a module is many blocks: the most room for them
-        from firmware import install
+        install = firmware.load("install")  # collected first: the most room for its blocks
 
         self.part = [0, 0, 0, 0]
         try:
@@ -395,9 +407,8 @@ class Uploader:
         self.out = memoryview(b"")
         self.ans = None
         self.part = None  # read install.part again: what a cut chunk left of it
-        self.failures += 1
-        self.last_error = "%s %s" % (type(e).__name__, e)
+        firmware.forget("install", "store")  # what the failed step had loaded
         wait = self.backoff
         self.next = time.ticks_add(time.ticks_ms(), wait)
         self.backoff = min(wait * 2, self.max_backoff)
-        self.term.board.log("wifi: %s; next try in %d ms" % (self.last_error, wait))
+        self.term.board.log("wifi: %s %s; next try in %d ms" % (type(e).__name__, e, wait))

@@ -9,6 +9,8 @@ import sys
 from mpybuild import BuildError, package_dir, tools
 
 MAIN_PY = """# tapkit: start the terminal firmware (the main loop never returns on a healthy board)
+import firmware
+firmware.warm()  # the rare modules' names while the heap is empty (firmware/__init__.py)
 import firmware.app
 firmware.app.run()
 """

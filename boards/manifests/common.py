@@ -12,6 +12,7 @@ for name in (
     "hal",
     "pn532",
     "journal",
+    "tables",
     "pending",
     "serialsync",
     "maint",

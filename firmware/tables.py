@@ -1,0 +1,54 @@
+"""The signed tables' loader (card_schema/tariff.py): fares.bin, deny.bin, deny_delta.bin verified
+with the config key and put into the terminal (its table, deny files and versions). Imported at
+boot and after an INSTALL changed a version (firmware/app.py load_tables), and forgotten after with
+card_schema.tariff and card_schema.signed: a tap needs only card_schema.denylist.
+"""
+
+from micropython import const
+
+from card_schema import signed, tariff
+
+_DEFAULT_REPEAT = const(60)  # = card_schema.tariff_host.DEFAULT_REPEAT
+
+
+def load(term):
+    """(Re)load the tables into `term`; verify each; use only what verifies."""
+    for f, _ in term.deny:
+        f.close()
+    term.deny = []
+    term.table = None
+    term.deny_ver = 0
+    info = term.info
+    key = term.config_key
+    for kind in (signed.KIND_FARES, signed.KIND_DENY, signed.KIND_DENY_DELTA):
+        name = signed.NAMES[kind] + ".bin"
+        ver = signed.NAMES[kind] + "_ver"
+        info[ver] = 0
+        try:
+            if key is None:
+                open(name).close()  # OSError: none provisioned
+                raise ValueError("no config key to verify it")
+            # verified where it lies: a deny list may be 800 KB
+            v, f, n = tariff.load(key, name, kind, bytearray(512))
+            if kind == signed.KIND_FARES:
+                with f:
+                    term.table = tariff.fare_table(f.read(n))
+                term.tariff_ver = v
+            elif v >= term.deny_ver:  # a delta older than the full list is stale
+                term.deny.append((f, (n - 4) // tariff.DENY_ENTRY))
+                term.deny_ver = v
+            else:
+                f.close()
+            info[ver] = v
+        except OSError:
+            if kind == signed.KIND_FARES and "fare" in term.config:
+                # provisioned flat fare, no table yet: repeat window and concessions apply
+                term.table = {
+                    "default": term.fare,
+                    "repeat": int(term.config.get("repeat", _DEFAULT_REPEAT)),
+                    # = card_schema.tariff_host.FLAT_CONC
+                    "conc": term.config.get("conc", (100, 50, 30, 0)),
+                }
+        except ValueError as e:
+            term.log_error(name, e)
+    term._vers = (info["fares_ver"], info["deny_ver"], info["deny_delta_ver"])
