@@ -1,0 +1,199 @@
+"""Peak heap of every tap path on virtual terminals (112 KB heap): the bench's `heap.worst_path`
+and tests/e2e/test_heap_paths.py.
+
+    paths = heap_paths(tmp_dir)         # {"charge": {"alloc", "heap_used", "heap_free"}, ...}
+    worst(paths)                        # {"path": "blocked", "heap_free": 17216}
+
+The firmware collects before each tap and as its garbage grows past 1 KB inside it; its `STAT| tap
+... peak=` line says the most the heap held before one of those collections, garbage counted, so
+heap_free = 112 KB - peak is what the tap leaves free at its peak (a conservative figure: the boards
+run with a 1 MB heap so that no automatic collection hides part of it).
+
+Paths: charge, refused (insufficient balance), denied (deny list), blocked (a deny entry with the
+block action marks the card; then the marked card), expired, pending (the commit's answer lost, the
+card comes back: it did commit), void (the commit never reached the card: voided and charged
+afresh), refund (POS: the last sale given back), parking in and out, journal full.
+"""
+
+import json
+import os
+import time
+
+HEAP = "112K"
+MEASURE_HEAP = "1M"
+FARE = 25000
+
+
+def _size(heap):
+    return int(heap[:-1]) * (1024 if heap[-1] in "Kk" else 1024 * 1024)
+
+
+def _stat(vb, mark, path, total):
+    from harness.boards import tap_stats
+
+    stat = [ln for ln in vb.lines(mark) if ln.startswith("STAT| tap ")]
+    if not stat:
+        raise AssertionError("%s: no STAT line" % path)
+    s = tap_stats({"stat": stat[-1]})
+    free = total - s["peak"]
+    return {"alloc": s["alloc"], "heap_used": s["heap_used"], "heap_free": free}
+
+
+def _tap(vb, card, path, out, total, want=None):
+    mark = vb.mark()
+    r = vb.tap(card)
+    if want and want not in r["display"]:
+        raise AssertionError("%s: the tap showed %r, expected %r" % (path, r["display"], want))
+    out[path] = _stat(vb, mark, path, total)
+    return r
+
+
+def heap_paths(work, heap=HEAP, only=None, room=MEASURE_HEAP):
+    """Run every path (or those named in `only`) on fresh virtual boards under `work`. The boards
+    run with `room` (1 MB), so that no collection runs inside a tap but the firmware's own, and its
+    peak is all it held; heap_free is reported for `heap` (112 KB), the ESP32's."""
+    from emulator.card import DESFireCard
+    from harness.boards import deployed_board, rider_card
+    from host_tools import keystore
+
+    total = _size(heap)
+    heap = room
+    ks_path = os.path.join(work, "ks.json")
+    keystore.init(ks_path)
+    ks = keystore.load(ks_path)
+    out = {}
+    want = set(only or PATHS)
+
+    def card(name, balance=500000, valid=86400):
+        return rider_card(os.path.join(work, name + ".card"), ks, balance, valid=valid)
+
+    def uid(path):
+        return DESFireCard.load(path).uid.hex().upper()
+
+    bus_paths = {"charge", "refused", "denied", "blocked", "expired", "pending", "void"}
+    if want & bus_paths:
+        rich, poor = card("rich"), card("poor", balance=1000)
+        listed, stolen = card("listed"), card("stolen")
+        old = card("old", valid=-3600)
+        deny = {uid(listed): "refuse", uid(stolen): "block"}
+        with deployed_board(
+            os.path.join(work, "bus"), ks, 1001, heap=heap, fare=FARE, deny=deny
+        ) as vb:
+            _tap(vb, rich, "charge", out, total, "OK")
+            _tap(vb, poor, "refused", out, total)
+            _tap(vb, listed, "denied", out, total)
+            _tap(vb, stolen, "block", out, total)  # the deny entry marks the card...
+            _tap(vb, stolen, "blocked", out, total)  # ...which every terminal then refuses
+            if out["block"]["heap_free"] < out["blocked"]["heap_free"]:
+                out["blocked"] = out["block"]
+            del out["block"]
+            _tap(vb, old, "expired", out, total)
+            # fresh cards: a card charged within the repeat window is "Already paid" whatever
+            _torn(vb, card("torn1"), "pending", "after", out, total)
+            _torn(vb, card("torn2"), "void", "before", out, total)
+    if "refund" in want:
+        buyer = card("buyer")
+        with deployed_board(
+            os.path.join(work, "pos"), ks, 3001, heap=heap, fare=0, profile="pos",
+            fares={"max": 500000, "refund": 600},
+        ) as vb:  # fmt: skip
+            vb.press("15000#")
+            vb.tap(buyer)
+            vb.press("R#")
+            _tap(vb, buyer, "refund", out, total, "+15,000")
+    if want & {"parking in", "parking out"}:
+        car = card("car")
+        rule = {"grace": 10, "steps": [[60, 20000], [120, 50000]], "hourly": 30000, "cap": 200000}
+        table = {"zones": {"1": rule}, "repeat": 30}
+        with deployed_board(
+            os.path.join(work, "park"), ks, 7001, heap=heap, fare=0, profile="parking", zone=1,
+            fares=table, sync_idle_ms=500,
+        ) as vb:  # fmt: skip
+            _set_clock(vb, ks, int(time.time()))
+            _tap(vb, car, "parking in", out, total, "Parking started")
+            _set_clock(vb, ks, int(time.time()) + 95 * 60)
+            _tap(vb, car, "parking out", out, total, "Parked")
+    if "journal full" in want:
+        _journal_full(work, ks, card("late"), heap, out, total)
+    return {p: out[p] for p in PATHS if p in out}
+
+
+def _set_clock(vb, ks, unix):
+    """SET_CLOCK over the USB serial (a tagged control), then wait until the terminal has forgotten
+    its sync code (config sync_idle_ms, 500 here): the taps are measured as on a terminal no host
+    talks to."""
+    from host_tools import keystore
+    from host_tools.fleet.link import SerialLink
+
+    with SerialLink(vb.port) as link:
+        link.key = keystore.terminal_key(ks, link.identify()["terminal_id"])
+        link.set_clock(unix)
+    time.sleep(1.0)
+
+
+def _torn(vb, card_path, path, mode, out, total):
+    """The field drops at the commit (frame 9): "after" the card committed (its answer is lost),
+    or "before" it did; the rider taps again and that tap resolves the pending charge."""
+    from emulator.card import DESFireCard
+
+    card = DESFireCard.load(card_path)
+    frames = []
+
+    def tear(c, f):
+        frames.append(f)
+        return mode if len(frames) == 9 else None
+
+    card.tear = tear
+    try:
+        vb.tap(card)
+    finally:
+        card.tear = None
+    # committed: the card's trip log says so ("Already paid"); not committed: charged afresh
+    _tap(vb, card, path, out, total, "Already paid" if mode == "after" else "OK")
+
+
+def _journal_full(work, ks, late, heap, out, total):
+    """A journal of 2 sectors filled by the terminal's own key (as tests/e2e/test_journal_full.py);
+    the next paid tap is refused before the debit."""
+    from emulator import lfsimage
+    from emulator.vboard import VirtualBoard
+    from harness import vm
+    from harness.boards import deploy
+    from host_tools.fleet import provision
+
+    state = deploy(os.path.join(work, "full"), ks, 1002, fare=FARE)
+    img = os.path.join(state, "fs.img")
+    import boards
+
+    board = boards.spec("unix-virtual")
+    board["journal"]["size"] = 2 * 4096
+    board["reader"]["port"] = 0  # wired by the board host at start ($TAPKIT_PN532_PORT)
+    lfsimage.write_files(img, {"/board.json": json.dumps(board)})
+    key = provision.terminal_keys(ks, 1002)["journal"]
+    flash = os.path.join(state, "flash.bin")
+    emu = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "emulator")
+    vm.run(vm.build(os.path.join(work, "build")), vm.script("journal_fill"), flash, 8192, key,
+           1002, 120, path=[emu], check=True)  # fmt: skip
+    with VirtualBoard(state, heap=heap) as vb:
+        _tap(vb, late, "journal full", out, total, "full")
+
+
+PATHS = (
+    "charge",
+    "refused",
+    "denied",
+    "blocked",
+    "expired",
+    "pending",
+    "void",
+    "refund",
+    "parking in",
+    "parking out",
+    "journal full",
+)
+
+
+def worst(paths):
+    """The path with the least heap free at its peak: {"path", "heap_free"}."""
+    name = min(paths, key=lambda p: paths[p]["heap_free"])
+    return {"path": name, "heap_free": paths[name]["heap_free"]}
