@@ -288,7 +288,14 @@ class Terminal:
         self.sync_requests += self.responder.requests  # type: ignore[union-attr]
         self.responder = None
         firmware.forget("serialsync")
-        _forget_schema("frames")
+        self._trim()
+
+    def _trim(self):
+        """Forget what rare jobs left of card_schema: tariff and signed (install, tables) and, while
+        no host talks, frames (sync, maint, install): a tap finds the heap of a fresh boot."""
+        _forget_schema("tariff", "signed")
+        if self.responder is None:
+            _forget_schema("frames")
 
     def start(self):
         try:
@@ -372,6 +379,7 @@ class Terminal:
             self.log_error("wifi", e)
         if not self._wifi:
             firmware.forget("wifi")
+            self._trim()  # install.part() or a downloaded table loaded them
 
     def _stop_upload(self):
         from firmware import wifi
@@ -379,6 +387,7 @@ class Terminal:
         wifi.stop(self)
         self._wifi = False
         firmware.forget("wifi")
+        self._trim()
 
     def tap(self, uid):
         # Collect first: the tap then starts from a known heap, and the allocation it makes is
@@ -737,6 +746,7 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
 
         maint.lock(True)
         firmware.forget("maint")
+        term._trim()  # the card_schema.frames maint imports
     board.log(
         "boot: terminal %d ready, journal head %d, %d unsynced"
         % (term.terminal_id, term.journal.head_seq, term.journal.unsynced)

@@ -193,6 +193,65 @@ PATHS = (
 )
 
 
+WIFI_PATHS = ("wifi, server down", "wifi, uploading", "wifi, uploaded")
+
+
+def wifi_paths(work, heap=HEAP, room=MEASURE_HEAP):
+    """A charge on a Wi-Fi board (firmware/wifi.py, the virtual board's loopback "Wi-Fi") into a
+    real `tapkit serve` ingest (in-process, SQLite): while the server refuses connections, while
+    the board uploads (the tap stops the exchange under way), and once all is uploaded."""
+    from harness.boards import deploy, rider_card
+    from emulator.vboard import VirtualBoard
+    from host_tools import keystore
+    from host_tools.backoffice import ingest, server
+    from host_tools.backoffice import store
+
+    total = _size(heap)
+    ks_path = os.path.join(work, "ks.json")
+    if not os.path.exists(ks_path):
+        keystore.init(ks_path)
+    ks = keystore.load(ks_path)
+    tid = 1101
+    url = "sqlite:///%s" % os.path.join(work, "wifi.db")
+    port = _free_port()
+    state = deploy(
+        os.path.join(work, "wifi"), ks, tid, fare=FARE, server="127.0.0.1:%d" % port,
+        upload_backoff_max_ms=2000, upload_idle_ms=1000, repeat=0,
+    )  # fmt: skip
+    rider = rider_card(os.path.join(work, "wifi.card"), ks, 500000)
+    out = {}
+    with VirtualBoard(state, heap=room, wifi=True) as vb:
+        vb.wait_for("LOG| wifi: OSError", timeout=30, since=0)
+        _tap(vb, rider, "wifi, server down", out, total, "OK")
+        ing = ingest.Ingest(url, ks, [(tid, tid)], log=lambda m: None)
+        running = server.Running(server.make_app(ing), "127.0.0.1", port)
+        try:
+            mark = vb.mark()
+            _tap(vb, rider, "wifi, uploading", out, total, "OK")
+            deadline = time.monotonic() + 60
+            with store.open_store(url) as db:
+                while db.count() < 4:  # both charges and their confirmations
+                    if time.monotonic() > deadline:
+                        raise AssertionError("wifi: the taps never arrived")
+                    time.sleep(0.2)
+            _tap(vb, rider, "wifi, uploaded", out, total, "OK")
+        finally:
+            running.stop()
+            ing.close()
+        bad = [ln for ln in vb.lines(mark) if "MemoryError" in ln]
+        if bad:
+            raise AssertionError("wifi: %s" % bad[0])
+    return out
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def worst(paths):
     """The path with the least heap free at its peak: {"path", "heap_free"}."""
     name = min(paths, key=lambda p: paths[p]["heap_free"])

@@ -23,6 +23,14 @@ def test_tapkit_bench_runs_a_section_of_the_checkout(capfd):
     assert heap["total"] == sum(heap["modules"].values())
     assert out["rows"][0]["value"] == heap["total"] and out["rows"][0]["unit"] == "B"
     assert "firmware.app" in heap["modules"]
+    # the figure: the tap path with the least heap free at its peak, by name
+    worst = heap["worst_path"]
+    assert set(worst) == {"path", "heap_free"}
+    assert worst["heap_free"] == min(p["heap_free"] for p in heap["paths"].values())
+    assert heap["paths"][worst["path"]]["heap_free"] == worst["heap_free"]
+    assert {"charge", "parking out", "journal full", "wifi, uploaded"} <= set(heap["paths"])
+    row = [r for r in out["rows"] if r["name"].startswith("worst tap path")]
+    assert row[0]["value"] == worst["heap_free"] and worst["path"] in row[0]["name"]
 
 
 def test_tapkit_bench_without_a_checkout_says_so(monkeypatch, capsys):

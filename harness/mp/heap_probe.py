@@ -1,5 +1,6 @@
 """Heap cost of each firmware module on the MicroPython VM, in boot order (run with the built .mpy on
-MICROPYPATH): prints "module bytes" per import (after a collect) and the total.
+MICROPYPATH): prints "module bytes" per import (after a collect) and the total. The modules a terminal
+keeps loaded; not those loaded for a rare job and forgotten (sync, tables, install, diag, wifi).
 
     python -m bench heap          (the `heap` section of `make bench`; also when trimming RAM)
 """
@@ -12,18 +13,15 @@ MODULES = (
     "card_schema.citizen",
     "card_schema.taprecord",
     "card_schema.desfire",
-    "card_schema.frames",
+    "card_schema.denylist",
     "firmware.pn532",
     "firmware.uart_socket",
     "firmware.journal",
-    "firmware.serialsync",
     "firmware.hal",
     "firmware.hal_unix",
     "norflash",
     "firmware.msg",
     "firmware.msg_en",
-    "card_schema.signed",
-    "card_schema.tariff",
     "firmware.app",
     "firmware.profile_bus",
 )
