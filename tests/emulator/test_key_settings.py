@@ -122,9 +122,9 @@ def test_a_damaged_change_key_settings_is_an_integrity_error():
     df.authenticate_aes(0, K)
     real = df.transceive
 
-    def flip(frame):
+    def flip(frame):  # a native frame is a view of the session's reused buffer
         if frame[0] == 0x54:
-            frame = frame[:-1] + bytes((frame[-1] ^ 1,))
+            frame = bytes(frame[:-1]) + bytes((frame[-1] ^ 1,))
         return real(frame)
 
     df.transceive = flip
