@@ -72,7 +72,6 @@ charge); if not, the pending record is voided and the tap runs again.
 """
 
 import gc
-import struct
 import sys
 import time
 
@@ -80,11 +79,16 @@ from micropython import const
 
 from card_schema import citizen, denylist, desfire, taprecord
 from card_schema import crypto
-from card_schema.compat import urandom
 from card_schema.crypto import diversify_aes128
 
 import firmware
 from firmware import hal, journal, msg, pn532
+
+_TYPING = const(0)
+if _TYPING:  # mypy only: folded away by the compiler (no code, no name on the board)
+    from typing import Any
+
+    from firmware.journal import Cards, Journal
 
 _t = msg.text
 _money = msg.money
@@ -103,19 +107,13 @@ _RESULT_COMMIT_ANSWER = const(8)  # = card_schema.taprecord_host.RESULT_COMMIT_A
 _RESULT_NOT_SENT = const(10)  # = card_schema.taprecord_host.RESULT_NOT_SENT
 _RESULT_ROLLBACK = const(11)  # = card_schema.taprecord_host.RESULT_ROLLBACK
 _DEFAULT_REPEAT = const(60)  # = card_schema.tariff_host.DEFAULT_REPEAT
-_MEM_CARDS = const(32)  # cards the terminal remembers (firmware.journal.Cards)
 _PENDING = const(1)  # firmware.journal.Cards' flag: a charge of the card is pending
 _NO_TARGET = const(0x27)  # PN532 status: no activated target (the chip transmitted nothing)
 # CardGone code of commit(): the CommitTransaction frame went out and no valid answer came back,
 # the charge is pending (an exception class of its own would cost a qstr on every board)
 _PEND = const(-3)
-_WINDOW = const(240)  # journal records replayed into the card memory at boot
 _DIAG = const(0x10)  # = card_schema.frames.DIAG
 _SIGNED_HEADER = const(13)  # = card_schema.signed.HEADER
-# The sync responder (firmware/serialsync.py, card_schema/frames.py: ~9 KB of heap) is loaded when
-# a line arrives on the USB serial and forgotten after this much silence, so a terminal that no
-# host talks to has that much more heap for its taps.
-_SYNC_IDLE_MS = const(20000)
 _IDLE_GARBAGE = const(4096)  # bytes the main loop may allocate between two collections
 _UPLOAD_RETRY_MS = const(2000)  # = firmware.wifi._MIN_BACKOFF
 _TAP_GARBAGE = const(1024)  # bytes a tap may allocate between two collections (Terminal._exchange)
@@ -125,90 +123,66 @@ class Terminal:
     """One terminal: its board, config, journal, reader and the loaded profile (`prof`). What a profile
     may use of it is listed in the module doc (the profile contract)."""
 
+    # Its state, set up by firmware/start.py (boot-only code, forgotten after: a method here would
+    # keep its bytecode in the heap for good). Annotations only: they cost the board nothing.
+    board: "Any"  # hal.Board
+    config: dict
+    terminal_id: int
+    fare: int  # the flat fare (config "fare"), without a fare table
+    line: int
+    stop: int
+    zone: int
+    profile: str
+    prof: "Any"  # firmware/profile_<profile>.py
+    on_key: "Any"  # the profile's hooks, None when it has none (module doc)
+    on_idle: "Any"
+    on_ok: "Any"
+    on_done: "Any"
+    tariff_ver: int
+    deny_ver: int
+    errors: list  # diagnostics log: the last errors, bounded
+    nerr: int  # errors logged since boot (the log keeps only the last ones)
+    # the last displays, for `tapkit diag --watch`: a ring of [n, time, line1, line2, sound] (n
+    # counts every show since boot), preallocated and updated in place: a show allocates nothing
+    shows: list
+    shown: int
+    debit_master: bytes
+    config_key: "bytes | None"  # verifies the signed tables (install.py, tables.py)
+    table: "dict | None"  # the verified fare table
+    deny: list  # [(open file, count)], newest kind last (the delta is looked up first)
+    _vers: tuple  # the tables' versions loaded (firmware/tables.py)
+    _dbuf: bytearray
+    journal: "Journal"
+    _hw_fill: int  # the fill (percent) last reported above the high-water mark
+    mem: "Cards"  # the cards seen recently and their pending charges
+    reader: "pn532.PN532"
+    card: "desfire.DESFire"
+    _gmark: int  # the tap's heap: in use at the last collection
+    _peak: int  # and at most
+    info: dict  # IDENTIFY's (serialsync.py)
+    responder: "Any"  # the sync responder while a host talks (sync_responder), else None
+    sync_requests: int  # requests answered by responders already forgotten (diag)
+    _heard: "Any"  # ticks of the last console line
+    _sync_idle: int
+    # the USB controls' state (firmware/serialsync.py "auth", firmware/maint.py): here, not in the
+    # responder that is loaded and forgotten
+    auth: list
+    # the Wi-Fi uploader's state between exchanges (firmware/wifi.py, loaded only while one is
+    # under way): [next try (ticks), back-off, wire key, install.part, address]; None without a net
+    up: "list | None"
+    _wifi: bool  # an exchange is under way (the module is loaded)
+    last_sync: int  # when a host last acknowledged taps (diag)
+    booted: "Any"  # ticks
+    present_uid: "bytes | None"  # card still in the field after its tap (not charged again)
+    # the card committed in this tap (no message may then say "no charge"): (uid, seq, counter,
+    # balance) of the confirmation pending until the rider saw the OK
+    pending: "tuple | None"
+    taps: int
+    _trip: bytearray
+
     def __init__(self, board, config, keys):
-        self.board = board
-        self.config = config
-        self.terminal_id = int(config["terminal_id"])
-        self.fare = int(config.get("fare", 0))
-        self.line = int(config.get("line", 0))
-        self.stop = int(config.get("stop", 0))
-        self.tariff_ver = int(config.get("tariff_ver", 0))
-        self.deny_ver = int(config.get("deny_ver", 0))
-        self.errors = []  # type: list  # diagnostics log: the last errors, bounded
-        self.nerr = 0  # errors logged since boot (the log keeps only the last ones)
-        # the last displays, for `tapkit diag --watch`: a ring of [n, time, line1, line2, sound]
-        # (n counts every show since boot), preallocated and updated in place: a show allocates
-        # nothing; the ring keeps at most _SHOWS texts alive
-        self.shows = [[0, 0, "", "", None] for _ in range(_SHOWS)]
-        self.shown = 0
-        self.debit_master = _unhex(keys["debit"])
-        self.config_key = _unhex(keys["config"]) if keys.get("config") else None
-        msg.setup(config)
-        self.profile = config.get("profile", "bus")
-        # the profile and its optional hooks (the contract: module doc), looked up once
-        p = self.prof = __import__("firmware.profile_" + self.profile, None, None, ("price",))
-        self.on_key = getattr(p, "key", None) if board.keypad else None
-        self.on_idle = getattr(p, "idle", None)
-        self.on_ok = getattr(p, "ok", None)
-        self.on_done = getattr(p, "done", None)
-        self.zone = int(config.get("zone", 0))
-        setup = getattr(p, "setup", None)
-        if setup:
-            setup(self)
-        self.table = None
-        self.deny = []  # [(open file, count)], newest kind last (the delta is looked up first)
-        self._vers = ()  # the tables' versions loaded (firmware/tables.py)
-        self._dbuf = bytearray(denylist.DENY_ENTRY)
-        self.journal = journal.Journal(
-            board.flash,
-            _unhex(keys["journal"]),
-            self.terminal_id,
-            float(config.get("journal_high_water", 0.8)),  # warn above this fraction full
-        )
-        self._hw_fill = 0  # the fill (percent) last reported above the high-water mark
-        # the cards seen recently and their pending charges, rebuilt from the journal
-        self.mem = journal.Cards(_MEM_CARDS)
-        self.reader = pn532.PN532(board.uart)
-        self.card = desfire.DESFire(self._exchange, wrapped=False)
-        self._gmark = self._peak = 0  # the tap's heap: in use at the last collection, and at most
-        self.info = {
-            "terminal_id": self.terminal_id,
-            "fw": firmware.VERSION,
-            "config_ver": int(config.get("config_ver", 0)),
-            "profile": self.profile,
-            "board": board.name,
-        }
-        self.responder = None  # the sync responder while a host talks (sync_responder)
-        self.sync_requests = 0  # requests answered by responders already forgotten (diag)
-        self._heard = time.ticks_ms()  # of the last console line
-        self._sync_idle = int(config.get("sync_idle_ms", _SYNC_IDLE_MS))
-        # the USB controls' state (firmware/serialsync.py "auth", firmware/maint.py) lives here, not
-        # in the responder that is loaded and forgotten: [nonce (fresh per boot and per clock set),
-        # untagged clock seconds left this boot, (tag, answer) of the last tagged SET_CLOCK,
-        # controls refused, alarm (logs a refused control), maintenance window]
-        self.auth = [urandom(8), 300, None, 0, self.log_error, None]
-        # the Wi-Fi uploader (firmware/wifi.py, loaded only while an exchange is under way): its
-        # state between exchanges, [next try (ticks), back-off, wire key, install.part, address]
-        self.up = [time.ticks_ms(), 0, None, None, None] if board.net is not None else None
-        self._wifi = False  # an exchange is under way (the module is loaded)
-        self.last_sync = 0  # when a host last acknowledged taps (diag)
-        self.booted = time.ticks_ms()
-        self.load_tables()
-        self.present_uid = None  # card still in the field after its tap (not charged again)
-        # the card committed in this tap (no message may then say "no charge"): (uid, seq, counter,
-        # balance) of the confirmation pending until the rider saw the OK, () when none is left
-        self.pending = None
-        self.taps = 0
-        self._trip = bytearray(citizen.TRIP_SIZE)
-        # last, once everything long-lived is allocated: the replay's garbage then sits above it
-        # and goes in one collection (before, it left the heap in pieces: a 954-byte PULL line
-        # found no room in 27 KB free)
-        j = self.journal  # the card memory: replay the newest records (journal module doc, Cards)
-        for rb in j.scan(max(j.head_seq - _WINDOW + 1, 1)):
-            t = struct.unpack_from(taprecord.FMT, rb, 0)
-            self.mem.update(t[4], t[1], t[2], t[7], t[9], t[10], t[11], t[5])
-        rb = None  # the replay's garbage goes in one collection
-        gc.collect()
+        firmware.load("start").setup(self, board, config, keys)
+        firmware.forget("start")
 
     # --- diagnostics -------------------------------------------------------------------------
     def log_error(self, where, exc):
@@ -701,56 +675,11 @@ def _forget_schema(*names):
         card_schema.__dict__.pop(n, None)
 
 
-def _unhex(s):
-    import binascii
-
-    return binascii.unhexlify(s)
-
-
 def run(board_path="board.json", config_path="config.json", keys_path="keys.json", max_loops=0):
     """Boot and run the main loop. `max_loops` > 0 stops after that many passes (tests)."""
     board = hal.load(board_path)
-    from firmware import store  # config and keys, read once at boot: forgotten below (RAM)
-
-    try:
-        config = store.load(config_path)
-        keys = store.load(keys_path)
-        if config is None or keys is None:
-            raise OSError(2, "no %s" % (keys_path if config else config_path))  # ENOENT
-    except (OSError, ValueError) as e:
-        # Not provisioned: stay up (sync and REPL still work) and say so.
-        board.display.show("Not provisioned", "Run tapkit flash")
-        board.log("boot: config missing or damaged: %s" % e)
-        while True:
-            board.wdt.feed()
-            time.sleep(1)
-    del store
-    firmware.forget("store")
-    try:
-        # the garbage of booting (board file, config and keys JSON) goes first, so the terminal's
-        # long-lived buffers are laid out low and the rest of the heap stays in one piece (without
-        # this, 27 KB free on the VM were pieces of at most ~1 KB: a PULL line found no room)
-        gc.collect()
-        term = Terminal(board, config, keys)
-    except Exception as e:
-        # A broken part (journal flash, keys) must not boot-loop the board: stay up, diagnosable over
-        # the REPL, and refuse taps (a tap that cannot be journalled must not be charged).
-        board.display.show("Out of service", "Terminal fault")
-        board.log("boot: terminal failed to start: %s: %s" % (type(e).__name__, e))
-        while True:
-            board.wdt.feed()
-            time.sleep(1)
-    term.start()
-    if config.get("console_lock"):  # in the field: the sync protocol only (MAINT opens it)
-        from firmware import maint
-
-        maint.lock(True)
-        firmware.forget("maint")
-        term._trim()  # the card_schema.frames maint imports
-    board.log(
-        "boot: terminal %d ready, journal head %d, %d unsynced"
-        % (term.terminal_id, term.journal.head_seq, term.journal.unsynced)
-    )
+    term = firmware.load("start").boot(Terminal, board, config_path, keys_path)
+    firmware.forget("start")
     n = 0
     mark = gc.mem_alloc()
     while True:

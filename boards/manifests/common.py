@@ -13,6 +13,7 @@ for name in (
     "pn532",
     "journal",
     "tables",
+    "start",
     "pending",
     "serialsync",
     "maint",
