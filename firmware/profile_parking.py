@@ -16,7 +16,9 @@ Fare table (per zone in "zones", or one rule for all):
   daily cap (the meter cannot know when the car left), "duration" charges the duration by that
   zone's rule; either way the next tap starts a session here;
 - repeat: seconds in which a second tap on the meter that opened the session is not a tap out
-  (default 60, card_schema.tariff_host.DEFAULT_REPEAT);
+  (default 60, card_schema.tariff_host.DEFAULT_REPEAT), nor a tap on the meter that closed it a new
+  session (the driver who saw the tap out's OK vanish in a power cut taps again: "Already paid";
+  a new session opened then would be charged at the next tap out, from now);
 - prepaid (optional, per zone): minutes paid up front at tap in (the rule's charge for them, carried
   as the open record's amount); tap out charges the session by the rule minus what was prepaid:
   leaving early refunds nothing, an overstay pays the difference (an other-zone cap likewise).
@@ -88,6 +90,14 @@ def price(t, line, holder, now, trips, terminal_id):
         and last[_TR_PROFILE] == PROFILE
         and last[_TR_FLAGS] & _FLAG_OPEN
     ):
+        if (
+            last
+            and last[_TR_KIND] == citizen.TRIP_DEBIT
+            and last[_TR_PROFILE] == PROFILE
+            and last[citizen.TR_TERMINAL] == terminal_id
+            and 0 <= now - last[citizen.TR_TIME] < t.get("repeat", _DEFAULT_REPEAT)
+        ):
+            return _REPEAT, 0  # just tapped out here (its OK lost in a power cut): already paid
         p = _rule(t, zone).get("prepaid", 0)
         return (charge(_rule(t, zone), p) if p else 0), _FLAG_OPEN  # tap in
     start = last[citizen.TR_TIME]

@@ -55,6 +55,9 @@ CARDS = 120  # the pool of riders: a card rides again after the others, outside 
 SYNC_EVERY = 150  # cases between syncs (the virtual board's journal holds about 3,800 records)
 LATE_S = 0.6  # a late answer: after the reader's 500 ms
 CHECK = "Checking"
+# what a charge's OK starts with on the display (firmware/app.py; the car park's own texts,
+# firmware/profile_parking.py ok()): the rider was told, even when the power went before the beep
+OK_SHOWN = ("DISPLAY| OK", "DISPLAY| Parked", "DISPLAY| Parking started")
 FRAMES = (
     9  # frames of a charged tap: select, auth x2, card info, trips, value, debit, record, commit
 )
@@ -345,7 +348,7 @@ class Run:
         elif plan and plan[0] == "cut-ok":
 
             def watch():
-                if self._wait(mark, "DISPLAY| OK", 30, done):
+                if self._wait(mark, OK_SHOWN, 30, done):
                     self.kill()
 
             t = threading.Thread(target=watch, daemon=True)
@@ -535,7 +538,7 @@ class Run:
         shown = self._try(where, rider, plan, hold=follow == "kept", pull=follow == "pulled",
                           timer=timer)  # fmt: skip
         told_ok = (shown is not None and shown[1] == "ok") or any(
-            ln.startswith("DISPLAY| OK")
+            ln.startswith(OK_SHOWN)
             for ln in self.shown  # an OK shown, even if cut after it
         )
         if self.killed:

@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from card_schema import citizen, citizen_host
 from card_schema.desfire_admin import DESFireAdmin
 from e2e_helpers import run_cli
 from harness import money
@@ -358,6 +359,37 @@ def test_a_card_resting_on_the_reader_when_it_says_removed_is_charged_once(run, 
         r._keys(a)  # the cashier rings the same amount again
     assert r.attempt(a.card)[0].startswith("DISPLAY| Already paid")
     assert _paid(a.card) == fare
+
+
+@pytest.fixture(scope="module")
+def parking(tmp_path_factory):
+    r = money.Run(20263, "parking", str(tmp_path_factory.mktemp("money") / "parking")).start()
+    yield r
+    r.stop()
+
+
+def test_parking_a_tap_out_whose_ok_a_power_cut_took_opens_no_new_session(parking):
+    """The 10,000-case bench's 2 double charges (parking, a timer cut at the tap out): the power
+    went right after "Parked N min -fare", the driver tapped again and the meter opened a new
+    session, which the next tap out anywhere would charge from then. Now a tap at the meter that
+    closed the session within its repeat window is "Already paid"; and the campaign takes the car
+    park's OK texts for an OK (it cuts at them, and a driver who saw one does not tap again)."""
+    r = parking
+    r.jump(300)
+    del r.failures[:]
+    a = money._Intent(r.new_card(), money.TERMINAL)
+    assert r._try("tap in", a)[0].startswith("DISPLAY| Parking started")
+    r.jump(120)  # outside the repeat window: the next tap is the tap out
+    out = money._Intent(a.card, money.TERMINAL)
+    assert r._try("tap out, cut at its OK", out, ("cut-ok", 0, "before", 0, 0)) is None
+    assert r.killed and any(ln.startswith("DISPLAY| Parked") for ln in r.shown)
+    r.vb.field.remove()
+    r.restart()
+    shown = r._try("the driver taps again", out)
+    assert shown[1] == "ok" and ("Already paid" in shown[0] or "OK  -4,000" in shown[0])
+    assert out.changes == 1 and r.failures == []
+    last = money._state(a.card)[2]
+    assert last[citizen.TR_AMOUNT] == 4000 and not last[10] & citizen_host.FLAG_OPEN
 
 
 @pytest.mark.parametrize(

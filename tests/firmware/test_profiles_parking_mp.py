@@ -33,6 +33,8 @@ SESSIONS = [
     ("new card taps in", 1, None, [0, OPEN], 0),
     ("a bus ride is no session", 1, [1, 3600, 1001, 25000, 1, 0, 0], [0, OPEN], 0),
     ("a closed session: tap in", 1, [1, 3600, METER, 20000, 3, 1, CLOSED], [0, OPEN], 0),
+    ("just tapped out here: repeat", 1, [1, 20, METER, 20000, 3, 1, CLOSED], [-1, 0], 0),
+    ("just tapped out elsewhere: tap in", 1, [1, 20, 7002, 20000, 3, 1, CLOSED], [0, OPEN], 0),
     ("tap out after 95 min", 1, [1, 95 * 60, METER, 0, 3, 1, OPEN], [50000, 0], 95),
     ("tap out at another meter", 1, [1, 95 * 60, 7002, 0, 3, 1, OPEN], [50000, 0], 95),
     ("repeat tap at the meter", 1, [1, 20, METER, 0, 3, 1, OPEN], [-1, 0], 0),
