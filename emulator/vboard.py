@@ -234,7 +234,10 @@ class VirtualBoard:
                 return
             if self._held is None:
                 self._held = bytearray()  # hold what arrives until the next program runs
-        if proc.kind == "fw":
+        if proc.kind == "fw" and rc == 12:  # the firmware's machine.reset() (firmware/ota.py)
+            self._event("RESET| machine.reset()")
+            self._boot("hard")
+        elif proc.kind == "fw":
             if not proc.interrupted:
                 self._fw_deaths += 1
                 self._event("RESET| firmware ended (exit %s): REPL" % rc)

@@ -101,6 +101,8 @@ _FLAG_BLOCKED = const(0x80)  # = card_schema.citizen_host.FLAG_BLOCKED
 _TR_KIND = const(7)  # = card_schema.citizen_host.TR_KIND
 _TR_FLAGS = const(10)  # = card_schema.citizen_host.TR_FLAGS
 _CI_HOLDER = const(1)  # = card_schema.citizen_host.CI_HOLDER
+_QUIET = [0, 0]  # firmware update: [taps seen, since when] (Terminal._update)
+_OTA_QUIET_MS = const(3000)  # no tap that long: a safe moment to switch (firmware/ota.py)
 _SHOWS = const(4)  # displays remembered for `tapkit diag --watch` (firmware/diag.py)
 _KIND_CONFIRM = const(7)  # = card_schema.taprecord_host.KIND_CONFIRM
 _RESULT_COMMIT_ANSWER = const(8)  # = card_schema.taprecord_host.RESULT_COMMIT_ANSWER
@@ -271,6 +273,22 @@ class Terminal:
         if self.responder is None:
             _forget_schema("frames")
 
+    def _update(self):
+        """Reset for a firmware update at a safe moment: no card in the field, no pending charge,
+        no tap for 3 s, no host on the USB serial, no Wi-Fi exchange (firmware/ota.py)."""
+        q = _QUIET
+        now = time.ticks_ms()
+        if (
+            q[0] != self.taps
+            or self.present_uid is not None
+            or self.pending is not None
+            or self.responder is not None
+            or self._wifi
+        ):
+            q[0], q[1] = self.taps, now  # type: ignore[call-overload]
+        elif time.ticks_diff(now, q[1]) > _OTA_QUIET_MS:
+            firmware.load("ota").switch(self)
+
     def start(self):
         try:
             self.reader.wakeup()
@@ -319,6 +337,9 @@ class Terminal:
         if self._vers != (i["fares_ver"], i["deny_ver"], i["deny_delta_ver"]):
             self.load_tables()  # a table was installed: verify and use it from the next tap
             self._idle()
+        o = i.get("ota")
+        if o and o[0] == 2:  # a verified release waits in ota.bin (firmware/ota.py): a reset at a
+            self._update()  # safe moment, and the boot stages it
         try:
             uid = self.reader.list_target()
         except Exception as e:

@@ -38,6 +38,8 @@ _INSTALL_FMT = const("<II")  # = card_schema.frames_host.INSTALL_FMT
 _ANSWER_FMT = const("<IBI")  # = card_schema.frames_host.INSTALL_ANSWER_FMT
 _QUERY = const(0xFFFFFFFF)  # = card_schema.frames_host.INSTALL_QUERY
 _PART = const("install.part")
+_FIRMWARE = const(4)  # = card_schema.release.KIND_FIRMWARE
+_OTA_BIN = const("ota.bin")  # = firmware.ota._BIN
 _SPARE = const(16384)  # flash left free after a blob (littlefs needs blocks to commit a rename)
 
 
@@ -115,6 +117,19 @@ def apply(key, info=None):
                 kind, version, n = signed.verify_file(key, f, bytearray(512))
             except ValueError as e:
                 raise frames.FrameError("config blob refused: %s" % e)
+            if kind == _FIRMWARE:  # a firmware release: staged at a safe moment (firmware/ota.py)
+                import firmware
+
+                try:
+                    firmware.load("otastate").board(f, info)
+                finally:
+                    firmware.forget("otastate")
+                f.close()
+                store.rename(_PART, _OTA_BIN)
+                if info is not None:
+                    o = info.get("ota") or [0, 0, 0, 0, 0, ""]
+                    info["ota"] = [2, o[1], version] + o[3:]  # release.STAGING
+                return kind, version
             if not 0 < kind < len(names):
                 raise frames.FrameError("unknown config kind %d" % kind)
             have = installed(kind)

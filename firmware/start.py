@@ -54,6 +54,8 @@ def boot(terminal, board, config_path, keys_path):
         # the REPL, and refuse taps (a tap that cannot be journalled must not be charged).
         board.display.show("Out of service", "Terminal fault")
         board.log("boot: terminal failed to start: %s: %s" % (type(e).__name__, e))
+        # a firmware set on trial that cannot start: back to the confirmed one (firmware/ota.py)
+        firmware.load("ota").fail(None, "terminal failed to start: %s" % e)
         while True:
             board.wdt.feed()
             time.sleep(1)
@@ -64,6 +66,9 @@ def boot(terminal, board, config_path, keys_path):
         maint.lock(True)
         firmware.forget("maint")
         term._trim()  # the card_schema.frames maint imports
+    firmware.load("otastate").boot(term)  # firmware/ota.py: its status, or the boot's job
+    firmware.forget("otastate", "ota", "store")
+    term._trim()
     board.log(
         "boot: terminal %d ready, journal head %d, %d unsynced"
         % (term.terminal_id, term.journal.head_seq, term.journal.unsynced)

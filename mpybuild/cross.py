@@ -9,12 +9,57 @@ import sys
 from mpybuild import BuildError, package_dir, tools
 
 MAIN_PY = """# tapkit: start the terminal firmware (the main loop never returns on a healthy board)
-import firmware
-firmware.warm()  # the rare modules' names while the heap is empty (firmware/__init__.py)
-import firmware.app
-firmware.app.run()
+try:
+    import firmware
+
+    firmware.warm()  # the rare modules' names while the heap is empty (firmware/__init__.py)
+    import firmware.app
+
+    firmware.app.run()
+except Exception:
+    # a set on trial that cannot even start (firmware/ota.py): reset, and boot.py goes back to the
+    # confirmed one (exit code 12 is the virtual board's machine.reset(), emulator/vboard.py)
+    import json
+    import sys
+
+    if json.load(open("ota.json"))[4]:
+        sys.exit(12) if sys.platform != "esp32" else __import__("machine").reset()
+    raise
 """
-BOOT_PY = """# tapkit boot: nothing to do before main.py (storage is mounted by the port)
+# boot.py: pick the firmware set before anything of it is imported (A/B folders on littlefs,
+# firmware/ota.py has the states). It writes ota.json itself (it cannot import firmware.store from
+# a set it has not chosen yet), the way store.save does: <name>.new, then an atomic rename.
+BOOT_PY = """# tapkit boot: choose the firmware set (firmware/ota.py): the confirmed one, or a new one on trial
+import sys
+
+
+def _tapkit_set():
+    import json
+    import os
+
+    try:
+        with open("ota.json") as f:
+            s = json.load(f)  # [run, run release, stage, staged, trial, tries, last]
+    except Exception:  # never updated (or unreadable): the set tapkit flash wrote
+        return
+    run = s[0]
+    t = s[4]
+    if t:
+        if s[5]:  # booted once and never confirmed: back to the confirmed set
+            s[6] = [t[0], 2, "not confirmed: crashed, hung or lost power on trial"]
+            s[4] = s[5] = 0
+        else:
+            s[5] = 1
+            run = t[1]
+        with open("ota.json.new", "w") as f:
+            json.dump(s, f)
+        os.rename("ota.json.new", "ota.json")
+    if run != "lib" and "/lib" in sys.path:
+        sys.path[sys.path.index("/lib")] = "/" + run
+
+
+_tapkit_set()
+del _tapkit_set
 """
 ARCH = {"esp32": "xtensawin", "unix": None}  # board platform -> mpy-cross -march (None: bytecode)
 

@@ -21,6 +21,8 @@ for name in (
     "store",
     "diag",
     "wifi",
+    "ota",
+    "otastate",
     "msg",
     "msg_en",
     "msg_fa",

@@ -2,16 +2,17 @@
 
     tapkit release build --board bus-validator --release 7 -o r7.tkr   # the board's .mpy set, hashed
     tapkit release show r7.tkr                                        # what it holds
+    tapkit release install r7.tkr --port /dev/ttyUSB0                 # over USB (INSTALL chunks)
     tapkit release status --db URL                                    # the fleet's firmware
     tapkit publish --kind firmware r7.tkr --rollout percent:10        # for `tapkit serve`
 
-The server seals the bundle per terminal with its config key (backoffice/otaserve.py). The
-terminal's half (staging beside the running set, trial boot, self-test, rollback) is not on main
-yet (docs/architecture.md "Firmware releases").
+The terminal verifies the bundle (sealed with its own config key), stages it beside the running
+set at a safe moment, boots it on trial and confirms it by a self-test, or goes back by itself
+(firmware/ota.py).
 """
 
 from host_tools.cli.output import console, print_json, table
-from host_tools.cli.spec import DB, Command, arg
+from host_tools.cli.spec import DB, KEYSTORE, Command, arg, port
 
 
 def build(a):
@@ -51,6 +52,37 @@ def show(a):
     )
     rows = [(p, "{:,}".format(f["bytes"]), f["sha256"][:16]) for p, f in d["files"].items()]
     console(width=100).print(table(title, ["file", "bytes", "sha256"], rows, right=(1,)))
+    return 0
+
+
+def install(a):
+    import time
+
+    from host_tools import keystore
+    from host_tools.fleet import ports, release
+    from host_tools.fleet.link import SerialLink
+
+    payload = release.read(a.file)
+    where = ports.resolve_port(a.port)
+    ks = keystore.load(a.keystore)
+    t0 = time.monotonic()
+    with SerialLink(where) as link:
+        rel, st = release.install(link, ks, payload)
+    res = {
+        "port": where,
+        "release": rel,
+        "bytes": len(payload),
+        "seconds": round(time.monotonic() - t0, 1),
+        "ota": st,
+        "status": release.status_text(st),
+    }
+    if a.json:
+        print_json(res)
+    else:
+        print(
+            "release %d sent to %s in %.1f s; the terminal stages it at its next safe moment, "
+            "then boots it on trial" % (rel, where, res["seconds"])
+        )
     return 0
 
 
@@ -123,6 +155,12 @@ COMMANDS = (
         ),
     ),
     Command(("release", "show"), show, "print what a release file holds", (_FILE,)),
+    Command(
+        ("release", "install"),
+        install,
+        "send a release to one terminal over USB (sealed for it, INSTALL chunks, resumable)",
+        (_FILE, port(), KEYSTORE),
+    ),
     Command(
         ("release", "status"),
         status,

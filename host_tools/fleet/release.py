@@ -115,6 +115,7 @@ def install(link, ks, payload, progress=None):
         raise ReleaseError(
             f"terminal {tid} is a {ident['board']}; release {r['release']} is for {r['board']}"
         )
+    link.key = keystore.terminal_key(ks, tid)  # INSTALL is a tagged control (it obeys no other)
     kind, version = link.install(seal(ks, tid, payload))
     return version, link.identify().get("ota")
 

@@ -106,6 +106,7 @@ def test_help_loads_no_crypto_database_serial_or_rich():
 JSON_PROOF = {
     "release build": "tests/host_tools/fleet/test_release.py::test_release_file_round_trip_and_cli",
     "release show": "tests/host_tools/fleet/test_release.py::test_release_file_round_trip_and_cli",
+    "release install": "tests/e2e/test_ota_usb.py::test_usb_update_confirmed_then_broken_release_rolled_back",
     "release status": "tests/host_tools/fleet/test_release.py::test_release_file_round_trip_and_cli",
     "keys init": "tests/host_tools/cli/test_cli_exit_codes.py::test_0_ok",
     "readers": "tests/e2e/test_cli_ports_readers.py::test_readers_lists_the_pcsc_reader_and_its_card",
