@@ -13,6 +13,7 @@ Sections, in table order (each a module of this package):
     profiles  APDUs per tap and peak heap in a tap, per terminal profile
     backoffice  a generated month of a 3,000-vehicle fleet: audit, report and dashboard page times
     money     every rial: power cuts, lost/damaged answers, riders next; the ledger against the cards
+    ota       firmware updates: the bundle's size, power cuts at every flash write of an update
 
 The result convention: every section's `run(opts)` returns `(rows, data)`:
 - rows: a list of row(section, name, value, unit, note) dicts, {"section", "name", "value", "unit",
@@ -23,12 +24,12 @@ The result convention: every section's `run(opts)` returns `(rows, data)`:
 `--json` prints one JSON object: {"sections": [names run], "rows": [every row], SECTION: data, ...}.
 Its keys are stable; name a figure by its path, e.g. `sync.SQLite.ingest_per_s`,
 `sync.PostgreSQL.bulk_per_s`, `tearing.committed`, `journal.reentrant.cuts`, `heap.total`,
-`money.phantom_charges`.
+`money.phantom_charges`, `ota.cuts`, `ota.fails`.
 """
 
 import argparse
 
-SECTIONS = ("tap", "heap", "tearing", "sync", "journal", "profiles", "backoffice", "money")
+SECTIONS = ("tap", "heap", "tearing", "sync", "journal", "profiles", "backoffice", "money", "ota")
 
 
 def parser(prog="python -m bench"):
@@ -41,6 +42,10 @@ def parser(prog="python -m bench"):
     ap.add_argument("--drops", type=int, default=3000, help="tearing campaign field drops")
     ap.add_argument("--seed", type=int, default=1, help="tearing campaign seed")
     ap.add_argument("--cuts", type=int, default=10000, help="journal power cuts (reentrant run)")
+    ap.add_argument("--ota-cuts", type=int, default=1000, help="firmware update power cuts")
+    ap.add_argument(
+        "--replay-ota", metavar="SEED:K", help="ota: rerun one failure id of the update campaign"
+    )
     ap.add_argument("--cases", type=int, default=10000, help="money campaign cases")
     ap.add_argument("--workers", type=int, help="money campaign boards at once (default: cores)")
     ap.add_argument(
