@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from card_schema import taprecord_host
-from host_tools.backoffice import audit, fleetstatus, ledger, metrics, report
+from host_tools.backoffice import audit, fleetstatus, ledger, metrics, releases, report
 from host_tools.backoffice import store as store_mod
 from host_tools.backoffice.dashboard.i18n import Labels
 
@@ -253,9 +253,12 @@ def make_app(backend):
                 s, stale_hours=backend.stale_hours, high_water=backend.high_water
             )
             tz = audit.tz_of(s)
+            fw = releases.fleet(s)
         return page(
             request,
             "fleet.html",
+            rollouts=fw["releases"],
+            fw_events=fw["events"][:20],
             alerts=fleetstatus.alerts(rows),
             rows=rows[(n - 1) * PAGE : n * PAGE],
             page_no=n,

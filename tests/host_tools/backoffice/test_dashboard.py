@@ -141,3 +141,31 @@ def test_dashboard_command_on_a_missing_store(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc != 0 and err.startswith("tapkit: error: no store at ") and err.count("\n") == 1
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_fleet_board_shows_the_firmware_rollouts(client, store_url):
+    """A published release's rollout on the fleet board: targeted, running, rolled back, and why."""
+    from card_schema import release_host
+    from host_tools.backoffice import releases
+
+    payload = release_host.pack(7, "bus-validator", "esp32", "0.2.0", {"firmware/app.mpy": b"x"})
+    with store_mod.open_store(store_url) as db:
+        releases.publish(db, payload, "terminals:1001-1003")
+        for tid, ota in ((1001, [0, 7, 0, 7, 1, ""]), (1002, [0, 6, 0, 7, 2, "reader: broken"])):
+            releases.note_status(
+                db, tid, releases.from_info({"board": "bus-validator", "ota": ota})
+            )
+        releases.note_status(
+            db, 1003, releases.from_info({"board": "bus-validator", "ota": [2, 6, 7, 0, 0, ""]})
+        )
+    html = client.get("/fleet").text
+    row = re.search(r'<tr data-release="7">(.*?)</tr>', html).group(1)
+    cells = {k: latin(v) for k, v in re.findall(r'<td class="num ([a-z-]+)">([^<]*)<', row)}
+    assert cells == {
+        "targeted": "3",
+        "running": "1",
+        "in-progress": "1",
+        "rolled-back": "1",
+        "refused": "0",
+    }
+    assert "rolled back: reader: broken" in html
