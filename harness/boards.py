@@ -72,6 +72,31 @@ def deployed_board(state_dir, ks, terminal_id, heap="112K", **config):
         yield vb
 
 
+class SigFrames:
+    """Tells a card's issuer-signature read (ReadData of file 0x05 and its 0xAF continuation frames,
+    on a card's first tap at a terminal) apart from the tap's other frames, so a harness that faults
+    "frame k" of a tap means the same command whether the terminal had the card's ceiling cached
+    or not (the read comes before anything is journalled or charged: tests/e2e/test_stolen_keys.py
+    faults it on its own).
+
+        sig = SigFrames()
+        if sig(frame): ...          # True for the 5 frames of that read (native or ISO-wrapped)
+    """
+
+    def __init__(self):
+        self.on = False
+
+    def __call__(self, frame):
+        f = bytes(frame)
+        wrapped = len(f) >= 5 and f[0] == 0x90
+        cmd = f[1] if wrapped else f[:1] and f[0]
+        if cmd == 0xBD:  # ReadData: file number next (after CLA INS P1 P2 Lc when wrapped)
+            self.on = f[5:6] == b"\x05" if wrapped else f[1:2] == b"\x05"
+        elif cmd != 0xAF:
+            self.on = False
+        return self.on
+
+
 def tap_stats(result):
     """The firmware's figures of one tap (its `STAT| tap apdus=.. ms=.. alloc=..` line) as ints."""
     return {k: int(v) for k, v in _STAT.findall(result["stat"])}

@@ -136,10 +136,15 @@ def _torn(vb, card_path, path, mode, out, total):
     or "before" it did; the rider taps again and that tap resolves the pending charge."""
     from emulator.card import DESFireCard
 
+    from harness.boards import SigFrames
+
     card = DESFireCard.load(card_path)
     frames = []
+    sig = SigFrames()  # the first tap's issuer signature read is not counted
 
     def tear(c, f):
+        if sig(f):
+            return None
         frames.append(f)
         return mode if len(frames) == 9 else None
 

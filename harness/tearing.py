@@ -34,6 +34,7 @@ import random
 import tempfile
 
 from card_schema import citizen
+from harness.boards import SigFrames
 
 FARE = 25000
 TERMINAL = 1
@@ -206,8 +207,11 @@ def _drop(vb, card, rider, drop, where, fare, tally):
         " at %.2f" % frac if mode == "inside" else "",
     )
     seen = []
+    sig = SigFrames()
 
     def tear(c, f):
+        if sig(f):  # a first tap's issuer signature read: not one of the tap's frames here
+            return None
         seen.append(f)
         if len(seen) - 1 == frame_no:
             return frac if mode == "inside" else mode
