@@ -11,7 +11,7 @@ described in docs/architecture.md.
 
 import struct
 
-from card_schema import issuersig
+from card_schema import issuersig_host
 from card_schema.citizen import (
     FILE_INFO,
     FILE_PURSE,
@@ -48,7 +48,7 @@ PURSE_UPPER = 2000000000  # Rial; int32 on the card
 FILE_INFO_COPY = 0x04
 # The issuer's signature over UID and ceiling (card_schema.issuersig): read by terminals with the
 # debit key in their session, written only with the master key (issue, top-up, `card secure`).
-FILE_SIG = issuersig.FILE_SIG
+FILE_SIG = issuersig_host.FILE_SIG
 # (file_no, comm, read, write, read_write, change_access)
 FILE_RIGHTS = (
     (FILE_INFO, COMM_MAC, KEY_DEBIT, KEY_MASTER, KEY_MASTER, KEY_MASTER),

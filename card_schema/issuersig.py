@@ -22,42 +22,41 @@ import hashlib
 
 from card_schema.compat import const
 
-FILE_SIG = const(0x05)
-SIZE = const(264)  # HEAD + the signature
-HEAD = const(8)
+# the layout's owner is card_schema.issuersig_host (private copies here: no names on a terminal)
+_SIZE = const(264)  # = card_schema.issuersig_host.SIZE
+_HEAD = const(8)  # = card_schema.issuersig_host.HEAD
 _K = const(256)  # modulus bytes (RSA-2048)
 _MAGIC = const(b"TKS1")
 # 0x00 ends the padding, then the DER DigestInfo of SHA-256 (RFC 8017 9.2, note 1)
 _T = const(b"\x00\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x04\x20")
 
 
-def digest(uid, head):
-    """SHA-256 of the signed message: b"TKS1" || UID || the file's first HEAD bytes."""
+def digest(uid, data):
+    """SHA-256 of the signed message: b"TKS1" || UID || the file's first 8 bytes (`data`)."""
     h = hashlib.sha256(_MAGIC)
     h.update(uid)
-    h.update(head)
+    h.update(data)
     return h.digest()
 
 
 def check(key, uid, raw):
     """The ceiling this issuer key signed for this UID, or -1 (no valid signature). `raw`: the
-    file's SIZE bytes. The big ints live only inside this call (a 2048-bit pow: ~600 bytes)."""
-    if len(raw) != SIZE or raw[0] != 1 or raw[1] != key[0] or len(key) != _K + 1:
+    file's 264 bytes. The big ints live only inside this call (a 2048-bit pow: ~600 bytes)."""
+    if len(raw) != _SIZE or raw[0] != 1 or raw[1] != key[0] or len(key) != _K + 1:
         return -1
     mv = memoryview(raw)
     n = int.from_bytes(memoryview(key)[1:], "big")
-    s = int.from_bytes(mv[HEAD:], "big")
+    s = int.from_bytes(mv[_HEAD:], "big")
     if s >= n:
         return -1
     em = pow(s, 65537, n).to_bytes(_K, "big")
-    s = n = None
+    del s, n  # the big ints are garbage before the digest is made
     # EM = 00 01 FF..FF 00 DigestInfo H (RFC 8017 9.2): compared whole, never parsed
     ok = (
         em[0] == 0
         and em[1] == 1
         and em.count(b"\xff", 2, _K - 52) == _K - 54
         and em[_K - 52 : _K - 32] == _T
-        and em[_K - 32 :] == digest(uid, mv[0:HEAD])
+        and em[_K - 32 :] == digest(uid, mv[0:_HEAD])
     )
-    em = None
-    return int.from_bytes(mv[4:HEAD], "little") if ok else -1
+    return int.from_bytes(mv[4:_HEAD], "little") if ok else -1

@@ -7,8 +7,11 @@ the check: card_schema.issuersig; the RSA key: host_tools.keystore).
 
 import struct
 
-from card_schema.issuersig import FILE_SIG, HEAD, SIZE, digest  # noqa: F401  (side by side)
+from card_schema.issuersig import digest
 
+FILE_SIG = 0x05  # the card file (card_schema.citizen_host.FILE_RIGHTS)
+SIZE = 264  # HEAD + the RSA-2048 signature
+HEAD = 8
 FMT = "<BBHI"  # version, key id, reserved, ceiling: the file's first HEAD bytes
 VERSION = 1
 CEILING_MAX = 0xFFFFFFFF

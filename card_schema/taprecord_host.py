@@ -56,6 +56,10 @@ RESULT_COMMIT_ANSWER = 8  # CONFIRM: the card answered CommitTransaction (MAC ve
 RESULT_TRIP_LOG = 9  # CONFIRM or VOID: the card's trip log says whether the commit happened
 RESULT_NOT_SENT = 10  # VOID: the CommitTransaction frame was never sent (no charge possible)
 RESULT_ROLLBACK = 11  # DENIED: the card's counter/balance went back (a restored image or a clone)
+# DENIED: no valid issuer signature (card_schema.issuersig: a card no office issued, e.g. made with
+# a stolen debit key), or a balance above the ceiling the office signed (value added outside it)
+RESULT_NOT_ISSUED = 12
+RESULT_OVER_CEILING = 13
 RESULT_NAMES = (
     "ok",
     "insufficient",
@@ -69,6 +73,8 @@ RESULT_NAMES = (
     "trip-log",
     "not-sent",
     "rollback",
+    "not-issued",
+    "over-ceiling",
 )
 
 # tuple indexes of unpack()

@@ -48,9 +48,9 @@ def _imp(name):
 
 
 def warm():
-    """Load the rare modules (sync, diag, install) once and forget them, first thing at boot
-    (main.py). Their names (qstrs) stay interned for good, and the VM's qstr pool grows in doubling
-    blocks (640 entries: ~7 KB in one piece on the 64-bit VM, ~4.5 KB on an ESP32): grown now, in
+    """Load the rare modules (sync, diag, install, the issuer signature check) once and forget
+    them, first thing at boot (main.py). Their names (qstrs) stay interned for good, and the VM's
+    qstr pool grows in doubling blocks (640 entries: ~7 KB in one piece on the 64-bit VM, ~4.5 KB on an ESP32): grown now, in
     an empty heap; later, in a heap a day of taps has cut up, it would fail ("memory allocation
     failed, allocating 640 bytes" counts entries) and the terminal could no longer sync."""
     import gc
@@ -63,4 +63,8 @@ def warm():
         forget(m)
     sys.modules.pop("card_schema.frames", None)  # the sync's: loaded again with it
     card_schema.__dict__.pop("frames", None)
+    import card_schema.issuersig  # noqa: F401  (a card's first tap here: firmware/app.py _ceiling)
+
+    sys.modules.pop("card_schema.issuersig", None)
+    card_schema.__dict__.pop("issuersig", None)
     gc.collect()

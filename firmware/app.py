@@ -72,6 +72,7 @@ charge); if not, the pending record is voided and the tap runs again.
 """
 
 import gc
+import struct
 import sys
 import time
 
@@ -119,6 +120,14 @@ _SIGNED_HEADER = const(13)  # = card_schema.signed.HEADER
 _IDLE_GARBAGE = const(4096)  # bytes the main loop may allocate between two collections
 _UPLOAD_RETRY_MS = const(2000)  # = firmware.wifi._MIN_BACKOFF
 _TAP_GARBAGE = const(1024)  # bytes a tap may allocate between two collections (Terminal._exchange)
+# refused by the issuer's signature: RESULT_NOT_ISSUED is _RESULT_SIG - 1, msg 35 _BAD_VALUE - 1
+_RESULT_SIG = const(13)  # = card_schema.taprecord_host.RESULT_OVER_CEILING
+_BAD_VALUE = const(36)  # = firmware.msg._BAD_VALUE (and _BAD_VALUE - 1: _NOT_ISSUED)
+_SIG_CARDS = const(16)  # cards whose issuer signature this terminal checked (RAM, 12 bytes each)
+_UNSIGNED = const(0x7FFFFFFF)  # the ceiling of a card without a signature file, when allowed
+_FILE_SIG = const(0x05)  # = card_schema.issuersig_host.FILE_SIG
+_SIG_SIZE = const(264)  # = card_schema.issuersig_host.SIZE
+_FILE_NOT_FOUND = const(0xF0)  # = card_schema.desfire_admin.FILE_NOT_FOUND
 
 
 class Terminal:
@@ -150,6 +159,11 @@ class Terminal:
     shown: int
     debit_master: bytes
     config_key: "bytes | None"  # verifies the signed tables (install.py, tables.py)
+    # the issuer's public key (key id || RSA modulus: card_schema.issuersig; None: no card is
+    # checked), and the cards whose signature this terminal checked (_ceiling): uid(7), 0,
+    # ceiling i32 each, a ring; then the ring's next entry and 1 when require_issuer_sig
+    issuer: "bytes | None"
+    _sigs: bytearray
     table: "dict | None"  # the verified fare table
     deny: list  # [(open file, count)], newest kind last (the delta is looked up first)
     _vers: tuple  # the tables' versions loaded (firmware/tables.py)
@@ -517,6 +531,9 @@ class Terminal:
                 self._refuse(uid, counter, -1, taprecord.KIND_DENIED, _RESULT_DENYLIST, now)
             self.show(_t(msg.DENIED), _t(msg.OFFICE), "refused")
             return
+        # a card's first tap here: its issuer signature read and checked (while the tap's heap is
+        # low), judged with the balance below
+        c = self._ceiling(uid, -1) if self.issuer else _UNSIGNED
         if self.table is None:
             self.show(_t(msg.NO_SERVICE), _t(msg.NO_FARES), "error")
             return
@@ -547,6 +564,15 @@ class Terminal:
             self.show(_t(msg.NO_SERVICE), _t(msg.NO_FARE), "error")
             return
         balance = card.get_value(citizen.FILE_PURSE, desfire.MODE_ENC)
+        # the issuer's signature: no office signed this card (-1: made with a stolen debit key,
+        # or unsigned), or its balance is above the ceiling signed (value added outside the office;
+        # or topped up since this terminal checked it: read again)
+        if balance > c >= 0:
+            c = self._ceiling(uid, balance)
+        if balance > c:
+            self._refuse(uid, counter, balance, taprecord.KIND_DENIED, _RESULT_SIG - (c < 0), now)
+            self.show(_t(_BAD_VALUE - (c < 0)), _t(msg.OFFICE), "refused")
+            return
         if balance < fare:
             self._refuse(
                 uid,
@@ -574,6 +600,44 @@ class Terminal:
         )
         if self.on_done:
             self.on_done(self, fare)
+
+    def _ceiling(self, uid, balance):
+        """The ceiling (Rial) the issuer signed for this card, -1 when it has no valid signature
+        (or none, and require_issuer_sig is set; else such a card rides: _UNSIGNED). From the RAM
+        ring of checked cards (`_sigs`) when it is at least `balance`; else file 0x05 is read (5
+        frames, in the tap's session) and checked with the issuer's public key (RSA-2048:
+        card_schema.issuersig, imported for this and forgotten after, as are its big ints)."""
+        t = self._sigs
+        last = uid[6]
+        for o in range(0, _SIG_CARDS * 12, 12):
+            if t[o + 6] == last and t[o : o + 7] == uid:
+                c = struct.unpack_from("<i", t, o + 8)[0]
+                if c >= balance:
+                    return c
+                t[o + 6] ^= 0xFF  # the card's entry is void: checked again
+        try:
+            raw = self.card.read_data(_FILE_SIG, 0, _SIG_SIZE, desfire.MODE_MAC)
+        except desfire.CardError as e:
+            if e.status != _FILE_NOT_FOUND:
+                raise
+            self._auth(uid)  # an error status ends the card's session
+            return -1 if t[-1] & 1 else _UNSIGNED  # issued before cards were signed
+        from card_schema import issuersig
+
+        try:
+            c = issuersig.check(self.issuer, uid, raw)
+        finally:
+            sys.modules.pop("card_schema.issuersig", None)
+            sys.modules["card_schema"].__dict__.pop("issuersig", None)
+        del raw, issuersig
+        self._collect()  # the module and the check's big ints are garbage now
+        if c >= 0:
+            n = t[-2]
+            t[-2] = (n + 1) % _SIG_CARDS
+            o = n * 12
+            t[o : o + 7] = uid
+            struct.pack_into("<i", t, o + 8, c)
+        return c
 
     def _auth(self, uid):
         self.card.authenticate_aes(

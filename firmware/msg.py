@@ -48,6 +48,10 @@ REFUND = const(31)
 REFUND_ASK = const(32)
 CONFIRM = const(33)
 NO_SALE = const(34)
+# shown by firmware/app.py through private copies of the index (a public name is a qstr on every
+# board): the issuer signature's refusals
+_NOT_ISSUED = const(35)
+_BAD_VALUE = const(36)
 
 _cat = ()  # type: tuple
 _div = 1

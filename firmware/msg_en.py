@@ -36,4 +36,6 @@ T = (
     "Refund last sale?",
     "#=OK *=cancel",
     "No sale to refund",
+    "Card not issued",
+    "Balance not valid",
 )

@@ -17,6 +17,7 @@ from firmware import journal, msg, pn532
 
 _WINDOW = const(240)  # journal records replayed into the card memory at boot
 _SHOWS = const(4)  # = firmware.app._SHOWS
+_SIG_CARDS = const(16)  # = firmware.app._SIG_CARDS
 _MEM_CARDS = const(32)  # cards the terminal remembers (firmware.journal.Cards)
 # The sync responder (firmware/serialsync.py, card_schema/frames.py: ~7.5 KB of heap) is loaded when
 # a line arrives on the USB serial and forgotten after this much silence (config sync_idle_ms), so a
@@ -95,6 +96,10 @@ def setup(term, board, config, keys):
     term.shown = 0
     term.debit_master = _unhex(keys["debit"])
     term.config_key = _unhex(keys["config"]) if keys.get("config") else None
+    # the issuer's public key (card_schema.issuersig) and the ring of cards checked (app._ceiling)
+    term.issuer = _unhex(keys["issuer"]) if keys.get("issuer") else None
+    term._sigs = bytearray(_SIG_CARDS * 12 + 2)
+    term._sigs[-1] = 1 if config.get("require_issuer_sig") else 0
     msg.setup(config)
     term.profile = config.get("profile", "bus")
     # the profile and its optional hooks (the contract: module doc), looked up once

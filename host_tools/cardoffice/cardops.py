@@ -241,8 +241,8 @@ def _issue(df, ks, uid, holder, card_no, expiry, balance, now, prog, journal=Non
             step = f"creating file {file_no}"
             if file_no in (citizen.FILE_INFO, citizen_host.FILE_INFO_COPY):
                 df.create_std_data_file(file_no, comm, ar, citizen.INFO_SIZE)
-            elif file_no == issuersig.FILE_SIG:
-                df.create_std_data_file(file_no, comm, ar, issuersig.SIZE)
+            elif file_no == issuersig_host.FILE_SIG:
+                df.create_std_data_file(file_no, comm, ar, issuersig_host.SIZE)
             elif file_no == citizen.FILE_PURSE:
                 df.create_value_file(
                     file_no, comm, ar, citizen_host.PURSE_LOWER, citizen_host.PURSE_UPPER, 0, True
@@ -370,17 +370,20 @@ def _write_sig(df, ks, uid, ceiling):
     """The issuer's signature over UID and ceiling into the card's file 0x05 (the caller has
     authenticated with the master key)."""
     raw = issuersig_host.pack(uid, ceiling, issuer_key_id(ks), lambda d: issuer_sign(ks, d))
-    df.write_data(issuersig.FILE_SIG, 0, raw, MODE_MAC)
+    df.write_data(issuersig_host.FILE_SIG, 0, raw, MODE_MAC)
 
 
 def _sig_file(df, done):
     """Create the signature file on a card issued before cards were signed (master key
     authenticated); True when it was there."""
-    if issuersig.FILE_SIG in df.get_file_ids():
+    if issuersig_host.FILE_SIG in df.get_file_ids():
         return True
-    _, comm, r, w, rw, car = {f[0]: f for f in citizen_host.FILE_RIGHTS}[issuersig.FILE_SIG]
+    _, comm, r, w, rw, car = {f[0]: f for f in citizen_host.FILE_RIGHTS}[issuersig_host.FILE_SIG]
     df.create_std_data_file(
-        issuersig.FILE_SIG, comm, citizen_host.access_rights(r, w, rw, car), issuersig.SIZE
+        issuersig_host.FILE_SIG,
+        comm,
+        citizen_host.access_rights(r, w, rw, car),
+        issuersig_host.SIZE,
     )
     done.append("signature file")
     return False
@@ -392,7 +395,7 @@ def read_sig(df, ks, uid):
     _select(df)
     _auth(df, citizen.KEY_DEBIT, _role_key(ks, citizen.KEY_DEBIT, uid))
     try:
-        raw = df.read_data(issuersig.FILE_SIG, 0, issuersig.SIZE, MODE_MAC)
+        raw = df.read_data(issuersig_host.FILE_SIG, 0, issuersig_host.SIZE, MODE_MAC)
     except CardError as e:
         if e.status == FILE_NOT_FOUND:
             return None

@@ -31,14 +31,14 @@ def test_the_office_signs_what_the_terminal_accepts_and_cryptography_verifies(ks
     assert len(pub) == 257 and pub[0] == 1
     for ceiling in (0, 1, 70000, 2_000_000_000):
         raw = _signed(ks, UID, ceiling)
-        assert len(raw) == issuersig.SIZE
+        assert len(raw) == issuersig_host.SIZE
         assert issuersig.check(pub, UID, raw) == ceiling
         assert issuersig_host.unpack(raw) == (1, 1, ceiling)
     key = load_pem_private_key(ks["sign"]["pem"], None).public_key()
     raw = _signed(ks, UID, 70000)
     key.verify(  # standard RSASSA-PKCS1-v1_5 / SHA-256: any verifier checks it
-        raw[issuersig.HEAD :],
-        issuersig.digest(UID, raw[: issuersig.HEAD]),
+        raw[issuersig_host.HEAD :],
+        issuersig.digest(UID, raw[: issuersig_host.HEAD]),
         padding.PKCS1v15(),
         utils.Prehashed(hashes.SHA256()),
     )
@@ -54,11 +54,11 @@ def test_another_uid_another_ceiling_or_another_key_is_refused(ks):
     assert issuersig.check(pub, other_uid, raw) == -1
     assert issuersig.check(pub, UID, bytes(raised)) == -1
     assert issuersig.check(pub, UID, _signed(thief, UID, 70000)) == -1
-    assert issuersig.check(pub, UID, bytes(issuersig.SIZE)) == -1
+    assert issuersig.check(pub, UID, bytes(issuersig_host.SIZE)) == -1
     # PKCS#1 v1.5 with another digest (SHA-1) is not accepted either: the whole EM is compared
     key = load_pem_private_key(ks["sign"]["pem"], None)
     sha1 = key.sign(b"x", padding.PKCS1v15(), hashes.SHA1())
-    assert issuersig.check(pub, UID, raw[: issuersig.HEAD] + sha1) == -1
+    assert issuersig.check(pub, UID, raw[: issuersig_host.HEAD] + sha1) == -1
 
 
 def test_the_private_key_stays_in_the_keystore(ks, tmp_path):

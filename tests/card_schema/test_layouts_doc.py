@@ -21,6 +21,7 @@ REQUIRED = {
     "card_schema.frames_host.HEADER_FMT",
     "card_schema.upload.BATCH_FMT",
     "card_schema.upload.ANSWER_FMT",
+    "card_schema.issuersig_host.FMT",
 }
 
 

@@ -278,19 +278,23 @@ def test_the_other_rider_of_a_case_is_outside_the_windows_also_when_every_card_r
         run.last_use = saved
 
 
-def test_a_card_issued_before_cards_were_secured_still_rides_then_is_secured(run, fresh):
+def test_a_card_issued_before_cards_were_signed_is_refused_until_it_is_secured(run, fresh):
     a = fresh()
-    make_legacy(a.card.card)
-    assert "-25,000" in run._try("legacy card", a)[0]
+    make_legacy(a.card.card)  # no issuer signature: require_issuer_sig (the default) refuses it
+    shown = run._try("legacy card", a)
+    assert shown == ("DISPLAY| Card not issued | See the card office", "refused")
+    assert _paid(a.card) == 0
     df = DESFireAdmin(a.card.card.transceive)
-    assert cardops.secure(df, run.ks, a.card.uid)["done"][:2] == [
+    assert cardops.secure(df, run.ks, a.card.uid)["done"][:4] == [
         "card info rights",
         "inspection copy",
+        "signature file",
+        "issuer signature",
     ]
     a.card.card.field_off()
     run.jump(300)
     assert "-25,000" in run._try("secured card", a)[0]
-    assert _paid(a.card) == 2 * FARE
+    assert _paid(a.card) == FARE
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,6 @@ def test_every_change_is_refused():
         issuersig.check(KEY, UID, _flip(RAW, 1)),  # another key id
         issuersig.check(_flip(KEY, 40), UID, RAW),  # another issuer's key
         issuersig.check(KEY, UID, RAW[:-1]),  # short
-        issuersig.check(KEY, UID, bytes(issuersig.SIZE)),  # an empty file (a card just secured)
-        issuersig.check(KEY, UID, RAW[: issuersig.HEAD] + KEY[1:]),  # s >= n
+        issuersig.check(KEY, UID, bytes(264)),  # an empty file (a card just secured)
+        issuersig.check(KEY, UID, RAW[:8] + KEY[1:]),  # s >= n
     ]
