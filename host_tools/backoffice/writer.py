@@ -20,6 +20,7 @@ writer reads end-of-file and exits; when the writer goes, every waiting batch fa
 terminal sends it again) and the next write starts a new one.
 """
 
+import os
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from multiprocessing.connection import Connection
 
 from host_tools.backoffice import store as store_mod
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 READY_S = 60  # seconds a new writer process has to import and open the store
 # while batches keep coming less than this apart, they join the group: fewer commits (an fsync
 # each) for one more wait of this at the group's end (40 batches of 500 at once: 0.35 -> 0.26 s)
@@ -47,8 +49,14 @@ class Writer:
 
         a, b = socket.socketpair()
         try:
+            # this very package (not one the working directory would put first on sys.path), in
+            # the working directory (a relative database path means the same file)
+            code = "import sys; sys.path.insert(0, %r); from %s import main; main()" % (
+                _ROOT,
+                __name__,
+            )
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(b.fileno()), self.db_url, str(self.group)],
+                [sys.executable, "-c", code, str(b.fileno()), self.db_url, str(self.group)],
                 pass_fds=(b.fileno(),),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
@@ -58,7 +66,10 @@ class Writer:
         self.conn = Connection(a.detach())
         # ready: imported and the store open (a first batch does not wait for the start-up; a
         # store that cannot open fails here, as Ingest's own open does)
-        ready = self.conn.recv() if self.conn.poll(READY_S) else "no answer"
+        try:
+            ready = self.conn.recv() if self.conn.poll(READY_S) else "no answer"
+        except (EOFError, OSError):
+            ready = f"it exited ({self.proc.wait()})"
         if ready != "ready":
             self.proc.kill()
             self.proc.wait()
@@ -178,5 +189,6 @@ def serve(conn, db_url, group):
     conn.close()
 
 
-if __name__ == "__main__":
+def main():
+    """The writer process's entry (Writer starts it): socket fd, database URL, group."""
     serve(Connection(int(sys.argv[1])), sys.argv[2], int(sys.argv[3]))

@@ -692,3 +692,22 @@ def test_sqlite_writer_process_killed_mid_batch_acks_nothing_then_a_new_one_writ
     with store_mod.open_store(url) as s:
         assert s._one("SELECT COUNT(*), COUNT(DISTINCT seq) FROM taps") == (30, 30)
     assert w.proc.poll() is not None  # closed with the server
+
+
+def test_sqlite_writer_process_runs_this_package_in_the_working_directory(
+    tmp_path, ks, monkeypatch
+):
+    """The writer process imports the server's own code, not a `host_tools` the working directory
+    holds (another checkout), and opens a relative database path where the server does."""
+    (tmp_path / "host_tools").mkdir()
+    (tmp_path / "host_tools" / "__init__.py").write_text("raise ImportError('a decoy')\n")
+    monkeypatch.chdir(tmp_path)
+    ing = ingest.Ingest("sqlite:///w.db", ks, server.parse_ranges("1001-1099"), log=print)
+    try:
+        t = Term(ks)
+        status, body = ing.batch(t.body(records(ks, 5)))
+        assert status == 200 and t.answer(body)[0] == 5
+    finally:
+        ing.close()
+    with store_mod.open_store(f"sqlite:///{tmp_path / 'w.db'}") as s:
+        assert s.count() == 5
