@@ -102,16 +102,17 @@ def run_seed(build_dir, seed, mode, a, b, timeout=1800):
             a,
             b,
             path=[vm.EMULATOR],
-            heap="512K",
+            heap="2M",
             timeout=timeout,
         )
         lines = vm.json_lines(p)
         res = [x for x in lines if "seed" in x]
         fails = [x for x in lines if "fail" in x]
         if not res:
+            out = (p.stdout + p.stderr).strip().splitlines() or ["no output"]
             fails.append(
                 {
-                    "fail": "VM: %s" % (p.stderr.strip().splitlines() or ["no output"])[-1],
+                    "fail": "VM (exit %d): %s" % (p.returncode, out[-1]),
                     "id": "%d:0" % seed,
                 }
             )
@@ -135,6 +136,7 @@ def campaign(build_dir, cuts=1000, workers=2, linear=True, seed0=1):
     total = {"cuts": 0, "seeds": 0, "fails": [], "why": {}, "writes": [], "outcomes": {}}
     seed = seed0
     while total["cuts"] < cuts:
+        before = total["cuts"]
         batch = list(range(seed, seed + workers))
         seed += workers
         args = [(s, "linear", 1, 1 << 30) if linear else (s, "random", s, 30) for s in batch]
@@ -147,6 +149,8 @@ def campaign(build_dir, cuts=1000, workers=2, linear=True, seed0=1):
                 total["writes"].append(r["writes"])
                 for k, v in r["outcomes"].items():
                     total["outcomes"][k] = total["outcomes"].get(k, 0) + v
+        if total["cuts"] == before:
+            break  # the VM runs failed (their lines are in fails): more seeds would too
     return total
 
 

@@ -130,8 +130,11 @@ def files(folder):
     return out
 
 
+_COPY = bytearray(4096)
+
+
 def copy(src, dst):
-    buf = bytearray(4096)
+    buf = _COPY
     with open(src, "rb") as f, open(dst, "wb") as g:
         while True:
             k = f.readinto(buf)
@@ -174,7 +177,8 @@ class Rig:
         gc.collect()
 
     def mark(self, what):
-        self.marks.append([what, self.fl.programs + self.fl.erases])
+        if self.marks is not None:  # the uncut run's only
+            self.marks.append([what, self.fl.programs + self.fl.erases])
 
     def cut(self):
         return self.fl._cut < 0
@@ -398,9 +402,11 @@ def main(argv):
             x = (x * 1103515245 + 12345) & 0x7FFFFFFF
             points.append(1 + (x >> 8) % writes)
     m = [[w, n - w0] for w, n in rig.marks]
+    rig.marks = None  # type: ignore[assignment]
     out = {"seed": seed, "writes": writes, "steps": m, "cuts": 0, "fails": [], "outcomes": {}}  # type: dict
     for k in points:
         fid = "%d:%d" % (seed, k)
+        gc.collect()
         copy(img, work)
         copy(jimg, jwork)
         rig.on(work, jwork, cut=k, seed=seed * 100003 + k)
