@@ -21,7 +21,10 @@ Layout (little endian, `_FMT`):
      40     2  duration  minutes (parking)
      42     2  tariff_ver
      44     2  deny_ver
-     46     6  reserved
+     46     1  flags     taprecord_host.FLAG_CLOCK_UNSET (bit 0): the terminal's clock was not set since power-up
+                         (a power cut on a board without a battery-backed RTC: `time` runs on from
+                         the last time set, it is not the true time)
+     47     5  reserved
      52     8  mac       CMAC-AES(terminal key, prev_mac || bytes 0..51)[:8], chained
      60     4  crc       CRC-32 (binascii.crc32) of bytes 0..59
 
@@ -46,7 +49,9 @@ BODY = const(52)
 VERSION = const(1)
 GENESIS_MAC = b"\x00" * 8
 
-FMT = "<BBBBIII7sBIIiHHHHH6s"  # the body, bytes 0..51 (card_schema.taprecord_host decodes with it)
+FMT = (
+    "<BBBBIII7sBIIiHHHHHB5s"  # the body, bytes 0..51 (card_schema.taprecord_host decodes with it)
+)
 
 # kind (5 error, 7 confirm: see card_schema.taprecord_host)
 KIND_CHARGE = const(1)
@@ -85,6 +90,7 @@ def pack_into(
     duration=0,
     tariff_ver=0,
     deny_ver=0,
+    flags=0,
 ):
     """Fill `buf` (64 bytes) with a sealed record chained to `prev_mac`; return its 8-byte MAC."""
     _pack(
@@ -108,7 +114,8 @@ def pack_into(
         duration,
         tariff_ver,
         deny_ver,
-        b"\x00\x00\x00\x00\x00\x00",
+        flags,
+        b"\x00\x00\x00\x00\x00",
     )
     return seal_into(buf, prev_mac, key)
 

@@ -12,7 +12,15 @@ import binascii
 import struct
 
 from card_schema.profile_host import NAMES as PROFILE_NAMES
-from card_schema.taprecord import BODY, FMT, GENESIS_MAC, SIZE, VERSION, crc_ok, mac_ok
+from card_schema.taprecord import (
+    BODY,
+    FMT,
+    GENESIS_MAC,
+    SIZE,
+    VERSION,
+    crc_ok,
+    mac_ok,
+)
 
 # codes the terminal firmware does not write itself (the others are in card_schema.taprecord)
 KIND_ERROR = 5
@@ -48,6 +56,10 @@ KIND_NAMES = (
     "unblock",
 )
 OFFICE_KINDS = ("issue", "topup", "payout", "block", "unblock")
+
+# flags (byte 46): bit 0, the terminal's clock was not set since power-up (firmware/hal.py Clock:
+# the terminal writes its Clock.unset there, 0 or 1; a name on the board would cost a qstr)
+FLAG_CLOCK_UNSET = 1
 
 RESULT_DENYLIST = 2
 RESULT_CARD_ERROR = 6
@@ -95,8 +107,9 @@ F_STOP = 13
 F_DURATION = 14
 F_TARIFF = 15
 F_DENY = 16
-F_RESERVED = 17
-F_MAC = 18  # only in unpack() results
+F_FLAGS = 17
+F_RESERVED = 18
+F_MAC = 19  # only in unpack() results
 
 
 class RecordError(ValueError):
@@ -147,6 +160,7 @@ def to_dict(raw):
         "duration": t[F_DURATION],
         "tariff_ver": t[F_TARIFF],
         "deny_ver": t[F_DENY],
+        "clock_unset": t[F_FLAGS] & FLAG_CLOCK_UNSET,  # 0 or 1, as the store keeps it
         "mac": binascii.hexlify(t[F_MAC]).decode(),
     }
 

@@ -69,9 +69,13 @@ def vfs_size(board):
 
 
 class VirtualBoard:
-    def __init__(self, state_dir, heap=DEFAULT_HEAP, board="unix-virtual", echo=None, wifi=False):
+    def __init__(
+        self, state_dir, heap=DEFAULT_HEAP, board="unix-virtual", echo=None, wifi=False, rtc=False
+    ):
         self.state = os.path.abspath(state_dir)
         self.wifi = wifi  # "Wi-Fi" = the host's loopback (board.json "net"), for firmware/wifi.py
+        self.rtc = rtc  # a DS3231 (board.json "clock"; emulator/ds3231.py, <state>/ds3231.json)
+        self._clock_lost = False  # the next boot is one after a power cut that lost the clock
         self.image = os.path.join(self.state, "fs.img")  # the board's filesystem (littlefs)
         self.fs = self.image
         self.vlib = os.path.join(self.state, "vlib")
@@ -132,7 +136,7 @@ class VirtualBoard:
         from mpybuild.cross import compile_file
 
         os.makedirs(self.vlib, exist_ok=True)
-        for mod in ("norflash", "lfsmount"):
+        for mod in ("norflash", "lfsmount", "ds3231"):
             src = os.path.join(HERE, mod + ".py")
             dst = os.path.join(self.vlib, mod + ".mpy")
             try:
@@ -174,6 +178,9 @@ class VirtualBoard:
     def _spawn_fw(self, has_boot=True):
         env = self._env()
         env["TAPKIT_RESET_CAUSE"] = self.reset_cause
+        if self._clock_lost:
+            env["TAPKIT_CLOCK_LOST"] = "1"  # hal_unix: the platform clock lost its time
+            self._clock_lost = False
         try:
             os.unlink(os.path.join(self.state, "heartbeat"))
         except OSError:
@@ -205,6 +212,10 @@ class VirtualBoard:
         proc.kind = kind
         proc.replaced = proc.interrupted = False
         with self._io:
+            if self._stopping:  # stop() ran while this one started: no orphan
+                proc.kill()
+                proc.wait()
+                return proc
             self.proc = proc
             self.kind = kind
             self._repl_busy = False
@@ -250,9 +261,18 @@ class VirtualBoard:
             self._event("RESET| %s" % ("machine.reset()" if rc == 12 else "REPL ended (%s)" % rc))
             self._boot("hard" if rc == 12 else "power-on")
 
-    def restart(self, reason="power cycle", wait_ready=30.0):
-        """Cut the firmware's power (SIGKILL, like a bus ignition) and boot it again."""
+    def restart(self, reason="power cycle", wait_ready=30.0, clock_lost=False):
+        """Cut the firmware's power (SIGKILL, like a bus ignition) and boot it again.
+        clock_lost=True: the cut was long enough to lose the chip's clock (an ESP32's RTC timer
+        always restarts at power-on; the virtual board's is the host's, so say it): the firmware
+        boots with its clock unset, unless the board's DS3231 (rtc=True) kept the time on its
+        battery (emulator.ds3231.power_cut(path, battery=0) flattens it)."""
         self._event("RESET| %s" % reason)
+        if clock_lost:
+            from emulator import ds3231
+
+            self._clock_lost = True
+            ds3231.power_cut(os.path.join(self.state, "ds3231.json"))
         with self._io:
             old = self.proc
             if old is not None:
@@ -297,15 +317,17 @@ class VirtualBoard:
                 self.restart("watchdog: main loop silent for %.1f s" % age, wait_ready=0)
 
     def stop(self):
-        self._stopping = True
-        if self.proc and self.proc.poll() is None:
-            self.proc.replaced = True
-            self.proc.send_signal(signal.SIGTERM)
+        with self._io:
+            self._stopping = True
+            proc = self.proc
+        if proc and proc.poll() is None:
+            proc.replaced = True
+            proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(5)
+                proc.wait(5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
         if self.chip:
             self.chip.close()
         if self._ctl:
@@ -479,6 +501,8 @@ class VirtualBoard:
         board["reader"]["host"] = "127.0.0.1"
         if self.wifi:
             board["net"] = {"loopback": True}
+        if self.rtc:  # a DS3231; its I2C bus is the chip model (emulator/ds3231.py)
+            board.setdefault("clock", {}).update(bus="ds3231", chip="ds3231", addr=104)
         lfsimage.write_files(self.image, {"/board.json": json.dumps(board, indent=1)})
 
     def _write_runtime(self):

@@ -730,6 +730,7 @@ class Terminal:
             getattr(self.prof, "duration", 0),
             self.tariff_ver,
             self.deny_ver,
+            1 - self.board.clock.ok,  # flags: taprecord_host.FLAG_CLOCK_UNSET is bit 0
         )
         self.mem.update(seq, kind, result, uid, counter, amount, balance, now)
         return seq

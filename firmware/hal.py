@@ -59,15 +59,15 @@ class Board:
     drive = None  # LED hook: drive(color)
     keypad = None  # keys and buttons: poll() -> one key ("0".."9", "*", "#", "A".."D") or None
 
-    def __init__(self, spec, platform, base):
+    def __init__(self, spec, platform, base, reset_cause="unknown", ok=1):
         self.name = spec.get("name", "?")
         self.platform = platform
         self.errors = []
-        self.reset_cause = "unknown"  # set by the platform
+        self.reset_cause = reset_cause  # the platform says why it booted
         self.uart = self.flash = self.wdt = self.net = None
         self.console = Console()
         self.display = self.buzzer = self.led = self
-        self.clock = Clock(join(base, spec.get("clock", {}).get("file", "clock.json")))
+        self.clock = Clock(join(base, spec.get("clock", {}).get("file", "clock.json")), ok)
 
     def part(self, what, build, *args):
         """build(*args); a failure is recorded in `errors` and None stands in."""
@@ -173,33 +173,43 @@ class Console:
 class Clock:
     """Unix seconds: the platform clock plus an offset that `set(unix)` persists in a small file.
 
-    A board without a battery-backed RTC loses time on power-off; `time()` then never goes below the
-    last time that was set or saved (a later SET_CLOCK from the host corrects it).
+    `ok` is 1 while the clock was set since power-up. A power-on reset restarts the ESP32's RTC
+    timer (`ok=0` here; the virtual board says so for a power cut): the clock then runs on from the
+    last time that was set (never below it) and `ok` stays 0 until the next set (a sync, an upload,
+    the board's RTC chip at boot: firmware/clock.py, a subclass only a board with one loads). The
+    journal marks every record written meanwhile (card_schema.taprecord_host.FLAG_CLOCK_UNSET);
+    `ok` is kept in the file, so a soft or watchdog reset in between does not clear it. Names here
+    are ones the board has already (qstrs: a Wi-Fi board is near the qstr pool's next growth).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, ok=1):
         self.path = path
         self.offset = 0
         self.floor = 0
+        self.ok = 1
         try:
             with open(path) as f:
                 d = json.load(f)
             self.offset = int(d["offset"])
             self.floor = int(d["floor"])
+            self.ok = int(d.get("ok", 1))
         except Exception:  # no file yet, or a damaged one: start from the platform clock
             pass
+        if not ok:
+            self.set(self.floor, 0)
 
     def time(self):
         return max(int(time.time()) + self.offset, self.floor)
 
-    def set(self, unix):
+    def set(self, unix, ok=1):
         self.floor = unix = int(unix)
         self.offset = unix - int(time.time())
+        self.ok = ok
         import firmware
         from firmware import store  # a clock set is rare (a sync, an upload): loaded for it (RAM)
 
         try:
-            store.save(self.path, {"offset": self.offset, "floor": unix})  # atomic: old or new
+            store.save(self.path, {"offset": self.offset, "floor": unix, "ok": ok})
         except OSError:
             pass  # read-only fs: the clock is still right until the next reset
         finally:

@@ -11,6 +11,9 @@
 - keypad (board.json ui.keypad: matrix or buttons) and ui.taximeter: firmware.keys_esp32.Keys,
   imported only on a board that has them (a bus validator does not pay its RAM).
 - net: network.WLAN(STA_IF).
+- clock: a power-on reset restarts the chip's RTC timer, so the clock is unset until a sync sets it
+  (hal.Clock), unless board.json "clock" names an RTC chip on a bus ("bus": "machine", a DS3231 on
+  machine.I2C: firmware/clock.py, imported only on such a board) with a valid time.
 
 The same module runs on the unix port in CI with tests/fakes (machine, esp32, network) on the path.
 """
@@ -179,7 +182,9 @@ def _led(spec):
 
 
 def build(spec, base=""):
-    b = hal.Board(spec, "esp32", base)
+    cause = _RESET_NAMES.get(machine.reset_cause(), "unknown")
+    # a power-on reset starts the RTC timer again: the clock is unset until set (hal.Clock)
+    b = hal.Board(spec, "esp32", base, cause, cause != "power-on")
     ui = spec.get("ui", {})
     b.uart = b.part("reader", _uart, spec.get("reader", {})) or hal.DeadUART()
     b.flash = b.part("journal", _flash, spec.get("journal", {}))
@@ -192,5 +197,9 @@ def build(spec, base=""):
         from firmware import keys_esp32
 
         b.keypad = b.part("keypad", keys_esp32.Keys, ui.get("keypad"), ui.get("taximeter"))
-    b.reset_cause = _RESET_NAMES.get(machine.reset_cause(), "unknown")
+    c = spec.get("clock", {})
+    if c.get("addr"):  # an RTC chip at that I2C address: firmware/clock.py's Clock, only there
+        from firmware import clock
+
+        b.clock = b.part("clock", clock.Clock, b.clock, c, cause == "power-on") or b.clock
     return b

@@ -8,6 +8,9 @@
   watches (board.json `wdt.timeout_ms` is its limit).
 - keypad / buttons (board.json ui.keypad): `KeyFile`, keys the board host appends to a file.
 - display, buzzer, LEDs: text lines on stderr (`DISPLAY| ..`, `BUZZER|..`, `LED|..`), see hal.Board.
+- clock: the host's, which never stops; $TAPKIT_CLOCK_LOST (the board host's power cut) makes the
+  boot one that lost it (hal.Clock); board.json "clock" with "bus": "ds3231" is the emulated DS3231
+  (emulator/ds3231.py deployed as the board module `ds3231`, standing in for machine's I2C and Pin).
 - net: None, no network (sync goes over the USB serial); board.json "net": {"loopback": true} gives the
   virtual board "Wi-Fi" that is the host's loopback, always up (firmware/wifi.py uploads through it).
 """
@@ -92,7 +95,12 @@ def _loopnet():
 
 
 def build(spec, base=""):
-    b = hal.Board(spec, "unix", base)
+    import os
+
+    cause = os.getenv("TAPKIT_RESET_CAUSE") or "power-on"  # the virtual board says why
+    # the host's clock never stops; the virtual board says when its power cut lost the time
+    lost = os.getenv("TAPKIT_CLOCK_LOST")
+    b = hal.Board(spec, "unix", base, cause, 0 if lost else 1)
     b.uart = b.part("reader", _uart, spec.get("reader", {})) or hal.DeadUART()
     b.flash = b.part("journal", _flash, spec.get("journal", {}), base)
     hb = spec.get("wdt", {}).get("heartbeat")
@@ -102,7 +110,9 @@ def build(spec, base=""):
     kp = spec.get("ui", {}).get("keypad")
     if kp:
         b.keypad = b.part("keypad", KeyFile, _host(base, kp.get("file", "keypad")))
-    import os
+    c = spec.get("clock", {})
+    if c.get("addr"):  # an RTC chip at that I2C address: firmware/clock.py's Clock, only there
+        from firmware import clock
 
-    b.reset_cause = os.getenv("TAPKIT_RESET_CAUSE") or "power-on"  # the virtual board says why
+        b.clock = b.part("clock", clock.Clock, b.clock, c, lost) or b.clock
     return b

@@ -298,7 +298,7 @@ class Journal:
     def append(self, time, *fields):
         """append_tap with positional fields, in card_schema.taprecord.pack_into's order after
         `terminal`: uid, kind, result, profile, zone, counter, amount, balance, line, stop, duration,
-        tariff_ver, deny_ver. The tap path uses it: no keyword dict per record (two of ~640 bytes
+        tariff_ver, deny_ver, flags. The tap path uses it: no keyword dict per record (two of ~640 bytes
         each on the VM, at the worst moment of a Wi-Fi board's heap)."""
         if self._slot >= _SLOTS:
             self._open()

@@ -92,7 +92,8 @@ class Responder:
         try:
             if ftype == frames.IDENTIFY:
                 d = dict(self.info)
-                d["clock"] = int(self.clock.time())
+                # 0: the clock was not set since power-up (hal.Clock ok): set it, whatever it says
+                d["clock"] = int(self.clock.time()) if self.clock.ok else 0
                 d["head_seq"] = j.head_seq
                 d["acked_seq"] = j.acked_seq
                 d["tail_seq"] = getattr(j, "tail_seq", j.acked_seq + 1)

@@ -17,7 +17,7 @@ The records are streamed from flash through one 512-byte buffer (journal.read, e
 so a batch of 256 records (16 KB) costs the heap what one of 8 did. The answer head is checked first
 (its MAC binds it to this request: a rogue or replayed answer is refused and changes nothing); then
 journal.ack(acked) (the records are durable in the store) and the clock set when it drifts more than
-_DRIFT s. A config chunk is decrypted through the same buffer into the staging file install.part; when
+_DRIFT s or is not set since power-up (hal.Clock ok 0). A config chunk is decrypted through the same buffer into the staging file install.part; when
 the blob is complete it is verified where it lies and installed (firmware/install.py, imported only
 then). The batch head tells the server how much of which blob the terminal holds, so a download of any
 size resumes where it stopped, across power cuts too.
@@ -345,7 +345,7 @@ class Uploader:
         if j.acked_seq < acked <= self.sent_to:
             j.ack(acked)  # durable in the store: the journal may reclaim them
         clock = term.board.clock
-        if t > _MIN_TIME and abs(clock.time() - t) > _DRIFT:
+        if t > _MIN_TIME and (not clock.ok or abs(clock.time() - t) > _DRIFT):
             clock.set(t)
         self.backoff = _MIN_BACKOFF
         now = time.ticks_ms()

@@ -59,7 +59,8 @@ class _Source:
             0,
             1,
             1,
-            b"\x00" * 6,
+            0,
+            b"\x00" * 5,
         )
         c = CMAC(algorithms.AES(self.key))
         c.update(self.prev + body)
@@ -86,6 +87,7 @@ class _Source:
                 0,
                 1,
                 1,
+                0,
                 mac.hex(),
                 raw,
                 t + 60,

@@ -59,7 +59,8 @@ def records(jkey, tid, n, first=1, prev=taprecord.GENESIS_MAC):
             0,
             1,
             0,
-            bytes(6),
+            0,
+            bytes(5),
         )
         c = base.copy()
         c.update(bytes(prev) + body)

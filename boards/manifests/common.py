@@ -17,6 +17,7 @@ for name in (
     "pending",
     "serialsync",
     "maint",
+    "clock",
     "install",
     "store",
     "diag",

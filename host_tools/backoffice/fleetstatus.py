@@ -10,7 +10,9 @@ its config versions only, so unsynced, fill and drift are the ones of its last U
 that contact's time). Last errors: the terminal's newest error records and refused uploads.
 Flags: `stale` (no contact for more than `stale_hours`), `high_water` (the journal was filled to
 `high_water` or more at the last contact: it refuses paid taps when full), `drift` (the clock was
-more than `drift_s` off at the last USB contact), `never` (known only from records).
+more than `drift_s` off at the last USB contact), `never` (known only from records), `clock_unset`
+(its newest stored record was written with the clock not set since power-up: a power cut on a board
+without RTC, and no sync since). `clock_unset` (the column): how many of its stored records were.
 """
 
 import time
@@ -39,6 +41,12 @@ def status(store, now=None, stale_hours=24.0, high_water=0.8, drift_s=60):
     now = int(time.time() if now is None else now)
     rejects = {}
     errors_of = _last_errors(store)
+    unset = {
+        int(tid): (int(n), int(last))
+        for tid, n, last in store._all(
+            "SELECT terminal, COUNT(*), MAX(seq) FROM taps WHERE clock_unset = 1 GROUP BY terminal"
+        )
+    }
     for r in store.rejects():
         if r["terminal"] is not None:
             rejects.setdefault(int(r["terminal"]), []).append(r)
@@ -75,6 +83,7 @@ def status(store, now=None, stale_hours=24.0, high_water=0.8, drift_s=60):
             "fill": fill,
             "as_of": info.get("seen_usb") or t["last_usb"],  # when unsynced/fill/drift were said
             "clock_drift": drift,
+            "clock_unset": unset.get(t["id"], (0, 0))[0],
             "versions": {k: info[k] for k in VERSION_KEYS if k in info},
             "errors": errors,
         }
@@ -89,12 +98,14 @@ def status(store, now=None, stale_hours=24.0, high_water=0.8, drift_s=60):
             flags.append("drift")
         if rejects.get(t["id"]):
             flags.append("rejects")
+        if t["last_seq"] and unset.get(t["id"], (0, 0))[1] == t["last_seq"]:
+            flags.append("clock_unset")
         row["flags"] = flags
         out.append(row)
     return out
 
 
-_WEIGHT = {"high_water": 0, "stale": 1, "never": 2, "drift": 3, "rejects": 4}
+_WEIGHT = {"high_water": 0, "stale": 1, "never": 2, "drift": 3, "clock_unset": 3, "rejects": 4}
 
 
 def alerts(rows):

@@ -360,6 +360,21 @@ def describe(f):
     return d.get("text", k)
 
 
+def clock_unset(store, since=None, until=None):
+    """{terminal: records written while its clock was not set since power-up} (the record's
+    FLAG_CLOCK_UNSET: their time runs on from the last time set, it is not the true time), over
+    every stored record in [since, until) (by that time), audited or not."""
+    where, params = ["clock_unset = 1"], []
+    if since is not None:
+        where.append("time >= ?")
+        params.append(int(since))
+    if until is not None:
+        where.append("time < ?")
+        params.append(int(until))
+    sql = "SELECT terminal, COUNT(*) FROM taps WHERE %s GROUP BY terminal" % " AND ".join(where)
+    return {int(t): int(n) for t, n in store._all(sql, params)}
+
+
 def report(store, keys, since=None, until=None, tz=None, cards=None, recheck=True):
     """Everything `tapkit report` shows, as plain data. `keys`: audit.keys_from(keystore)."""
     t0 = time.time()
@@ -381,6 +396,7 @@ def report(store, keys, since=None, until=None, tz=None, cards=None, recheck=Tru
             if dim in ("terminal", "day", "hour") or f["charges"] or f["refunds"]
         ]
     per_terminal = dict(grouped(store, "terminal", since, until, tz))
+    unset = clock_unset(store, since, until)
     fleet = store.terminals()
     terminals = []
     for t in fleet:
@@ -397,6 +413,7 @@ def report(store, keys, since=None, until=None, tz=None, cards=None, recheck=Tru
                 last_seq=t["last_seq"],
                 last_sync=t["last_sync"],
                 acked_seq=t["acked_seq"],
+                clock_unset=unset.get(t["id"], 0),
             )
         )
     found = locate_missing([_finding_view(f) for f in audit.findings(store)], fleet)

@@ -192,6 +192,15 @@ MIGRATIONS = [
             "ALTER TABLE rejects ADD COLUMN count BIGINT NOT NULL DEFAULT 1",
         ],
     ),
+    (
+        8,
+        [
+            # the record's flag FLAG_CLOCK_UNSET: 1 when the terminal's clock was not set since
+            # power-up (its time is not the true time); older rows are 0, as their records say
+            "ALTER TABLE taps ADD COLUMN clock_unset INTEGER NOT NULL DEFAULT 0",
+            "CREATE INDEX taps_clock_unset ON taps (terminal) WHERE clock_unset = 1",
+        ],
+    ),
 ]
 
 # PostgreSQL taps partitions: one per calendar month (UTC) of the tap's time, named taps_YYYYMM;
@@ -244,6 +253,7 @@ _TAP_COLUMNS = (
     "duration",
     "tariff_ver",
     "deny_ver",
+    "clock_unset",
     "mac",
     "raw",
     "received_at",
@@ -1002,8 +1012,8 @@ def _rows(terminal_id, plain, records, now):
     first = struct.unpack_from("<I", plain, 4)[0]
     for i, t in enumerate(struct.iter_unpack(_ROW_FMT, plain)):
         o = i * size
-        if t[19] != crc32(mv[o : o + 60]) or t[0] != taprecord.VERSION:
-            what = "record CRC" if t[19] != crc32(mv[o : o + 60]) else "record version"
+        if t[20] != crc32(mv[o : o + 60]) or t[0] != taprecord.VERSION:
+            what = "record CRC" if t[20] != crc32(mv[o : o + 60]) else "record version"
             raise ChainError(
                 f"terminal {terminal_id}: record {first + i} of the batch is damaged ({what}); "
                 "nothing stored"
@@ -1035,12 +1045,13 @@ def _rows(terminal_id, plain, records, now):
                 t[14],
                 t[15],
                 t[16],
-                t[18].hex(),
+                t[17] & taprecord_host.FLAG_CLOCK_UNSET,
+                t[19].hex(),
                 plain[o : o + size],
                 now,
             )
         )
-    return rows, first, bytes.fromhex(rows[-1][16])
+    return rows, first, bytes.fromhex(rows[-1][17])
 
 
 def _mac_hex(raw):

@@ -230,7 +230,7 @@ def render_report(rep, con, by=None):
     con.print(
         table(
             "terminals and offices",
-            cols + ("seq", "last sync"),
+            cols + ("clock unset", "seq", "last sync"),
             [
                 (
                     r["terminal"] if r.get("role") != "office" else f"{r['terminal']} (office)",
@@ -241,6 +241,7 @@ def render_report(rep, con, by=None):
                     r["refused"],
                     r["voids"],
                     r["errors"],
+                    r.get("clock_unset", 0),
                     f"{r['first_seq']}..{r['last_seq']}",
                     time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_sync"]))
                     if r.get("last_sync")
@@ -248,7 +249,7 @@ def render_report(rep, con, by=None):
                 )
                 for r in rep["terminals"]
             ],
-            right=cols[1:] + ("seq",),
+            right=cols[1:] + ("clock unset", "seq"),
         )
     )
     cards = rep.get("cards")

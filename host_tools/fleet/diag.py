@@ -30,7 +30,8 @@ def read_running(link, self_test=True):
     """Diagnostics from a running firmware (raises LinkError when it does not answer)."""
     sent = time.time()
     info = link.identify()
-    info["drift"] = int(info.get("clock", 0)) - int(round(sent))
+    # clock 0: the terminal's clock was not set since power-up (firmware/hal.py Clock ok)
+    info["drift"] = int(info["clock"]) - int(round(sent)) if info.get("clock") else None
     try:
         info.update(json.loads(bytes(link.request(DIAG, b"" if self_test else b"t")).decode()))
     except TerminalError as e:  # an older firmware without firmware/diag.py
@@ -119,8 +120,10 @@ def rows(d):
         from host_tools.fleet import release
 
         out.append(("firmware", release.status_text(d.get("ota"))))
-    if "clock" in d:
-        drift = d.get("drift", 0)
+    if "clock" in d and not d["clock"]:
+        out.append(("clock", "not set since power-up (a power cut)  << set it: tapkit sync"))
+    elif "clock" in d:
+        drift = d.get("drift") or 0
         out.append(
             (
                 "clock",

@@ -62,9 +62,11 @@ def sync_terminal(
     key = keystore.terminal_key(ks, tid)
     link.key = key  # ACK, SET_CLOCK, INSTALL carry the terminal's tag (it obeys no other)
 
-    drift = round(int(info.get("clock", 0)) - (t0 + t1) / 2)
+    # clock 0: not set since power-up (a power cut on a board without RTC): set it, drift unknown
+    unset = "clock" in info and not info["clock"]
+    drift = None if unset else round(int(info.get("clock", 0)) - (t0 + t1) / 2)
     clock_set = False
-    if abs(drift) > clock_tolerance:
+    if unset or abs(drift) > clock_tolerance:
         link.set_clock(round(now()))
         clock_set = True
 

@@ -10,6 +10,8 @@ micropython-esp32-stubs) to run firmware.hal_esp32 in CI.
   switches; an input reads 0 while a pin it is switched to is an output driven low); otherwise an
   input reads its pull (up 1, down 0).
 - reset_cause(): $TAPKIT_FAKE_RESET_CAUSE or PWRON_RESET.
+- I2C(id, scl=, sda=, freq=): the bus with a DS3231 on it, the emulated chip (emulator/ds3231.py
+  on the path; its state in $TAPKIT_DS3231).
 """
 
 import os
@@ -27,6 +29,12 @@ SOFT_RESET = 5
 def reset_cause():
     v = os.getenv("TAPKIT_FAKE_RESET_CAUSE")
     return int(v) if v else PWRON_RESET
+
+
+def I2C(bus_id=0, scl=None, sda=None, freq=400000):
+    import ds3231
+
+    return ds3231.I2C(bus_id, scl=scl, sda=sda, freq=freq)
 
 
 def unique_id():

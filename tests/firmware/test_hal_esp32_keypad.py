@@ -11,6 +11,7 @@ machine.levels), and the taximeter's UART1 is a socket this test serves lines on
 
 import json
 import os
+import shutil
 import socket
 import threading
 from harness import vm
@@ -45,6 +46,8 @@ def _server(send=b""):
 
 def _run(mp_run, tmp_path, board, steps, mode="", meter=b""):
     reader, taximeter = _server(), _server(meter)
+    # the board file in tmp_path: the board writes its clock file beside it (a power-on)
+    shutil.copy(os.path.join(ROOT, "boards", board, "board.json"), tmp_path / "board.json")
     try:
         env = {
             "TAPKIT_FAKE_PARTITIONS": os.path.join(ROOT, "boards", board, "partitions.csv"),
@@ -55,7 +58,7 @@ def _run(mp_run, tmp_path, board, steps, mode="", meter=b""):
         }
         p = mp_run(
             VM,
-            os.path.join(ROOT, "boards", board, "board.json"),
+            str(tmp_path / "board.json"),
             json.dumps(steps),
             mode or "-",
             path=[FAKES, EMU],

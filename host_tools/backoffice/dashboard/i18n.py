@@ -36,6 +36,7 @@ _L = {
     "unsynced": ("Unsynced", "همگام‌نشده"),
     "fill": ("Journal fill %", "پرشدگی دفتر ٪"),
     "drift": ("Clock drift (s)", "انحراف ساعت (ثانیه)"),
+    "unset_taps": ("Taps, clock unset", "تراکنش با ساعت تنظیم‌نشده"),
     "firmware": ("Firmware", "سفت‌افزار"),
     "rollouts": ("Firmware rollouts", "انتشار سفت‌افزار"),
     "release": ("Release", "نسخه"),
@@ -81,6 +82,7 @@ _L = {
     "stale": ("stale", "بی‌ارتباط"),
     "high_water": ("journal filling", "دفتر نزدیک پر"),
     "rejects": ("refused uploads", "بارگذاری ردشده"),
+    "clock_unset": ("clock unset", "ساعت تنظیم‌نشده"),
     # statuses
     "s_confirmed": ("confirmed", "تأییدشده"),
     "s_unconfirmed": ("unconfirmed", "تأییدنشده"),

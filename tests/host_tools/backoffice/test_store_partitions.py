@@ -50,9 +50,29 @@ def test_taps_go_to_their_month_and_old_months_drop_whole(pg_server):
         assert [r["seq"] for r in db.taps(TID)] == [3, 4, 5]
 
 
+def _schema5(monkeypatch):
+    """The store's code as it was at schema 5: taps without the clock_unset column (migration 8)."""
+    i = store_mod._TAP_COLUMNS.index("clock_unset")
+    cols = store_mod._TAP_COLUMNS[:i] + store_mod._TAP_COLUMNS[i + 1 :]
+    rows = store_mod._rows
+
+    def old_rows(*a):
+        r, first, mac = rows(*a)
+        return [x[:i] + x[i + 1 :] for x in r], first, mac
+
+    sql = {
+        d: "INSERT INTO taps ({}) VALUES ({})".format(", ".join(cols), ", ".join([p] * len(cols)))
+        for d, p in (("sqlite", "?"), ("postgresql", "%s"))
+    }
+    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:5])
+    monkeypatch.setattr(store_mod, "_TAP_COLUMNS", cols)
+    monkeypatch.setattr(store_mod, "_INSERT_SQL", sql)
+    monkeypatch.setattr(store_mod, "_rows", old_rows)
+
+
 def test_an_unpartitioned_store_is_converted_with_its_rows(pg_server, monkeypatch):
     url = pg_server.create_database()
-    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:5])
+    _schema5(monkeypatch)
     recs = records(3, [t(2023, 11), t(2023, 12), t(2024, 1)])
     with store_mod.open_store(url) as db:
         assert db.schema_version() == 5 and db.ingest(TID, recs, KEY) == (3, 0)
