@@ -104,6 +104,24 @@ def _board_config(a):
     return over
 
 
+def _server(url):
+    """--wifi URL -> config.json's "server" ("IP:PORT": the firmware resolves no names)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url if "//" in url else "//" + url)
+    try:
+        if u.scheme not in ("", "http") or u.path not in ("", "/") or u.port is None:
+            raise ValueError
+        ipaddress.ip_address(u.hostname or "")
+    except ValueError:
+        raise UsageError(
+            "--wifi %s: the back office as http://IP:PORT (an address: the terminal resolves "
+            "no names), e.g. http://127.0.0.1:8080" % url
+        )
+    return "%s:%d" % (u.hostname, u.port)
+
+
 def board(a):
     from card_schema import profile_host
     from emulator.vboard import VirtualBoard
@@ -111,22 +129,28 @@ def board(a):
     from host_tools.fleet import tables
     from host_tools.sim import virtual
 
-    ks = keystore.load(a.keystore)
     over = _board_config(a)
-    fares = deny = None
-    if a.fares:  # read and checked as tariff sign and publish do, before anything is written
-        fares = tables.load_json(a.fares)
-        tables.check_shape("fares", fares, a.fares)
-    if a.deny:
-        deny = tables.load_json(a.deny)
-        tables.check_shape("deny", deny, a.deny)
-    if fares is not None:
-        tables.fares_payload(fares)
-    if deny is not None:
-        tables.deny_payload(deny)
-    fs = os.path.join(a.state, "fs.img")
-    os.makedirs(a.state, exist_ok=True)
-    virtual.deploy_virtual(fs, ks, a.terminal_id, fares=fares, deny=deny, **over)
+    if a.wifi:
+        over["server"] = _server(a.wifi)
+    wifi = bool(over.get("server"))  # a Wi-Fi terminal uploads there (firmware/wifi.py)
+    if a.blank:
+        os.makedirs(a.state, exist_ok=True)
+    else:
+        ks = keystore.load(a.keystore)
+        fares = deny = None
+        if a.fares:  # read and checked as tariff sign and publish do, before anything is written
+            fares = tables.load_json(a.fares)
+            tables.check_shape("fares", fares, a.fares)
+        if a.deny:
+            deny = tables.load_json(a.deny)
+            tables.check_shape("deny", deny, a.deny)
+        if fares is not None:
+            tables.fares_payload(fares)
+        if deny is not None:
+            tables.deny_payload(deny)
+        fs = os.path.join(a.state, "fs.img")
+        os.makedirs(a.state, exist_ok=True)
+        virtual.deploy_virtual(fs, ks, a.terminal_id, fares=fares, deny=deny, **over)
     if a.json:  # JSON Lines: running, then every line the terminal shows, then stopped
 
         def echo(ln):
@@ -137,41 +161,60 @@ def board(a):
         def echo(ln):
             print(ln, flush=True)
 
-    vb = VirtualBoard(a.state, heap=a.heap, echo=echo)
+    vb = VirtualBoard(a.state, heap=a.heap, echo=echo, wifi=wifi, rtc=a.rtc)
+    import signal
+
+    def _stop(signum, frame):
+        raise KeyboardInterrupt  # SIGTERM, SIGHUP: stop as Ctrl-C does (no orphaned process)
+
+    old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        vb.start()
+        vb.start(blank=a.blank)
+        what = "blank board" if a.blank else "%d (%s)" % (a.terminal_id, over["profile"])
         if a.json:
             print_jsonl(
                 {
                     "event": "running",
-                    "terminal_id": a.terminal_id,
-                    "profile": over["profile"],
+                    "terminal_id": None if a.blank else a.terminal_id,
+                    "profile": None if a.blank else over["profile"],
+                    "blank": a.blank,
+                    "server": over.get("server"),
                     "port": vb.port,
                     "state": a.state,
                 }
             )
         else:
             print(
-                "virtual terminal %d (%s) running: serial port %s  (state %s)"
-                % (a.terminal_id, over["profile"], vb.port, a.state),
+                "virtual terminal %s running: serial port %s  (state %s)"
+                % (what, vb.port, a.state),
                 flush=True,
             )
+            if a.blank:
+                print(
+                    "flash it:    tapkit flash --port %s --board unix-virtual" % vb.port,
+                    flush=True,
+                )
             print("tap a card:  tapkit emulate tap --board %s CARDFILE" % a.state, flush=True)
-            if over["profile"] in profile_host.KEYPAD:
+            if not a.blank and over["profile"] in profile_host.KEYPAD:
                 print("press keys:  tapkit emulate press --board %s KEYS" % a.state, flush=True)
-        while vb.alive:
+            if wifi:
+                print("uploads to:  http://%s" % over["server"], flush=True)
+        # up until stopped, as a board on its cable: the firmware, the REPL (mpremote, tapkit
+        # flash), resets and crashes come and go on the same serial port
+        while True:
             time.sleep(0.5)
-        raise TapkitError(
-            "the firmware exited (code %s); see %s/display.log" % (vb.proc.poll(), a.state)
-        )
     except KeyboardInterrupt:  # stopping the terminal is how this command ends
         pass
     finally:
         vb.stop()
+        for s, h in old.items():
+            signal.signal(s, h)
     if a.json:
-        print_jsonl({"event": "stopped", "terminal_id": a.terminal_id})
+        print_jsonl({"event": "stopped", "terminal_id": None if a.blank else a.terminal_id})
     else:
-        print("stopped virtual terminal %d" % a.terminal_id, flush=True)
+        print(
+            "stopped virtual terminal %s" % ("(blank)" if a.blank else a.terminal_id), flush=True
+        )
     return 0
 
 
@@ -252,6 +295,17 @@ COMMANDS = (
             arg("--zone", type=int, help="parking zone"),
             arg("--lang", choices=("en", "fa"), help="display language (default: en)"),
             arg("--unit", choices=("rial", "toman"), help="display unit (default: rial)"),
+            arg(
+                "--wifi",
+                metavar="URL",
+                help='a Wi-Fi terminal uploading to http://IP:PORT (tapkit serve; config "server")',
+            ),
+            arg("--rtc", action="store_true", help="the board has a DS3231 (keeps its time)"),
+            arg(
+                "--blank",
+                action="store_true",
+                help="plain MicroPython, nothing of tapkit yet (for a first tapkit flash)",
+            ),
             HEAP,
         ),
         json="lines",
