@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PY VENV
 
-.PHONY: setup test demo bench typecheck lint
+.PHONY: setup test test-hw demo bench typecheck lint
 
 setup:
 	@bash scripts/setup.sh
@@ -16,6 +16,11 @@ typecheck: setup
 
 test: setup typecheck lint
 	$(PY) -m pytest -q -ra
+
+# make test-hw: the hardware-in-the-loop tests on the board at $TAPKIT_PORT (README "Testing on a
+# real board"); skipped, with the reason, without it
+test-hw: setup
+	$(PY) -m pytest -q -ra -s -m hardware tests/hardware
 
 demo: setup
 	$(PY) -m host_tools.cli demo

@@ -108,7 +108,9 @@ def test_emulate_board_stays_up_across_mpremote_soft_reset_and_flash(
         with serial.Serial(vport, 115200, timeout=1) as s:
             s.write(b"\r\x04")
             s.flush()
-            _wait(lambda: "Tap your card" in open(state / "display.log").read()[mark:], what="boot")
+            _wait(
+                lambda: "Tap your card" in open(state / "display.log").read()[mark:], what="boot"
+            )
         assert tap()["buzzer"] == "ok"  # taps after a soft reset
         rc, r, err = run_cli(
             capsys, "flash", "--port", vport, "--board", "unix-virtual", "--terminal-id", TID,
