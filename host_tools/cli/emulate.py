@@ -161,7 +161,7 @@ def board(a):
         def echo(ln):
             print(ln, flush=True)
 
-    vb = VirtualBoard(a.state, heap=a.heap, echo=echo, wifi=wifi, rtc=a.rtc)
+    vb = VirtualBoard(a.state, heap=a.heap, echo=echo, wifi=wifi, rtc=a.rtc, baud=a.baud)
     import signal
 
     def _stop(signum, frame):
@@ -301,6 +301,12 @@ COMMANDS = (
                 help='a Wi-Fi terminal uploading to http://IP:PORT (tapkit serve; config "server")',
             ),
             arg("--rtc", action="store_true", help="the board has a DS3231 (keeps its time)"),
+            arg(
+                "--baud",
+                type=int,
+                default=115200,
+                help="its serial line's rate, both ways (0: as fast as the host; default: %(default)s)",
+            ),
             arg(
                 "--blank",
                 action="store_true",

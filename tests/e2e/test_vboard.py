@@ -1,7 +1,9 @@
 """The virtual board behaves like the hardware: a power cut keeps the journalled taps, and the watchdog
 resets a firmware whose main loop stops."""
 
+import json
 import signal
+import time
 
 from e2e_helpers import rider_card, sync_json
 
@@ -110,3 +112,46 @@ def test_power_cut_with_a_ds3231_keeps_the_time(tmp_path, capsys, keystore_path)
         assert _unset_by_seq(tmp_path / "r.db") == {1: 1, 2: 1, 3: 0, 4: 0, 5: 1, 6: 1}
     finally:
         vb.stop()
+
+
+def test_console_ring_buffer_an_8_kb_deny_list_over_usb_loses_nothing(
+    tmp_path, capsys, keystore_path, virtual_bus
+):
+    """The virtual board's console is the ESP32's: a 259-byte ring buffer, bytes beyond it lost
+    while the firmware has not read them. A blind 4 KB burst loses most of itself; a sync pushing an
+    8 KB deny list over a 115,200-baud line (INSTALL chunks that fit the buffer, one per answer)
+    loses none."""
+    import os
+
+    from e2e_helpers import run_cli
+
+    from host_tools.fleet.link import SerialLink
+
+    virtual_bus.baud = 0  # at USB speed (a native-USB S2/S3 board): faster than the firmware reads
+    lost0 = virtual_bus.console_lost
+    fd = os.open(virtual_bus.port, os.O_RDWR | os.O_NOCTTY)
+    try:
+        os.write(fd, b"x" * 4096 + b"\n")  # noise, no frame: the firmware takes 256 B a pass
+        time.sleep(1.0)
+    finally:
+        os.close(fd)
+    assert virtual_bus.console_lost - lost0 > 4096 - 2 * 259  # beyond the ring: lost
+    virtual_bus.baud = 115200  # the DevKitC's USB-UART bridge (the suite's boards: unpaced)
+
+    deny = {"04%012x" % (0xA00000 + i): "refuse" for i in range(1024)}  # 1024 x 8 B = 8 KB
+    (tmp_path / "deny.json").write_text(json.dumps(deny))
+    db = "sqlite:///%s" % (tmp_path / "t.db")
+    rc, out, err = run_cli(
+        capsys, "publish", "--kind", "deny", "--version", 5, "--db", db, tmp_path / "deny.json",
+        "--json",
+    )  # fmt: skip
+    assert rc == 0, err
+    lost0 = virtual_bus.console_lost
+    t0 = time.monotonic()
+    rc, summary, err = sync_json(capsys, virtual_bus.port, keystore_path, db)
+    took = time.monotonic() - t0
+    assert rc == 0, err
+    with SerialLink(virtual_bus.port, timeout=3) as link:
+        assert link.identify()["deny_ver"] == 5  # installed: every chunk arrived whole
+    assert virtual_bus.console_lost - lost0 == 0
+    print("8 KB deny list over USB at 115,200 baud: %.1f s, 0 bytes lost" % took)
