@@ -1,7 +1,10 @@
 # The virtual board's REPL: a MicroPython program (run by emulator/vboard.py on the unix port) that
 # speaks on stdin/stdout what an ESP32 speaks on its USB serial when no firmware runs:
 #
-#   friendly REPL  ">>> " prompt, echo, Ctrl-C clears the line, Ctrl-D soft reset, Ctrl-E paste mode
+#   friendly REPL  ">>> " prompt, echo, Ctrl-C clears the line, Ctrl-D soft reset, Ctrl-E paste mode;
+#                  "... " continuation lines as pyexec decides (open brackets, a compound statement
+#                  until an empty line) with MicroPython's auto-indent (py/readline.c); an
+#                  expression's value is echoed
 #   raw REPL       Ctrl-A -> "raw REPL; CTRL-B to exit\r\n>"; code, Ctrl-D -> "OK", output, "\x04",
 #                  error, "\x04", ">"; Ctrl-D on an empty line: soft reset; Ctrl-B: friendly REPL
 #   raw-paste      "\x05A\x01" -> "R\x01" + window (u16 LE) + "\x01"; one "\x01" per window consumed;
@@ -285,7 +288,7 @@ def friendly():
                 break
             if c in (8, 127):
                 if line:
-                    line.pop()
+                    line = line[:-1]
                     w(b"\x08 \x08")
                 continue
             line.append(c)
@@ -293,27 +296,83 @@ def friendly():
         if not line:
             continue
         src = bytes(line)
-        if src.rstrip().endswith(b":"):  # a compound statement: read until an empty line
+        while src is not None and _more(src):  # pyexec: mp_repl_continue_with_input
+            w(b"... ")
+            more = bytearray(b" " * _indent(src))  # readline: MICROPY_REPL_AUTO_INDENT
+            w(bytes(more))
             while True:
-                w(b"... ")
-                more = bytearray()
-                while True:
-                    c = rd()
-                    if c in (13, 10):
-                        w(b"\r\n")
-                        break
-                    if c == 3:
-                        more = None
-                        break
-                    more.append(c)
-                    w(bytes((c,)))
-                if not more:
+                c = rd()
+                if c in (13, 10):
+                    w(b"\r\n")
                     break
-                src += b"\n" + bytes(more)
-            if more is None:
-                w(b"\r\n")
-                continue
+                if c == 3:
+                    more = None
+                    break
+                if c in (8, 127):
+                    if more:
+                        more = more[:-1]
+                        w(b"\x08 \x08")
+                    continue
+                more.append(c)
+                w(bytes((c,)))
+            src = None if more is None else src + b"\n" + bytes(more)
+        if src is None:
+            w(b"\r\n")
+            continue
         w(run(src, "<stdin>", "single").replace("\n", "\r\n"))
+
+
+_COMPOUND = (b"if", b"while", b"for", b"try", b"with", b"def", b"class", b"async")
+_TRIPLE = (b"'" * 3, b'"' * 3)
+
+
+def _more(src):
+    """MicroPython's py/repl.c: go on reading while brackets or a triple quote are open, the last
+    line ends in a backslash, or a compound statement's last line is not empty."""
+    if src.endswith(b"\\"):
+        return True
+    depth, q, i = 0, None, 0
+    while i < len(src):
+        c = src[i : i + 1]
+        if q:
+            if src[i : i + len(q)] == q:
+                i += len(q) - 1
+                q = None
+            elif c == b"\\":
+                i += 1
+            elif c == b"\n" and len(q) == 1:
+                q = None
+        elif src[i : i + 3] in _TRIPLE:
+            q = src[i : i + 3]
+            i += 2
+        elif c in (b"'", b'"'):
+            q = c
+        elif c == b"#":
+            while i < len(src) and src[i : i + 1] != b"\n":
+                i += 1
+        elif c in (b"(", b"[", b"{"):
+            depth += 1
+        elif c in (b")", b"]", b"}"):
+            depth -= 1
+        i += 1
+    if depth > 0 or (q and len(q) == 3):
+        return True
+    word = src.lstrip().split(b":")[0].split(b" ")[0].split(b"(")[0]
+    compound = src.startswith(b"@") or word in _COMPOUND
+    return compound and not src.endswith(b"\n")
+
+
+def _indent(src):
+    """Spaces the next line starts with (py/readline.c readline_auto_indent): the previous line's
+    indent, one level more after a colon; none after two lines of only spaces."""
+    lines = src.split(b"\n")
+    last = lines[-1]
+    if len(lines) > 1 and not last.strip(b" ") and not lines[-2].strip(b" "):
+        return 0
+    n = (len(last) - len(last.lstrip(b" "))) // 4
+    if last.endswith(b":"):
+        n += 1
+    return 4 * n
 
 
 def boot():

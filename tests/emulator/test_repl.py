@@ -118,9 +118,15 @@ def test_friendly_repl_by_hand(running_board):
         assert b"a\r\nb\r\n>>> " in _read_until(s, b">>> ")  # a console's line ends
         s.write(b"1/0\r")
         assert b"ZeroDivisionError" in _read_until(s, b">>> ")
-        s.write(b"for i in range(2):\r print(i)\r\r")
+        # auto-indent as MicroPython's readline: 4 spaces after the colon, the same again after
+        # the body, none after two lines of only spaces; the empty line after them runs it
+        s.write(b"for i in range(2):\r")
+        assert _read_until(s, b"...     ").endswith(b"...     ")
+        s.write(b"if i:\r")
+        assert _read_until(s, b"...         ").endswith(b"...         ")  # one level more
+        s.write(b"print(i * 10)\r\x08\x08\x08\x08print(i)\r\r\r\r")
         out = _read_until(s, b">>> ")
-        assert b"0" in out and b"1" in out
+        assert b"\r\n0\r\n10\r\n1\r\n>>> " in out, out
         mark = vb.mark()
         s.write(b"\x04")  # soft reset: boot.py and main.py run again
         assert b"soft reboot" in _read_until(s, b"soft reboot")
