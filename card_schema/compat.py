@@ -63,7 +63,7 @@ try:
 
 except ImportError:  # CPython: the same names over `cryptography`, kept in a host-only
     # module so that the names of its code cost no qstrs on a terminal
-    from card_schema.compat_host import ECB, aes_cbc, aes_ecb_decrypt, aes_ecb_encrypt  # noqa: F401
+    from card_schema.compat_host import ECB, aes_cbc, aes_ecb_decrypt, aes_ecb_encrypt  # type: ignore[assignment]  # noqa: F401
 
 
 def urandom(n):
