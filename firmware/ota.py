@@ -199,6 +199,10 @@ def boot(term):
         raise
     s = state()
     if s[3]:
+        try:  # a cut between the staged state and its removal left it: it must not come back
+            os.remove(_BIN)  # after this release ends (as "rolled back here", over the reason)
+        except OSError:
+            pass
         import gc
 
         term.board.log(

@@ -125,8 +125,9 @@ def run_seed(build_dir, seed, mode, a, b, timeout=1800):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def campaign(build_dir, cuts=1000, workers=2, linear=True, seed0=1):
-    """Seeds until at least `cuts` cuts: linear (every write of the update) or random (30 seeded
+def campaign(build_dir, cuts=1000, workers=2, linear=True, seed0=2):
+    """Seeds from `seed0` (2: an updated terminal's lib_b, then 3: a broken self-test) until at least
+    `cuts` cuts: linear (every write of the update) or random (30 seeded
     points a seed). {"cuts", "seeds", "fails", "why", "writes": [per seed], "outcomes"}."""
     from concurrent.futures import ThreadPoolExecutor
 
