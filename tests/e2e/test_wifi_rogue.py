@@ -113,6 +113,11 @@ def test_rogue_server_forged_and_replayed_answers_change_nothing(tmp_path, keyst
             # replay: one genuine exchange through the rogue (it acks the two taps), then that
             # answer again for every later request
             rogue.mode = "replay"
+            # no USB line meanwhile: a console line stops the Wi-Fi exchange under way (the host's
+            # answer gets the heap), and the genuine answer the rogue keeps would never arrive
+            n = rogue.answered
+            _wait(lambda: rogue.kept is not None and rogue.answered > n)
+            time.sleep(2)  # the terminal reads and applies that answer
             with SerialLink(vb.port, timeout=2) as link:
                 _wait(lambda: link.identify()["acked_seq"] == head)
             assert (
