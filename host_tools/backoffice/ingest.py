@@ -130,6 +130,15 @@ class Ingest:
                 self._buckets.pop(next(iter(self._buckets)))
             return tokens >= 1.0
 
+    def over_budget(self, source):
+        """(429, text) for a source that spent its refusals (counted), else None: every endpoint
+        a stranger can reach (POST /v1/batch, POST /v1/ota) asks this first."""
+        if self._allowed(source):
+            return None
+        with self.lock:
+            self.rejects["rate_limited"] = self.rejects.get("rate_limited", 0) + 1
+        return 429, "too many refused requests: slow down"
+
     def _reject(self, store, tid, reason, message, source="-"):
         """Counted per (source, terminal, reason) in memory and written as one row per key every
         REJECT_FLUSH s (flush_rejects): a flood of bad POSTs costs a counter, not a row and an fsync
@@ -209,10 +218,9 @@ class Ingest:
     def batch(self, body, source="-"):
         """(HTTP status, answer bytes or one line of text) for one POST /v1/batch from `source` (the
         client's address: refusals are counted and rate-limited per source)."""
-        if not self._allowed(source):
-            with self.lock:
-                self.rejects["rate_limited"] = self.rejects.get("rate_limited", 0) + 1
-            return 429, "too many refused requests: slow down"
+        over = self.over_budget(source)
+        if over:
+            return over
         store = self._store()
         try:
             try:

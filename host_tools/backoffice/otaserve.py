@@ -86,10 +86,9 @@ def answer(ingest, body, source="-"):
     """(HTTP status, answer bytes or one line of text) for one POST /v1/ota from `source`: the same
     rules for strangers as POST /v1/batch (ingest.batch): refusals counted and rate-limited per
     source, an unknown id and a wrong MAC get the same 403 after the same work."""
-    if not ingest._allowed(source):
-        with ingest.lock:
-            ingest.rejects["rate_limited"] = ingest.rejects.get("rate_limited", 0) + 1
-        return 429, "too many refused requests: slow down"
+    over = ingest.over_budget(source)
+    if over:
+        return over
     store = ingest._store()
     try:
         try:
