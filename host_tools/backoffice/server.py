@@ -123,6 +123,14 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT, metrics_from=
     from starlette.routing import Route
 
     allowed = parse_networks(metrics_from)
+    # imported now, not in the first requests (tens of ms with the GIL held, every request
+    # waiting): the worker threads' async back end (anyio's) and the OTA offers
+    from host_tools.backoffice import otaserve
+
+    with contextlib.suppress(RuntimeError):  # (in a running event loop: it is imported there)
+        import anyio
+
+        anyio.run(anyio.to_thread.run_sync, int)
 
     def insider(request):
         try:
@@ -172,8 +180,6 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT, metrics_from=
         return Response(out, status_code=status, media_type="application/octet-stream")
 
     async def ota(request):  # firmware status and chunks (backoffice/otaserve.py)
-        from host_tools.backoffice import otaserve
-
         source = request.client.host if request.client else "-"
         return await batch(request, lambda body: otaserve.answer(ingest, body, source))
 

@@ -549,9 +549,12 @@ class Store:
         on SQLite) for all of them. `batches`: (terminal_id, records, key, prev_mac, sync) each;
         returns, in order, (inserted, duplicates) or the ChainError that refused that batch (its
         rows rolled back, the others kept). Serve groups the batches of concurrent requests this way
-        on SQLite, whose writers take turns anyway (ingest.Ingest)."""
+        on SQLite, whose writers take turns anyway (ingest.Ingest). `batches` may be an iterator
+        that waits for the next batch (writer.py's): each is written as it comes, the commit
+        follows the last."""
         out = []
         if self.dialect == "postgresql":
+            batches = list(batches)
             self.ensure_months([t for b in batches for t in _times(b[1])])
         with self._tx():
             for tid, records, key, prev_mac, sync in batches:
@@ -956,11 +959,12 @@ def _multi_insert(n):
 
 class Prepared:
     """A batch checked as far as it can be without the store, at C speed (CRC, version, terminal,
-    sequence, the MAC chain from its first record on: taprecord_host.chain_break), its rows built:
-    ingest() does this itself; serve does it in the request's thread, so the one SQLite writer only
-    links the batch to what is stored and writes it. ChainError for what it refuses."""
+    sequence, the MAC chain from its first record on: inner_break), its rows built: ingest() does
+    this itself; serve's SQLite writer process does it for a batch while it writes the one before
+    (writer.py), given `bad` (inner_break's answer) from the request's thread, which has the CPU
+    to spare. ChainError for what it refuses."""
 
-    def __init__(self, terminal_id, records, key):
+    def __init__(self, terminal_id, records, key, bad=None):
         self.plain = records if isinstance(records, bytes) else b"".join(bytes(r) for r in records)
         self.times = ()
         self.bad = -1
@@ -970,11 +974,19 @@ class Prepared:
         self.rows, self.first, self.last_mac = _rows(
             terminal_id, self.plain, records, int(time.time())
         )
-        size, body = taprecord.SIZE, taprecord.BODY
         # the first record whose link to the one before it in the batch fails (-1: none);
         # _ingest reports it after the batch's link into the store: the first break wins
-        self.bad = taprecord_host.chain_break(self.plain[size:], self.plain[body : body + 8], key)
+        self.bad = inner_break(self.plain, key) if bad is None else bad
         self.times = (self.rows[0][2], self.rows[-1][2])
+
+
+def inner_break(plain, key):
+    """Index (from 0, the second record) of the first record of joined records `plain` whose MAC
+    does not continue the chain from the record before it in `plain`, or -1 (C speed)."""
+    size, body = taprecord.SIZE, taprecord.BODY
+    if len(plain) <= size:
+        return -1
+    return taprecord_host.chain_break(plain[size:], plain[body : body + 8], key)
 
 
 def _times(records):

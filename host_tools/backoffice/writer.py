@@ -1,7 +1,7 @@
 """SQLite's one writer of `tapkit serve`, in a process of its own (ingest.Ingest starts it).
 
     w = Writer("sqlite:///taps.db", group=64)
-    inserted, duplicates = w.write((terminal, prepared, key, prev_mac, sync))   # after commit
+    inserted, duplicates = w.write((terminal, records, key, prev_mac, sync, bad))   # after commit
     w.close()
 
 Why a process: in the server's process the sqlite3 module releases the GIL around every row it
@@ -9,18 +9,23 @@ steps and must take it back for the next one; with the HTTP threads busy (parsin
 checking MACs) each retake waits for them (a GIL convoy: the writer ran about 10 times slower than
 alone, ingest was 40 % of the plain bulk insert). Here it never waits.
 
-The request's thread sends the batch as store.Prepared (decrypted, checked: CRC, sequence, its own
-MAC chain; its rows built) over a socket pair (pickled: under a microsecond a row); the writer
-takes every batch that is waiting or comes within COLLECT_S of the one before, up to `group`,
-into one transaction (one fsync:
-store.ingest_group, each batch under its own savepoint) and answers each only after the commit:
-an acknowledged batch is durable (synchronous=FULL). A started process, not multiprocessing: no
-fork of a threaded server, no re-import of the caller's main module. When the server goes, the
-writer reads end-of-file and exits; when the writer goes, every waiting batch fails (not acked: the
+The request's thread sends the batch as it decrypted it (one bytes object, pickled: a copy of it,
+no row objects) with its MAC chain checked (store.inner_break, C speed) over a socket pair. Here
+a reader thread takes each batch off the socket as it comes (the socket's buffer holds about two:
+the server's requests never wait on it), checks the rest (store.Prepared: CRC, version, sequence)
+and builds its rows; the main thread writes the batches into one transaction as they come, each
+under its own savepoint (store.ingest_group), for as long as the next one comes within COLLECT_S
+of the one before, up to `group`, then commits (one fsync) and answers each batch only after the
+commit: an acknowledged batch is durable (synchronous=FULL). A burst of 40 batches is two or three
+commits, not one each (its pages of the random-keyed indexes written once, not per commit).
+A started process, not multiprocessing: no fork of a threaded server, no re-import of the
+caller's main module. When the server goes, the writer reads end-of-file, commits what it has and
+exits; when the writer goes, every waiting batch fails (not acked: the
 terminal sends it again) and the next write starts a new one.
 """
 
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -30,8 +35,8 @@ from host_tools.backoffice import store as store_mod
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 READY_S = 60  # seconds a new writer process has to import and open the store
-# while batches keep coming less than this apart, they join the group: fewer commits (an fsync
-# each) for one more wait of this at the group's end (40 batches of 500 at once: 0.35 -> 0.26 s)
+# while batches keep coming less than this apart, they join the open transaction: fewer commits
+# (an fsync each) for one more wait of this at the group's end
 COLLECT_S = 0.002
 
 
@@ -153,32 +158,32 @@ def serve(conn, db_url, group):
         conn.send(f"{type(e).__name__}: {e}")
         return
     conn.send("ready")
-    closing = False
+    # a thread of its own reads the socket all the time: a batch sent while a group is being
+    # written waits here, not in the socket (whose buffer holds about two), so the server's
+    # requests never block on it and the next group takes every batch that came meanwhile
+    inbox = queue.SimpleQueue()
+    threading.Thread(target=_read, args=(conn, inbox), daemon=True).start()
+    closing = []
     while not closing:
-        try:
-            msgs = [conn.recv()]
-            while len(msgs) < group and conn.poll(COLLECT_S):
-                msgs.append(conn.recv())
-        except (EOFError, OSError):
+        first = inbox.get()
+        if first is None:
             break
-        if None in msgs:
-            closing = True
-            msgs = [m for m in msgs if m is not None]
-        out, items = [], msgs
-        if items:
-            try:
-                if store is None:
-                    store = store_mod.open_store(db_url)
-                results = store.ingest_group([b for _, b in items])
-            except Exception as e:  # noqa: BLE001 - the store failed: every batch of the group
-                results = [store_mod.StoreError(f"{type(e).__name__}: {e}")] * len(items)
-                if store is not None:
-                    try:
-                        store.close()
-                    except Exception:  # noqa: BLE001
-                        pass
-                    store = None
-            out += [(i, r) for (i, _), r in zip(items, results, strict=True)]
+        ids, out = [], []  # the group's request ids; answers that need no commit
+        try:
+            if store is None:
+                store = store_mod.open_store(db_url)
+            results = store.ingest_group(_group(first, inbox, group, ids, out, closing))
+        except Exception as e:  # noqa: BLE001 - the store failed: every batch of the group
+            if not ids and not out:  # (it did not open: the first batch's answer)
+                ids.append(first[0])
+            results = [store_mod.StoreError(f"{type(e).__name__}: {e}")] * len(ids)
+            if store is not None:
+                try:
+                    store.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                store = None
+        out += zip(ids, results, strict=True)
         if out:
             try:
                 conn.send(out)
@@ -187,6 +192,51 @@ def serve(conn, db_url, group):
     if store is not None:
         store.close()
     conn.close()
+
+
+def _group(first, inbox, group, ids, refused, closing):
+    """The batches of one transaction, from `first` on: each one that comes within COLLECT_S of
+    the one before, up to `group` (their request ids into `ids`); one that _read refused goes to
+    `refused` with its ChainError (answered with the group, nothing written); the server's None
+    (it closes, or is gone) ends the group and, through `closing`, the writer."""
+    msg = first
+    while True:
+        i, batch = msg
+        if isinstance(batch, store_mod.ChainError):
+            refused.append((i, batch))
+        else:
+            ids.append(i)
+            yield batch
+            if len(ids) >= group:
+                return
+        try:
+            msg = inbox.get(timeout=COLLECT_S)
+        except queue.Empty:
+            return
+        if msg is None:
+            closing.append(True)
+            return
+
+
+def _read(conn, inbox):
+    """The writer process's reader: every batch from the server, checked and turned into rows
+    (store.Prepared: CRC, sequence, its own MAC chain at C speed; or its ChainError), into
+    `inbox`; None at the end. It runs while the main thread's statement does (sqlite3 releases
+    the GIL while SQLite steps it), so the next batch is ready when the last one is written."""
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            msg = None
+        if msg is not None:
+            i, (tid, recs, key, prev, sync, bad) = msg
+            try:
+                msg = i, (tid, store_mod.Prepared(tid, recs, key, bad), key, prev, sync)
+            except store_mod.ChainError as e:
+                msg = i, e
+        inbox.put(msg)
+        if msg is None:
+            return
 
 
 def main():
