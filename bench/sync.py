@@ -28,7 +28,7 @@ PostgreSQL; `vehicles` (40) x `taps` (500) = 20,000 records, the same ones for b
   already built as Python tuples (no decryption, no MAC or chain check), by one executemany into a
   new table with the DDL and indexes of `taps`, and commits (the same store settings:
   synchronous=FULL, WAL). The rows are built before the clock starts.
-Each figure is the median of ROUNDS (3) runs, ingest and bulk in turn, each into a new database
+Each figure is the median of ROUNDS (5) runs, ingest and bulk in turn, each into a new database
 (the runs are in data: ingest_runs_per_s, bulk_runs_per_s). Beside them (once): a bare table (no
 key, no index), SQLite's multi-row INSERTs as ingest writes, PostgreSQL's COPY. CPU seconds of
 the median ingest run: this process (HTTP, decryption, MACs; on PostgreSQL the inserts too), the
@@ -65,7 +65,7 @@ LOOP_MS = 20  # the terminal's main loop pass: worst-case wait for a request lin
 FLEET_DAY = 3000 * 500
 WIFI_BATCH = 1024  # firmware/wifi.py _BATCH
 LOAD_BATCH = 50  # the load test's batches: many exchanges, the server's per-request cost
-ROUNDS = 3  # ingest and bulk insert in turn, this many times each: the medians are the figures
+ROUNDS = 5  # ingest and bulk insert in turn, this many times each: the medians are the figures
 
 
 def serial_model(n=10000):
