@@ -119,6 +119,10 @@ _DIAG = const(0x10)  # = card_schema.frames.DIAG
 _SIGNED_HEADER = const(13)  # = card_schema.signed.HEADER
 _IDLE_GARBAGE = const(4096)  # bytes the main loop may allocate between two collections
 _UPLOAD_RETRY_MS = const(2000)  # = firmware.wifi._MIN_BACKOFF
+# heap a console line may need beside a Wi-Fi exchange (the answer; and the sync responder's code
+# when it is not loaded): with less free, the line stops the exchange (Terminal.poll)
+_LINE_ROOM = const(6144)
+_RESPONDER_ROOM = const(12288)
 _TAP_GARBAGE = const(1024)  # bytes a tap may allocate between two collections (Terminal._exchange)
 # refused by the issuer's signature: RESULT_NOT_ISSUED is _RESULT_SIG - 1, msg 35 _BAD_VALUE - 1
 _RESULT_SIG = const(13)  # = card_schema.taprecord_host.RESULT_OVER_CEILING
@@ -319,7 +323,12 @@ class Terminal:
             if line:
                 self._heard = time.ticks_ms()
                 if self._wifi:
-                    self._stop_upload()  # the host's answer first: the heap is not for both
+                    # a Wi-Fi exchange under way goes on beside the host's answer while the heap
+                    # has room for both (stopped, it starts again 2 s later: a host talking every
+                    # second held uploads off for good); else the host's answer first
+                    gc.collect()
+                    if gc.mem_free() < _LINE_ROOM + (0 if self.responder else _RESPONDER_ROOM):
+                        self._stop_upload()
                 acked = self.journal.acked_seq
                 self.sync_responder().handle_line(line)
                 if self.journal.acked_seq != acked:

@@ -5,8 +5,9 @@ imports this module then, on a board with a network part, and forgets it between
 a USB sync never shares the heap with it, and a USB-only terminal never pays for it). Every call does
 a bounded, non-blocking step (at most _STEP bytes sent or received) and returns: the socket is
 non-blocking, readiness is asked with select.poll(0), and a whole exchange has a deadline. A tap is
-never kept waiting by the upload: a card in the field or a line from a USB host stops the exchange
-under way (`stop`), which is tried again _MIN_BACKOFF later.
+never kept waiting by the upload: a card in the field stops the exchange under way (`stop`), which
+is tried again _MIN_BACKOFF later; a line from a USB host stops it only when the heap lacks room for
+the answer beside it (app.py Terminal.poll), else the exchange goes on.
 
 One exchange (the format is card_schema/upload.py, the server host_tools/backoffice/server.py):
     POST /v1/batch HTTP/1.0   batch head (iv: a fresh nonce | its tag with the journal key) | [the record acked_seq, the anchor]
