@@ -119,6 +119,7 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT, metrics_from=
 
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
 
@@ -162,6 +163,8 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT, metrics_from=
             body, refusal = await asyncio.wait_for(read_body(request), body_timeout)
         except asyncio.TimeoutError:
             return text(408, f"request body not received within {body_timeout:g} s")
+        except ClientDisconnect:  # the terminal dropped its exchange (a tap, a power cut)
+            return text(400, "the client closed the connection before its whole body")
         if refusal is not None:
             return refusal
         try:

@@ -274,7 +274,7 @@ def test_keep_alive_serves_several_requests_on_one_connection(server_factory, st
         c.close()
 
 
-def test_connection_dropped_mid_request_stores_nothing(server_factory, tmp_path, ks):
+def test_connection_dropped_mid_request_stores_nothing(server_factory, tmp_path, ks, caplog):
     url = "sqlite:///%s" % (tmp_path / "taps.db")
     srv = server_factory(url)
     t = Term(ks)
@@ -290,6 +290,7 @@ def test_connection_dropped_mid_request_stores_nothing(server_factory, tmp_path,
     with store_mod.open_store(url) as db:
         assert db.count() == 0
     assert t.answer(post(srv.port, body)[1])[0] == 8
+    assert not [r for r in caplog.records if r.levelno >= 40]  # a dropped exchange: no error
 
 
 def test_two_servers_one_postgresql_store_a_batch_once(server_factory, pg_server, ks):
