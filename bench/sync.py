@@ -9,7 +9,13 @@ turnaround per exchange). The install time of a `--deny-cards` (100,000) deny li
 and over the virtual Wi-Fi (the firmware's uploader fetching it from `tapkit serve`).
 
 Wi-Fi: the heap a TLS handshake would take on the terminal (harness/tls_heap.py, valgrind's massif
-on the VM), the measured reason the records are encrypted with a per-terminal key instead.
+on the VM), the measured reason the records are encrypted with a per-terminal key instead; and the
+heap of the upload itself (harness/heap_paths.py wifi_upload): a virtual Wi-Fi board uploads
+WIFI_HEAP_RECORDS (2,048) records (encrypted with its wire key, streamed from flash) into `tapkit
+serve`, alone and while a host asks IDENTIFY over USB every second (the sync responder beside the
+uploader); the probe's main.py samples the heap after every step of an exchange (live, after a
+collection; and as the step left it). wifi_upload_heap_free: the 112 KB heap minus the highest
+live figure of both runs.
 
 HTTP: `tapkit serve`'s ingest beside a plain bulk insert of the same rows, into SQLite and into
 PostgreSQL; `vehicles` (40) x `taps` (500) = 20,000 records, the same ones for both. A fleet day is
@@ -37,7 +43,8 @@ SQLite writer process, and the terminals' in their timed window. Then the load t
 The PostgreSQL is harness/pgserver.py's throwaway server (fsync off: a lower bound for a real disk).
 
 data: {"serial": {model}, "serial_line": {records, seconds, raw_seconds, of_line, ...},
-"deny_install": {...}, "tls_handshake": {...}, "SQLite": {records, ingest_per_s, bulk_per_s, ...},
+"deny_install": {...}, "tls_handshake": {...}, "wifi_upload_heap": {"alone": {...}, "host polling":
+{...}}, "wifi_upload_heap_free", "SQLite": {records, ingest_per_s, bulk_per_s, ...},
 "PostgreSQL": {...}, "load": {...}}.
 """
 
@@ -64,6 +71,7 @@ LINE_BPS = BAUD // 10  # 8N1: 11,520 bytes/s
 LOOP_MS = 20  # the terminal's main loop pass: worst-case wait for a request line
 FLEET_DAY = 3000 * 500
 WIFI_BATCH = 1024  # firmware/wifi.py _BATCH
+WIFI_HEAP_RECORDS = 2048  # the upload whose heap is measured: two whole batches
 LOAD_BATCH = 50  # the load test's batches: many exchanges, the server's per-request cost
 ROUNDS = 5  # ingest and bulk insert in turn, this many times each: the medians are the figures
 
@@ -492,6 +500,32 @@ def run(opts, taps=500):
         )
     except tls_heap.Unavailable as e:
         rows.append(row(SECTION, "Wi-Fi: a TLS 1.2 handshake on the VM", None, "", str(e)))
+    from harness import heap_paths
+
+    heaps = {}
+    for name, poll in (("alone", None), ("host polling", 1.0)):
+        with tempfile.TemporaryDirectory() as d:
+            heaps[name] = h = heap_paths.wifi_upload(d, WIFI_HEAP_RECORDS, poll, probe=True)
+        rows.append(
+            row(
+                SECTION,
+                "Wi-Fi upload, records encrypted (%s): heap free at its peak" % name,
+                round(h["heap_free"] / 1024, 1),
+                "KB",
+                "of the VM's 112 KB: %s records in %d exchanges of up to %d; live at the "
+                "peak %s B (%.1f KB free counting one step's garbage)%s"
+                % (
+                    f"{h['records']:,}",
+                    h["exchanges"],
+                    WIFI_BATCH,
+                    f"{h['live']:,}",
+                    h["heap_free_garbage"] / 1024,
+                    "; IDENTIFY over USB every 1 s (%d answered)" % h["identify"] if poll else "",
+                ),
+            )
+        )
+    data["wifi_upload_heap"] = heaps
+    data["wifi_upload_heap_free"] = min(h["heap_free"] for h in heaps.values())
     with tempfile.TemporaryDirectory() as d:
         ks_path = os.path.join(d, "issuer.keys")
         ks = keystore.init(ks_path)

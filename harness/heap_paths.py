@@ -249,6 +249,144 @@ def wifi_paths(work, heap=HEAP, room=MEASURE_HEAP):
     return out
 
 
+# The firmware's own main.py (mpybuild/cross.py MAIN_PY), with the heap sampled after each step of
+# a Wi-Fi exchange (Terminal._upload, called once per main-loop pass while one is under way): in use
+# as the step left it (garbage counted), then after a collection (live); the highest of each per
+# exchange in a STAT line when it ends. The firmware is unchanged; only this main.py is the probe's.
+PROBE_MAIN = """import gc
+import firmware
+
+firmware.warm()
+import firmware.app
+
+T = firmware.app.Terminal
+step = T._upload
+hi = [0, 0]
+
+
+def _upload(self):
+    step(self)
+    a = gc.mem_alloc()
+    gc.collect()
+    hi[0] = max(hi[0], gc.mem_alloc())
+    hi[1] = max(hi[1], a)
+    if not self._wifi:
+        self.board.stat("upload acked=%d live=%d peak=%d" % (self.journal.acked_seq, hi[0], hi[1]))
+        hi[0] = hi[1] = 0
+
+
+T._upload = _upload
+firmware.app.run()
+"""
+
+
+def wifi_upload(
+    work, records=2048, poll_s=None, probe=False, heap=HEAP, room=MEASURE_HEAP, timeout=300
+):
+    """`records` journal records (filled by the firmware's own Journal) uploaded by a Wi-Fi board
+    (batches of firmware/wifi.py's _BATCH, encrypted with its wire key, streamed from flash) into a
+    real `tapkit serve` ingest (in-process, SQLite); with `poll_s` a host asks IDENTIFY over USB
+    every `poll_s` s meanwhile (the sync responder then is in the heap beside the uploader). With
+    `probe` the board runs PROBE_MAIN on `room` (1 MB: no automatic collection) and its STAT lines
+    give the exchanges' highest heap use: live (after a collection) and garbage counted (one
+    step's garbage: the main loop collects between steps as its garbage passes 4 KB); heap_free
+    = `heap` (112 KB, the ESP32's) - the live peak. Without it the board runs its own main.py on
+    `heap` itself. Returns {records, stored, duplicates, seconds, identify} (and with the probe
+    exchanges that acked records, live, peak, heap_free, heap_free_garbage); AssertionError when the records do not all
+    arrive in `timeout` s, arrive twice, or the board logs a MemoryError."""
+    import boards
+    from emulator import lfsimage
+    from emulator.vboard import VirtualBoard
+    from harness import vm
+    from harness.boards import deploy
+    from host_tools import keystore
+    from host_tools.backoffice import ingest, server, store
+    from host_tools.fleet import provision
+    from host_tools.fleet.link import SerialLink
+
+    total = _size(heap)
+    ks_path = os.path.join(work, "ks.json")
+    if not os.path.exists(ks_path):
+        keystore.init(ks_path)
+    ks = keystore.load(ks_path)
+    tid = 1102
+    url = "sqlite:///%s" % os.path.join(work, "upload.db")
+    port = _free_port()
+    state = deploy(
+        os.path.join(work, "upload"), ks, tid, fare=FARE, server="127.0.0.1:%d" % port,
+        upload_backoff_max_ms=2000, upload_idle_ms=1000,
+    )  # fmt: skip
+    sectors = -(-records // 60) + 4  # 60 records a sector, room so the journal is not full
+    board = boards.spec("unix-virtual")
+    board["journal"]["size"] = sectors * 4096
+    board["reader"]["port"] = 0  # wired by the board host at start ($TAPKIT_PN532_PORT)
+    board["net"] = {"loopback": True}
+    files = {"/board.json": json.dumps(board)}
+    if probe:
+        files["/main.py"] = PROBE_MAIN
+    lfsimage.write_files(os.path.join(state, "fs.img"), files)
+    key = provision.terminal_keys(ks, tid)["journal"]
+    emu = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "emulator")
+    vm.run(vm.build(os.path.join(work, "build")), vm.script("journal_fill"),
+           os.path.join(state, "flash.bin"), sectors * 4096, key, tid, records, path=[emu],
+           timeout=600, check=True)  # fmt: skip
+    ing = ingest.Ingest(url, ks, [(tid, tid)], log=lambda m: None)
+    running = server.Running(server.make_app(ing), "127.0.0.1", port)
+    asked = 0
+    try:
+        with VirtualBoard(state, heap=room if probe else heap, wifi=True) as vb:
+            t0 = time.monotonic()
+            deadline = t0 + timeout
+            link = SerialLink(vb.port, timeout=5) if poll_s else None
+            try:
+                with store.open_store(url) as db:
+                    while db.count() < records:
+                        if time.monotonic() > deadline:
+                            raise AssertionError(
+                                "wifi upload: %d of %d records in %d s (%d IDENTIFY)"
+                                % (db.count(), records, timeout, asked)
+                            )
+                        if link is not None:
+                            link.identify()
+                            asked += 1
+                        time.sleep(poll_s or 0.5)
+                    took = time.monotonic() - t0
+                    stored, distinct = db._one(
+                        "SELECT COUNT(*), COUNT(DISTINCT seq) FROM taps WHERE terminal = ?", (tid,)
+                    )
+            finally:
+                if link is not None:
+                    link.close()
+            lines = vb.lines(0)
+    finally:
+        running.stop()
+        ing.close()
+    bad = [ln for ln in lines if "MemoryError" in ln]
+    if bad:
+        raise AssertionError("wifi upload: %s" % bad[0])
+    if stored != distinct:
+        raise AssertionError("wifi upload: %d records stored twice" % (stored - distinct))
+    out = {
+        "records": records,
+        "stored": int(stored),
+        "duplicates": int(stored) - int(distinct),
+        "seconds": took,
+        "identify": asked,
+    }
+    if probe:
+        stats = [_fields(ln) for ln in lines if ln.startswith("STAT| upload ")]
+        acked = [0] + [st["acked"] for st in stats]
+        out["exchanges"] = sum(1 for a, b in zip(acked, acked[1:], strict=False) if b > a)
+        live = max(st["live"] for st in stats)
+        peak = max(st["peak"] for st in stats)
+        out.update(live=live, peak=peak, heap_free=total - live, heap_free_garbage=total - peak)
+    return out
+
+
+def _fields(line):
+    return {k: int(v) for k, v in (f.split("=") for f in line.split() if "=" in f)}
+
+
 def _free_port():
     import socket
 
