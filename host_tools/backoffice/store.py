@@ -332,6 +332,9 @@ def open_store(url=DEFAULT_URL, create=True):
             conn.execute("PRAGMA journal_mode=WAL")
         # durable first: a batch is on disk before the terminal is told it may reclaim it
         conn.execute("PRAGMA synchronous=FULL")
+        # the pages a burst of batches touches (20,000 rows: ~8 MB with the indexes) stay in the
+        # cache until the commit instead of spilling to the WAL mid-transaction (2 MB by default)
+        conn.execute("PRAGMA cache_size=-32768")
         conn.execute("PRAGMA foreign_keys=ON")
     except sqlite3.Error as e:
         raise StoreError(f"cannot open the store {path}: {e}") from None
