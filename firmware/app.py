@@ -188,7 +188,8 @@ class Terminal:
     # responder that is loaded and forgotten
     auth: list
     # the Wi-Fi uploader's state between exchanges (firmware/wifi.py, loaded only while one is
-    # under way): [next try (ticks), back-off, wire key, install.part, address]; None without a net
+    # under way): [next try (ticks), back-off, wire key, install.part, address, firmware release
+    # offered (-1: report the status first), the last exchange was POST /v1/ota]; None without a net
     up: "list | None"
     _wifi: bool  # an exchange is under way (the module is loaded)
     last_sync: int  # when a host last acknowledged taps (diag)
@@ -397,6 +398,13 @@ class Terminal:
             self.log_error("wifi", e)
         if not self._wifi:
             firmware.forget("wifi")
+            p = self.up[3]  # type: ignore[index]
+            if p and p[2] and p[3] == p[2]:  # a download complete in install.part: installed
+                try:  # with the uploader's heap (firmware/install.py wifi)
+                    firmware.load("install").wifi(self)
+                except Exception as e:  # MemoryError: tried again after the next exchange
+                    self.log_error("wifi", e)
+                firmware.forget("install", "store")
             self._trim()  # install.part() or a downloaded table loaded them
 
     def _stop_upload(self):

@@ -2,6 +2,7 @@
 
     have = install.put(off, total, data)               # a chunk into the staging file
     kind, version = install.apply(config_key, info)    # when have == total: verify, install
+    install.wifi(term)                                  # the same, for a Wi-Fi download (app.py)
     install.versions(info)                              # info["fares_ver"], info["deny_ver"], ...
 
 A blob (card_schema/signed.py) is signed with this terminal's own config key (keys.json "config"). It
@@ -40,6 +41,7 @@ _QUERY = const(0xFFFFFFFF)  # = card_schema.frames_host.INSTALL_QUERY
 _PART = const("install.part")
 _FIRMWARE = const(4)  # = card_schema.release.KIND_FIRMWARE
 _OTA_BIN = const("ota.bin")  # = firmware.ota._BIN
+_REFUSED = const(3)  # = card_schema.release.REFUSED
 _SPARE = const(16384)  # flash left free after a blob (littlefs needs blocks to commit a rename)
 
 
@@ -176,3 +178,26 @@ def chunk(key, body, info=None):
     if have == total:
         kind, version = apply(key, info)
     return struct.pack(_ANSWER_FMT, have, kind, version)
+
+
+def wifi(term):
+    """Install the blob a Wi-Fi download completed in install.part (firmware/wifi.py; app.py calls
+    this once the uploader is forgotten: its heap is the install's). A firmware release refused
+    (forged, damaged, another board's) is reported to the server, which then offers it no more
+    (until the next boot's report: a download damaged on the way is tried again then)."""
+    up = term.up
+    p = up[3]
+    up[3] = [0, 0, 0, 0]
+    try:
+        key = getattr(term, "config_key", None)
+        if key is None:
+            raise ValueError("no config key")
+        apply(key, term.info)
+    except ValueError as e:
+        term.log_error("wifi config", e)
+        if p[0] == _FIRMWARE:
+            o = term.info.get("ota") or [0, 0, 0, 0, 0, ""]
+            if o[3:5] != [p[1], _REFUSED]:  # otastate.board said why already
+                term.info["ota"] = o[0:3] + [p[1], _REFUSED, str(e)]
+    if p[0] == _FIRMWARE:
+        up[5] = -1  # the end of the download reported (verified: staging; or refused)

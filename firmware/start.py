@@ -145,8 +145,9 @@ def setup(term, board, config, keys):
     # controls refused, alarm (logs a refused control), maintenance window]
     term.auth = [urandom(8), 300, None, 0, term.log_error, None]
     # the Wi-Fi uploader (firmware/wifi.py, loaded only while an exchange is under way): its
-    # state between exchanges, [next try (ticks), back-off, wire key, install.part, address]
-    term.up = [time.ticks_ms(), 0, None, None, None] if board.net is not None else None
+    # state between exchanges, [next try (ticks), back-off, wire key, install.part, address,
+    # firmware release offered (-1: report the firmware status first), the last was POST /v1/ota]
+    term.up = [time.ticks_ms(), 0, None, None, None, -1, 0] if board.net is not None else None
     term._wifi = False  # an exchange is under way (the module is loaded)
     term.last_sync = 0  # when a host last acknowledged taps (diag)
     term.booted = time.ticks_ms()

@@ -76,6 +76,10 @@ _POLLIN = const(1)
 _POLLERR = const(8)
 _POLLHUP = const(16)
 _PART = const("install.part")  # = firmware.install._PART
+_FIRMWARE = const(4)  # = card_schema.release.KIND_FIRMWARE
+_OTA_MAGIC = const(b"TKO1")  # = card_schema.release.OTA_MAGIC
+_OTA_FMT = const("<4sI16sIBBIBII16s8s")  # = card_schema.release.OTA_FMT
+_OTA_MACED = const(59)  # = card_schema.release.OTA_MACED
 
 _up = None  # the exchange under way
 
@@ -116,7 +120,7 @@ class Uploader:
     def __init__(self, term, server):
         self.host = server
         self.term = term
-        self.next, self.backoff, self.key, self.part, self.addr = term.up
+        self.next, self.backoff, self.key, self.part, self.addr = term.up[0:5]
         if self.key is None:
             from firmware import store  # keys.json once: the wire key (app.py does not keep it)
 
@@ -175,37 +179,44 @@ class Uploader:
             self.part = list(install.part())
             firmware.forget("install", "store")
         j = self.term.journal
-        a = j.acked_seq
-        n = min(j.head_seq - a, _BATCH)
-        # the last acknowledged record goes first, as the chain's anchor, while it is on flash
-        flag = _ANCHOR if a and j.read(a, memoryview(self.buf)[0:64]) else 0
-        self.seq = a if flag else a + 1
-        self.pending = n + (1 if flag else 0)
-        self.sent_to = a + n
-        nonce = urandom(8)
-        i = self.term.info
         p = self.part
-        head = struct.pack(
-            _BATCH_FMT,
-            _BATCH_MAGIC,
-            self.term.terminal_id,
-            i.get("fares_ver", 0),
-            i.get("deny_ver", 0),
-            i.get("deny_delta_ver", 0),
-            self.pending | flag,
-            p[0],
-            p[1],
-            p[3],
-            nonce,
-        )
-        # iv = nonce | tag: the tag (the journal key over the head) is what makes the server answer
-        self.iv = nonce + cmac(self.term.journal.key, head[:_TAGGED] + nonce)[:8]
-        head = head[:_TAGGED] + self.iv
+        up = self.term.up
+        # firmware (POST /v1/ota): a status report, or the next chunk of the release offered; never
+        # over a config blob install.part holds; every other exchange while records wait
+        up[6] = up[5] and p[0] in (0, _FIRMWARE) and not (j.unsynced and up[6])
+        if up[6]:
+            head = self.ota()
+        else:
+            a = j.acked_seq
+            n = min(j.head_seq - a, _BATCH)
+            # the last acknowledged record goes first, as the chain's anchor, while it is on flash
+            flag = _ANCHOR if a and j.read(a, memoryview(self.buf)[0:64]) else 0
+            self.seq = a if flag else a + 1
+            self.pending = n + (1 if flag else 0)
+            self.sent_to = a + n
+            nonce = urandom(8)
+            i = self.term.info
+            head = struct.pack(
+                _BATCH_FMT,
+                _BATCH_MAGIC,
+                self.term.terminal_id,
+                i.get("fares_ver", 0),
+                i.get("deny_ver", 0),
+                i.get("deny_delta_ver", 0),
+                self.pending | flag,
+                p[0],
+                p[1],
+                p[3],
+                nonce,
+            )
+            # iv = nonce | tag: the tag (the journal key over the head) makes the server answer
+            self.iv = nonce + cmac(self.term.journal.key, head[:_TAGGED] + nonce)[:8]
+            head = head[:_TAGGED] + self.iv
         self.aes = aes_cbc(self.key, self.iv)
         self.out = memoryview(
-            b"POST /v1/batch HTTP/1.0\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
+            b"POST /v1/%s HTTP/1.0\r\nHost: %s\r\nContent-Type: application/octet-stream\r\n"
             b"Content-Length: %d\r\n\r\n"
-            % (self.host.encode(), len(head) + self.pending * 64)
+            % (b"ota" if up[6] else b"batch", self.host.encode(), len(head) + self.pending * 64)
             + head
         )
         self.off = 0
@@ -228,6 +239,41 @@ class Uploader:
         self.poller.register(s, _POLLOUT)
         self.deadline = time.ticks_add(now, _TIMEOUT_MS)
         self.state = 1
+
+    def ota(self):
+        """The firmware status head (POST /v1/ota, card_schema/release.py TKO1): running release,
+        state, the last update's end, and the release it asks chunks of (the one offered, or the one
+        install.part holds) with how much of it is here (install.part's length: a download resumes
+        after a power cut or a lost connection). The answer is a batch answer (acked 0) with maybe
+        the next chunk, which goes into install.part as a config chunk does."""
+        t = self.term
+        p = self.part
+        o = t.info.get("ota") or (0, 0, 0, 0, 0)  # [state, running, staged, last, result, why]
+        mine = p[0] == _FIRMWARE
+        w = t.up[5]
+        if w <= 0:
+            w = p[1] if mine else 0
+        if o[0] > 1:
+            w = o[2]  # staging, staged or on trial: that release (a report)
+        self.pending = 0
+        self.sent_to = 0
+        self.iv = urandom(16)
+        head = struct.pack(
+            _OTA_FMT,
+            _OTA_MAGIC,
+            t.terminal_id,
+            t.info["board"].encode(),
+            o[1],
+            o[0] or (1 if mine else 0),  # release.DOWNLOADING while install.part holds one
+            0,
+            o[3],
+            o[4],
+            w,
+            p[3] if mine and p[1] == w else 0,
+            self.iv,
+            b"",
+        )[0:_OTA_MACED]
+        return head + cmac(t.journal.key, head)[0:8]
 
     def _ready(self):
         p = self.poller
@@ -315,10 +361,9 @@ class Uploader:
             if not k:  # the server closed: the answer is complete
                 self._close()
                 self.state = 0
+                # a complete blob is verified and installed once this module is forgotten (app.py
+                # install.wifi: the heap its code takes is what the install needs)
                 firmware.forget("install", "store")
-                p = self.part
-                if p[2] and p[3] == p[2]:  # type: ignore[index]
-                    self._install()
                 return
 
     def _answer(self):
@@ -354,6 +399,11 @@ class Uploader:
         self.next = now if j.unsynced or kind else time.ticks_add(now, self.idle)
         self.chunk = None
         p = self.part
+        up = term.up
+        if kind == _FIRMWARE:
+            up[5] = version  # a release offered (n 0) or under way: POST /v1/ota asks for it
+        elif up[6]:
+            up[5] = 0  # nothing for this terminal (now): asked again when a batch answer offers
         if kind and n:
             ok = p == [kind, version, total, off]  # it continues what install.part holds
             if not off:
@@ -379,20 +429,6 @@ class Uploader:
         self.size = len(rest)
         self.buf[0 : self.size] = rest
 
-    def _install(self):
-        install = firmware.load("install")  # collected first: the most room for its blocks
-
-        self.part = [0, 0, 0, 0]
-        try:
-            key = getattr(self.term, "config_key", None)
-            if key is None:
-                raise ValueError("no config key")
-            install.apply(key, self.term.info)
-        except ValueError as e:
-            self.term.log_error("wifi config", e)
-        finally:
-            firmware.forget("install", "store")
-
     def _close(self):
         s = self.sock
         self.sock = self.poller = None
@@ -403,6 +439,9 @@ class Uploader:
                 pass
 
     def _fail(self, e):
+        up = self.term.up
+        if up[6] and not isinstance(e, OSError):
+            up[5] = 0  # the server answered POST /v1/ota with a refusal: not again until it offers
         self._close()
         self.state = 0
         self.out = memoryview(b"")
