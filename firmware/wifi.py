@@ -182,8 +182,9 @@ class Uploader:
         p = self.part
         up = self.term.up
         # firmware (POST /v1/ota): a status report, or the next chunk of the release offered; never
-        # over a config blob install.part holds; every other exchange while records wait
-        up[6] = up[5] and p[0] in (0, _FIRMWARE) and not (j.unsynced and up[6])
+        # over a config blob install.part holds; every other exchange while records wait or while
+        # the report is due (a batch's check-in brings config, and the offer)
+        up[6] = up[5] and p[0] in (0, _FIRMWARE) and not (up[6] and (j.unsynced or up[5] < 0))
         if up[6]:
             head = self.ota()
         else:
@@ -395,8 +396,6 @@ class Uploader:
             clock.set(t)
         self.backoff = _MIN_BACKOFF
         now = time.ticks_ms()
-        # on at once while records wait or the server has config for us, else check in later
-        self.next = now if j.unsynced or kind else time.ticks_add(now, self.idle)
         self.chunk = None
         p = self.part
         up = term.up
@@ -404,6 +403,9 @@ class Uploader:
             up[5] = version  # a release offered (n 0) or under way: POST /v1/ota asks for it
         elif up[6]:
             up[5] = 0  # nothing for this terminal (now): asked again when a batch answer offers
+        # on at once while records wait, the server has config or firmware for us or the status is
+        # to be reported, else check in later
+        self.next = now if j.unsynced or kind or up[5] else time.ticks_add(now, self.idle)
         if kind and n:
             ok = p == [kind, version, total, off]  # it continues what install.part holds
             if not off:
