@@ -13,7 +13,8 @@ Sections, in table order (each a module of this package):
     profiles  APDUs per tap and peak heap in a tap, per terminal profile
     backoffice  a generated month of a 3,000-vehicle fleet: audit, report and dashboard page times
     money     every rial: power cuts, lost/damaged answers, riders next; the ledger against the cards
-    ota       firmware updates: the bundle's size, power cuts at every flash write of an update
+    ota       firmware updates: the bundle's size, update times over Wi-Fi and USB (115,200 baud), the
+              heap of a tap during a download, power cuts at every flash write of an update
 
 The result convention: every section's `run(opts)` returns `(rows, data)`:
 - rows: a list of row(section, name, value, unit, note) dicts, {"section", "name", "value", "unit",
@@ -24,7 +25,7 @@ The result convention: every section's `run(opts)` returns `(rows, data)`:
 `--json` prints one JSON object: {"sections": [names run], "rows": [every row], SECTION: data, ...}.
 Its keys are stable; name a figure by its path, e.g. `sync.SQLite.ingest_per_s`,
 `sync.PostgreSQL.bulk_per_s`, `tearing.committed`, `journal.reentrant.cuts`, `heap.total`,
-`money.phantom_charges`, `ota.cuts`, `ota.fails`.
+`money.phantom_charges`, `ota.cuts`, `ota.fails`, `ota.wifi_update_s`, `ota.download_heap_free`.
 """
 
 import argparse

@@ -110,6 +110,7 @@ def stop(term):
     if u is not None:
         u._close()
         term.up[0] = time.ticks_add(time.ticks_ms(), _MIN_BACKOFF)
+    firmware.forget("install", "store")  # a chunk's writes loaded store (2.6 KB): not in a tap
 
 
 class Uploader:

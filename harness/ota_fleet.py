@@ -79,7 +79,9 @@ class OTAFleet:
             self.running = server.Running(server.make_app(self.ingest), "127.0.0.1", self.port)
             built = firmware_files()
             for tid in self.ids:
-                state = deploy(os.path.join(self.root, str(tid)), self.ks, tid, built, **self.config)
+                state = deploy(
+                    os.path.join(self.root, str(tid)), self.ks, tid, built, **self.config
+                )
                 vb = VirtualBoard(state, heap=self.heap, wifi=True)
                 self.boards[tid] = vb
                 vb.start(wait_ready=120)  # one boot at a time
@@ -129,3 +131,102 @@ class OTAFleet:
             if time.monotonic() > deadline:
                 raise AssertionError("fleet did not get there in %.0f s: %s" % (timeout, st))
             time.sleep(every)
+
+
+HEAP = 112 * 1024  # the ESP32's heap, which heap figures are given against
+ROOM = "1M"  # boards measured for heap run with this much (no collection hides a tap's garbage)
+
+
+def _downloaded(s, rel):
+    """The terminal reported release `rel` verified (staging it, or beyond)."""
+    return s["staged"] == rel or s["running"] == rel
+
+
+def _tap_free(vb, card, total=HEAP):
+    """Heap free (of `total`) at the peak of one tap (its STAT line), and what the tap showed."""
+    from harness.boards import tap_stats
+
+    mark = vb.mark()
+    r = vb.tap(card)
+    stat = [ln for ln in vb.lines(mark) if ln.startswith("STAT| tap ")]
+    if not stat:
+        raise AssertionError("no STAT line for a tap during the download: %s" % r)
+    return total - tap_stats({"stat": stat[-1]})["peak"], r
+
+
+def measure_wifi(work, ks, rel=2):
+    """One Wi-Fi terminal updated from a publish: seconds to the download's end (the terminal
+    logs the release verified) and to its confirmed boot; then, on a board with a 1 MB heap, a tap
+    in every chunk's exchange of a download: the least heap any of them left free at its peak (of
+    112 KB: as heap_paths), how many there were, and the same tap's figure without a download."""
+    from harness.boards import rider_card
+    from host_tools.fleet import release
+
+    out = {}
+    payload = release.build("unix-virtual", rel)
+    with OTAFleet(os.path.join(work, "wifi-time"), ks, n=1, idle_ms=1000) as fleet:
+        fleet.wait(lambda st: FIRST in st, timeout=60)
+        vb = fleet.boards[FIRST]
+        mark = vb.mark()
+        t0 = time.monotonic()
+        fleet.publish(payload, "all")
+        vb.wait_for("LOG| ota: release %d verified" % rel, timeout=120, since=mark)
+        out["wifi_download_s"] = round(time.monotonic() - t0, 2)
+        fleet.wait(lambda st: st[FIRST]["running"] == rel, timeout=180, every=0.1)
+        out["wifi_update_s"] = round(time.monotonic() - t0, 2)
+    with OTAFleet(
+        os.path.join(work, "wifi-heap"), ks, n=1, idle_ms=1000, heap=ROOM, repeat=0
+    ) as fleet:
+        vb = fleet.boards[FIRST]
+        card = rider_card(os.path.join(work, "heap.card"), ks, 10_000_000)
+        fleet.wait(lambda st: FIRST in st, timeout=60)
+        _tap_free(vb, card)  # the card's first tap here (its issuer signature checked)
+        out["idle_heap_free"] = _tap_free(vb, card)[0]  # the same tap without a download
+        time.sleep(2.5)  # the tap stopped the board's check-in: tried again 2 s later
+        fleet.publish(payload, "all")
+        mark = vb.mark()
+        frees = []
+        part = 0
+        # a tap as soon as the terminal asks for the next chunk: it lands in that chunk's exchange
+        # (stopping it, as every card in the field does), then the download goes on
+        while True:
+            st = fleet.wait(
+                lambda st, part=part: st[FIRST]["part"] > part or _downloaded(st[FIRST], rel),
+                timeout=120,
+                every=0.02,
+            )[FIRST]
+            if _downloaded(st, rel) or any(ln.startswith("LOG| ota:") for ln in vb.lines(mark)):
+                break
+            part = st["part"]
+            free, r = _tap_free(vb, card)
+            if r["buzzer"] != "ok":
+                raise AssertionError("a tap during the download failed: %s" % r)
+            frees.append(free)
+        if "MemoryError" in "\n".join(vb.lines(0)):
+            raise AssertionError("MemoryError during the download")
+    out["download_heap_free"] = min(frees)
+    out["download_taps"] = len(frees)
+    return out
+
+
+def measure_usb(work, ks, rel=2):
+    """One terminal updated with `tapkit release install` over its USB serial paced at 115,200
+    baud (the ESP32's USB-UART bridge): seconds of the transfer, and to the confirmed boot."""
+    from emulator.vboard import BAUD, VirtualBoard
+    from harness.boards import deploy as deploy_board
+    from host_tools.fleet import release
+    from host_tools.fleet.link import SerialLink
+
+    out = {}
+    payload = release.build("unix-virtual", rel)
+    state = deploy_board(os.path.join(work, "usb"), ks, FIRST, fare=25000)
+    with VirtualBoard(state, baud=BAUD) as vb:
+        mark = vb.mark()
+        t0 = time.monotonic()
+        with SerialLink(vb.port, timeout=10.0) as link:
+            release.install(link, ks, payload)
+        out["usb_download_s"] = round(time.monotonic() - t0, 2)
+        vb.wait_for("LOG| ota: release %d confirmed" % rel, timeout=180, since=mark)
+        vb.wait_for("LOG| boot: terminal %d ready" % FIRST, timeout=60, since=mark)
+        out["usb_update_s"] = round(time.monotonic() - t0, 2)
+    return out

@@ -115,6 +115,10 @@ def answer(ingest, body, source="-"):
         if old is not None:  # the reason is in IDENTIFY over USB; over Wi-Fi keep the last one
             if (old["last_release"], old["last_result"]) == (r.last, status["last_result"]):
                 status["reason"] = old["reason"]
+        back = list(old.get("rolled_back", ())) if old is not None else []
+        if status["last_result"] == "rolled back" and r.last not in back:
+            back.append(r.last)
+        status["rolled_back"] = back
         if old is None or any(old.get(k) != v for k, v in status.items() if k != "reason"):
             releases.note_status(store, tid, status, via="wifi")
             _state(ingest)["status"][tid] = (time.monotonic(), dict(status, terminal=tid))

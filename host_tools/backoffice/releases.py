@@ -171,6 +171,8 @@ def wanted(store, tid, board, status, all_plans=None):
             continue
         if status["last_release"] == rel and status["last_result"] in ("rolled back", "refused"):
             continue
+        if rel in status.get("rolled_back", ()):  # rolled back here once, whatever came after
+            continue
         if plan.startswith("line:") and line is None:
             line = _line(store, tid)
         if in_plan(plan, rel, tid, line):
@@ -186,10 +188,23 @@ _STATUS_COLS = (
 def status_of(store, tid):
     if not _have(store):
         return None
+    """A terminal's last firmware status (None: never reported), with "rolled_back": every release
+    it ever rolled back (a release that failed its self-test here is not offered again when the
+    terminal has confirmed another since)."""
     row = store._one(
         "SELECT %s FROM fw_status WHERE terminal = ?" % ", ".join(_STATUS_COLS), (tid,)
     )
-    return dict(zip(_STATUS_COLS, row, strict=True)) if row else None
+    if not row:
+        return None
+    s = dict(zip(_STATUS_COLS, row, strict=True))
+    s["rolled_back"] = [
+        int(r[0])
+        for r in store._all(
+            "SELECT DISTINCT release FROM fw_events WHERE terminal = ? AND result = ?",
+            (tid, "rolled back"),
+        )
+    ]
+    return s
 
 
 def from_info(info):
@@ -255,6 +270,12 @@ def fleet(store):
     ]
     rels = []
     all_plans = plans(store)
+    # a rollback stays one in the view when the terminal has since confirmed another release
+    back = {}
+    for rel, tid in store._all(
+        "SELECT DISTINCT release, terminal FROM fw_events WHERE result = ?", ("rolled back",)
+    ):
+        back.setdefault(int(rel), set()).add(int(tid))
     for rel, board, plan in all_plans:
         mine = [t for t in terms if t["board"] == board]
         target = [
@@ -274,11 +295,7 @@ def fleet(store):
                 "in_progress": sum(
                     1 for t in target if t["running"] < rel and t["state"] != "idle"
                 ),
-                "rolled_back": sum(
-                    1
-                    for t in mine
-                    if t["last_release"] == rel and t["last_result"] == "rolled back"
-                ),
+                "rolled_back": sum(1 for t in mine if t["terminal"] in back.get(rel, ())),
                 "refused": sum(
                     1 for t in mine if t["last_release"] == rel and t["last_result"] == "refused"
                 ),

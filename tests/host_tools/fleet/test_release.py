@@ -148,3 +148,28 @@ def test_ota_server_offers_serves_and_records(tmp_path, ks, payload):
         assert [(e["terminal"], e["result"]) for e in view["events"]] == [(1001, "rolled back")]
     finally:
         ing.close()
+
+
+def test_a_release_rolled_back_once_is_not_offered_again_after_another(tmp_path, ks, payload):
+    """Release 3 fails its self-test on 1001, which then confirms 2: 3 stays refused to it (its
+    last result is now 2's confirm, the rollback is in its history)."""
+    url = "sqlite:///%s" % (tmp_path / "t.db")
+    ing = ingest.Ingest(url, ks, [(1001, 1010)], log=lambda m: None)
+    try:
+        with store_mod.open_store(url) as db:
+            releases.publish(db, payload, "all")
+            releases.publish(db, fleet_release.build("unix-virtual", 3), "all")
+        otaserve.answer(ing, _ota(ks, 1001, [0, 0, 0, 0, 0]))
+        with store_mod.open_store(url) as db:
+            assert releases.wanted(db, 1001, "unix-virtual", releases.status_of(db, 1001)) == 3
+        otaserve.answer(ing, _ota(ks, 1001, [0, 0, 0, 3, 2]))  # 3 rolled back: 2 is next
+        with store_mod.open_store(url) as db:
+            assert releases.wanted(db, 1001, "unix-virtual", releases.status_of(db, 1001)) == 2
+        otaserve.answer(ing, _ota(ks, 1001, [0, 2, 0, 2, 1]))  # 2 confirmed
+        with store_mod.open_store(url) as db:
+            st = releases.status_of(db, 1001)
+            assert (st["running"], st["rolled_back"]) == (2, [3])
+            assert releases.wanted(db, 1001, "unix-virtual", st) is None
+            assert otaserve.offer(ing, db, 1001) is None
+    finally:
+        ing.close()
