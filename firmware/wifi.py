@@ -19,9 +19,18 @@ so a batch of 256 records (16 KB) costs the heap what one of 8 did. The answer h
 (its MAC binds it to this request: a rogue or replayed answer is refused and changes nothing); then
 journal.ack(acked) (the records are durable in the store) and the clock set when it drifts more than
 _DRIFT s or is not set since power-up (hal.Clock ok 0). A config chunk is decrypted through the same buffer into the staging file install.part; when
-the blob is complete it is verified where it lies and installed (firmware/install.py, imported only
-then). The batch head tells the server how much of which blob the terminal holds, so a download of any
-size resumes where it stopped, across power cuts too.
+the blob is complete the exchange ends and app.py, with this module forgotten, has it verified where
+it lies and installed (firmware/install.py `wifi`: its heap is what this module took). The batch head
+tells the server how much of which blob the terminal holds, so a download of any size resumes where
+it stopped, across power cuts too.
+
+Firmware (card_schema/release.py, docs/architecture.md "Firmware releases"): a batch answer without
+a config chunk may offer a release (kind 4, n 0); then the exchange is `POST /v1/ota` instead, whose
+head (TKO1, MAC'd with the journal key) reports the firmware status and asks for that release from
+install.part's length; its answer is a batch answer (acked 0) whose chunk goes into install.part as
+a config chunk does. The status is reported at boot and after a download (unless the switch to it comes first). What lasts between
+exchanges is term.up[5] (the release offered; -1: report first) and term.up[6] (the last exchange
+was POST /v1/ota: batches and firmware alternate while records wait).
 On any failure (no network, refused connection, timeout, a non-200 or unverifiable answer) the
 uploader backs off (2 s, doubling up to 5 min); after a success it goes on at once while records are
 unsynced or a download is under way, else it checks in every _IDLE_MS for time and config.
