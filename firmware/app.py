@@ -390,6 +390,8 @@ class Terminal:
             if self._wifi:
                 from firmware import wifi
             else:
+                if self.responder is not None:  # idle between a host's lines: the heap is the
+                    self._forget_responder()  # exchange's (the next line loads it again)
                 wifi = firmware.load("wifi")
             self._wifi = wifi.poll(self)
         except Exception as e:  # MemoryError loading it: tried again a while later

@@ -23,8 +23,9 @@ Y2020 = 1577923200  # 2020-01-02
 
 class Rogue(socketserver.ThreadingTCPServer):
     """mode "forge": 200 with an answer head acking seq 99 at 2020 (no key: a made-up MAC);
-    mode "replay": the first request goes to the real server and its genuine answer is kept; every
-    later request gets that answer again."""
+    mode "replay": the first batch goes to the real server and its genuine answer is kept; every
+    later batch gets that answer again (a firmware status, POST /v1/ota, which acks nothing, goes
+    to the real server: the terminal reports it at boot, between its batches)."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -48,15 +49,17 @@ class Handler(socketserver.StreamRequestHandler):
             head += c
         n = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         body = self.rfile.read(n)
+        path = head.split(b" ")[1].decode()
         if srv.mode == "forge":
             ans = struct.pack(upload.ANSWER_FMT, b"TKA2", 99, Y2020, 0, 0, 0, 0, 0, bytes(16), b"")
             answer = ans[: upload.ANSWER_MACED] + bytes(8)
-        elif srv.kept is None:
+        elif srv.kept is None or path != "/v1/batch":
             c = http.client.HTTPConnection("127.0.0.1", srv.real_port, timeout=10)
-            c.request("POST", "/v1/batch", body=body)
+            c.request("POST", path, body=body)
             answer = c.getresponse().read()
             c.close()
-            srv.kept = answer
+            if path == "/v1/batch":
+                srv.kept = answer
         else:
             answer = srv.kept
         self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(answer) + answer)
