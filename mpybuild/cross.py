@@ -60,6 +60,17 @@ def _tapkit_set():
 
 _tapkit_set()
 del _tapkit_set
+# a soft reset (Ctrl-D, mpremote, tapkit flash) leaves an ESP32's watchdog running: its keeper feeds
+# it in the REPL for a while (firmware/keep_esp32.py; only an ESP32 set has it), then it is forgotten
+try:
+    from firmware import keep_esp32
+except ImportError:
+    pass
+else:
+    keep_esp32.keep(soft_only=True)
+    del keep_esp32
+    sys.modules.pop("firmware.keep_esp32", None)
+    sys.modules["firmware"].__dict__.pop("keep_esp32", None)
 """
 ARCH = {"esp32": "xtensawin", "unix": None}  # board platform -> mpy-cross -march (None: bytecode)
 

@@ -10,6 +10,10 @@ micropython-esp32-stubs) to run firmware.hal_esp32 in CI.
   switches; an input reads 0 while a pin it is switched to is an output driven low); otherwise an
   input reads its pull (up 1, down 0).
 - reset_cause(): $TAPKIT_FAKE_RESET_CAUSE or PWRON_RESET.
+- Timer(id): init(period=, mode=, callback=) / deinit(); one timer per id, as the ESP32's hardware
+  timers (a new Timer(0) object's deinit() stops the running one). Nothing fires by itself: a test
+  calls `fire()` for one period of every running timer. `wdt_feeds[0]` counts the feeds of any WDT
+  object (the chip has one watchdog, whatever object feeds it).
 - I2C(id, scl=, sda=, freq=): the bus with a DS3231 on it, the emulated chip (emulator/ds3231.py
   on the path; its state in $TAPKIT_DS3231).
 """
@@ -125,6 +129,42 @@ class PWM:
         self._duty = 0
 
 
+class Timer:
+    ONE_SHOT = 0
+    PERIODIC = 1
+    running = {}  # type: dict  # id -> the Timer running on that hardware timer
+
+    def __init__(self, id=-1, **kw):
+        self.id = id
+        self.callback = None
+        if kw:
+            self.init(**kw)
+
+    def init(self, *, mode=PERIODIC, period=-1, callback=None, **kw):
+        self.mode = mode
+        self.period = period
+        self.callback = callback
+        Timer.running[self.id] = self
+
+    def deinit(self):
+        t = Timer.running.pop(self.id, None)
+        if t is not None:
+            t.callback = None
+
+
+def fire():
+    """One period of every running timer: their callbacks run (a one-shot timer stops)."""
+    for t in list(Timer.running.values()):
+        cb = t.callback
+        if t.mode == Timer.ONE_SHOT:
+            t.deinit()
+        if cb is not None:
+            cb(t)
+
+
+wdt_feeds = [0]
+
+
 class WDT:
     def __init__(self, *, id=0, timeout=5000):
         if timeout < 1000:
@@ -135,6 +175,7 @@ class WDT:
 
     def feed(self):
         self.feeds += 1
+        wdt_feeds[0] += 1
         self.last = time.ticks_ms()
 
     def expired(self):

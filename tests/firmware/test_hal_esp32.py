@@ -152,3 +152,32 @@ def test_unix_board_builds_norflash_and_text_ui(mp_run, tmp_path):
     assert os.path.getsize(tmp_path / "flash.bin") == 262144
     assert json.load(open(tmp_path / "clock.json"))["floor"] == 1800000000
     assert os.path.exists(tmp_path / "heartbeat")
+
+
+@pytest.mark.parametrize("cause", [5, 1])  # machine.SOFT_RESET, PWRON_RESET
+def test_watchdog_keeper_in_the_repl_then_back_into_service(mp_run, tmp_path, cause):
+    """machine.WDT cannot be stopped and the REPL (mpremote, tapkit flash) feeds nothing: after a
+    soft reset boot.py's keeper feeds it from Timer 0 (not after a power-on: no watchdog runs), the
+    firmware's build stops it, and a Ctrl-C in the main loop hands it to the keeper again, which
+    feeds it for wdt.keep_s and then no more (the watchdog resets the board into service)."""
+    from mpybuild import cross
+
+    board = json.load(open(os.path.join(BOARD, "board.json")))
+    board["wdt"]["keep_s"] = 1
+    (tmp_path / "board.json").write_text(json.dumps(board))
+    (tmp_path / "boot.py").write_text(cross.BOOT_PY)
+    env = {"TAPKIT_FAKE_RESET_CAUSE": str(cause)}
+    p = mp_run(vm.script("hal_esp32_keep"), path=[FAKES, EMU], env=env, cwd=str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    soft = cause == 5
+    assert out == {
+        "boot_keeper": soft,
+        "boot_forgot": True,
+        "boot_fed": 2 if soft else 0,  # its first feed, then one per period
+        "build_stops_it": True,
+        "ctrl_c": "raised",
+        "keeper": True,
+        "fed": 2,  # two periods
+        "after_window": [False, 2],  # the window is over: not fed, the timer stopped
+    }
