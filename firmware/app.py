@@ -781,18 +781,8 @@ def _forget_schema(*names):
 
 
 def run(board_path="board.json", config_path="config.json", keys_path="keys.json", max_loops=0):
-    """Boot and run the main loop. `max_loops` > 0 stops after that many passes (tests). A Ctrl-C
-    (KeyboardInterrupt: the REPL, mpremote, tapkit flash) hands an ESP32's watchdog to its keeper."""
+    """Boot and run the main loop. `max_loops` > 0 stops after that many passes (tests)."""
     board = hal.load(board_path)
-    try:
-        return _run(board, config_path, keys_path, max_loops)
-    except KeyboardInterrupt:
-        if board.platform == "esp32":  # the REPL feeds nothing: firmware/keep_esp32.py does
-            firmware.load("keep_esp32").keep(board_path)
-        raise
-
-
-def _run(board, config_path, keys_path, max_loops):
     term = firmware.load("start").boot(Terminal, board, config_path, keys_path)
     firmware.forget("start")
     n = 0

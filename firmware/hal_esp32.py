@@ -6,7 +6,7 @@
   interface: with an offset, writeblocks programs without erasing (NOR rules), and ioctl(6, block)
   erases one 4 KB block.
 - watchdog: machine.WDT (cannot be stopped once started; the main loop feeds it). In the REPL
-  nothing would: firmware.keep_esp32 (imported only on the way there: app.run's Ctrl-C, boot.py
+  nothing would: firmware.keep (imported only on the way there: app.run's Ctrl-C, boot.py
   after a soft reset) feeds it from machine.Timer(0) for board.json wdt.keep_s (300) seconds, then
   lets it reset the board into service; build() stops that timer (the main loop feeds from then on).
 - display: the text line (hal.Board); buzzer: PWM on a pin; LED: an RGB LED on three pins (the
@@ -191,7 +191,7 @@ def build(spec, base=""):
     ui = spec.get("ui", {})
     b.uart = b.part("reader", _uart, spec.get("reader", {})) or hal.DeadUART()
     b.flash = b.part("journal", _flash, spec.get("journal", {}))
-    machine.Timer(0).deinit()  # = keep_esp32.TIMER: the keeper boot.py started, if any, stops
+    machine.Timer(0).deinit()  # = keep.TIMER: the keeper boot.py started, if any, stops
     b.wdt = machine.WDT(timeout=int(spec.get("wdt", {}).get("timeout_ms", 8000)))
     # display: the text line until the SSD1306 driver comes (UI issue); buzzer and LED are real
     b.sound = b.part("buzzer", _buzzer, ui.get("buzzer", {}))

@@ -5,7 +5,9 @@
 - flash: `norflash.NORFlash(file, size)`, the NOR model the virtual board deploys as its "chip".
 - watchdog: `SoftWDT`; nothing can interrupt a stalled VM from inside, so the watchdog is outside:
   `feed()` writes a heartbeat file (when configured, at most once a second) that the board host
-  watches (board.json `wdt.timeout_ms` is its limit).
+  watches (board.json `wdt.timeout_ms` is its limit). It keeps watching in the REPL, as an ESP32's
+  machine.WDT does: the keeper (firmware/keep.py) has the host feed it for a while; build() stops
+  that (removes <host>/keep, the host's Timer 0).
 - keypad / buttons (board.json ui.keypad): `KeyFile`, keys the board host appends to a file.
 - display, buzzer, LEDs: text lines on stderr (`DISPLAY| ..`, `BUZZER|..`, `LED|..`), see hal.Board.
 - clock: the host's, which never stops; $TAPKIT_CLOCK_LOST (the board host's power cut) makes the
@@ -104,6 +106,11 @@ def build(spec, base=""):
     b.uart = b.part("reader", _uart, spec.get("reader", {})) or hal.DeadUART()
     b.flash = b.part("journal", _flash, spec.get("journal", {}), base)
     hb = spec.get("wdt", {}).get("heartbeat")
+    if hb:
+        try:  # = machine.Timer(0).deinit(): the keeper boot.py started (firmware/keep.py) stops
+            os.remove(_host(base, "keep"))
+        except OSError:
+            pass
     b.wdt = SoftWDT(_host(base, hb) if hb else None)
     if spec.get("net"):
         b.net = b.part("net", _loopnet)

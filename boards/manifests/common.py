@@ -23,6 +23,7 @@ for name in (
     "diag",
     "wifi",
     "ota",
+    "keep",
     "otastate",
     "msg",
     "msg_en",

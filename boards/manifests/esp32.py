@@ -2,4 +2,3 @@
 # Boards with a keypad or a taximeter add firmware/keys_esp32.py in their own manifest.py.
 include("common.py")
 module("hal_esp32.py", package="firmware")
-module("keep_esp32.py", package="firmware")

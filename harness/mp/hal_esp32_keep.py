@@ -1,9 +1,9 @@
-"""The ESP32 watchdog's maintenance keeper (firmware/keep_esp32.py) with tests/fakes' machine, one
+"""The ESP32 watchdog's maintenance keeper (firmware/keep.py) with tests/fakes' machine, one
 JSON line (tests/firmware/test_hal_esp32.py): boot.py (cwd) starts it after a soft reset only; the
-firmware's build stops it; a Ctrl-C in the main loop (app.run) starts it again, it feeds the WDT from
+firmware's build stops it; a Ctrl-C in the main loop (main.py around app.run) starts it again, it feeds the WDT from
 Timer 0 until board.json wdt.keep_s is over, then stops (the watchdog resets the board into service).
 
-micropython hal_esp32_keep.py  (cwd: board.json and boot.py; $TAPKIT_FAKE_RESET_CAUSE)
+micropython hal_esp32_keep.py  (cwd: board.json, boot.py and main.py; $TAPKIT_FAKE_RESET_CAUSE)
 """
 
 import gc
@@ -27,7 +27,7 @@ def fire():
 out = {}  # type: dict
 exec(open("boot.py").read())  # as the port runs it after a reset
 out["boot_keeper"] = 0 in machine.Timer.running  # type: ignore[attr-defined]
-out["boot_forgot"] = "firmware.keep_esp32" not in sys.modules
+out["boot_forgot"] = "firmware.keep" not in sys.modules
 fire()
 out["boot_fed"] = feeds()
 hal.load("board.json")  # the firmware starts: its main loop feeds from now on
@@ -41,9 +41,9 @@ def ctrl_c(*args):
 gc.collect()
 from firmware import app  # noqa: E402 - after the board modules: the VM compiles them from source
 
-app._run = ctrl_c
+app.run = ctrl_c
 try:
-    app.run("board.json")
+    exec(open("main.py").read(), {"__name__": "__main__"})  # as the port runs it after boot.py
     out["ctrl_c"] = "returned"
 except KeyboardInterrupt:
     out["ctrl_c"] = "raised"

@@ -166,6 +166,7 @@ def test_watchdog_keeper_in_the_repl_then_back_into_service(mp_run, tmp_path, ca
     board["wdt"]["keep_s"] = 1
     (tmp_path / "board.json").write_text(json.dumps(board))
     (tmp_path / "boot.py").write_text(cross.BOOT_PY)
+    (tmp_path / "main.py").write_text(cross.MAIN_PY)
     env = {"TAPKIT_FAKE_RESET_CAUSE": str(cause)}
     p = mp_run(vm.script("hal_esp32_keep"), path=[FAKES, EMU], env=env, cwd=str(tmp_path))
     assert p.returncode == 0, p.stderr
