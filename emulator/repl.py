@@ -71,7 +71,8 @@ class _Machine:
         raise Reset(0)
 
     def reset_cause(self):
-        return 3  # SOFT_RESET
+        # why the board last reset, as its host says (it was 3, WDT_RESET, whatever the reset)
+        return {"soft": 5, "hard": 2, "watchdog": 3}.get(os.getenv("TAPKIT_RESET_CAUSE"), 1)
 
     def unique_id(self):
         return b"vboard"

@@ -24,7 +24,11 @@ What stands for what:
   when the firmware is not running: Ctrl-C on the serial line interrupts the firmware (SIGINT:
   KeyboardInterrupt) and the board drops into the friendly REPL; raw REPL, raw-paste and soft reset
   (boot.py + main.py again) behave as on an ESP32, so the stock `mpremote connect PORT ...` works.
-  The REPL's filesystem is the board's littlefs image, the files the firmware runs from. The watchdog only watches the firmware (the REPL feeds nobody).
+  The REPL's filesystem is the board's littlefs image, the files the firmware runs from.
+- the watchdog (an ESP32's machine.WDT) -> the board host: once the firmware fed it (touched
+  <state>/heartbeat) it runs until a power-on or hard reset, in the REPL too; there the firmware's
+  keeper (firmware/keep.py) has the host play its Timer 0 (<state>/keep: the host touches the
+  heartbeat for that many seconds), then the board resets into service. A blank board never starts it.
 - the person at the bus -> the control socket <state>/control.sock (JSON lines), used by
   `tapkit emulate tap`.
 """
@@ -210,6 +214,7 @@ class VirtualBoard:
         """Run boot.py and main.py (the firmware), as the board does after a reset; with no main.py
         the board goes straight to its REPL."""
         self.reset_cause = cause
+        self._wdt_reset(cause)
         root = self._root()
         if "main.py" in root:
             return self._spawn_fw("boot.py" in root)
@@ -228,10 +233,6 @@ class VirtualBoard:
         if self._clock_lost:
             env["TAPKIT_CLOCK_LOST"] = "1"  # hal_unix: the platform clock lost its time
             self._clock_lost = False
-        try:
-            os.unlink(os.path.join(self.state, "heartbeat"))
-        except OSError:
-            pass
         code = "import lfsmount\n" + ("import boot\n" if has_boot else "") + "import main"
         return self._popen(
             "fw", [micropython_exe(), "-X", "heapsize=" + self.heap, "-c", code], env
@@ -240,6 +241,7 @@ class VirtualBoard:
     def _spawn_repl(self, mode):
         env = self._env()
         env["TAPKIT_REPL"] = mode
+        env["TAPKIT_RESET_CAUSE"] = self.reset_cause  # machine.reset_cause() in the REPL
         return self._popen(
             "repl",
             [micropython_exe(), "-X", "heapsize=" + self.heap, os.path.join(HERE, "repl.py")],
@@ -301,6 +303,8 @@ class VirtualBoard:
                 self._event("RESET| firmware ended (exit %s): REPL" % rc)
             self._spawn_repl("friendly")
         elif rc == 10:
+            self.reset_cause = "soft"
+            self._wdt_reset("soft")
             self._spawn_repl("raw")
         elif rc == 11:
             self._boot("soft")
@@ -340,28 +344,48 @@ class VirtualBoard:
         with open(os.path.join(self.state, "display.log"), "a") as f:
             f.write(line + "\n")
 
+    def _wdt_reset(self, cause):
+        """What a reset does to the watchdog: every reset stops the timers (the keeper's Timer 0);
+        only a power-on, hard or watchdog reset stops the WDT itself (its heartbeat goes)."""
+        for name in ("keep",) if cause == "soft" else ("keep", "heartbeat"):
+            try:
+                os.unlink(os.path.join(self.state, name))
+            except OSError:
+                pass
+
     def _watchdog(self):
         """The hardware watchdog: the firmware's main loop touches <state>/heartbeat (/_host on the
-        board) when it feeds the WDT; if that stops for longer than the board's WDT timeout, the
-        board is reset."""
+        board) when it feeds the WDT; once fed it runs until a hard reset, whatever the board runs
+        (firmware, REPL), and if nothing feeds it for longer than the board's WDT timeout, the board
+        is reset (into service). In the REPL only the keeper feeds it: Timer 0, played here."""
         try:
             board = json.loads(lfsimage.read_file(self.image, "/board.json"))
             timeout = board.get("wdt", {}).get("timeout_ms", 8000) / 1000.0
         except (OSError, ValueError, lfsimage.ImageError):
             timeout = 8.0
         hb = os.path.join(self.state, "heartbeat")
+        keep = os.path.join(self.state, "keep")
         while not self._stopping:
             time.sleep(0.5)
             proc = self.proc
+            now = time.time()
+            try:  # Timer 0 with the keeper's feed (firmware/keep.py): seconds from the file's time
+                with open(keep) as f:
+                    if now < os.fstat(f.fileno()).st_mtime + int(f.read() or 0):
+                        with open(hb, "w") as h:
+                            h.write("%d\n" % now)
+            except (OSError, ValueError):
+                pass
             try:
-                age = time.time() - os.stat(hb).st_mtime
+                age = now - os.stat(hb).st_mtime
             except OSError:
-                continue  # not fed yet (booting)
-            if proc is None or proc.kind != "fw":
-                continue  # the REPL: nothing feeds the watchdog, nothing is watched
-            if age > timeout + 1.0 and proc.poll() is None and not self._stopping:
+                continue  # not started since the last hard reset (booting, a blank board)
+            if proc is None or proc.poll() is not None or self._stopping:
+                continue  # between two programs
+            if age > timeout + 1.0:
                 self.resets = getattr(self, "resets", 0) + 1
-                self.restart("watchdog: main loop silent for %.1f s" % age, wait_ready=0)
+                what = "main loop" if proc.kind == "fw" else "REPL"
+                self.restart("watchdog: not fed for %.1f s (%s)" % (age, what), wait_ready=0)
 
     def stop(self):
         with self._io:
