@@ -7,6 +7,7 @@ Sections, in table order (each a module of this package):
 
     tap       bus tap on a virtual board: APDUs, air bytes and time, heap around a tap, VM time
     heap      heap each firmware module costs once imported (.mpy on the VM)
+    flash     `tapkit flash` at 115,200 baud on a virtual board, its watchdog running: first, re-flash
     tearing   field drops across the firmware's own tap (harness/tearing.py), committed whole or not
     sync      serial sync bytes and time per record; HTTP ingest into SQLite and PostgreSQL
     journal   flash erases/programs per tap, littlefs beside it, boot recovery, power cuts survived
@@ -25,12 +26,13 @@ The result convention: every section's `run(opts)` returns `(rows, data)`:
 `--json` prints one JSON object: {"sections": [names run], "rows": [every row], SECTION: data, ...}.
 Its keys are stable; name a figure by its path, e.g. `sync.SQLite.ingest_per_s`,
 `sync.PostgreSQL.bulk_per_s`, `tearing.committed`, `journal.reentrant.cuts`, `heap.total`,
-`money.phantom_charges`, `ota.cuts`, `ota.fails`, `ota.wifi_update_s`, `ota.download_heap_free`.
+`money.phantom_charges`, `ota.cuts`, `ota.fails`, `ota.wifi_update_s`, `ota.download_heap_free`,
+`flash.first_s`, `flash.reflash_s`.
 """
 
 import argparse
 
-SECTIONS = ("tap", "heap", "tearing", "sync", "journal", "profiles", "backoffice", "money", "ota")
+SECTIONS = ("tap", "heap", "flash", "tearing", "sync", "journal", "profiles", "backoffice", "money", "ota")
 
 
 def parser(prog="python -m bench"):
