@@ -32,7 +32,18 @@ Its keys are stable; name a figure by its path, e.g. `sync.SQLite.ingest_per_s`,
 
 import argparse
 
-SECTIONS = ("tap", "heap", "flash", "tearing", "sync", "journal", "profiles", "backoffice", "money", "ota")
+SECTIONS = (
+    "tap",
+    "heap",
+    "flash",
+    "tearing",
+    "sync",
+    "journal",
+    "profiles",
+    "backoffice",
+    "money",
+    "ota",
+)
 
 
 def parser(prog="python -m bench"):

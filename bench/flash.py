@@ -72,6 +72,7 @@ def run(opts):
     ]
     if m["watchdog_resets"] or m["copied"]:
         m["fails"] = [
-            "flash: %d watchdog resets, the re-flash copied %d" % (m["watchdog_resets"], m["copied"])
+            "flash: %d watchdog resets, the re-flash copied %d"
+            % (m["watchdog_resets"], m["copied"])
         ]
     return rows, m

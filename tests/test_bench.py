@@ -49,7 +49,7 @@ def test_an_unknown_section_is_one_line_and_exit_2():
     )
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.strip().endswith(
-        "(sections: tap, heap, tearing, sync, journal, profiles, backoffice, money, ota)"
+        "(sections: tap, heap, flash, tearing, sync, journal, profiles, backoffice, money, ota)"
     )
 
 
