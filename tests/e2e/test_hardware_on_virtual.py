@@ -35,7 +35,7 @@ def test_hardware_tests_pass_on_a_virtual_board(tmp_path):
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
-        assert "5 passed" in p.stdout and "skipped" not in p.stdout
+        assert "6 passed" in p.stdout and "skipped" not in p.stdout
         assert "re-flash: nothing to copy" in p.stderr
     finally:
         board.send_signal(signal.SIGTERM)
@@ -49,4 +49,4 @@ def test_hardware_tests_skip_with_a_reason_without_a_board():
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert p.returncode == 0, p.stdout + p.stderr
-    assert "5 skipped" in p.stdout and "no board: set TAPKIT_PORT" in p.stdout
+    assert "6 skipped" in p.stdout and "no board: set TAPKIT_PORT" in p.stdout

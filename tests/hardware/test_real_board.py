@@ -16,7 +16,8 @@ The same tests run against a virtual board: `tapkit emulate board --blank --stat
 TAPKIT_VBOARD=S makes the test present the card itself (the board's control socket, as `tapkit
 emulate tap` does) and TAPKIT_READER=emulator:CARDFILE is the desk reader.
 
-The tests run in order (one flashed board, one card): flash, re-flash, diag, tap, sync.
+The tests run in order (one flashed board, one card): flash, re-flash, a REPL session longer than
+the watchdog's timeout, diag, tap, sync.
 """
 
 import json
@@ -114,6 +115,36 @@ def test_2_reflash_copies_nothing(capsys, rig):
     assert rc == 0, err
     assert r["copied"] == 0 and r["changed"] == []  # every file's hash matched on the board
     _tell(capsys, "re-flash: nothing to copy, %.1f s" % took)
+
+
+def test_2_a_repl_session_outlasts_the_watchdog(capsys, rig):
+    """The firmware's watchdog (8 s) cannot be stopped and runs on in the REPL: an mpremote session
+    longer than that must not reset the board (the firmware's keeper feeds it, firmware/keep.py).
+    Then `mpremote reset` puts the board back into service."""
+    import subprocess
+
+    def mpremote(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "mpremote", "connect", PORT, *args],
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+
+    t0 = time.monotonic()
+    p = mpremote("exec", "import time\ntime.sleep(12)\nprint('still here')")
+    took = time.monotonic() - t0
+    assert p.returncode == 0 and "still here" in p.stdout, p.stdout + p.stderr
+    mpremote("reset")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            assert _identify(PORT)["terminal_id"] == TID
+            break
+        except Exception:  # noqa: BLE001 - booting
+            assert time.monotonic() < deadline, "the board did not come back into service"
+            time.sleep(1)
+    _tell(capsys, "REPL session of %.1f s: no watchdog reset" % took)
 
 
 def test_3_diag(capsys, rig):
