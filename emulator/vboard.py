@@ -63,6 +63,8 @@ DEFAULT_BAUD = 0
 # the ESP32 port's console input: a 260-byte ring buffer (ports/esp32/mphalport.c), 259 usable (one
 # slot always empty, py/ringbuf.h); what arrives while it is full is lost
 RING = 259
+# what the keeper's timer writes to the heartbeat (the firmware's feed writes its time)
+_KEEPER_FEED = "keeper\n"
 _TAGGED = re.compile(r"^[A-Z]+\|")  # DISPLAY|, BUZZER|, LOG|, STAT|...: the board's own lines
 
 
@@ -234,9 +236,12 @@ class VirtualBoard:
             env["TAPKIT_CLOCK_LOST"] = "1"  # hal_unix: the platform clock lost its time
             self._clock_lost = False
         code = "import lfsmount\n" + ("import boot\n" if has_boot else "") + "import main"
-        return self._popen(
+        t0 = time.time()
+        proc = self._popen(
             "fw", [micropython_exe(), "-X", "heapsize=" + self.heap, "-c", code], env
         )
+        proc.t0 = t0  # the watchdog watches it from its own first feed on
+        return proc
 
     def _spawn_repl(self, mode):
         env = self._env()
@@ -353,6 +358,15 @@ class VirtualBoard:
             except OSError:
                 pass
 
+    @staticmethod
+    def _fw_fed(hb, proc):
+        """The firmware program `proc` has fed the watchdog itself (not only the keeper's timer)."""
+        try:
+            with open(hb) as f:
+                return f.read() != _KEEPER_FEED and os.fstat(f.fileno()).st_mtime >= proc.t0
+        except (OSError, AttributeError):
+            return False
+
     def _watchdog(self):
         """The hardware watchdog: the firmware's main loop touches <state>/heartbeat (/_host on the
         board) when it feeds the WDT; once fed it runs until a hard reset, whatever the board runs
@@ -373,7 +387,7 @@ class VirtualBoard:
                 with open(keep) as f:
                     if now < os.fstat(f.fileno()).st_mtime + int(f.read() or 0):
                         with open(hb, "w") as h:
-                            h.write("%d\n" % now)
+                            h.write(_KEEPER_FEED)
             except (OSError, ValueError):
                 pass
             try:
@@ -382,6 +396,10 @@ class VirtualBoard:
                 continue  # not started since the last hard reset (booting, a blank board)
             if proc is None or proc.poll() is not None or self._stopping:
                 continue  # between two programs
+            if proc.kind == "fw" and not getattr(proc, "fed", False):
+                proc.fed = self._fw_fed(hb, proc)
+                if not proc.fed:
+                    continue  # its boot (a loaded host boots it slower than a chip: not watched)
             if age > timeout + 1.0:
                 self.resets = getattr(self, "resets", 0) + 1
                 what = "main loop" if proc.kind == "fw" else "REPL"
