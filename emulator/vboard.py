@@ -122,6 +122,7 @@ class VirtualBoard:
         wifi=False,
         rtc=False,
         baud=DEFAULT_BAUD,
+        auto_reset=True,
     ):
         self.state = os.path.abspath(state_dir)
         self.wifi = wifi  # "Wi-Fi" = the host's loopback (board.json "net"), for firmware/wifi.py
@@ -129,6 +130,13 @@ class VirtualBoard:
         self._clock_lost = False  # the next boot is one after a power cut that lost the clock
         self.baud = baud  # the serial line's rate both ways (0: unpaced)
         self.console_lost = 0  # bytes the console's 259-byte ring buffer had no room for
+        # a DevKitC's auto-reset circuit (DTR/RTS to EN/IO0) on the RFC 2217 port (self.url);
+        # False: a board without one (the lines change nothing)
+        self.auto_reset = auto_reset
+        self.url = None  # rfc2217://127.0.0.1:N, the serial port with modem lines
+        self._rfc = self._rfc_conn = self._rfc_pm = None
+        self._dtr = self._rts = self._io0_low = False
+        self.download = False  # held in the ROM's download mode (IO0 low at EN's release)
         self.image = os.path.join(self.state, "fs.img")  # the board's filesystem (littlefs)
         self.fs = self.image
         self.vlib = os.path.join(self.state, "vlib")
@@ -176,6 +184,7 @@ class VirtualBoard:
         self.port = os.ttyname(self._slave)
         self._boot("power-on")
         self._spawn(self._pty_in)
+        self._start_rfc2217()
         self._spawn(self._watchdog)
         self._start_control()
         self._write_runtime()
@@ -405,7 +414,93 @@ class VirtualBoard:
                 what = "main loop" if proc.kind == "fw" else "REPL"
                 self.restart("watchdog: not fed for %.1f s (%s)" % (age, what), wait_ready=0)
 
+    # --- the RFC 2217 port and the auto-reset circuit ---------------------------------------------
+    def _start_rfc2217(self):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        self._rfc = s
+        self.url = "rfc2217://127.0.0.1:%d" % s.getsockname()[1]
+        self._spawn(self._rfc_loop)
+
+    def _rfc_loop(self):
+        import serial.rfc2217 as rfc
+
+        while not self._stopping:
+            try:
+                conn, _ = self._rfc.accept()
+            except OSError:
+                return
+            self._dtr = self._rts = False
+            pm = rfc.PortManager(_Lines(self), _Conn(conn))
+            self._rfc_conn, self._rfc_pm = conn, pm
+            pacer = _Pacer(self)
+            try:
+                while not self._stopping:
+                    data = conn.recv(64)
+                    if not data:
+                        break
+                    payload = b"".join(pm.filter(data))
+                    if payload:
+                        pacer.wait(len(payload))
+                        self._rx(payload)
+            except OSError:
+                pass
+            finally:
+                self._rfc_conn = self._rfc_pm = None
+                conn.close()
+                self._modem(False, False)  # the host closed the port: both lines drop
+
+    def _modem(self, dtr, rts):
+        """A DevKitC's auto-reset circuit (two transistors): EN is low while RTS is asserted and
+        DTR is not (the chip held in reset), IO0 low while DTR is asserted and RTS is not. EN's
+        release is a power-on reset (the RTC timer too: the clock is lost), into the ROM's download
+        mode when IO0 is low then (esptool's reset; the virtual board has no ROM: it stays silent
+        until the next reset)."""
+        en_was_low = self._rts and not self._dtr
+        self._dtr, self._rts = dtr, rts
+        if not self.auto_reset or self._stopping:
+            return
+        en_low = rts and not dtr
+        if dtr and not rts:
+            self._io0_low = True  # IO0 low: seen while EN rises, the ROM's download mode
+        if en_low and not en_was_low:
+            self._event("RESET| EN low (RTS)")
+            with self._io:
+                old = self.proc
+                if old is not None:
+                    old.replaced = True
+                self._held = None  # a chip in reset: what arrives is lost
+            if old is not None and old.poll() is None:
+                old.kill()
+                old.wait()
+        elif en_was_low and not en_low:
+            self._io0_low = bool(dtr and not rts)
+            self._spawn(self._en_released)
+
+    def _en_released(self):
+        """EN rises through its RC delay (a DevKitC's capacitor) and the chip samples IO0 as it
+        leaves reset: esptool asserts DTR just before it drops RTS and holds IO0 low for 50 ms. The
+        board boots into download mode when IO0 was low within 0.1 s of EN's release (the RFC 2217
+        link adds a round trip per line change)."""
+        time.sleep(0.1)
+        with self._io:
+            if (self._rts and not self._dtr) or self._stopping:
+                return  # held in reset again
+            self.download = self._io0_low
+        if self.download:
+            self._event("RESET| EN released with IO0 low: download mode (no ROM here)")
+            return
+        self._clock_lost = True  # EN is CHIP_PU: a power-on reset, the RTC timer too
+        self._boot("power-on")
+
     def stop(self):
+        if self._rfc is not None:
+            try:
+                self._rfc.close()
+            except OSError:
+                pass
         with self._io:
             self._stopping = True
             proc = self.proc
@@ -601,6 +696,7 @@ class VirtualBoard:
             "pn532_port": self.chip.port,
             "control": self.control_path,
             "host_pid": os.getpid(),
+            "url": self.url,
         }
         with open(os.path.join(self.state, "runtime.json"), "w") as f:
             json.dump(rt, f)
@@ -617,27 +713,31 @@ class VirtualBoard:
             if not data:
                 return
             pacer.wait(len(data))
-            with self._io:
-                if self._held is not None:  # switching programs: the ring buffer keeps it
-                    room = max(0, RING - len(self._held))
-                    self.console_lost += max(0, len(data) - room)
-                    self._held += data[:room]
-                    continue
-                proc = self.proc
-                fw = proc.kind == "fw" and not self._kbd_locked  # a locked console: a byte
-                if b"\x03" in data and (fw or self._repl_busy):
-                    i = data.index(b"\x03")
-                    self._to_proc(proc, data[:i])
-                    if proc.kind == "fw":
-                        self._held = bytearray(data[i + 1 :])
-                        proc.interrupted = True
-                        self._spawn(lambda p=proc: self._interrupt(p))
-                    else:
-                        self._repl_busy = False
-                        proc.send_signal(signal.SIGINT)
-                        self._to_proc(proc, data[i + 1 :])
-                    continue
-                self._to_proc(proc, data)
+            self._rx(data)
+
+    def _rx(self, data):
+        """Bytes on the board's UART (from the pty or the RFC 2217 port)."""
+        with self._io:
+            if self._held is not None:  # switching programs: the ring buffer keeps it
+                room = max(0, RING - len(self._held))
+                self.console_lost += max(0, len(data) - room)
+                self._held += data[:room]
+                return
+            proc = self.proc
+            fw = proc.kind == "fw" and not self._kbd_locked  # a locked console: a byte
+            if b"\x03" in data and (fw or self._repl_busy):
+                i = data.index(b"\x03")
+                self._to_proc(proc, data[:i])
+                if proc.kind == "fw":
+                    self._held = bytearray(data[i + 1 :])
+                    proc.interrupted = True
+                    self._spawn(lambda p=proc: self._interrupt(p))
+                else:
+                    self._repl_busy = False
+                    proc.send_signal(signal.SIGINT)
+                    self._to_proc(proc, data[i + 1 :])
+                return
+            self._to_proc(proc, data)
 
     def _interrupt(self, proc):
         try:
@@ -675,6 +775,12 @@ class VirtualBoard:
             pacer.wait(len(data))
             self._serial_tail += data
             del self._serial_tail[:-2048]
+            pm, conn = self._rfc_pm, self._rfc_conn
+            if pm is not None and proc is self.proc:
+                try:
+                    conn.sendall(b"".join(pm.escape(data)))
+                except OSError:
+                    pass
             try:
                 os.write(self._master, data)
             except OSError:
@@ -781,3 +887,52 @@ def control(state_dir, req, timeout=30.0):
     if not line:
         raise BoardError("the virtual board in %s closed the control connection" % state_dir)
     return json.loads(line)
+
+
+class _Conn:
+    def __init__(self, sock):
+        self.sock = sock
+
+    def write(self, data):
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            pass
+
+
+class _Lines:
+    """The serial port pyserial's RFC 2217 server side (PortManager) drives: the modem lines go to
+    the board's auto-reset circuit; line settings are accepted (the virtual UART has one speed)."""
+
+    def __init__(self, vb):
+        self._vb = vb
+        self._dtr = self._rts = False
+        self.baudrate = vb.baud or BAUD
+        self.bytesize, self.parity, self.stopbits = 8, "N", 1
+        self.xonxoff = self.rtscts = self.break_condition = False
+        self.cts = self.dsr = self.cd = True
+        self.ri = False
+
+    @property
+    def dtr(self):
+        return self._dtr
+
+    @dtr.setter
+    def dtr(self, on):
+        self._dtr = bool(on)
+        self._vb._modem(self._dtr, self._rts)
+
+    @property
+    def rts(self):
+        return self._rts
+
+    @rts.setter
+    def rts(self, on):
+        self._rts = bool(on)
+        self._vb._modem(self._dtr, self._rts)
+
+    def reset_input_buffer(self):
+        pass
+
+    def reset_output_buffer(self):
+        pass

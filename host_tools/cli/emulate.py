@@ -161,7 +161,15 @@ def board(a):
         def echo(ln):
             print(ln, flush=True)
 
-    vb = VirtualBoard(a.state, heap=a.heap, echo=echo, wifi=wifi, rtc=a.rtc, baud=a.baud)
+    vb = VirtualBoard(
+        a.state,
+        heap=a.heap,
+        echo=echo,
+        wifi=wifi,
+        rtc=a.rtc,
+        baud=a.baud,
+        auto_reset=a.auto_reset,
+    )
     import signal
 
     def _stop(signum, frame):
@@ -180,6 +188,7 @@ def board(a):
                     "blank": a.blank,
                     "server": over.get("server"),
                     "port": vb.port,
+                    "url": vb.url,
                     "state": a.state,
                 }
             )
@@ -189,6 +198,7 @@ def board(a):
                 % (what, vb.port, a.state),
                 flush=True,
             )
+            print("with DTR/RTS: %s  (a DevKitC's auto-reset)" % vb.url, flush=True)
             if a.blank:
                 print(
                     "flash it:    tapkit flash --port %s --board unix-virtual" % vb.port,
@@ -306,6 +316,12 @@ COMMANDS = (
                 type=int,
                 default=115200,
                 help="its serial line's rate, both ways (0: as fast as the host; default: %(default)s)",
+            ),
+            arg(
+                "--no-auto-reset",
+                dest="auto_reset",
+                action="store_false",
+                help="its RFC 2217 port's DTR/RTS reset nothing (a board without the circuit)",
             ),
             arg(
                 "--blank",
