@@ -4,7 +4,9 @@
 #   friendly REPL  ">>> " prompt, echo, Ctrl-C clears the line, Ctrl-D soft reset, Ctrl-E paste mode;
 #                  "... " continuation lines as pyexec decides (open brackets, a compound statement
 #                  until an empty line) with MicroPython's auto-indent (py/readline.c); an
-#                  expression's value is echoed
+#                  expression's value is echoed; Tab completes a name as py/repl.c does (one
+#                  match or a longer common prefix is inserted; several are listed, then the
+#                  prompt and the line again)
 #   raw REPL       Ctrl-A -> "raw REPL; CTRL-B to exit\r\n>"; code, Ctrl-D -> "OK", output, "\x04",
 #                  error, "\x04", ">"; Ctrl-D on an empty line: soft reset; Ctrl-B: friendly REPL
 #   raw-paste      "\x05A\x01" -> "R\x01" + window (u16 LE) + "\x01"; one "\x01" per window consumed;
@@ -292,6 +294,9 @@ def friendly():
                     line = line[:-1]
                     w(b"\x08 \x08")
                 continue
+            if c == 9:  # Tab
+                line += _complete(line, b">>> ")
+                continue
             line.append(c)
             w(bytes((c,)))
         if not line:
@@ -314,6 +319,9 @@ def friendly():
                         more = more[:-1]
                         w(b"\x08 \x08")
                     continue
+                if c == 9:  # Tab
+                    more += _complete(more, b"... ")
+                    continue
                 more.append(c)
                 w(bytes((c,)))
             src = None if more is None else src + b"\n" + bytes(more)
@@ -321,6 +329,52 @@ def friendly():
             w(b"\r\n")
             continue
         w(run(src, "<stdin>", "single").replace("\n", "\r\n"))
+
+
+def _complete(line, prompt):
+    """Tab at the end of `line` as MicroPython's readline does (py/repl.c mp_repl_autocomplete):
+    the dotted name before the cursor is looked up in the REPL's globals (names with a leading
+    "_" only when the prefix has one); one match, or several sharing a longer prefix, completes
+    it (echoed; the bytes to add are returned); several others are listed in 16-column slots,
+    then the prompt and the line are shown again. No match: nothing."""
+    i = len(line)
+    while i and (chr(line[i - 1]).isalpha() or chr(line[i - 1]).isdigit() or line[i - 1] in b"_."):
+        i -= 1
+    parts = bytes(line[i:]).decode().split(".")
+    obj = None  # the globals
+    try:
+        for p in parts[:-1]:
+            obj = g[p] if obj is None else getattr(obj, p)
+        names = list(g) if obj is None else dir(obj)
+    except Exception:  # noqa: BLE001 - a name that does not resolve completes nothing
+        return b""
+    pre = parts[-1]
+    names = sorted(n for n in names if n.startswith(pre) and (pre or n[0] != "_"))
+    if not names:
+        return b""
+    common = names[0]
+    for n in names[1:]:
+        while not n.startswith(common):
+            common = common[:-1]
+    if len(names) == 1 or len(common) > len(pre):
+        add = common[len(pre) :].encode()
+        w(add)
+        return add
+    out = []
+    col = 64  # the first name starts a line (WORD_SLOT_LEN 16, MAX_LINE_LEN 64)
+    for n in names:
+        gap = (col + 15) // 16 * 16 - col
+        if gap < 2:
+            gap += 16
+        if col + gap + len(n) <= 64:
+            out.append(" " * gap + n)
+            col += gap + len(n)
+        else:
+            out.append("\r\n" + n)
+            col = len(n)
+    w("".join(out) + "\r\n")
+    w(prompt + bytes(line))
+    return b""
 
 
 _COMPOUND = (b"if", b"while", b"for", b"try", b"with", b"def", b"class", b"async")

@@ -134,6 +134,35 @@ def test_friendly_repl_by_hand(running_board):
     assert vb.alive
 
 
+def test_tab_completes_as_micropythons_readline(blank_board):
+    """Tab in the friendly REPL (py/repl.c): one match completes the name, several sharing a
+    longer prefix complete that much, several others are listed (16-column slots) and the prompt
+    and the line come again; dotted names too, in continuation lines as well. The byte strings are
+    what the unix port's own REPL (MicroPython 1.29) prints for the same keys."""
+    with serial.Serial(blank_board.port, 115200, timeout=0.2) as s:
+        s.write(b"\r")
+        _read_until(s, b">>> ")
+        s.write(b"abc_def = 1\rabc_x = 2\rimport sys\r")
+        _read_until(s, b">>> import sys\r\n>>> ")
+        s.write(b"ab\t")  # both: their common prefix
+        assert _read_until(s, b"abc_").endswith(b"ab" + b"c_")
+        s.write(b"\t")  # abc_ matches both and no more: the list, then the line again
+        assert _read_until(s, b"\r\n>>> abc_") == b"\r\nabc_def         abc_x\r\n>>> abc_"
+        s.write(b"d\t\r")  # one match: the rest of its name
+        assert _read_until(s, b"1\r\n>>> ") == b"d" + b"ef\r\n1\r\n>>> "
+        s.write(b"sys.std\t")
+        out = _read_until(s, b">>> sys.std")
+        assert out.endswith(b"sys.std\r\nstderr          stdin           stdout\r\n>>> sys.std")
+        s.write(b"out.write('k')\r")
+        assert b"k1\r\n>>> " in _read_until(s, b"1\r\n>>> ")
+        s.write(b"zzz\t\x03")  # no match: nothing
+        assert _read_until(s, b">>> ").endswith(b"zzz\r\n>>> ")
+        s.write(b"if 1:\r")
+        _read_until(s, b"...     ")
+        s.write(b"print(abc_x\t)\r\r\r\r")  # a continuation line completes too
+        assert b"print(abc_x)\r\n" in _read_until(s, b"2\r\n>>> ")
+
+
 def _read_until(s, end, timeout=10.0):
     buf = b""
     deadline = time.monotonic() + timeout
