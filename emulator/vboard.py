@@ -11,7 +11,7 @@ What stands for what:
 - UART2 + PN532 -> emulator.pn532.PN532Emulator on TCP 127.0.0.1:<port>; the firmware's hal_unix opens
   it through firmware/uart_socket.py. Its RF field holds 0 or 1 emulated card (emulator.card).
 - the board's filesystem (its vfs partition) -> <state>/fs.img, a littlefs image (4096-byte blocks,
-  the size of the vfs partition in the board's partitions.csv: 1 MB, as a DevKitC's) that the firmware and the REPL mount as vfs.VfsLfs2 at "/" (emulator/lfsmount.py, run
+  the size of the vfs partition in the board's partitions.csv: 1.5 MB, as a DevKitC's) that the firmware and the REPL mount as vfs.VfsLfs2 at "/" (emulator/lfsmount.py, run
   before boot.py and main.py); the host reads and writes it with emulator/lfsimage.py
   (littlefs-python) while the board is off. The files the board host watches stay host files in
   <state>, mounted on the board at "/_host" ($TAPKIT_HOST, see firmware/hal_unix.py): the journal

@@ -192,7 +192,7 @@ def test_esptool_command_for_a_blank_esp32(tmp_path):
     assert data[:0x7000] == orig[:0x7000] and data[0x7C00:] == orig[0x7C00:]
     rows = [struct.unpack_from("<2sBBLL16sL", table, i * 32) for i in range(6)]
     journal = [r for r in rows if r[5].rstrip(b"\0") == b"journal"][0]
-    assert journal[1:5] == (1, 0x40, 0x300000, 0x100000)  # data, custom subtype, 1 MB at 3 MB
+    assert journal[1:5] == (1, 0x40, 0x380000, 0x80000)  # data, custom subtype, 512 KB at 3.5 MB
     assert rows[5][0] == b"\xeb\xeb"  # the MD5 entry closes the table
     with pytest.raises(esp32.ImageError, match="not an ESP32"):
         esp32.esptool_command("/dev/ttyUSB0", BOARD, str(image))

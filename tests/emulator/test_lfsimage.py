@@ -53,11 +53,13 @@ def test_the_virtual_boards_filesystem_has_its_partition_tables_vfs_size(tmp_pat
     keystore.init(str(keystore_path))
 
     vfs = boards.partition("unix-virtual", "vfs")
-    assert vfs == boards.partition("esp32-devkitc", "vfs") == (0x200000, 0x100000)  # a DevKitC's
+    assert vfs == boards.partition("esp32-devkitc", "vfs") == (0x200000, 0x180000)  # a DevKitC's
     img = deploy_virtual(str(tmp_path / "fs.img"), keystore.load(str(keystore_path)), 1001)
-    assert os.path.getsize(img) == 0x100000  # 1 MB, not the 2 MB it used to be whatever the board
+    assert (
+        os.path.getsize(img) == 0x180000
+    )  # 1.5 MB, not the 2 MB it used to be whatever the board
     fs = lfsimage._lfs(img)
-    assert fs.cfg.block_count * fs.cfg.block_size == 0x100000
+    assert fs.cfg.block_count * fs.cfg.block_size == 0x180000
 
 
 def test_partitions_fill_in_offsets_as_gen_esp32part_does(tmp_path):

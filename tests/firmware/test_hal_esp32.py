@@ -89,15 +89,15 @@ def test_esp32_board_builds_from_fakes_and_journal_survives_reboot(mp_run, esp32
     assert out["uart"] == [2, 115200, 17, 16, 50]
     assert out["uart_reply"] == "0000ff00ff00"
     assert chip.seen and chip.seen[0] == bytes.fromhex("0000ff02fed4022a00")
-    assert out["flash"] == [1048576, 4096, 256]
+    assert out["flash"] == [524288, 4096, 256]
     assert out["wdt"] == [8000, 1]
     assert out["wifi"] == [False, True, True]
     assert "DISPLAY| Tap your card | 3,000 Rial" in stderr
     assert "BUZZER|ok" in stderr and "LED|green" in stderr
     assert out["recovered_head"] == 0 and out["head"] == 5
-    assert out["capacity"] == 256 * 60
-    # the partition is a 1 MB file beside the board: the NOR model, as the fake esp32 maps it
-    assert os.path.getsize(tmp_path / "journal.bin") == 1048576
+    assert out["capacity"] == 128 * 60
+    # the partition is a 512 KB file beside the board: the NOR model, as the fake esp32 maps it
+    assert os.path.getsize(tmp_path / "journal.bin") == 524288
     assert out["flash_stats"]["erases"] == 1 and out["flash_stats"]["programs"] == 6
 
     out, _ = run_board(mp_run, env, tmp_path, 3)  # reboot: a new process on the same "chip"
