@@ -184,7 +184,8 @@ def deny_install(n=100000):
     (`link.install` through harness/serial_line.py's line at 115,200 baud, chunked, verified on
     the terminal before use) and over the virtual Wi-Fi (the terminal's uploader fetching it from
     `tapkit serve` in encrypted chunks: from the first chunk served to the version the terminal
-    reports). Returns {cards, bytes, usb_seconds, usb_chunks, wifi_seconds, wifi_chunks}."""
+    reports). Returns {cards, bytes, usb_seconds, usb_chunks, wifi_seconds, wifi_chunks,
+    wifi_identify_refused}."""
     import socket
 
     from card_schema import signed, signed_host
@@ -250,7 +251,13 @@ def deny_install(n=100000):
             with VirtualBoard(state, wifi=True) as vb:
                 with link_mod.SerialLink(vb.port, timeout=5.0) as link:
                     deadline = time.monotonic() + 1800
-                    while link.identify().get("deny_ver") != 5:
+                    refused = 0
+                    while True:
+                        try:
+                            if link.identify().get("deny_ver") == 5:
+                                break
+                        except link_mod.TerminalError:  # the answer found no heap: counted
+                            refused += 1
                         if time.monotonic() > deadline:
                             raise RuntimeError("Wi-Fi install of the deny list: timed out")
                         # every few seconds: a console line beside the exchange costs its heap
@@ -260,6 +267,7 @@ def deny_install(n=100000):
             srv.stop()
             ing.close()
         out["wifi_seconds"] = done - served[0]
+        out["wifi_identify_refused"] = refused  # IDENTIFYs answered "memory allocation failed"
         out["wifi_chunks"] = len(served)
     return out
 
