@@ -138,6 +138,7 @@ def setup(term, board, config, keys):
     term.responder = None  # the sync responder while a host talks (sync_responder)
     term.sync_requests = 0  # requests answered by responders already forgotten (diag)
     term._heard = time.ticks_ms()  # of the last console line
+    term._held = None  # a line that stopped the Wi-Fi exchange: answered on the next pass
     term._sync_idle = int(config.get("sync_idle_ms", _SYNC_IDLE_MS))
     # the USB controls' state (firmware/serialsync.py "auth", firmware/maint.py) lives here, not
     # in the responder that is loaded and forgotten: [nonce (fresh per boot and per clock set),
