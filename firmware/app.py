@@ -407,7 +407,8 @@ class Terminal:
                 from firmware import wifi
             else:
                 if self.responder is not None:  # idle between a host's lines: the heap is the
-                    self._forget_responder()  # exchange's (the next line loads it again)
+                    self._forget_responder()  # exchange's (the next line loads it again); the
+                    return  # exchange starts on the next pass (in this one the GC still finds it)
                 wifi = firmware.load("wifi")
             self._wifi = wifi.poll(self)
         except Exception as e:  # MemoryError loading it: tried again a while later
