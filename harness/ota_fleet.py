@@ -36,6 +36,27 @@ def firmware_files():
         return cross.read_built(out, cross.build(out, manifest.for_board("unix-virtual")))
 
 
+def broken_reader(tmp_path):
+    """The firmware's own pn532.py, built, with firmware_version() broken: a release whose trial
+    boot fails its self-test (tests/e2e/test_ota_usb.py, test_ota_wifi.py)."""
+    from mpybuild import cross, package_dir
+
+    with open(os.path.join(package_dir("firmware"), "pn532.py")) as f:
+        text = f.read()
+    text = text.replace(
+        "    def firmware_version(self):",
+        "    def firmware_version(self):\n"
+        "        raise OSError(5, 'broken driver')\n\n    def _old_fv(self):",
+    )
+    src = os.path.join(str(tmp_path), "pn532.py")
+    dst = os.path.join(str(tmp_path), "pn532.mpy")
+    with open(src, "w") as f:
+        f.write(text)
+    cross.compile_file(src, dst, name="firmware/pn532.py")
+    with open(dst, "rb") as f:
+        return f.read()
+
+
 def deploy(state_dir, ks, tid, built, **config):
     """A virtual board's state dir with `built` (firmware_files) and terminal `tid`'s own files."""
     from emulator import lfsimage

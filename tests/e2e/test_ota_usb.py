@@ -3,37 +3,14 @@ beside the running set, booted on trial, confirmed by its self-test; tampered, f
 releases refused or rolled back, and the terminal takes taps after each (firmware/ota.py)."""
 
 import json
-import os
 
 import pytest
 
 from harness.boards import deployed_board, rider_card
+from harness.ota_fleet import broken_reader
 from host_tools import keystore
 from host_tools.fleet import release
 from host_tools.fleet.link import SerialLink, TerminalError
-from mpybuild import cross
-
-
-def _compiled(tmp_path, name, text):
-    src = tmp_path / (name + ".py")
-    src.write_text(text)
-    dst = tmp_path / (name + ".mpy")
-    cross.compile_file(str(src), str(dst), name="firmware/%s.py" % name)
-    return dst.read_bytes()
-
-
-def _broken_reader(tmp_path):
-    """The firmware's own pn532.py with firmware_version() broken: a set whose self-test fails."""
-    from mpybuild import package_dir
-
-    with open(os.path.join(package_dir("firmware"), "pn532.py")) as f:
-        text = f.read()
-    text = text.replace(
-        "    def firmware_version(self):",
-        "    def firmware_version(self):\n"
-        "        raise OSError(5, 'broken driver')\n\n    def _old_fv(self):",
-    )
-    return _compiled(tmp_path, "pn532", text)
 
 
 def _ota(link):
@@ -84,7 +61,7 @@ def test_usb_update_confirmed_then_broken_release_rolled_back(tmp_path, ks, keys
         # a release whose reader driver is broken: staged, booted on trial, self-test fails,
         # back to release 2 by itself, and the terminal reports why
         bad = release.build(
-            "unix-virtual", 3, files={"firmware/pn532.mpy": _broken_reader(tmp_path)}
+            "unix-virtual", 3, files={"firmware/pn532.mpy": broken_reader(tmp_path)}
         )
         mark = vb.mark()
         with SerialLink(vb.port, timeout=5.0) as link:

@@ -12,31 +12,15 @@ import pytest
 
 from card_schema import release_host, upload_host
 from harness.boards import rider_card
-from harness.ota_fleet import OTAFleet
+from harness.ota_fleet import OTAFleet, broken_reader
 from host_tools import keystore
 from host_tools.backoffice import otaserve
 from host_tools.fleet import release
-from mpybuild import cross, package_dir
 
 
 @pytest.fixture
 def ks(keystore_path):
     return keystore.load(str(keystore_path))
-
-
-def broken_reader(tmp_path):
-    """The firmware's own pn532.py with firmware_version() broken: a set whose self-test fails."""
-    with open(os.path.join(package_dir("firmware"), "pn532.py")) as f:
-        text = f.read()
-    text = text.replace(
-        "    def firmware_version(self):",
-        "    def firmware_version(self):\n"
-        "        raise OSError(5, 'broken driver')\n\n    def _old_fv(self):",
-    )
-    src = tmp_path / "pn532.py"
-    src.write_text(text)
-    cross.compile_file(str(src), str(tmp_path / "pn532.mpy"), name="firmware/pn532.py")
-    return (tmp_path / "pn532.mpy").read_bytes()
 
 
 def _logged(vb, mark, text):
