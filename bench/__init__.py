@@ -7,7 +7,8 @@ Sections, in table order (each a module of this package):
 
     tap       bus tap on a virtual board: APDUs, air bytes and time, heap around a tap, VM time
     heap      heap each firmware module costs once imported (.mpy on the VM)
-    flash     `tapkit flash` at 115,200 baud on a virtual board, its watchdog running: first, re-flash
+    flash     `tapkit flash` at 115,200 baud on a virtual board, its watchdog running: first, re-flash;
+              then an 8 KB table's config push on that line: bytes the console lost (0)
     tearing   field drops across the firmware's own tap (harness/tearing.py), committed whole or not
     sync      serial sync bytes and time per record; HTTP ingest into SQLite and PostgreSQL
     journal   flash erases/programs per tap, littlefs beside it, boot recovery, power cuts survived
@@ -27,7 +28,7 @@ The result convention: every section's `run(opts)` returns `(rows, data)`:
 Its keys are stable; name a figure by its path, e.g. `sync.SQLite.ingest_per_s`,
 `sync.PostgreSQL.bulk_per_s`, `tearing.committed`, `journal.reentrant.cuts`, `heap.total`,
 `money.phantom_charges`, `ota.cuts`, `ota.fails`, `ota.wifi_update_s`, `ota.download_heap_free`,
-`flash.first_s`, `flash.reflash_s`.
+`flash.first_s`, `flash.reflash_s`, `flash.console_lost`.
 """
 
 import argparse

@@ -5,9 +5,12 @@ fed only by the firmware's keeper, firmware/keep.py):
 - the first flash of a blank board (plain MicroPython: no watchdog yet), every file copied;
 - a re-flash of the running terminal (nothing to copy; its console locked, as `tapkit flash`
   leaves it: unlocked by MAINT first), its watchdog running from the Ctrl-C on;
-- watchdog resets during both (any is a failure: a real board would have reset mid-flash).
+- watchdog resets during both (any is a failure: a real board would have reset mid-flash);
+- then a config push of an 8 KB table (a 1,024-card deny list, `tapkit sync`'s INSTALL chunks)
+  over the same paced line: the bytes the console's 259-byte ring buffer lost (must be 0).
 
-data: {"first_s", "files", "reflash_s", "copied" (by the re-flash: 0), "watchdog_resets"}.
+data: {"first_s", "files", "reflash_s", "copied" (by the re-flash: 0), "watchdog_resets",
+"config_push_s", "config_push_bytes", "console_lost" (bytes lost in the push: 0)}.
 """
 
 import os
@@ -18,6 +21,28 @@ from bench import row
 
 SECTION = "flash"
 BOARD = "unix-virtual"
+
+
+def _push_8k_table(vb, ks, d):
+    """`tapkit sync` of a terminal whose store holds an 8 KB deny list: (seconds, bytes, lost)."""
+    from card_schema import signed, tariff
+    from host_tools.backoffice import store as store_mod
+    from host_tools.fleet import link as link_mod
+    from host_tools.fleet import sync
+
+    payload = tariff.pack_deny(
+        {bytes([4]) + (0xA00000 + i).to_bytes(6, "big"): 1 for i in range(1024)}
+    )
+    with store_mod.open_store("sqlite:///%s" % os.path.join(d, "t.db")) as db:
+        db.put_config(signed.KIND_DENY, 5, payload)
+        lost0 = vb.console_lost
+        t = time.monotonic()
+        with link_mod.SerialLink(vb.port, timeout=10.0) as link:
+            summary = sync.sync_terminal(link, db, ks)
+            took = time.monotonic() - t
+            if link.identify()["deny_ver"] != 5:
+                raise RuntimeError("config push: the deny list was not installed: %r" % summary)
+    return round(took, 1), len(payload), vb.console_lost - lost0
 
 
 def measure():
@@ -39,6 +64,8 @@ def measure():
             t = time.monotonic()
             r2 = flash.flash_board(vb.port, BOARD, ks, None, over)
             reflash_s = time.monotonic() - t
+            time.sleep(2)  # the re-flashed terminal is up (flash_board saw it healthy)
+            push_s, push_bytes, lost = _push_8k_table(vb, ks, d)
             resets = [ln for ln in vb.lines(0) if ln.startswith("RESET| watchdog")]
         finally:
             vb.stop()
@@ -48,6 +75,9 @@ def measure():
         "copied": r2["copied"],
         "reflash_s": round(reflash_s, 1),
         "watchdog_resets": len(resets),
+        "config_push_s": push_s,
+        "config_push_bytes": push_bytes,
+        "console_lost": lost,
     }
 
 
@@ -69,10 +99,24 @@ def run(opts):
             "hashes on the board, manifest, reboot",
         ),
         row(SECTION, "watchdog resets during the flashes", m["watchdog_resets"], "", "must be 0"),
+        row(
+            SECTION,
+            "config push of an 8 KB table (%d B deny list, tapkit sync)" % m["config_push_bytes"],
+            m["config_push_s"],
+            "s",
+            "INSTALL chunks over the same 115,200-baud line",
+        ),
+        row(
+            SECTION,
+            "bytes the console's 259-byte buffer lost in that push",
+            m["console_lost"],
+            "B",
+            "must be 0",
+        ),
     ]
-    if m["watchdog_resets"] or m["copied"]:
+    if m["watchdog_resets"] or m["copied"] or m["console_lost"]:
         m["fails"] = [
-            "flash: %d watchdog resets, the re-flash copied %d"
-            % (m["watchdog_resets"], m["copied"])
+            "flash: %d watchdog resets, the re-flash copied %d, the config push lost %d B"
+            % (m["watchdog_resets"], m["copied"], m["console_lost"])
         ]
     return rows, m
