@@ -65,6 +65,28 @@ DEFAULT_BAUD = 0
 RING = 259
 # what the keeper's timer writes to the heartbeat (the firmware's feed writes its time)
 _KEEPER_FEED = "keeper\n"
+# the board's own modules ("frozen" on the chip: vlib, on the board's path before its /lib), as
+# module name -> emulator source: the NOR chip, the storage mount, the RTC chip, and the ESP32
+# port's errno numbers (emulator/esp32_errno.py, esp32_socket.py: EINPROGRESS 119, ETIMEDOUT 116...)
+VLIB = {
+    "norflash": "norflash",
+    "lfsmount": "lfsmount",
+    "ds3231": "ds3231",
+    "errno": "esp32_errno",
+    "socket": "esp32_socket",
+}
+# The heap the stand-in errno and socket (above) cost the firmware, which an ESP32 does not pay
+# (both are C modules in flash there), so the board's heap is `heap` plus this and the firmware has
+# what it would have on the chip:
+# - the modules, measured on a board: the first tap's heap in use (after a collection) with them
+#   minus without, 2,592 bytes on a Wi-Fi board (2,528 on a USB one, about as much in an empty
+#   VM): tests/e2e/test_vboard_esp32_net.py measures it again;
+# - a socket's wrapper (esp32_socket.socket around the unix port's), 100 bytes beyond the socket
+#   an ESP32 makes: the firmware holds one at a time (tests/emulator/test_esp32_errno.py).
+# norflash, lfsmount and ds3231 stand for C drivers too but are not refunded: a little stricter.
+REFUND_MODULES = 2592
+REFUND_SOCKET = 100
+HEAP_REFUND = REFUND_MODULES + REFUND_SOCKET
 _TAGGED = re.compile(r"^[A-Z]+\|")  # DISPLAY|, BUZZER|, LOG|, STAT|...: the board's own lines
 
 
@@ -77,6 +99,14 @@ def micropython_exe():
     if not exe:
         raise BoardError(tools.NO_MICROPYTHON)
     return exe
+
+
+def heap_bytes(heap):
+    """`heap` ("112K", "1M" or bytes) in bytes, with the stand-in modules' refund (HEAP_REFUND):
+    what the board's MicroPython gets for `-X heapsize`."""
+    h = str(heap).strip().upper()
+    n = int(h[:-1]) * {"K": 1024, "M": 1024 * 1024}[h[-1]] if h[-1] in "KM" else int(h)
+    return n + HEAP_REFUND
 
 
 def vfs_size(board):
@@ -193,13 +223,13 @@ class VirtualBoard:
         return self
 
     def _deploy_vlib(self):
-        """The board's own modules (its "frozen" code): the NOR chip model and the storage mount,
-        as .mpy (compiling source on the board would cost the firmware's heap a parse tree)."""
+        """The board's own modules (its "frozen" code, VLIB), as .mpy (compiling source on the
+        board would cost the firmware's heap a parse tree)."""
         from mpybuild.cross import compile_file
 
         os.makedirs(self.vlib, exist_ok=True)
-        for mod in ("norflash", "lfsmount", "ds3231"):
-            src = os.path.join(HERE, mod + ".py")
+        for mod, srcname in VLIB.items():
+            src = os.path.join(HERE, srcname + ".py")
             dst = os.path.join(self.vlib, mod + ".mpy")
             try:
                 os.unlink(os.path.join(self.vlib, mod + ".py"))  # .py would shadow the .mpy
@@ -210,7 +240,7 @@ class VirtualBoard:
             except OSError:
                 fresh = False
             if not fresh:
-                compile_file(src, dst, name="emulator/%s.py" % mod)
+                compile_file(src, dst, name=mod)  # the module's name: a qstr the board has
 
     def _env(self):
         env = dict(os.environ)
@@ -244,10 +274,15 @@ class VirtualBoard:
         if self._clock_lost:
             env["TAPKIT_CLOCK_LOST"] = "1"  # hal_unix: the platform clock lost its time
             self._clock_lost = False
-        code = "import lfsmount\n" + ("import boot\n" if has_boot else "") + "import main"
+        # the stand-in errno and socket first, in the empty heap: one block at its bottom (what
+        # HEAP_REFUND gives back), the firmware's own objects then lie as they would on the chip
+        code = "import errno, socket\n" if "socket" in VLIB else ""
+        code += "import lfsmount\n" + ("import boot\n" if has_boot else "") + "import main"
         t0 = time.time()
         proc = self._popen(
-            "fw", [micropython_exe(), "-X", "heapsize=" + self.heap, "-c", code], env
+            "fw",
+            [micropython_exe(), "-X", "heapsize=%d" % heap_bytes(self.heap), "-c", code],
+            env,
         )
         proc.t0 = t0  # the watchdog watches it from its own first feed on
         return proc
@@ -258,7 +293,12 @@ class VirtualBoard:
         env["TAPKIT_RESET_CAUSE"] = self.reset_cause  # machine.reset_cause() in the REPL
         return self._popen(
             "repl",
-            [micropython_exe(), "-X", "heapsize=" + self.heap, os.path.join(HERE, "repl.py")],
+            [
+                micropython_exe(),
+                "-X",
+                "heapsize=%d" % heap_bytes(self.heap),
+                os.path.join(HERE, "repl.py"),
+            ],
             env,
         )
 

@@ -25,7 +25,12 @@ FARE = 25000
 
 
 def _size(heap):
-    return int(heap[:-1]) * (1024 if heap[-1] in "Kk" else 1024 * 1024)
+    """The firmware's heap on an ESP32 with `heap` ("112K"), as the virtual board gives it: the
+    board's MicroPython has the stand-in errno and socket modules' cost on top (vboard.heap_bytes),
+    and a tap's peak counts them, so free = this - peak is what the chip would have free."""
+    from emulator.vboard import heap_bytes
+
+    return heap_bytes(heap)
 
 
 def _stat(vb, mark, path, total):
