@@ -117,7 +117,9 @@ def test_the_heap_refund_is_what_the_stand_in_modules_cost_on_a_board(
     _linux_errno(monkeypatch)
     without = _first_tap_heap(tmp_path, keystore_path, "linux")
     cost = with_them - without
-    # measured once and written down (vboard.REFUND_MODULES: 2,592 on such a board); firmware
-    # changes move both boards alike, so the difference holds, within what a conservative
-    # collection keeps of the last failed exchange (a few blocks: 2,592-2,848 measured)
-    assert abs(cost - vboard.REFUND_MODULES) <= 256, "the stand-ins cost %d bytes now" % cost
+    # measured and written down (vboard.REFUND_MODULES: 2,592 on such a board when it was written, 2,880
+    # with the firmware of the watchdog's keeper and the Wi-Fi download): the stand-ins' own
+    # objects and the two entries they add to sys.modules, whose table grows in steps as the
+    # firmware imports more, so the cost moves a few blocks with the firmware. The refund never
+    # exceeds it (the board is never kinder than the chip) and stays within 512 bytes of it.
+    assert 0 <= cost - vboard.REFUND_MODULES <= 512, "the stand-ins cost %d bytes now" % cost
