@@ -44,6 +44,7 @@ import queue
 import sys
 import threading
 import time
+import zlib
 
 from card_schema import signed_host, taprecord, upload_host
 from card_schema.crypto_host import cmac_fast
@@ -85,7 +86,8 @@ class Ingest:
         self._keys = {}  # terminal -> (journal key, wire key, config key)
         self._configs = (0.0, {})  # (when, {kind: version}) of the published configs
         self._payloads = {}  # (kind, version) -> payload
-        self._sealed = collections.OrderedDict()  # (terminal, kind, version) -> signed blob
+        self._sealed = collections.OrderedDict()  # (terminal, kind, version, ...) -> signed blob
+        self._deltas = {}  # deny-list deltas computed for terminals (denylist.offer)
         self._writer = None  # SQLite: the writer process (Writer), started with the server
         # (PostgreSQL) one batch at a time through the CPU-bound checks (the GIL runs one anyway):
         # batches are ready in turn, each one's inserts start while the next is checked, instead
@@ -293,7 +295,10 @@ class Ingest:
 
     def _chunk(self, store, tid, ckey, b):
         """(kind, version, total, offset, data): the next piece of the first config the terminal
-        lacks, from where its staging file ends (when that is the same blob), or None."""
+        lacks, from where its staging file ends (when that is the same blob), or None. Deny lists
+        as denylist.offer says (a delta from the list it holds, when smaller than a full list)."""
+        from host_tools.backoffice import denylist
+
         now = time.monotonic()
         when, latest = self._configs
         if now - when > self.CONFIG_TTL:
@@ -301,32 +306,48 @@ class Ingest:
             self._configs = (now, latest)
         for kind in sorted(latest):
             version = latest[kind]
-            if not signed_host.known(kind):
+            if not signed_host.known(kind) or kind in denylist.KINDS:
                 continue
             if version <= int(b.versions.get(signed_host.version_key(kind), 0) or 0):
                 continue
-            blob = self._blob(store, tid, ckey, kind, version)
-            pk, pv, off = b.part
-            if (pk, pv) != (kind, version) or not 0 < off < len(blob):
-                off = 0
-            return kind, version, len(blob), off, blob[off : off + upload_host.CHUNK]
+            return self._piece(tid, ckey, b, kind, version, self._payload(store, kind, version))
+        deny = denylist.offer(
+            latest, b.versions, lambda k, v: self._payload(store, k, v), self._deltas
+        )
+        if deny:
+            return self._piece(tid, ckey, b, *deny[0])
         return None
 
-    def _blob(self, store, tid, ckey, kind, version):
+    def _piece(self, tid, ckey, b, kind, version, payload):
+        blob = self._blob(tid, ckey, kind, version, payload)
+        pk, pv, off = b.part
+        if (pk, pv) != (kind, version) or not 0 < off < len(blob):
+            off = 0
+        return kind, version, len(blob), off, blob[off : off + upload_host.CHUNK]
+
+    def _payload(self, store, kind, version):
         with self.lock:
-            blob = self._sealed.get((tid, kind, version))
-            if blob is not None:
-                self._sealed.move_to_end((tid, kind, version))
-                return blob
             payload = self._payloads.get((kind, version))
         if payload is None:
             payload = store.config_payload(kind, version)
+            with self.lock:
+                self._payloads = {(kind, version): payload, **self._payloads}
+                if len(self._payloads) > 8:
+                    self._payloads = dict(list(self._payloads.items())[:8])
+        return payload
+
+    def _blob(self, tid, ckey, kind, version, payload):
+        # a computed delta and a published one may share kind and version: the key has its length
+        # and CRC too
+        key = (tid, kind, version, len(payload), zlib.crc32(payload))
+        with self.lock:
+            blob = self._sealed.get(key)
+            if blob is not None:
+                self._sealed.move_to_end(key)
+                return blob
         blob = signed_host.seal_fast(ckey, kind, version, payload)
         with self.lock:
-            self._payloads = {(kind, version): payload, **self._payloads}
-            if len(self._payloads) > 8:
-                self._payloads = dict(list(self._payloads.items())[:8])
-            self._sealed[(tid, kind, version)] = blob
+            self._sealed[key] = blob
             while len(self._sealed) > self.SEALED:
                 self._sealed.popitem(last=False)
         return blob

@@ -822,14 +822,20 @@ class Store:
 
     def missing_configs(self, versions):
         """[(kind, version, payload)] published newer than a terminal says it holds (`versions`:
-        {"fares_ver": n, "deny_ver": n, ...}, as IDENTIFY and the Wi-Fi batch carry them)."""
+        {"fares_ver": n, "deny_ver": n, ...}, as IDENTIFY and the Wi-Fi batch carry them). Deny
+        lists as host_tools/backoffice/denylist.py offer says (a delta from the list it holds when
+        that is smaller than the newest full list)."""
+        from host_tools.backoffice import denylist
+
+        latest = self.config_versions()
         out = []
-        for kind, (version, payload) in sorted(self.latest_configs().items()):
-            if signed_host.known(kind):
+        for kind, version in sorted(latest.items()):
+            if signed_host.known(kind) and kind not in denylist.KINDS:
                 have = int(versions.get(signed_host.version_key(kind), 0) or 0)
                 if version > have:
-                    out.append((kind, version, payload))
-        return out
+                    out.append((kind, version, self.config_payload(kind, version)))
+        out += denylist.offer(latest, versions, self.config_payload)
+        return sorted(out, key=lambda c: c[0])
 
     def note_reject(self, terminal_id, source, reason, count=1):
         with self._tx():

@@ -90,6 +90,12 @@ def publish(a):
         raise UsageError("publish --kind %s needs --version" % a.kind)
     payload = tables.payload_from_file(a.kind, a.file)
     with store_mod.open_store(a.db) as db:
+        from host_tools.backoffice import denylist
+
+        try:  # one version, one deny list, whichever kind carries it (denylist.py)
+            denylist.check_version(db, tables.KINDS[a.kind], a.version)
+        except ValueError as e:
+            raise UsageError(str(e))
         new = db.put_config(tables.KINDS[a.kind], a.version, payload)
     r = {"kind": a.kind, "version": a.version, "bytes": len(payload), "new": new}
     if a.json:
