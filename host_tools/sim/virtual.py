@@ -40,11 +40,11 @@ def deploy_virtual(fs, ks, terminal_id, **over):
 
 
 def new_emulated_card(
-    path, ks, holder=0, card_no=1, expiry=None, balance=0, now=None, journal=None
+    path, ks, holder=0, card_no=1, expiry=None, balance=0, now=None, journal=None, uid=None
 ):
     """Create a blank emulated card file and issue it, as the card office would (demo, bench, tests).
 
-    Returns the card's UID. The card file is the card's EEPROM: tap it on a virtual terminal, serve it
+    Returns the card's UID (`uid`: this one, else a random NXP UID). The card file is the card's EEPROM: tap it on a virtual terminal, serve it
     with `tapkit emulate card`, or open it with `--reader emulator:PATH`.
     """
     from card_schema.desfire_admin import DESFireAdmin
@@ -53,7 +53,7 @@ def new_emulated_card(
     from host_tools.cardoffice.readers import EmulatorReader
 
     now = int(time.time()) if now is None else now
-    DESFireCard.blank().save(str(path))
+    DESFireCard.blank(uid).save(str(path))
     with EmulatorReader(str(path)) as r:
         cardops.issue(
             DESFireAdmin(r.transceive),
