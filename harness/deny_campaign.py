@@ -126,12 +126,39 @@ class Run:
         self.failures.append({"step": step, "what": what})
         self.log("FAIL %s: %s" % (step, what))
 
-    def install(self, blob, cut=None):
+    def racing(self, step, name):
+        """Tap card `name` (on the old and the new list) again and again while an install runs,
+        until the returned function is called: every tap must be refused."""
+        stop = threading.Event()
+
+        def work():
+            while not stop.is_set():
+                got, shown = self.tap(name)
+                self.cases += 1
+                if not got:
+                    self.fail(step, "%s charged during the install: %s" % (name, shown))
+
+        t = threading.Thread(target=work, daemon=True)
+        t.start()
+
+        def done():
+            stop.set()
+            t.join(120)
+
+        return done
+
+    def install(self, blob, cut=None, race=None):
         """INSTALL `blob`; cut = None or (chunk index, delay s): the power is cut `delay` seconds
         after that chunk's request went out (index = the last chunk: during the terminal's
-        verify, rename and reload). Returns True when the install completed without a cut."""
+        verify, rename and reload). race: a card tapped throughout (racing). Returns True when
+        the install completed without a cut."""
         if cut is None:
-            self.link.install(blob)
+            done = self.racing("racing " + race, race) if race else None
+            try:
+                self.link.install(blob)
+            finally:
+                if done:
+                    done()
             return True
         nth = cut[0] + 1  # the resume query is the first INSTALL request
         sent = [0]
@@ -193,7 +220,7 @@ def one_run(workdir, ks, seed, cards, paths, cut_rate=0.5, log=print, tid=1001):
 
         cut = pick_cut(new)
         t1 = time.monotonic()
-        if not r.install(new, cut):
+        if not r.install(new, cut, race="X" if rng.random() < 0.5 else None):
             out["cuts"] += 1
             r.open()
             r.expect("new-cut", "X", True)
@@ -209,6 +236,7 @@ def one_run(workdir, ks, seed, cards, paths, cut_rate=0.5, log=print, tid=1001):
             if r.open()["deny_ver"] != 3:  # the cut came before the rename: resumed
                 r.install(new)
         out["install_s"] = round(time.monotonic() - t1, 1)
+        r.expect("new at once", "B", True)  # the first tap after the install's last answer
         if r.open()["deny_ver"] != 3:
             r.fail("new", "deny_ver %s" % r.link.identify()["deny_ver"])
         for name in ("B", "M", "L", "X", "R"):
@@ -222,7 +250,7 @@ def one_run(workdir, ks, seed, cards, paths, cut_rate=0.5, log=print, tid=1001):
 
         cut = pick_cut(delta)
         r.open()
-        if not r.install(delta, cut):
+        if not r.install(delta, cut, race="M" if rng.random() < 0.5 else None):
             out["cuts"] += 1
             r.open()
             r.expect("delta-cut", "M", True)
@@ -237,6 +265,7 @@ def one_run(workdir, ks, seed, cards, paths, cut_rate=0.5, log=print, tid=1001):
                 r.fail("delta-cut %s" % (cut,), "D %s, R %s" % (d, rr))
             if r.open()["deny_delta_ver"] != 4:
                 r.install(delta)
+        r.expect("delta at once", "D", True)
         got = r.open()
         if (got["deny_ver"], got["deny_delta_ver"]) != (3, 4):
             r.fail("delta", "versions %s" % ((got["deny_ver"], got["deny_delta_ver"]),))

@@ -145,3 +145,20 @@ def test_sign_to_a_device_writes_into_it_and_never_replaces_it(capsys, tmp_path,
     assert rc == 0, err
     assert stat.S_ISFIFO(os.stat(fifo).st_mode) and len(got[0]) > 40
     assert not (tmp_path / "out.fifo.new").exists()
+
+
+def test_a_deny_version_not_above_every_published_one(capsys, tmp_path):
+    """Deny and deny-delta lists share their versions (host_tools/backoffice/denylist.py): a delta
+    published as a version a full list has, or older, is refused with one line, nothing stored."""
+    (tmp_path / "d.json").write_text('{"04112233445566": "refuse"}')
+    db = "sqlite:///%s" % (tmp_path / "t.db")
+    pub = ("publish", "--kind", "deny", "--version", 7, "--db", db, tmp_path / "d.json")
+    assert run(capsys, *pub)[0] == 0
+    assert run(capsys, *pub)[1] == "deny version 7 (12 bytes) was already published\n"
+    for kind, version in (("deny-delta", 7), ("deny-delta", 6), ("deny", 5)):
+        argv = ("publish", "--kind", kind, "--version", version, "--db", db, tmp_path / "d.json")
+        rc, out, err = run(capsys, *argv)
+        assert rc == 2 and out == "" and one_line(err), err  # a usage error: another version
+        assert "deny lists are at version 7" in err and "publish version 8 or later" in err
+    assert run(capsys, "publish", "--kind", "deny-delta", "--version", 8, "--db", db,
+               tmp_path / "d.json")[0] == 0  # fmt: skip
