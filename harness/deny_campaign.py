@@ -211,14 +211,15 @@ def one_run(workdir, ks, seed, cards, paths, cut_rate=0.5, log=print, tid=1001):
 
     t0 = time.monotonic()
     out = {"seed": seed, "cards": cards, "cuts": 0, "outcomes": []}
-    with VirtualBoard(state, baud=rng.choice((0, 0, 115200))) as vb:
+    out["baud"] = rng.choice((0, 0, 115200))
+    with VirtualBoard(state, baud=out["baud"]) as vb:
         r = Run(vb, ks, tid, paths, rng, log)
         r.open()
         r.install(old)
         r.expect("old", "A", True)
         r.expect("old", "B", False)
 
-        cut = pick_cut(new)
+        cut = out["cut"] = pick_cut(new)
         t1 = time.monotonic()
         if not r.install(new, cut, race="X" if rng.random() < 0.5 else None):
             out["cuts"] += 1
@@ -290,7 +291,8 @@ def run_campaign(workdir, ks, runs, cards, seed, cut_rate=0.5, log=print):
     for i in range(runs):
         s = seed * 1000 + i
         res = one_run(workdir, ks, s, cards, paths, cut_rate, log)
-        log(json.dumps({k: res[k] for k in ("seed", "cases", "cuts", "outcomes", "seconds")}))
+        keys = ("seed", "cases", "cuts", "outcomes", "seconds", "baud", "cut", "install_s")
+        log(json.dumps({k: res[k] for k in keys}))
         total["runs"] += 1
         total["cases"] += res["cases"]
         total["cuts"] += res["cuts"]
