@@ -100,6 +100,7 @@ class Run:
     def __init__(self, vb, ks, tid, cards, rng, log):
         self.vb, self.ks, self.tid, self.cards, self.rng, self.log = vb, ks, tid, cards, rng, log
         self.cases = 0
+        self.retried = 0
         self.failures = []
         self.link = None
 
@@ -111,9 +112,17 @@ class Run:
         return self.link.identify()
 
     def tap(self, name):
-        shown = self.vb.tap(self.cards[name], timeout=60.0)
-        refused = shown["buzzer"] != "ok"
-        return refused, shown
+        """(refused by the deny list, what it showed); a tap that ends neither charged nor denied
+        (a read the loaded machine cut short: "Card removed", "Please tap again") is tapped again,
+        as a rider does, and counted in `retried`."""
+        for _ in range(4):
+            shown = self.vb.tap(self.cards[name], timeout=60.0)
+            if shown["buzzer"] == "ok":
+                return False, shown
+            if "not allowed" in shown["display"] or "blocked" in shown["display"]:
+                return True, shown
+            self.retried += 1
+        raise AssertionError("card %s: neither charged nor denied in 4 taps: %s" % (name, shown))
 
     def expect(self, step, name, refused):
         got, shown = self.tap(name)
@@ -123,7 +132,8 @@ class Run:
         return got
 
     def fail(self, step, what):
-        self.failures.append({"step": step, "what": what})
+        tail = [ln for ln in self.vb.lines()[-40:] if not ln.startswith(("STAT|", "KEY|"))]
+        self.failures.append({"step": step, "what": what, "board": tail[-20:]})
         self.log("FAIL %s: %s" % (step, what))
 
     def racing(self, step, name):
@@ -191,9 +201,15 @@ class Run:
         return False
 
 
-def one_run(workdir, ks, seed, cards, paths, cut_rate=0.5, log=print, tid=1001):
+def one_run(workdir, ks, seed, cards, paths, cut_rate=0.5, log=print, tid=1001, files=None):
+    """One run (module doc); `files`: {path: bytes} written into the terminal's filesystem after
+    it is deployed (a test's broken firmware module, to show the campaign fails on it)."""
     rng = random.Random(seed)
     state = deploy(os.path.join(workdir, "t%d" % seed), ks, tid, fare=FARE, sync_idle_ms=3000)
+    if files:
+        from emulator import lfsimage
+
+        lfsimage.write_files(os.path.join(state, "fs.img"), files)
     chunks = lambda b: -(-len(b) // frames_host.INSTALL_CHUNK)  # noqa: E731
     old = _payload_blob(ks, tid, 2, city_list(rng, 200, ["A", "X"]))
     new = _payload_blob(ks, tid, 3, city_list(rng, cards, ["B", "M", "L", "X", "R"]))
@@ -225,15 +241,15 @@ def one_run(workdir, ks, seed, cards, paths, cut_rate=0.5, log=print, tid=1001):
             out["cuts"] += 1
             r.open()
             r.expect("new-cut", "X", True)
-            a, _ = r.tap("A")
-            b, _ = r.tap("B")
+            a, sa = r.tap("A")
+            b, sb = r.tap("B")
             r.cases += 2
             if a and not b:
                 out["outcomes"].append("old")
             elif b and not a:
                 out["outcomes"].append("new")
             else:
-                r.fail("new-cut %s" % (cut,), "A %s, B %s" % (a, b))
+                r.fail("new-cut %s" % (cut,), "A %s, B %s" % (sa, sb))
             if r.open()["deny_ver"] != 3:  # the cut came before the rename: resumed
                 r.install(new)
         out["install_s"] = round(time.monotonic() - t1, 1)
@@ -255,15 +271,15 @@ def one_run(workdir, ks, seed, cards, paths, cut_rate=0.5, log=print, tid=1001):
             out["cuts"] += 1
             r.open()
             r.expect("delta-cut", "M", True)
-            d, _ = r.tap("D")
-            rr, _ = r.tap("R")
+            d, sd = r.tap("D")
+            rr, sr = r.tap("R")
             r.cases += 2
             if d and not rr:
                 out["outcomes"].append("delta new")
             elif rr and not d:
                 out["outcomes"].append("delta old")
             else:
-                r.fail("delta-cut %s" % (cut,), "D %s, R %s" % (d, rr))
+                r.fail("delta-cut %s" % (cut,), "D %s, R %s" % (sd, sr))
             if r.open()["deny_delta_ver"] != 4:
                 r.install(delta)
         r.expect("delta at once", "D", True)
@@ -280,6 +296,7 @@ def one_run(workdir, ks, seed, cards, paths, cut_rate=0.5, log=print, tid=1001):
         r.link.close()
         errors = [ln for ln in vb.lines() if "MemoryError" in ln or "deny" in ln.lower()]
     out.update(cases=r.cases, failures=r.failures, seconds=round(time.monotonic() - t0, 1))
+    out["retried"] = r.retried
     out["errors"] = errors[-5:]
     shutil.rmtree(state, ignore_errors=True)
     return out
@@ -291,11 +308,22 @@ def run_campaign(workdir, ks, runs, cards, seed, cut_rate=0.5, log=print):
     for i in range(runs):
         s = seed * 1000 + i
         res = one_run(workdir, ks, s, cards, paths, cut_rate, log)
-        keys = ("seed", "cases", "cuts", "outcomes", "seconds", "baud", "cut", "install_s")
+        keys = (
+            "seed",
+            "cases",
+            "cuts",
+            "outcomes",
+            "seconds",
+            "baud",
+            "cut",
+            "install_s",
+            "retried",
+        )
         log(json.dumps({k: res[k] for k in keys}))
         total["runs"] += 1
         total["cases"] += res["cases"]
         total["cuts"] += res["cuts"]
+        total["retried"] = total.get("retried", 0) + res["retried"]
         total["install_s"].append(res["install_s"])
         for o in res["outcomes"]:
             total["outcomes"][o] = total["outcomes"].get(o, 0) + 1
