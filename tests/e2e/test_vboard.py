@@ -136,7 +136,7 @@ def test_console_ring_buffer_an_8_kb_deny_list_over_usb_loses_nothing(
     finally:
         os.close(fd)
     assert virtual_bus.console_lost - lost0 > 4096 - 2 * 259  # beyond the ring: lost
-    virtual_bus.baud = 115200  # the DevKitC's USB-UART bridge (the suite's boards: unpaced)
+    virtual_bus.baud = 115200  # the DevKitC's USB-UART bridge (every board's default)
 
     deny = {"04%012x" % (0xA00000 + i): "refuse" for i in range(1024)}  # 1024 x 8 B = 8 KB
     (tmp_path / "deny.json").write_text(json.dumps(deny))
