@@ -173,7 +173,9 @@ def chain_break(plain, prev_mac, key):
     Each MAC is cmac(key, prev_mac | body52)[:8] over a 60-byte message: blocks M1 M2 M3 full and M4
     the last 12 bytes padded (0x80, zeros) and xored with K2 (RFC 4493). The predecessor of record i
     is the MAC field of record i-1 as received, so the messages are independent: the CBC-MAC runs
-    block by block across the batch (block 1 of every message, then 2...)."""
+    block by block across the batch (block 1 of every message, then 2...). The blocks are gathered
+    by strided slices (byte j of every record at once: about 70 C-speed copies a batch, whatever its
+    size), not an object per record."""
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     from card_schema.crypto import subkeys
@@ -181,11 +183,23 @@ def chain_break(plain, prev_mac, key):
     n = len(plain) // SIZE
     if not n:
         return -1
-    a, b2, b3, d, macs, _ = zip(*struct.iter_unpack("<8s16s16s12s8s4s", plain), strict=True)
-    m1 = b"".join(map(bytes.__add__, (bytes(prev_mac),) + macs[:-1], a))
-    m2 = b"".join(b2)
-    m3 = b"".join(b3)
-    m4 = b"".join(map(bytes.__add__, d, [b"\x80\x00\x00\x00"] * n))
+    if len(plain) != n * SIZE:
+        raise ValueError(
+            "chain_break: %d bytes are not whole %d-byte records" % (len(plain), SIZE)
+        )
+    plain = bytes(plain)
+    macs = bytearray(8 * n)  # the MAC field of every record, joined
+    for j in range(8):
+        macs[j::8] = plain[BODY + j :: SIZE]
+    prevs = bytes(prev_mac) + macs[:-8]  # each record's predecessor MAC
+    m = [bytearray(16 * n) for _ in range(4)]  # block k of message i at m[k][16 i:16 i + 16]
+    for j in range(8):
+        m[0][j::16] = prevs[j::8]
+        m[0][8 + j :: 16] = plain[j::SIZE]
+    for k, width in ((1, 16), (2, 16), (3, 12)):
+        for j in range(width):
+            m[k][j::16] = plain[16 * k - 8 + j :: SIZE]
+    m[3][12::16] = b"\x80" * n
     enc = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
 
     def xor(a, b):
@@ -193,14 +207,16 @@ def chain_break(plain, prev_mac, key):
             len(a), "little"
         )
 
-    c = enc.update(m1)
-    c = enc.update(xor(c, m2))
-    c = enc.update(xor(c, m3))
-    c = enc.update(xor(xor(c, m4), subkeys(key)[1] * n))
-    got = b"".join(next(zip(*struct.iter_unpack("8s8s", c), strict=True)))
-    if got == b"".join(macs):
+    c = enc.update(m[0])
+    c = enc.update(xor(c, m[1]))
+    c = enc.update(xor(c, m[2]))
+    c = enc.update(xor(xor(c, m[3]), subkeys(key)[1] * n))
+    got = bytearray(8 * n)
+    for j in range(8):
+        got[j::8] = c[j::16]
+    if got == macs:
         return -1
     for i in range(n):
-        if got[8 * i : 8 * i + 8] != macs[i]:
+        if got[8 * i : 8 * i + 8] != macs[8 * i : 8 * i + 8]:
             return i
     return -1

@@ -54,11 +54,12 @@ def _schema5(monkeypatch):
     """The store's code as it was at schema 5: taps without the clock_unset column (migration 8)."""
     i = store_mod._TAP_COLUMNS.index("clock_unset")
     cols = store_mod._TAP_COLUMNS[:i] + store_mod._TAP_COLUMNS[i + 1 :]
-    rows = store_mod._rows
+    params = store_mod._params
+    w = len(store_mod._TAP_COLUMNS)
 
-    def old_rows(*a):
-        r, first, mac = rows(*a)
-        return [x[:i] + x[i + 1 :] for x in r], first, mac
+    def old_params(*a):
+        p, first, mac = params(*a)
+        return [v for k, v in enumerate(p) if k % w != i], first, mac
 
     sql = {
         d: "INSERT INTO taps ({}) VALUES ({})".format(", ".join(cols), ", ".join([p] * len(cols)))
@@ -67,7 +68,7 @@ def _schema5(monkeypatch):
     monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:5])
     monkeypatch.setattr(store_mod, "_TAP_COLUMNS", cols)
     monkeypatch.setattr(store_mod, "_INSERT_SQL", sql)
-    monkeypatch.setattr(store_mod, "_rows", old_rows)
+    monkeypatch.setattr(store_mod, "_params", old_params)
 
 
 def test_an_unpartitioned_store_is_converted_with_its_rows(pg_server, monkeypatch):
