@@ -158,9 +158,15 @@ def make_app(ingest, max_body=MAX_BODY, body_timeout=BODY_TIMEOUT, metrics_from=
             chunks.append(c)
         return b"".join(chunks), None
 
+    async def read_body_in_time(request):
+        if hasattr(asyncio, "timeout"):  # 3.11+: no task of its own per request, as wait_for's
+            async with asyncio.timeout(body_timeout):
+                return await read_body(request)
+        return await asyncio.wait_for(read_body(request), body_timeout)
+
     async def batch(request, handler=None):
         try:
-            body, refusal = await asyncio.wait_for(read_body(request), body_timeout)
+            body, refusal = await read_body_in_time(request)
         except asyncio.TimeoutError:
             return text(408, f"request body not received within {body_timeout:g} s")
         except ClientDisconnect:  # the terminal dropped its exchange (a tap, a power cut)

@@ -1092,18 +1092,18 @@ def _params(terminal_id, plain, records, now):
         mac[j::8] = plain[52 + j :: size]
     cols = _PARAMS_COLUMNS
     out = [terminal_id] * (cols * n)  # column 0 (terminal) already right
-    out[1::cols] = w4[1::16]  # seq
-    out[2::cols] = w4[2::16]  # time
+    out[1::cols] = w4[1::16].tolist()  # seq
+    out[2::cols] = w4[2::16].tolist()  # time
     out[3::cols] = uid.hex(" ", 7).split()
     out[4::cols] = map(_KIND.__getitem__, plain[1::size])
     out[5::cols] = map(_RESULT.__getitem__, plain[2::size])
     out[6::cols] = map(_PROFILE.__getitem__, plain[3::size])
     out[7::cols] = plain[23::size]  # zone
-    out[8::cols] = w4[6::16]  # counter
-    out[9::cols] = w4[7::16]  # amount
-    out[10::cols] = s4[8::16]  # balance
+    out[8::cols] = w4[6::16].tolist()  # counter
+    out[9::cols] = w4[7::16].tolist()  # amount
+    out[10::cols] = s4[8::16].tolist()  # balance
     for k in range(5):  # line, stop, duration, tariff_ver, deny_ver
-        out[11 + k :: cols] = w2[18 + k :: 32]
+        out[11 + k :: cols] = w2[18 + k :: 32].tolist()
     out[16::cols] = plain[46::size].translate(_BIT0)  # clock_unset
     out[17::cols] = mac.hex(" ", 8).split()
     out[18::cols] = map(bytearray, map(plain.__getitem__, _slices(n, size)))
