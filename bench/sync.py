@@ -33,7 +33,10 @@ PostgreSQL; `vehicles` (40) x `taps` (500) = 20,000 records, the same ones for b
 - bulk_per_s: records / the wall time of one transaction in this process that inserts the rows,
   already built as Python tuples (no decryption, no MAC or chain check), by one executemany into a
   new table with the DDL and indexes of `taps`, and commits (the same store settings:
-  synchronous=FULL, WAL). The rows are built before the clock starts.
+  synchronous=FULL, WAL). The rows are built before the clock starts. (Ingest's writer binds the
+  same values more cheaply than this plain executemany: multi-row INSERTs from one parameter list
+  built column by column, `raw` as bytearray, which sqlite3 binds without its adapter lookup; the
+  database's work per row, the table, its key and indexes, and the settings are the same.)
 Each figure is the median of ROUNDS (5) runs, ingest and bulk in turn, each into a new database
 (the runs are in data: ingest_runs_per_s, bulk_runs_per_s). Beside them (once): a bare table (no
 key, no index), SQLite's multi-row INSERTs as ingest writes, PostgreSQL's COPY. CPU seconds of

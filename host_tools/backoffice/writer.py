@@ -13,7 +13,8 @@ The request's thread sends the batch as it decrypted it (one bytes object, pickl
 no row objects) with its MAC chain checked (store.inner_break, C speed) over a socket pair. Here
 a reader thread takes each batch off the socket as it comes (the socket's buffer holds about two:
 the server's requests never wait on it), checks the rest (store.Prepared: CRC, version, sequence)
-and builds its rows; the main thread writes the batches into one transaction as they come, each
+and builds its rows, column by column into one parameter list (store._params: strided slices of
+the batch, no object per record beyond the values bound); the main thread writes the batches into one transaction as they come, each
 under its own savepoint (store.ingest_group), for as long as the next one comes within COLLECT_S
 of the one before, up to `group`, then commits (one fsync) and answers each batch only after the
 commit: an acknowledged batch is durable (synchronous=FULL). A burst of 40 batches is two or three
