@@ -83,6 +83,56 @@ def test_a_big_batch_is_stored_whole_in_multi_row_inserts(store):
     assert taps[-1]["mac"] == recs[-1][52:60].hex()
 
 
+def test_columns_are_the_records_fields_and_a_damaged_record_is_named(store):
+    """The rows are built column by column from the batch (store._params); every stored column must
+    be what the record decoder (taprecord_host.to_dict) reads from its raw bytes, for fields at the
+    ends of their ranges (a negative balance, names past the tables, the clock flag)."""
+    specs = [
+        {
+            "uid": bytes([i, 255 - i, 7, 0, 0x80, 1, i]),
+            "kind": 1 + i % 9,
+            "result": (i * 37) % 256,
+            "profile": (i * 11) % 256,
+            "zone": i % 256,
+            "counter": 2**32 - 1 - i,
+            "amount": i * 1000,
+            "balance": -1 - i if i % 2 else 2**31 - 1 - i,
+            "line": 65535 - i,
+            "stop": i,
+            "duration": 3 * i,
+            "tariff_ver": 40000 + i,
+            "deny_ver": i * 7,
+            "flags": taprecord_host.FLAG_CLOCK_UNSET if i % 3 == 0 else 2,
+        }
+        for i in range(40)
+    ]
+    recs = chain(KEY7, 7, specs)
+    assert store.ingest(7, recs, KEY7) == (40, 0)
+    assert [bytes(r) for r in store.raw_records(7)] == recs
+    for row, raw in zip(store.taps(7), recs, strict=True):
+        d = taprecord_host.to_dict(raw)
+        assert {k: row[k] for k in d} == d
+    # the first damaged record of a batch is the one named, whatever else is wrong after it
+    more = chain(KEY7, 7, charges(6), first_seq=41, prev=recs[-1][52:60])
+    crc = bytearray(more[2])
+    crc[60] ^= 1
+    with pytest.raises(
+        store_mod.ChainError, match="record 43 of the batch is damaged .record CRC"
+    ):
+        store.ingest(7, more[:2] + [bytes(crc)] + more[4:], KEY7)
+    version = bytearray(more[1])
+    version[0] = 9
+    version[60:64] = (binascii.crc32(version[:60]) & 0xFFFFFFFF).to_bytes(4, "little")
+    with pytest.raises(
+        store_mod.ChainError, match="record 42 of the batch is damaged .record ver"
+    ):
+        store.ingest(7, more[:1] + [bytes(version)] + more[2:3] + [bytes(crc)], KEY7)
+    other = chain(KEY7, 8, charges(2), first_seq=42, prev=more[0][52:60])
+    with pytest.raises(store_mod.ChainError, match="seq 42 belongs to terminal 8"):
+        store.ingest(7, more[:1] + other, KEY7)
+    assert store.count() == 40 and store.last_seq(7) == 40
+
+
 def test_chain_break_is_refused_and_nothing_is_stored(store):
     recs = chain(KEY7, 7, charges(12))
     store.ingest(7, recs[:4], KEY7)
