@@ -641,9 +641,14 @@ def test_a_flood_of_bad_posts_is_counted_not_written(server_factory, store_url, 
     """300 malformed POSTs wrote 300 fsynced rows in 0.5 s. Now: the source's refusal budget, then
     429 before any work; one row per (source, reason) when the counts are written."""
     srv = server_factory(store_url)
+    t0 = time.monotonic()
     statuses = [post(srv.port, b"TKB2" + os.urandom(60))[0] for _ in range(300)]
-    assert statuses.count(400) == srv.ingest.REJECT_BURST
-    assert statuses.count(429) == 300 - srv.ingest.REJECT_BURST
+    took = time.monotonic() - t0
+    # the burst, plus what the budget refilled while the flood lasted (a loaded host: > 1 s)
+    refused = statuses.count(400)
+    burst = srv.ingest.REJECT_BURST
+    assert burst <= refused <= burst + int(took * srv.ingest.REJECT_RATE) + 1
+    assert statuses.count(429) == 300 - refused
     with store_mod.open_store(store_url) as db:
         assert db.rejects() == []  # nothing written per POST
     # an honest terminal elsewhere on the network is not held up by the flood
@@ -654,9 +659,9 @@ def test_a_flood_of_bad_posts_is_counted_not_written(server_factory, store_url, 
     with store_mod.open_store(store_url) as db:
         rows = db.rejects()
     assert [(r["source"], r["reason"].split(":")[0], r["count"]) for r in rows] == [
-        ("wifi 127.0.0.1", "malformed", srv.ingest.REJECT_BURST)
+        ("wifi 127.0.0.1", "malformed", refused)
     ]
-    assert metric(srv.port, 'tapkit_rejects_total{reason="rate_limited"}') == 280
+    assert metric(srv.port, 'tapkit_rejects_total{reason="rate_limited"}') == 300 - refused
     assert sum(1 for line in srv.logged if "refused" in line) == 1
 
 
