@@ -1,10 +1,10 @@
 """Heap each firmware module costs once imported on the VM (bytecode, qstrs, objects), in boot
 order: harness/mp/heap_probe.py with the built .mpy (1 MB heap, so that nothing is collected); and
 the heap every tap path leaves free at its peak on the 112 KB heap (harness/heap_paths.py: the
-firmware's own taps on virtual terminals, a Wi-Fi board's too).
+firmware's own taps on virtual terminals, taps while a host syncs over USB, a Wi-Fi board's too).
 
 data: {"total": bytes, "modules": {module: bytes}, "paths": {path: {"alloc", "heap_used",
-"heap_free"}}, "worst_path": {"path", "heap_free"}} (the path with the least free, Wi-Fi included).
+"heap_free"}}, "worst_path": {"path", "heap_free"}} (the path with the least free, USB and Wi-Fi included).
 """
 
 import tempfile
@@ -40,6 +40,7 @@ def measure_paths():
 
     with tempfile.TemporaryDirectory() as d:
         paths = heap_paths.heap_paths(d)
+        paths.update(heap_paths.usb_paths(d))
         paths.update(heap_paths.wifi_paths(d))
     return paths
 

@@ -299,7 +299,8 @@ class Terminal:
 
     def _update(self):
         """Reset for a firmware update at a safe moment: no card in the field, no pending charge,
-        no tap for 3 s, no host on the USB serial, no Wi-Fi exchange (firmware/ota.py)."""
+        no tap for 3 s, no host on the USB serial (no line for sync_idle_ms: a tap forgets the
+        responder of a host still talking), no Wi-Fi exchange (firmware/ota.py)."""
         q = _QUIET
         now = time.ticks_ms()
         if (
@@ -307,6 +308,7 @@ class Terminal:
             or self.present_uid is not None
             or self.pending is not None
             or self.responder is not None
+            or (self.sync_requests and time.ticks_diff(now, self._heard) < self._sync_idle)
             or self._wifi
         ):
             q[0], q[1] = self.taps, now  # type: ignore[call-overload]
@@ -397,6 +399,8 @@ class Terminal:
         self.present_uid = uid
         if self._wifi:
             self._stop_upload()  # the tap first: it gets the heap a USB-only terminal has
+        if self.responder is not None:  # idle between a host's lines (its state is the
+            self._forget_responder()  # Terminal's): the tap's heap; the next line loads it again
         self.tap(uid)
 
     def _upload(self):
@@ -805,8 +809,8 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
     n = 0
     mark = gc.mem_alloc()
     while True:
-        r = term.responder  # loaded while a host talks (sync_responder)
-        asked = r.requests if r else -1
+        # requests answered so far (no reference to the responder kept: a tap forgets it)
+        asked = term.sync_requests + (term.responder.requests if term.responder else 0)
         try:
             term.poll()
         except KeyboardInterrupt:
@@ -825,8 +829,7 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
             return term
         # a host streaming a sync keeps several requests in the console buffer: take the next one
         # at once (the reader is still polled every pass); otherwise rest until the next pass
-        r = term.responder
-        if (r.requests if r else -1) == asked:
+        if term.sync_requests + (term.responder.requests if term.responder else 0) == asked:
             time.sleep_ms(20) if hasattr(time, "sleep_ms") else time.sleep(0.02)
 
 

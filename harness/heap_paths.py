@@ -12,7 +12,8 @@ run with a 1 MB heap so that no automatic collection hides part of it).
 Paths: charge, refused (insufficient balance), denied (deny list), blocked (a deny entry with the
 block action marks the card; then the marked card), expired, pending (the commit's answer lost, the
 card comes back: it did commit), void (the commit never reached the card: voided and charged
-afresh), refund (POS: the last sale given back), parking in and out, journal full.
+afresh), refund (POS: the last sale given back), parking in and out, journal full. usb_paths: taps
+while a host talks over USB (mid-sync, after an INSTALL); wifi_paths: a Wi-Fi board's charge.
 """
 
 import json
@@ -201,6 +202,62 @@ PATHS = (
     "parking out",
     "journal full",
 )
+
+
+USB_PATHS = ("usb sync, charge", "usb sync, refused", "usb sync, denied", "usb install, charge",
+             "usb install, denied")  # fmt: skip
+
+
+def usb_paths(work, heap=HEAP, room=MEASURE_HEAP, cards=1000):
+    """Taps while a host talks to the terminal over USB (`tapkit sync`'s link; the sync responder is
+    loaded from a host's first line until sync_idle_ms, 20 s, of silence): in the middle of a sync
+    (IDENTIFY and a PULL answered, the ACK not yet sent: a charge, a refusal, a deny-list refusal),
+    and right after an INSTALL of a `cards`-card deny list (the list's size does not show in the
+    tap's heap: a city's 100,000 cards, 800 KB, measured within 100 B of 1,000's, in 2 minutes)."""
+    from card_schema import signed, signed_host, tariff
+    from emulator.card import DESFireCard
+    from harness.boards import deployed_board, rider_card
+    from host_tools import keystore
+    from host_tools.fleet.link import SerialLink
+
+    total = _size(heap)
+    ks_path = os.path.join(work, "ks.json")
+    if not os.path.exists(ks_path):
+        keystore.init(ks_path)
+    ks = keystore.load(ks_path)
+    tid = 1201
+
+    def card(name, balance=500000):
+        return rider_card(os.path.join(work, "usb-" + name + ".card"), ks, balance)
+
+    rich, poor, listed, later = card("rich"), card("poor", 1000), card("listed"), card("later")
+    uid = DESFireCard.load(listed).uid
+    entries = {bytes([4]) + (i * 7919 + 1).to_bytes(6, "big"): i % 2 for i in range(cards)}
+    entries[uid] = tariff.ACTION_REFUSE
+    blob = signed_host.seal_fast(
+        keystore.config_key(ks, tid), signed.KIND_DENY, 2, tariff.pack_deny(entries)
+    )
+    out = {}
+    with deployed_board(
+        os.path.join(work, "usb"), ks, tid, heap=room, fare=FARE, deny={uid.hex(): "refuse"}
+    ) as vb:
+        with SerialLink(vb.port, timeout=30.0) as link:
+            link.key = keystore.terminal_key(ks, tid)
+            for c, path, want in ((rich, "charge", "OK"), (poor, "refused", None),
+                                  (listed, "denied", None)):  # fmt: skip
+                head = link.identify()["head_seq"]
+                link.pull(max(1, head))  # mid-sync: the records pulled, not acked yet
+                _tap(vb, c, "usb sync, " + path, out, total, want)
+                link.ack(head)
+            assert link.install(blob) == (signed.KIND_DENY, 2)
+            _tap(vb, later, "usb install, charge", out, total, "OK")
+            _tap(vb, listed, "usb install, denied", out, total)
+            if link.identify()["deny_ver"] != 2:
+                raise AssertionError("usb install: the deny list was not installed")
+        bad = [ln for ln in vb.lines(0) if "MemoryError" in ln]
+        if bad:
+            raise AssertionError("usb: %s" % bad[0])
+    return out
 
 
 WIFI_PATHS = ("wifi, server down", "wifi, uploading", "wifi, uploaded")
