@@ -809,8 +809,9 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
     n = 0
     mark = gc.mem_alloc()
     while True:
-        # requests answered so far (no reference to the responder kept: a tap forgets it)
-        asked = term.sync_requests + (term.responder.requests if term.responder else 0)
+        r = term.responder  # loaded while a host talks (sync_responder)
+        asked = r.requests if r else -1
+        r = None  # no reference to it from here during the pass: a tap forgets it
         try:
             term.poll()
         except KeyboardInterrupt:
@@ -829,7 +830,8 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
             return term
         # a host streaming a sync keeps several requests in the console buffer: take the next one
         # at once (the reader is still polled every pass); otherwise rest until the next pass
-        if term.sync_requests + (term.responder.requests if term.responder else 0) == asked:
+        r = term.responder
+        if (r.requests if r else -1) == asked:
             time.sleep_ms(20) if hasattr(time, "sleep_ms") else time.sleep(0.02)
 
 
