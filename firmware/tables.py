@@ -4,6 +4,8 @@ boot and after an INSTALL changed a version (firmware/app.py load_tables), and f
 card_schema.tariff and card_schema.signed: a tap needs only card_schema.denylist.
 """
 
+from errno import ENOENT
+
 from micropython import const
 
 from card_schema import signed, tariff
@@ -14,8 +16,11 @@ _DEFAULT_REPEAT = const(60)  # = card_schema.tariff_host.DEFAULT_REPEAT
 def load(term):
     """(Re)load the tables into `term`; verify each; use only what verifies. What the terminal uses
     changes only once every file is read: an error while verifying that is neither OSError nor
-    ValueError (a MemoryError in a fragmented heap) leaves the tables in use as they were and
-    raises (the main loop tries again on a later pass), never a terminal without its deny list."""
+    ValueError (a MemoryError in a fragmented heap), or an OSError other than ENOENT (a file that
+    is there but cannot be read: a flash error) on a reload, leaves the tables in use as they were
+    and raises (the main loop tries again on a later pass), never a terminal without its deny list.
+    At boot there is nothing in use: an unreadable file is logged and reported as version 0 (the
+    host installs it again)."""
     deny = []
     table = None
     deny_ver = 0
@@ -43,7 +48,11 @@ def load(term):
                 else:
                     f.close()
                 vers[ver] = v
-            except OSError:
+            except OSError as e:
+                if e.errno != ENOENT:  # there, but unreadable: not "none provisioned"
+                    if term._vers:  # () at boot, the versions in use after a load
+                        raise  # a reload: what is in use stays
+                    term.log_error(name, e)
                 if kind == signed.KIND_FARES and "fare" in term.config:
                     # provisioned flat fare, no table yet: repeat window and concessions apply
                     table = {

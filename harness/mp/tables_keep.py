@@ -2,10 +2,10 @@
 use stays in use when verifying the tables fails for lack of memory (tests/firmware/
 test_profiles_bus_mp.py).
 
-    micropython tables_keep.py UIDHEX     (in a directory holding deny.bin, sealed with bytes(range(16)))
+    micropython tables_keep.py UIDHEX [EIO]  (in a directory holding deny.bin, sealed with bytes(range(16)))
 
 Prints "loaded VERSION ACTION" after a clean load, "kept VERSION ACTION" after a load whose deny-list
-verification raised MemoryError, then "reloaded VERSION ACTION" once memory is back (ACTION: the
+verification raised MemoryError (with EIO: OSError(EIO), a flash read error), then "reloaded VERSION ACTION" once memory is back (ACTION: the
 listed UID's action, -1 for not listed).
 """
 
@@ -46,8 +46,13 @@ print("loaded", t.info["deny_ver"], t.action(uid))
 real = tariff.load
 
 
+EIO = len(sys.argv) > 2 and sys.argv[2] == "EIO"
+
+
 def short(key, name, kind, buf):
     if kind == signed.KIND_DENY:
+        if EIO:
+            raise OSError(5)  # EIO
         raise MemoryError("memory allocation failed, allocating 512 bytes")
     return real(key, name, kind, buf)
 
@@ -56,7 +61,7 @@ tariff.load = short
 try:
     tables.load(t)
     print("no error")
-except MemoryError:
+except (MemoryError, OSError):
     pass
 print("kept", t.info["deny_ver"], t.action(uid))
 tariff.load = real

@@ -237,13 +237,16 @@ def test_catalogues_have_every_message():
     assert lens == [n, n]
 
 
-def test_a_deny_list_in_use_stays_in_use_when_a_reload_runs_out_of_memory(mp_run, tmp_path):
+@pytest.mark.parametrize("error", ["MemoryError", "EIO"])
+def test_a_deny_list_in_use_stays_in_use_when_a_reload_fails(mp_run, tmp_path, error):
     """After an INSTALL the terminal verifies its tables again (firmware/tables.py load). A
-    MemoryError in that verification (a fragmented heap beside a host's sync) must leave the
-    verified list in use: it used to empty the terminal's deny list first, and taps until a later
-    pass verified it again were not checked against any list."""
+    MemoryError in that verification (a fragmented heap beside a host's sync) or a flash read
+    error (OSError EIO: the file is there, unlike ENOENT, "none provisioned") must leave the
+    verified list in use: both used to empty the terminal's deny list first, and taps until a
+    later pass verified it again were not checked against any list."""
     listed = _uid(5)
     blob = signed.seal(KEY, signed.KIND_DENY, 4, tariff.pack_deny({listed: 1, _uid(6): 0}))
     (tmp_path / "deny.bin").write_bytes(blob)
-    p = mp_run(vm.script("tables_keep"), listed.hex(), cwd=tmp_path, check=True)
+    args = [listed.hex()] + (["EIO"] if error == "EIO" else [])
+    p = mp_run(vm.script("tables_keep"), *args, cwd=tmp_path, check=True)
     assert p.stdout.split("\n")[:3] == ["loaded 4 1", "kept 4 1", "reloaded 4 1"]
