@@ -406,6 +406,19 @@ class Terminal:
     def _upload(self):
         """One step of the Wi-Fi upload (firmware/wifi.py): its code is in the heap only while an
         exchange is under way, and forgotten after it (its state between exchanges: `up`)."""
+        p = self.up[3]  # type: ignore[index]
+        if not self._wifi and p and p[2] and p[3] == p[2]:
+            # a download complete in install.part: installed with the uploader's heap (firmware/
+            # install.py wifi), in a pass after the one that ended the exchange (in that one the
+            # GC still found the uploader from the stack: MemoryError, 512 bytes, under load)
+            try:
+                firmware.load("install").wifi(self)
+            except Exception as e:  # MemoryError loading it: tried again a while later
+                self.up[0] = time.ticks_add(time.ticks_ms(), _UPLOAD_RETRY_MS)  # type: ignore[index]
+                self.log_error("wifi", e)
+            firmware.forget("install", "store")
+            self._trim()
+            return
         try:
             if self._wifi:
                 from firmware import wifi
@@ -422,12 +435,8 @@ class Terminal:
         if not self._wifi:
             firmware.forget("wifi")
             p = self.up[3]  # type: ignore[index]
-            if p and p[2] and p[3] == p[2]:  # a download complete in install.part: installed
-                try:  # with the uploader's heap (firmware/install.py wifi)
-                    firmware.load("install").wifi(self)
-                except Exception as e:  # MemoryError: tried again after the next exchange
-                    self.log_error("wifi", e)
-                firmware.forget("install", "store")
+            if p and p[2] and p[3] == p[2]:  # a download complete: installed on the next pass
+                self.up[0] = time.ticks_ms()  # type: ignore[index]
             self._trim()  # install.part() or a downloaded table loaded them
 
     def _stop_upload(self):
