@@ -27,6 +27,7 @@ import sys
 
 import vfs
 from norflash import NORFlash, PowerCut
+from norblocks import NORBlockDev
 
 SIZE = 96 * 4096
 JSIZE = 3 * 4096
@@ -34,34 +35,6 @@ TID = 1001
 JKEY = bytes(range(16))
 UID = b"\x04\x11\x22\x33\x44\x55\x66"
 MODS = ("firmware.ota", "firmware.otastate", "firmware.install", "firmware.store")
-
-
-class NORBlockDev:
-    # littlefs's block device over the NOR model (as harness/mp/store_cuts.py): programs split at
-    # 256-byte pages, erase = ioctl 6
-    def __init__(self, flash):
-        self.f = flash
-
-    def readblocks(self, n, buf, off=0):
-        self.f.read(n * 4096 + off, buf)
-
-    def writeblocks(self, n, buf, off=0):
-        a = n * 4096 + off
-        mv = memoryview(buf)
-        i = 0
-        while i < len(buf):
-            k = min(256 - (a + i) % 256, len(buf) - i)
-            self.f.program(a + i, mv[i : i + k])
-            i += k
-
-    def ioctl(self, op, arg):
-        if op == 4:
-            return self.f.size // 4096
-        if op == 5:
-            return 4096
-        if op == 6:
-            self.f.erase(arg * 4096)
-            return 0
 
 
 class Wdt:
