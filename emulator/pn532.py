@@ -19,6 +19,17 @@ Behaviour modelled on the chip:
 - a well-formed frame with an unknown command or bad parameters is ACKed, then answered with the error
   frame, as the chip does.
 - extended frames (`00 FF FF FF ...`) are not supported and are skipped like noise.
+- the chip's pace is not the host computer's: the ACK goes out the moment a frame is received,
+  before the command runs, as on the chip (served over TCP: `handle_bytes(data, send)`). A frame
+  from the host while a command is under way aborts it (UM0701-02 6.2.1.3): served, a command
+  whose frame is followed on the line by another one is ACKed and not run (the host resent it, or
+  sent its abort ACK, before a slowed emulator got to it), and an answer is not sent when the
+  host's next bytes came while the command ran (the host stopped waiting). So a host that times
+  out only because this process was slow (a loaded machine) never gets a stale answer for its next
+  command, and a card never runs a command twice because the host resent it.
+- a card whose answer comes after the host stopped waiting: its `transceive` returns `NO_ANSWER`
+  (it ran the command); the chip sends the ACK and nothing more for that command (the host's next
+  frame aborts it), whatever the host's timeout and however slow the machine.
 
 The RF side is a `RFField` holding zero or one card. A card is any object with `uid` (bytes), `atqa`
 (2 bytes in the MSB-first notation of NXP datasheets, DESFire EV1: `03 44`; the PN532 reports
@@ -37,6 +48,7 @@ transactions).
 
 import logging
 import random
+import select
 import socket
 import threading
 import time
@@ -46,6 +58,9 @@ log = logging.getLogger(__name__)
 ACK = b"\x00\x00\xff\x00\xff\x00"
 NACK = b"\x00\x00\xff\xff\x00\x00"
 ERROR_FRAME = b"\x00\x00\xff\x01\xff\x7f\x81\x00"
+# what a card's transceive (or a command handler) returns for an answer that comes after the host
+# stopped waiting: the chip sends no response for that command (module doc)
+NO_ANSWER = type("NoAnswer", (), {"__repr__": lambda self: "NO_ANSWER"})()
 
 TFI_HOST = 0xD4
 TFI_CHIP = 0xD5
@@ -193,6 +208,7 @@ class PN532Emulator:
         self.air_bytes = 0  # modelled bytes on the RF interface (framing included)
         self.last_card_error = None
         self.empty_polls = 0  # InListPassiveTarget answered "no target" (the host saw no card)
+        self.aborted = 0  # commands aborted by the host's next frame (served: module doc)
 
     def air_seconds(self):
         """Modelled air time of all RF traffic so far at 106 kbit/s."""
@@ -212,32 +228,43 @@ class PN532Emulator:
         }
 
     # ---- the frame layer -------------------------------------------------------------------
-    def handle_bytes(self, data):
-        """Feed bytes from the host; return every byte the chip sends in reply (maybe b"")."""
+    def handle_bytes(self, data, send=None, more=None):
+        """Feed bytes from the host; return every byte the chip sends in reply (maybe b"").
+        Served (the UART): `send(bytes)` takes the chip's bytes as they are made (the ACK before
+        the command runs; then b"" is returned), and `more()` says whether the host's next bytes
+        are on the line (a command is then aborted: module doc)."""
         with self._lock:
             if self.noise is not None:
                 data = self.noise("rx", bytes(data))
             self.bytes_in += len(data)
             self._rx += data
             out = bytearray()
+
+            def emit(b):
+                if self.noise is not None and b:
+                    b = self.noise("tx", b)
+                self.bytes_out += len(b)
+                if send is None:
+                    out.extend(b)
+                elif b:
+                    send(b)
+
             while True:
-                step = self._parse_one()
+                step = self._parse_one(emit, more)
                 if step is None:
                     break
-                out += step
-            out = bytes(out)
-            if self.noise is not None and out:
-                out = self.noise("tx", out)
-            self.bytes_out += len(out)
-            return out
+                emit(step)
+            return bytes(out)
 
     def resync(self):
         """Drop a partial frame (the serve loop calls this after the line went idle)."""
         with self._lock:
             self._rx.clear()
 
-    def _parse_one(self):
-        """Consume at most one frame from the buffer; return bytes to send, or None to wait."""
+    def _parse_one(self, emit, more=None):
+        """Consume at most one frame from the buffer; return bytes to send, or None to wait. A
+        command's ACK goes to emit() before it runs; with `more` (served), a command is aborted
+        when the host's next frame came before it ran or while it ran."""
         rx = self._rx
         i = rx.find(b"\x00\xff")
         if i < 0:
@@ -273,10 +300,19 @@ class PN532Emulator:
         if rx[:1] == b"\x00":
             del rx[:1]  # postamble
         self.frames_in += 1
+        self.frames_out += 1
+        emit(ACK)  # at once, as the chip does: before the command runs
+        if more is not None and rx.find(b"\x00\xff") >= 0:
+            self.aborted += 1  # the host sent its next frame before this one ran: it gave up
+            self._last_response = b""
+            return b""
         response = self._dispatch(payload)
+        if more is not None and response and (rx.find(b"\x00\xff") >= 0 or more()):
+            self.aborted += 1  # the host's next bytes came while it ran: it stopped waiting
+            response = b""
         self._last_response = response
-        self.frames_out += 2
-        return ACK + response
+        self.frames_out += bool(response)
+        return response
 
     def _dispatch(self, payload):
         if len(payload) < 2 or payload[0] != TFI_HOST:
@@ -288,6 +324,8 @@ class PN532Emulator:
         data = handler(payload[2:])
         if data is None:  # the handler found a syntax error
             return ERROR_FRAME
+        if data is NO_ANSWER:  # the host stops waiting first (module doc)
+            return b""
         return frame(bytes((TFI_CHIP, cmd + 1)) + data)
 
     # ---- commands --------------------------------------------------------------------------
@@ -364,6 +402,8 @@ class PN532Emulator:
             log.debug("card transceive failed: %r", e)
             self.last_card_error = e
             return bytes((ERR_TIMEOUT,))
+        if resp is NO_ANSWER:
+            return NO_ANSWER
         if resp is None or not self._target_active():
             return bytes((ERR_TIMEOUT,))
         resp = bytes(resp)
@@ -455,12 +495,10 @@ class PN532Emulator:
                 return
             if not data:
                 return
-            out = self.handle_bytes(data)
-            if out:
-                try:
-                    conn.sendall(out)
-                except OSError:
-                    return
+            try:
+                self.handle_bytes(data, conn.sendall, lambda: _readable(conn))
+            except OSError:
+                return
 
     def close(self):
         self._closing = True
@@ -479,6 +517,11 @@ class PN532Emulator:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _readable(conn):
+    """Bytes from the host wait on the connection (or it closed)."""
+    return bool(select.select([conn], [], [], 0)[0])
 
 
 def _ats_with_tl(ats):

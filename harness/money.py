@@ -16,6 +16,8 @@ radio, and what the rider does next:
                                          and the card memory's replay)
              lost K, damaged K, late K   the card's answer to frame K never arrives / arrives with one
                                          bit flipped / arrives after the reader stopped waiting
+                                         (the chip ACKs and sends nothing more: emulator.pn532
+                                         NO_ANSWER; no wall-clock race with the driver's timeout)
              drop K                      the field drops at frame K (the card leaves; a torn command
                                          is all or nothing, emulator.card)
              unlisted K                  the reader chip loses its target after frame K: the next
@@ -54,7 +56,6 @@ TERMINAL = 7
 FARE = 25000
 CARDS = 120  # the pool of riders: a card rides again after the others, outside the repeat window
 SYNC_EVERY = 150  # cases between syncs (the virtual board's journal holds about 3,800 records)
-LATE_S = 0.6  # a late answer: after the reader's 500 ms
 CHECK = "Checking"
 # what a charge's OK starts with on the display (firmware/app.py; the car park's own texts,
 # firmware/profile_parking.py ok()): the rider was told, even when the power went before the beep
@@ -156,8 +157,10 @@ class Rider:
             i = p[3] % len(r)
             r[i] ^= 1 << p[4]
             r = bytes(r)
-        elif kind == "late":
-            time.sleep(LATE_S)
+        elif kind == "late":  # the card ran it; its answer comes after the reader stopped waiting
+            from emulator.pn532 import NO_ANSWER
+
+            r = NO_ANSWER
         if self.pull:
             run.vb.field.remove()
         return r
