@@ -377,7 +377,6 @@ class VirtualBoard:
         always restarts at power-on; the virtual board's is the host's, so say it): the firmware
         boots with its clock unset, unless the board's DS3231 (rtc=True) kept the time on its
         battery (emulator.ds3231.power_cut(path, battery=0) flattens it)."""
-        self._event("RESET| %s" % reason)
         if clock_lost:
             from emulator import ds3231
 
@@ -391,6 +390,9 @@ class VirtualBoard:
         if old and old.poll() is None:
             old.kill()
             old.wait()
+        for t in getattr(old, "relays", ())[1:]:  # its last lines in first (its stderr reader):
+            t.join(5)  # read late on a loaded host, its DISPLAY passed for the new boot's below
+        self._event("RESET| %s" % reason)
         mark = self.mark()
         self._boot("watchdog" if reason.startswith("watchdog") else "power-on")
         if wait_ready and self.kind == "fw":
