@@ -839,8 +839,8 @@ def run(board_path="board.json", config_path="config.json", keys_path="keys.json
             return term
         # a host streaming a sync keeps several requests in the console buffer: take the next one
         # at once (the reader is still polled every pass); otherwise rest until the next pass
-        r = term.responder
-        if (r.requests if r else -1) == asked:
+        r = term.responder  # None: not loaded, or forgotten by this pass's tap (rest as before)
+        if r is None or r.requests == asked:
             time.sleep_ms(20) if hasattr(time, "sleep_ms") else time.sleep(0.02)
 
 
