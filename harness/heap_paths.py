@@ -25,6 +25,16 @@ MEASURE_HEAP = "1M"
 FARE = 25000
 
 
+def _keystore(work):
+    """The issuer keystore the paths share in `work` (made once): (path, keystore)."""
+    from host_tools import keystore
+
+    ks_path = os.path.join(work, "ks.json")
+    if not os.path.exists(ks_path):
+        keystore.init(ks_path)
+    return ks_path, keystore.load(ks_path)
+
+
 def _size(heap):
     """The firmware's heap on an ESP32 with `heap` ("112K"), as the virtual board gives it: the
     board's MicroPython has the stand-in errno and socket modules' cost on top (vboard.heap_bytes),
@@ -221,10 +231,7 @@ def usb_paths(work, heap=HEAP, room=MEASURE_HEAP, cards=1000):
     from host_tools.fleet.link import SerialLink
 
     total = _size(heap)
-    ks_path = os.path.join(work, "ks.json")
-    if not os.path.exists(ks_path):
-        keystore.init(ks_path)
-    ks = keystore.load(ks_path)
+    ks_path, ks = _keystore(work)
     tid = 1201
 
     def card(name, balance=500000):
@@ -269,15 +276,11 @@ def wifi_paths(work, heap=HEAP, room=MEASURE_HEAP):
     the board uploads (the tap stops the exchange under way), and once all is uploaded."""
     from harness.boards import deploy, rider_card
     from emulator.vboard import VirtualBoard
-    from host_tools import keystore
     from host_tools.backoffice import ingest, server
     from host_tools.backoffice import store
 
     total = _size(heap)
-    ks_path = os.path.join(work, "ks.json")
-    if not os.path.exists(ks_path):
-        keystore.init(ks_path)
-    ks = keystore.load(ks_path)
+    ks_path, ks = _keystore(work)
     tid = 1101
     url = "sqlite:///%s" % os.path.join(work, "wifi.db")
     port = _free_port()
@@ -361,16 +364,12 @@ def wifi_upload(
     from emulator.vboard import VirtualBoard
     from harness import vm
     from harness.boards import deploy
-    from host_tools import keystore
     from host_tools.backoffice import ingest, server, store
     from host_tools.fleet import provision
     from host_tools.fleet.link import SerialLink
 
     total = _size(heap)
-    ks_path = os.path.join(work, "ks.json")
-    if not os.path.exists(ks_path):
-        keystore.init(ks_path)
-    ks = keystore.load(ks_path)
+    ks_path, ks = _keystore(work)
     tid = 1102
     url = "sqlite:///%s" % os.path.join(work, "upload.db")
     port = _free_port()
